@@ -1,0 +1,83 @@
+//! Command-line glue: one file per subcommand. `anyhow` lives here and in `main.rs` only.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+
+/// Keeps container image references in Git up to date.
+#[derive(Debug, Parser)]
+#[command(name = "tagsmith", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, `RUST_LOG` syntax (e.g. `info,tagsmith=debug`); overrides `RUST_LOG`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Results on stdout: human text or one JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+}
+
+/// How a command ended when it did not fail: 0, or 1 for "nothing selected" / "changes pending".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Pending,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Ok => ExitCode::SUCCESS,
+            Status::Pending => ExitCode::from(1),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Status> {
+    match cli.command {}
+}
+
+/// Logs go to stderr so stdout stays for results.
+pub fn init_logging(args: &GlobalArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+
+    let filter = match &args.log {
+        Some(spec) => EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

@@ -1,0 +1,7 @@
+//! tagsmith: keeps container image references in Git up to date.
+//!
+//! The pure core (`policy`, `rewrite`) works on values only; IO lives at the edges
+//! (`registry`, `git`, `forge`, `server`) and `engine` sequences it. See `docs/` and the README.
+
+pub mod cli;
+pub mod model;
