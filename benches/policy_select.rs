@@ -19,7 +19,9 @@ const RUNS: usize = 7;
 fn tags(count: usize) -> Vec<String> {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         state >> 33
     };
     (0..count)
@@ -29,7 +31,11 @@ fn tags(count: usize) -> Vec<String> {
                 0..40 => format!("app-{a}.{b}.{c}"),
                 40..55 => format!("app-{a}.{b}.{c}-rc.{}", next() % 20),
                 55..70 => format!("v{a}.{b}.{c}"),
-                70..85 => format!("main-{:08x}-{}", next(), 1_700_000_000 + next() % 10_000_000),
+                70..85 => format!(
+                    "main-{:08x}-{}",
+                    next(),
+                    1_700_000_000 + next() % 10_000_000
+                ),
                 85..95 => format!("app-{a}.{b}"),
                 _ => format!("app-{a}.{b}.{c}.sig"),
             }
@@ -84,8 +90,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("tags={}", tags.len());
     println!("threads={threads}");
     println!("selected={selected}");
-    println!("range_only_selected={}", range_only.select(&tags).tag.unwrap_or("<none>"));
-    println!("tagsmith_range_filter_ms={:.1}", with_filter.as_secs_f64() * 1e3);
-    println!("tagsmith_range_only_ms={:.1}", without_filter.as_secs_f64() * 1e3);
+    println!(
+        "range_only_selected={}",
+        range_only.select(&tags).tag.unwrap_or("<none>")
+    );
+    println!(
+        "tagsmith_range_filter_ms={:.1}",
+        with_filter.as_secs_f64() * 1e3
+    );
+    println!(
+        "tagsmith_range_only_ms={:.1}",
+        without_filter.as_secs_f64() * 1e3
+    );
     Ok(())
 }

@@ -4,5 +4,6 @@
 //! (`registry`, `git`, `forge`, `server`) and `engine` sequences it. See `docs/` and the README.
 
 pub mod cli;
+pub mod config;
 pub mod model;
 pub mod policy;

@@ -94,6 +94,10 @@ impl FromStr for ImageName {
             return Err(err("contains whitespace or '@'"));
         }
         let name = Self(s.to_string());
+        let last = s.rsplit('/').next().unwrap_or(s);
+        if last.contains(':') {
+            return Err(err("has a tag; write the repository only"));
+        }
         let path_start = name.explicit_registry().map_or(0, |h| h.len() + 1);
         let path = &s[path_start..];
         if path.is_empty() {

@@ -29,7 +29,10 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn prints_the_selected_tag_and_exits_zero() {
-    let o = eval(&["--semver", ">=1.0.0 <2.0.0"], "0.9.0\r\n1.4.2\r\n2.0.0\r\n\r\n  1.10.0  \n");
+    let o = eval(
+        &["--semver", ">=1.0.0 <2.0.0"],
+        "0.9.0\r\n1.4.2\r\n2.0.0\r\n\r\n  1.10.0  \n",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "1.10.0\n");
 }
@@ -40,7 +43,10 @@ fn nothing_selected_exits_one_with_a_reason() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o), "");
     let err = stderr(&o);
-    assert!(err.contains("no tag selected from 2 tags") && err.contains("1 not semver"), "{err}");
+    assert!(
+        err.contains("no tag selected from 2 tags") && err.contains("1 not semver"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -54,11 +60,22 @@ fn empty_input_exits_one() {
 fn invalid_policies_exit_two_naming_the_bad_part() {
     let o = eval(&["--semver", ">= bar"], "1.0.0\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains(r#"invalid semver range ">= bar": unexpected "bar" at column 4"#), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(r#"invalid semver range ">= bar": unexpected "bar" at column 4"#),
+        "{}",
+        stderr(&o)
+    );
 
-    let o = eval(&["--alphabetical", "asc", "--filter", "^test-(.*"], "test-1\n");
+    let o = eval(
+        &["--alphabetical", "asc", "--filter", "^test-(.*"],
+        "test-1\n",
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("invalid filter pattern"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid filter pattern"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = eval(&["--numerical", "sideways"], "1\n");
     assert_eq!(o.status.code(), Some(2));
@@ -77,7 +94,10 @@ fn explain_says_why_for_every_tag() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 7, "{out}");
-    assert!(lines[0].starts_with("kept") && lines[0].contains("lost to 1.0.1"), "{out}");
+    assert!(
+        lines[0].starts_with("kept") && lines[0].contains("lost to 1.0.1"),
+        "{out}"
+    );
     assert!(lines[1].starts_with("selected") && lines[1].contains("1.0.1"));
     assert!(lines[2].contains("outside the range"));
     assert!(lines[3].contains("prerelease"));
@@ -89,7 +109,17 @@ fn explain_says_why_for_every_tag() {
 #[test]
 fn json_output_with_extracted_keys() {
     let o = eval(
-        &["--numerical", "asc", "--filter", r"^main-[0-9a-f]+-(?P<ts>\d+)$", "--extract", "$ts", "--explain", "--output", "json"],
+        &[
+            "--numerical",
+            "asc",
+            "--filter",
+            r"^main-[0-9a-f]+-(?P<ts>\d+)$",
+            "--extract",
+            "$ts",
+            "--explain",
+            "--output",
+            "json",
+        ],
         "main-abc-100\nmain-def-200\nfeature-x\n",
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -31,9 +31,24 @@ fn tag() -> impl Strategy<Value = String> {
 }
 
 fn range() -> impl Strategy<Value = String> {
-    let op = prop_oneof![Just(""), Just("="), Just(">"), Just(">="), Just("<"), Just("<="), Just("~"), Just("^"), Just("!=")];
+    let op = prop_oneof![
+        Just(""),
+        Just("="),
+        Just(">"),
+        Just(">="),
+        Just("<"),
+        Just("<="),
+        Just("~"),
+        Just("^"),
+        Just("!=")
+    ];
     let part = prop_oneof![4 => (0u64..4).prop_map(|n| n.to_string()), 1 => Just("x".to_string())];
-    let version = (part.clone(), prop::option::of(part.clone()), prop::option::of(part), prop::option::of(Just("-0")))
+    let version = (
+        part.clone(),
+        prop::option::of(part.clone()),
+        prop::option::of(part),
+        prop::option::of(Just("-0")),
+    )
         .prop_map(|(a, b, c, pre)| {
             let mut s = a;
             if let Some(b) = b {
