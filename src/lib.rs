@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod git;
 pub mod model;
 pub mod policy;
