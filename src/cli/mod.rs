@@ -74,9 +74,7 @@ pub fn init_logging(args: &GlobalArgs) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
 
     let filter = match &args.log {
-        Some(spec) => {
-            EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?
-        }
+        Some(spec) => EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
     };
     let builder = tracing_subscriber::fmt()

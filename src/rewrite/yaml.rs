@@ -90,12 +90,7 @@ pub fn scan(source: &[u8]) -> ScanResult {
             }),
         }
     }
-    for line in collected.block_scalar_markers {
-        result.problems.push(Finding {
-            line,
-            kind: ProblemKind::MarkerInBlockScalar,
-        });
-    }
+    result.problems.extend(collected.block_scalar_markers);
     result.sites.sort_by_key(|s| s.range.start);
     result.problems.sort_by_key(|p| p.line);
     result
@@ -107,8 +102,8 @@ struct Collected<'t> {
     markers: BTreeMap<usize, Node<'t>>,
     /// Value nodes (mapping values, sequence items, document roots) by start row.
     values: BTreeMap<usize, Vec<Node<'t>>>,
-    /// 1-based lines of `$imagepolicy` inside block scalars.
-    block_scalar_markers: Vec<usize>,
+    /// `$imagepolicy` inside block scalars.
+    block_scalar_markers: Vec<Finding>,
 }
 
 fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
@@ -125,16 +120,30 @@ fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
                 descend = false;
             }
             "flow_node" | "block_node" if is_value(node, cursor.field_name()) => {
-                out.values
-                    .entry(node.start_position().row)
-                    .or_default()
-                    .push(node);
+                let (start, end) = (node.start_position().row, node.end_position().row);
+                out.values.entry(start).or_default().push(node);
+                // A multi-line flow value ending on a marker's line is that marker's value
+                // (and gets reported as unsupported); block values end where their last
+                // child does, which may be an unrelated comment line.
+                if end != start && node.kind() == "flow_node" {
+                    out.values.entry(end).or_default().push(node);
+                }
             }
             "block_scalar" => {
                 let text = &source[node.byte_range()];
+                let header = node.start_position().row + 1;
                 for at in memchr::memmem::find_iter(text, MARKER_NEEDLE) {
-                    out.block_scalar_markers
-                        .push(super::line_of(source, node.start_byte() + at));
+                    let line = super::line_of(source, node.start_byte() + at);
+                    // tree-sitter-yaml keeps a header comment (`key: | # marker`) inside
+                    // the block scalar: that one is a marker on a block scalar value.
+                    let kind = if line == header {
+                        ProblemKind::UnsupportedValue {
+                            what: "a block scalar",
+                        }
+                    } else {
+                        ProblemKind::MarkerInBlockScalar
+                    };
+                    out.block_scalar_markers.push(Finding { line, kind });
                 }
                 descend = false;
             }
@@ -217,26 +226,35 @@ fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
     std::str::from_utf8(text).unwrap_or("")
 }
 
+/// The line of the innermost first ERROR or MISSING node. tree-sitter may wrap the whole
+/// file in one ERROR; its nested error, or else its last child, is nearer the actual mistake.
 fn first_error_line(root: Node<'_>) -> usize {
-    let mut cursor = root.walk();
-    loop {
-        let node = cursor.node();
-        if node.is_error() || node.is_missing() {
-            return node.start_position().row + 1;
-        }
-        // Only subtrees holding an error are worth entering.
-        if node.has_error() && cursor.goto_first_child() {
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return root.start_position().row + 1;
-            }
+    let mut node = first_error(root).unwrap_or(root);
+    while let Some(inner) = first_error_below(node) {
+        node = inner;
+    }
+    if node.is_error() && node.start_byte() == root.start_byte() && node.child_count() > 0 {
+        if let Some(last) = node.child(node.child_count() - 1) {
+            return last.start_position().row + 1;
         }
     }
+    node.start_position().row + 1
+}
+
+fn first_error(node: Node<'_>) -> Option<Node<'_>> {
+    if node.is_error() || node.is_missing() {
+        return Some(node);
+    }
+    first_error_below(node)
+}
+
+fn first_error_below(node: Node<'_>) -> Option<Node<'_>> {
+    if !node.has_error() {
+        return None;
+    }
+    let mut cursor = node.walk();
+    let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
+    children.into_iter().find_map(first_error)
 }
 
 fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
@@ -325,5 +343,20 @@ mod tests {
         assert_eq!(r.problems.len(), 1);
         assert_eq!(r.problems[0].kind, ProblemKind::Syntax);
         assert!(r.problems[0].line >= 2, "{:?}", r.problems);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn multi_line_values_are_unsupported() {
+        let r = scan(b"j: \"multi\n  line\" # {\"$imagepolicy\": \"ns:a\"}\n");
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(
+            matches!(r.problems[0].kind, ProblemKind::UnsupportedValue { .. }),
+            "{r:?}"
+        );
     }
 }
