@@ -8,3 +8,4 @@ pub mod config;
 pub mod git;
 pub mod model;
 pub mod policy;
+pub mod rewrite;

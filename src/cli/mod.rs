@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod apply;
 mod policy;
 
 /// Keeps container image references in Git up to date.
@@ -46,6 +47,8 @@ pub enum Command {
     /// Image policies: evaluate one against tags read from stdin.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Rewrite marked image references in a tree offline (no registry, no git).
+    Apply(apply::ApplyArgs),
 }
 
 /// How a command ended when it did not fail: 0, or 1 for "nothing selected" / "changes pending".
@@ -67,6 +70,7 @@ impl From<Status> for ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Apply(args) => apply::run(args),
     }
 }
 
