@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod tags;
 
 /// Keeps container image references in Git up to date.
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List an image's tags with the configured credentials.
+    Tags(tags::TagsArgs),
 }
 
 /// How a command ended when it did not fail: 0, or 1 for "nothing selected" / "changes pending".
@@ -61,7 +64,9 @@ impl From<Status> for ExitCode {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
-    match cli.command {}
+    match cli.command {
+        Command::Tags(args) => tags::run(args),
+    }
 }
 
 /// Logs go to stderr so stdout stays for results.
