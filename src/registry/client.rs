@@ -283,6 +283,17 @@ impl Host {
                         });
                     }
                 },
+                // A certificate the client does not trust stays untrusted; retrying only delays
+                // the answer.
+                Err(reason) if reason.contains("certificate") => {
+                    return Err(Error::Request {
+                        image: image.to_string(),
+                        what: what.to_string(),
+                        attempts: failures + 1,
+                        reason,
+                        transient: false,
+                    });
+                }
                 Err(reason) => (reason, None),
             };
             failures += 1;

@@ -3,7 +3,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pki;
 pub mod proxy;
+pub mod token;
+
+use std::sync::Arc;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,20 @@ pub enum Auth {
         user: String,
         password: String,
     },
+    /// `auth: token`: the registry verifies JWTs signed by `keys` (chained to `ca_pem`).
+    Token {
+        realm: String,
+        keys: Arc<pki::TokenKeys>,
+        ca_pem: String,
+    },
+}
+
+/// Serve https with this certificate.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
 }
 
 /// A running `docker-registry serve`, stopped and its storage removed on drop.
@@ -36,6 +54,7 @@ pub struct Registry {
     /// `127.0.0.1:<port>`
     pub host: String,
     pub auth: Auth,
+    pub tls: Option<Tls>,
 }
 
 pub fn free_port() -> u16 {
@@ -53,6 +72,10 @@ fn require_registry_binary() {
 
 impl Registry {
     pub fn start(auth: Auth) -> Self {
+        Self::start_with(auth, None)
+    }
+
+    pub fn start_with(auth: Auth, tls: Option<Tls>) -> Self {
         require_registry_binary();
         // A port picked here may be taken before the registry binds it; try a few.
         for _ in 0..5 {
@@ -68,13 +91,41 @@ impl Registry {
                         path.display()
                     )
                 }
+                Auth::Token {
+                    realm,
+                    keys,
+                    ca_pem,
+                } => {
+                    let path = dir.path().join("token-ca.pem");
+                    std::fs::write(&path, ca_pem).unwrap();
+                    format!(
+                        "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                        keys.service,
+                        keys.issuer,
+                        path.display()
+                    )
+                }
+            };
+            let tls_yaml = match &tls {
+                None => String::new(),
+                Some(tls) => {
+                    let cert = dir.path().join("server.pem");
+                    let key = dir.path().join("server.key");
+                    std::fs::write(&cert, &tls.cert_pem).unwrap();
+                    std::fs::write(&key, &tls.key_pem).unwrap();
+                    format!(
+                        "  tls:\n    certificate: {}\n    key: {}\n",
+                        cert.display(),
+                        key.display()
+                    )
+                }
             };
             let host = format!("127.0.0.1:{}", free_port());
             let config = format!(
                 "version: 0.1\n\
                  log:\n  level: error\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {host}\n  secret: tagsmith-test-secret\n\
+                 http:\n  addr: {host}\n  secret: tagsmith-test-secret\n{tls_yaml}\
                  {auth_yaml}",
                 data = dir.path().join("data").display(),
             );
@@ -94,6 +145,7 @@ impl Registry {
                 dir,
                 host,
                 auth: auth.clone(),
+                tls: tls.clone(),
             };
             if registry.wait_ready() {
                 return registry;
@@ -119,7 +171,8 @@ impl Registry {
                     let mut buf = [0u8; 32];
                     if let Ok(n) = stream.read(&mut buf) {
                         let head = String::from_utf8_lossy(&buf[..n]);
-                        if head.contains(" 200") || head.contains(" 401") {
+                        // A TLS registry answers plain http with 400.
+                        if head.contains(" 200") || head.contains(" 401") || head.contains(" 400") {
                             return true;
                         }
                     }
@@ -131,17 +184,25 @@ impl Registry {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.host)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
     }
 
     pub fn pusher(&self) -> Pusher {
         let credentials = match &self.auth {
-            Auth::None => None,
-            Auth::Htpasswd { user, password } => Some((user.clone(), password.clone())),
+            Auth::None => PushAuth::None,
+            Auth::Htpasswd { user, password } => PushAuth::Basic(user.clone(), password.clone()),
+            Auth::Token { keys, .. } => PushAuth::Token(Arc::clone(keys)),
         };
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = &self.tls {
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap(),
+            );
+        }
         Pusher {
             base: self.base_url(),
-            http: reqwest::Client::new(),
+            http: http.build().unwrap(),
             credentials,
         }
     }
@@ -165,14 +226,29 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub struct Pusher {
     base: String,
     http: reqwest::Client,
-    credentials: Option<(String, String)>,
+    credentials: PushAuth,
+}
+
+#[derive(Debug, Clone)]
+enum PushAuth {
+    None,
+    Basic(String, String),
+    /// Tokens minted directly with push rights for the repository.
+    Token(Arc<pki::TokenKeys>),
 }
 
 impl Pusher {
-    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    fn auth(&self, repo: &str, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.credentials {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
+            PushAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
+            PushAuth::Token(keys) => {
+                let access = [(
+                    repo.to_string(),
+                    vec!["pull".to_string(), "push".to_string()],
+                )];
+                request.bearer_auth(keys.mint("pusher", &access, 300))
+            }
+            PushAuth::None => request,
         }
     }
 
@@ -181,6 +257,7 @@ impl Pusher {
         let digest = sha256(bytes);
         let start = self
             .auth(
+                repo,
                 self.http
                     .post(format!("{}/v2/{repo}/blobs/uploads/", self.base)),
             )
@@ -196,7 +273,10 @@ impl Pusher {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = self
-            .auth(self.http.put(format!("{location}{sep}digest={digest}")))
+            .auth(
+                repo,
+                self.http.put(format!("{location}{sep}digest={digest}")),
+            )
             .header("content-type", "application/octet-stream")
             .body(bytes.to_vec())
             .send()
@@ -216,6 +296,7 @@ impl Pusher {
     ) -> String {
         let response = self
             .auth(
+                repo,
                 self.http
                     .put(format!("{}/v2/{repo}/manifests/{reference}", self.base)),
             )
