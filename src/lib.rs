@@ -8,4 +8,5 @@ pub mod config;
 pub mod git;
 pub mod model;
 pub mod policy;
+pub mod registry;
 pub mod rewrite;

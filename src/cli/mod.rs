@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod apply;
 mod policy;
+pub mod tags;
 
 /// Keeps container image references in Git up to date.
 #[derive(Debug, Parser)]
@@ -49,6 +50,8 @@ pub enum Command {
     Policy(policy::PolicyCommand),
     /// Rewrite marked image references in a tree offline (no registry, no git).
     Apply(apply::ApplyArgs),
+    /// List an image's tags with the configured credentials.
+    Tags(tags::TagsArgs),
 }
 
 /// How a command ended when it did not fail: 0, or 1 for "nothing selected" / "changes pending".
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Apply(args) => apply::run(args),
+        Command::Tags(args) => tags::run(args),
     }
 }
 

@@ -1,0 +1,106 @@
+//! `tagsmith tags IMAGE [-c tagsmith.yaml] [--digests] [--output json]`
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::{OutputFormat, Status};
+use crate::model::ImageName;
+use crate::registry::{Client, Options, RegistrySettings};
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// Image to list, e.g. `ghcr.io/org/app` or `nginx`.
+    pub image: ImageName,
+    /// Config file whose `registries:` section gives credentials and transport settings.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also resolve each tag's manifest digest (index digest for multi-arch images).
+    #[arg(long)]
+    pub digests: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// Only `registries:` matters here; the full config loader validates the rest.
+#[derive(Debug, Default, Deserialize)]
+struct RegistriesSection {
+    #[serde(default)]
+    registries: Vec<RegistrySettings>,
+}
+
+#[derive(Debug, Serialize)]
+struct Listing<'a> {
+    image: &'a str,
+    tags: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    tag: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+}
+
+pub fn run(args: TagsArgs) -> anyhow::Result<Status> {
+    let registries = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            let section: RegistriesSection = serde_saphyr::from_str(&text)
+                .with_context(|| format!("invalid config {}", path.display()))?;
+            section.registries
+        }
+        None => Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let entries = runtime.block_on(list(&args, registries))?;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            let listing = Listing {
+                image: args.image.as_str(),
+                tags: entries,
+            };
+            serde_json::to_writer_pretty(&mut out, &listing)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => {
+            for entry in entries {
+                match entry.digest {
+                    Some(digest) => writeln!(out, "{}\t{digest}", entry.tag)?,
+                    None => writeln!(out, "{}", entry.tag)?,
+                }
+            }
+        }
+    }
+    Ok(Status::Ok)
+}
+
+async fn list(args: &TagsArgs, registries: Vec<RegistrySettings>) -> anyhow::Result<Vec<Entry>> {
+    let client = Client::new(registries, Options::default());
+    let tags = client.list_tags(&args.image).await?;
+    if !args.digests {
+        return Ok(tags
+            .into_iter()
+            .map(|tag| Entry {
+                tag: tag.to_string(),
+                digest: None,
+            })
+            .collect());
+    }
+    let mut entries = Vec::with_capacity(tags.len());
+    for (tag, digest) in client.resolve_digests(&args.image, &tags).await {
+        entries.push(Entry {
+            tag: tag.to_string(),
+            digest: Some(digest?.to_string()),
+        });
+    }
+    Ok(entries)
+}

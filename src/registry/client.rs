@@ -1,0 +1,550 @@
+//! The HTTP exchange with one registry: auth (challenge, token cache), limits and retries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::Error;
+use super::auth::{CredentialProvider, Credentials, Lookup, Secret, normalise_host};
+use super::backoff::{self, RetryPolicy};
+use super::challenge::{self, Challenge};
+use super::limit::{Bucket, Limiter};
+use super::settings::RegistrySettings;
+use crate::model::ImageName;
+
+/// Defaults for every registry; a `registries:` entry overrides them for its host.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Requests in flight per registry host.
+    pub max_concurrency: usize,
+    /// Repositories scanned at once by `scan_all`, across all hosts.
+    pub scan_concurrency: usize,
+    /// Manifest requests at once when resolving many digests.
+    pub digest_concurrency: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_concurrency: 8,
+            scan_concurrency: 32,
+            digest_concurrency: 8,
+        }
+    }
+}
+
+/// Docker Hub limits anonymous users per address; pacing requests keeps a large scan from
+/// tripping its abuse limits before `Retry-After` even comes into play.
+const HUB_RATE: Bucket = Bucket {
+    per_second: 10.0,
+    burst: 20.0,
+};
+
+/// Talks to every registry; one per process, cheap to share behind an `Arc` or a reference.
+#[derive(Debug)]
+pub struct Client {
+    settings: Vec<RegistrySettings>,
+    options: Options,
+    hosts: SyncMutex<HashMap<String, Arc<Host>>>,
+}
+
+impl Client {
+    pub fn new(settings: Vec<RegistrySettings>, options: Options) -> Self {
+        Self {
+            settings,
+            options,
+            hosts: SyncMutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The per-host state for an image's registry, made on first use.
+    pub(super) fn host(&self, image: &ImageName) -> Result<Arc<Host>, Error> {
+        let key = normalise_host(image.registry());
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(host) = hosts.get(&key) {
+            return Ok(Arc::clone(host));
+        }
+        let settings = self
+            .settings
+            .iter()
+            .find(|s| normalise_host(&s.host) == key)
+            .cloned();
+        let host = Arc::new(Host::new(image, settings, &self.options)?);
+        hosts.insert(key, Arc::clone(&host));
+        Ok(host)
+    }
+}
+
+/// Loopback registries are plain http unless configured otherwise, as Docker treats them.
+fn is_loopback(host: &str) -> bool {
+    let name = host
+        .strip_prefix('[')
+        .and_then(|h| h.split_once(']').map(|(h, _)| h))
+        .unwrap_or_else(|| host.rsplit_once(':').map_or(host, |(h, _)| h));
+    name == "localhost"
+        || name == "::1"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[derive(Debug, Default)]
+struct AuthState {
+    challenge: Option<Challenge>,
+    /// Bearer tokens by scope, with the instant they stop being used.
+    tokens: HashMap<String, (Secret, Instant)>,
+}
+
+/// One registry host: its http client, limits, credentials and auth state.
+#[derive(Debug)]
+pub(super) struct Host {
+    pub(super) base: Url,
+    pub(super) page_size: Option<u32>,
+    http: reqwest::Client,
+    limiter: Limiter,
+    credentials: CredentialProvider,
+    retry: RetryPolicy,
+    auth: Mutex<AuthState>,
+}
+
+/// A complete response: status, headers and the whole body (reading the body is part of the
+/// attempt, so a connection dropped mid-body is retried like any other).
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub(super) headers: HeaderMap,
+    pub(super) body: Vec<u8>,
+}
+
+impl Host {
+    fn new(
+        image: &ImageName,
+        settings: Option<RegistrySettings>,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        let registry = image.registry().to_string();
+        let settings = settings.unwrap_or_else(|| RegistrySettings {
+            host: registry.clone(),
+            insecure: is_loopback(&registry),
+            ..RegistrySettings::default()
+        });
+        let scheme = if settings.insecure { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{}", image.api_host())).map_err(|e| {
+            Error::Settings {
+                host: registry.clone(),
+                reason: format!("not a valid host: {e}"),
+            }
+        })?;
+        let max_concurrency = settings.max_concurrency.unwrap_or(options.max_concurrency);
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("tagsmith/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.connect_timeout.unwrap_or(options.connect_timeout))
+            .timeout(settings.timeout.unwrap_or(options.timeout))
+            .pool_max_idle_per_host(max_concurrency);
+        let env_bundle = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+        for path in settings.ca.iter().chain(env_bundle.iter()) {
+            let pem = std::fs::read(path).map_err(|e| Error::CaBundle {
+                host: registry.clone(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::CaBundle {
+                    host: registry.clone(),
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|source| Error::ClientSetup {
+            host: registry.clone(),
+            source,
+        })?;
+        let rate = match settings.requests_per_second {
+            Some(per_second) => Some(Bucket {
+                per_second,
+                burst: f64::from(settings.burst.unwrap_or(1)),
+            }),
+            None if normalise_host(&registry) == "docker.io" => Some(HUB_RATE),
+            None => None,
+        };
+        Ok(Self {
+            base,
+            page_size: settings.page_size,
+            http,
+            limiter: Limiter::new(max_concurrency, rate),
+            credentials: CredentialProvider::new(&registry, settings.auth.clone()),
+            retry: options.retry,
+            auth: Mutex::new(AuthState::default()),
+        })
+    }
+
+    async fn lookup(&self, image: &ImageName) -> Result<Lookup, Error> {
+        self.credentials
+            .get()
+            .await
+            .map_err(|source| Error::Credentials {
+                image: image.to_string(),
+                source,
+            })
+    }
+
+    async fn credential_source(&self) -> String {
+        match self.credentials.get().await {
+            Ok(lookup) => lookup.source,
+            Err(_) => "credentials that could not be read".into(),
+        }
+    }
+
+    /// Sends one request until it succeeds, fails for good, or runs out of attempts. `what`
+    /// names the request in errors ("tag list", "manifest 1.2.3").
+    pub(super) async fn send(
+        &self,
+        image: &ImageName,
+        method: Method,
+        url: &Url,
+        accept: &str,
+        what: &str,
+    ) -> Result<Reply, Error> {
+        let scope = format!("repository:{}:pull", image.repository());
+        let mut failures = 0u32;
+        let mut auth_rounds = 0u32;
+        loop {
+            let authorization = self.authorization(image, &scope).await?;
+            let outcome = {
+                let _permit = self.limiter.acquire().await;
+                self.exchange(method.clone(), url, accept, authorization.as_deref())
+                    .await
+            };
+            let (reason, retry_after) = match outcome {
+                Ok((status, reply)) if status.is_success() => return Ok(reply),
+                Ok((StatusCode::UNAUTHORIZED, reply)) if auth_rounds < 2 => {
+                    auth_rounds += 1;
+                    self.learn_challenge(image, &scope, &reply.headers, auth_rounds, what)
+                        .await?;
+                    continue;
+                }
+                Ok((status, reply)) => match status.as_u16() {
+                    401 => {
+                        return Err(Error::Unauthorized {
+                            image: image.to_string(),
+                            what: what.to_string(),
+                            credential: self.credential_source().await,
+                        });
+                    }
+                    403 => {
+                        return Err(Error::Denied {
+                            image: image.to_string(),
+                            what: what.to_string(),
+                            credential: self.credential_source().await,
+                        });
+                    }
+                    404 => {
+                        return Err(Error::NotFound {
+                            image: image.to_string(),
+                            what: what.to_string(),
+                            credential: self.credential_source().await,
+                        });
+                    }
+                    429 | 503 => {
+                        let after = reply
+                            .headers
+                            .get(RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| backoff::retry_after(v, SystemTime::now()));
+                        (format!("http {status}"), after)
+                    }
+                    408 | 500..=599 => (format!("http {status}"), None),
+                    code => {
+                        return Err(Error::Status {
+                            image: image.to_string(),
+                            what: what.to_string(),
+                            status: code,
+                        });
+                    }
+                },
+                // A certificate the client does not trust stays untrusted; retrying only delays
+                // the answer.
+                Err(reason) if reason.contains("certificate") => {
+                    return Err(Error::Request {
+                        image: image.to_string(),
+                        what: what.to_string(),
+                        attempts: failures + 1,
+                        reason,
+                        transient: false,
+                    });
+                }
+                Err(reason) => (reason, None),
+            };
+            failures += 1;
+            let give_up = |reason: String| Error::Request {
+                image: image.to_string(),
+                what: what.to_string(),
+                attempts: failures,
+                reason,
+                transient: true,
+            };
+            if failures >= self.retry.max_attempts {
+                return Err(give_up(reason));
+            }
+            let delay = match retry_after {
+                Some(after) if after > self.retry.max_retry_after => {
+                    return Err(give_up(format!(
+                        "{reason}, retry after {after:?} is too long"
+                    )));
+                }
+                Some(after) => after,
+                None => self.retry.backoff(failures - 1, fastrand::f64()),
+            };
+            tracing::debug!(%image, what, %reason, ?delay, attempt = failures, "retrying registry request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One request and its whole body; transport failures come back as a reason to retry.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &Url,
+        accept: &str,
+        authorization: Option<&str>,
+    ) -> Result<(StatusCode, Reply), String> {
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .header(ACCEPT, accept);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request.send().await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| describe(&e))?;
+        Ok((
+            status,
+            Reply {
+                headers,
+                body: body.to_vec(),
+            },
+        ))
+    }
+
+    /// Remembers how the registry wants to be authenticated after a 401, and drops what was
+    /// refused: the scope's token and, on a second refusal, cached credentials (short-lived
+    /// ones may have expired).
+    async fn learn_challenge(
+        &self,
+        image: &ImageName,
+        scope: &str,
+        headers: &HeaderMap,
+        round: u32,
+        what: &str,
+    ) -> Result<(), Error> {
+        let challenge = challenge::parse(
+            headers
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let Some(challenge) = challenge else {
+            return Err(Error::Unauthorized {
+                image: image.to_string(),
+                what: format!("{what} (no usable challenge)"),
+                credential: self.credential_source().await,
+            });
+        };
+        if round > 1 {
+            self.credentials.invalidate().await;
+        }
+        let mut auth = self.auth.lock().await;
+        auth.tokens.remove(scope);
+        auth.challenge = Some(challenge.clone());
+        drop(auth);
+        if challenge == Challenge::Basic && self.lookup(image).await?.credentials.is_none() {
+            return Err(Error::Unauthorized {
+                image: image.to_string(),
+                what: what.to_string(),
+                credential: self.credential_source().await,
+            });
+        }
+        Ok(())
+    }
+
+    /// The `Authorization` header for a request, once the registry told us how it wants it.
+    async fn authorization(&self, image: &ImageName, scope: &str) -> Result<Option<String>, Error> {
+        let challenge = {
+            let auth = self.auth.lock().await;
+            match &auth.challenge {
+                None => return Ok(None),
+                Some(Challenge::Basic) => Challenge::Basic,
+                Some(bearer) => {
+                    if let Some((token, until)) = auth.tokens.get(scope) {
+                        if Instant::now() < *until {
+                            return Ok(Some(format!("Bearer {}", token.expose())));
+                        }
+                    }
+                    bearer.clone()
+                }
+            }
+        };
+        let lookup = self.lookup(image).await?;
+        match challenge {
+            Challenge::Basic => Ok(lookup.credentials.as_ref().map(basic_header)),
+            Challenge::Bearer { realm, service, .. } => {
+                let (token, until) = self
+                    .fetch_token(image, &realm, service.as_deref(), scope, &lookup)
+                    .await?;
+                let header = format!("Bearer {}", token.expose());
+                self.auth
+                    .lock()
+                    .await
+                    .tokens
+                    .insert(scope.to_string(), (token, until));
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// The token dance: `GET realm?service=..&scope=..`, with basic credentials when we have
+    /// some, anonymous otherwise.
+    async fn fetch_token(
+        &self,
+        image: &ImageName,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        lookup: &Lookup,
+    ) -> Result<(Secret, Instant), Error> {
+        let fail = |reason: String, transient: bool| Error::Token {
+            image: image.to_string(),
+            realm: realm.to_string(),
+            credential: lookup.source.clone(),
+            reason,
+            transient,
+        };
+        let mut url = Url::parse(realm).map_err(|_| fail("realm is not a url".into(), false))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", scope);
+        }
+        let mut failures = 0u32;
+        loop {
+            let mut request = self.http.get(url.clone());
+            if let Some(credentials) = &lookup.credentials {
+                request = request.header(AUTHORIZATION, basic_header(credentials));
+            }
+            let result = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    match response.bytes().await {
+                        Ok(body) => Ok((status, body)),
+                        Err(e) => Err(describe(&e)),
+                    }
+                }
+                Err(e) => Err(describe(&e)),
+            };
+            let reason = match result {
+                Ok((status, body)) if status.is_success() => {
+                    let reply: TokenReply = serde_json::from_slice(&body)
+                        .map_err(|_| fail("token reply is not the expected json".into(), false))?;
+                    let token = reply
+                        .token
+                        .or(reply.access_token)
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| fail("token reply holds no token".into(), false))?;
+                    // Tokens without a lifetime live 60 s by the token spec; renew a little
+                    // early so a request never goes out with a token about to lapse.
+                    let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60).max(1));
+                    let until = Instant::now() + lifetime.mul_f64(0.9);
+                    return Ok((Secret::new(token), until));
+                }
+                Ok((status, _))
+                    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    format!("http {status}")
+                }
+                Ok((status, _)) => return Err(fail(format!("http {status}"), false)),
+                Err(reason) => reason,
+            };
+            failures += 1;
+            if failures >= self.retry.max_attempts {
+                return Err(fail(reason, true));
+            }
+            tokio::time::sleep(self.retry.backoff(failures - 1, fastrand::f64())).await;
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenReply {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+fn basic_header(credentials: &Credentials) -> String {
+    use base64::Engine as _;
+    let raw = format!("{}:{}", credentials.username, credentials.password.expose());
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// A transport error with its causes ("connection refused", "operation timed out"); reqwest's
+/// own message alone only says "error sending request".
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_string()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("ghcr.io"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+}

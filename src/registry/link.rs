@@ -1,0 +1,315 @@
+//! Paging of `/v2/<name>/tags/list`: `Link` header parsing and the decision where to go next.
+//!
+//! Registries page in three ways seen in the wild: spec style (`n`/`last` plus a `Link` to the
+//! next page), Link-only (an opaque cursor in the `Link`, `last` ignored), and not at all (every
+//! tag in one response, `n` and `last` ignored). The pager copes with all three and always ends:
+//! a page without a `Link` ends the listing unless it looks cut at `n`, in which case one `last`
+//! probe is made, and a probe that brings no new tags ends it too.
+
+use std::collections::HashSet;
+
+use reqwest::Url;
+
+/// Upper bound on pages for one repository; a registry that keeps sending new links forever
+/// must not keep a scan running forever.
+pub const MAX_PAGES: usize = 100_000;
+
+/// The target of the first `rel="next"` link in `Link` header values, as written (may be relative).
+pub fn next_link<'a, I>(values: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    values
+        .into_iter()
+        .flat_map(split_links)
+        .find_map(|(target, params)| has_rel_next(params).then(|| target.to_string()))
+}
+
+/// Splits one header value into `(target, params)` pairs. Commas may appear inside `<...>`
+/// and inside quoted parameter values, so a plain `split(',')` is not enough.
+fn split_links(value: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        let Some(after_open) = rest.strip_prefix('<') else {
+            break;
+        };
+        let Some(close) = after_open.find('>') else {
+            break;
+        };
+        let target = &after_open[..close];
+        let params_start = &after_open[close + 1..];
+        let mut in_quotes = false;
+        let mut end = params_start.len();
+        for (i, c) in params_start.char_indices() {
+            match c {
+                '"' => in_quotes = !in_quotes,
+                ',' if !in_quotes => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push((target, &params_start[..end]));
+        rest = &params_start[end..];
+    }
+    out
+}
+
+fn has_rel_next(params: &str) -> bool {
+    params.split(';').any(|param| {
+        let Some((key, value)) = param.split_once('=') else {
+            return false;
+        };
+        key.trim().eq_ignore_ascii_case("rel")
+            && value
+                .trim()
+                .trim_matches('"')
+                .split_ascii_whitespace()
+                .any(|rel| rel.eq_ignore_ascii_case("next"))
+    })
+}
+
+/// What to fetch after a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Fetch(Url),
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    #[error("next link {link:?} is not a valid url")]
+    BadLink { link: String },
+    #[error("next link {link} leaves the registry {origin}")]
+    OtherOrigin { link: String, origin: String },
+    #[error("more than {max} pages", max = MAX_PAGES)]
+    TooManyPages,
+}
+
+/// Collects tags across pages in registry order, without duplicates.
+#[derive(Debug)]
+pub struct Pager {
+    page_size: Option<u32>,
+    seen: HashSet<String>,
+    tags: Vec<String>,
+    visited: HashSet<Url>,
+    pages: usize,
+}
+
+impl Pager {
+    pub fn new(page_size: Option<u32>) -> Self {
+        Self {
+            page_size,
+            seen: HashSet::new(),
+            tags: Vec::new(),
+            visited: HashSet::new(),
+            pages: 0,
+        }
+    }
+
+    /// The first page's url: `base` is `<scheme>://<host>`.
+    pub fn first_url(&self, base: &Url, repository: &str) -> Url {
+        let mut url = base.clone();
+        url.set_path(&format!("/v2/{repository}/tags/list"));
+        if let Some(n) = self.page_size {
+            url.query_pairs_mut().append_pair("n", &n.to_string());
+        }
+        url
+    }
+
+    /// Takes one page (its url, its tags in the order sent, its `rel="next"` link) and decides
+    /// what to fetch next.
+    pub fn accept(
+        &mut self,
+        page_url: &Url,
+        page_tags: Vec<String>,
+        link: Option<&str>,
+    ) -> Result<Next, PagingError> {
+        self.pages += 1;
+        self.visited.insert(page_url.clone());
+        let page_len = page_tags.len();
+        let last_on_page = page_tags.last().cloned();
+        let mut new_tags = 0usize;
+        for tag in page_tags {
+            if self.seen.insert(tag.clone()) {
+                self.tags.push(tag);
+                new_tags += 1;
+            }
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(PagingError::TooManyPages);
+        }
+        if let Some(link) = link {
+            let next = page_url.join(link).map_err(|_| PagingError::BadLink {
+                link: link.to_string(),
+            })?;
+            if next.origin() != page_url.origin() {
+                // Credentials go with every request; never hand them to another host.
+                return Err(PagingError::OtherOrigin {
+                    link: next.to_string(),
+                    origin: page_url.origin().ascii_serialization(),
+                });
+            }
+            // A link back to a page already read can only repeat what we have.
+            return Ok(if self.visited.contains(&next) {
+                Next::Done
+            } else {
+                Next::Fetch(next)
+            });
+        }
+        // No link: the listing ended, unless the page was cut at `n` by a registry that pages
+        // with `last` but sends no links. One probe tells; no new tags from it ends the listing.
+        let (Some(n), Some(last)) = (self.page_size, last_on_page) else {
+            return Ok(Next::Done);
+        };
+        if new_tags == 0 || page_len < n as usize {
+            return Ok(Next::Done);
+        }
+        let mut probe = page_url.clone();
+        let kept: Vec<(String, String)> = page_url
+            .query_pairs()
+            .filter(|(k, _)| k != "last" && k != "n")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        probe.set_query(None);
+        {
+            let mut q = probe.query_pairs_mut();
+            for (k, v) in &kept {
+                q.append_pair(k, v);
+            }
+            q.append_pair("n", &n.to_string());
+            q.append_pair("last", &last);
+        }
+        Ok(if self.visited.contains(&probe) {
+            Next::Done
+        } else {
+            Next::Fetch(probe)
+        })
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    pub fn into_tags(self) -> Vec<String> {
+        self.tags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn tags(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_next_among_several_links_and_rel_forms() {
+        assert_eq!(
+            next_link(["</v2/a/tags/list?n=2&last=b>; rel=\"next\""]),
+            Some("/v2/a/tags/list?n=2&last=b".to_string())
+        );
+        assert_eq!(
+            next_link(["<https://x/prev>; rel=\"prev\", <https://x/n?a=1,2>; rel=next"]),
+            Some("https://x/n?a=1,2".to_string())
+        );
+        assert_eq!(
+            next_link([
+                "<https://x/p>; title=\"a, b\"; rel=\"prev\"",
+                "<https://x/q>; REL=\"last next\""
+            ]),
+            Some("https://x/q".to_string())
+        );
+        assert_eq!(next_link(["<https://x/p>; rel=\"prev\""]), None);
+        assert_eq!(next_link(["garbage"]), None);
+        assert_eq!(next_link(Vec::<&str>::new()), None);
+    }
+
+    #[test]
+    fn follows_links_relative_to_the_page_and_dedups_in_order() {
+        let mut p = Pager::new(None);
+        let first = p.first_url(&url("http://r:5000"), "org/app");
+        assert_eq!(first.as_str(), "http://r:5000/v2/org/app/tags/list");
+        let next = p
+            .accept(
+                &first,
+                tags(&["b", "a"]),
+                Some("/v2/org/app/tags/list?next_page=x"),
+            )
+            .unwrap();
+        let Next::Fetch(second) = next else {
+            panic!("{next:?}")
+        };
+        assert_eq!(
+            second.as_str(),
+            "http://r:5000/v2/org/app/tags/list?next_page=x"
+        );
+        assert_eq!(
+            p.accept(&second, tags(&["a", "c"]), None).unwrap(),
+            Next::Done
+        );
+        assert_eq!(p.into_tags(), tags(&["b", "a", "c"]));
+    }
+
+    #[test]
+    fn a_full_page_without_link_is_probed_once_with_last() {
+        let mut p = Pager::new(Some(2));
+        let first = p.first_url(&url("http://r"), "app");
+        assert_eq!(first.query(), Some("n=2"));
+        let Next::Fetch(probe) = p.accept(&first, tags(&["a", "b"]), None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(probe.query(), Some("n=2&last=b"));
+        // A registry that ignores `last` sends the same page again: nothing new, so it ends.
+        assert_eq!(
+            p.accept(&probe, tags(&["a", "b"]), None).unwrap(),
+            Next::Done
+        );
+        assert_eq!(p.into_tags(), tags(&["a", "b"]));
+    }
+
+    #[test]
+    fn registry_ignoring_n_ends_after_one_probe() {
+        let mut p = Pager::new(Some(2));
+        let first = p.first_url(&url("http://r"), "app");
+        let all = tags(&["x", "a", "q"]);
+        let Next::Fetch(probe) = p.accept(&first, all.clone(), None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.accept(&probe, all.clone(), None).unwrap(), Next::Done);
+        assert_eq!(p.into_tags(), all);
+    }
+
+    #[test]
+    fn short_page_without_link_ends() {
+        let mut p = Pager::new(Some(5));
+        let first = p.first_url(&url("http://r"), "app");
+        assert_eq!(p.accept(&first, tags(&["a"]), None).unwrap(), Next::Done);
+        let mut p = Pager::new(Some(5));
+        assert_eq!(p.accept(&first, vec![], None).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn link_loops_end_and_foreign_links_fail() {
+        let mut p = Pager::new(None);
+        let first = url("http://r/v2/app/tags/list");
+        assert_eq!(
+            p.accept(&first, tags(&["a"]), Some("/v2/app/tags/list"))
+                .unwrap(),
+            Next::Done
+        );
+        let mut p = Pager::new(None);
+        let err = p
+            .accept(&first, tags(&["a"]), Some("http://evil/v2/app/tags/list"))
+            .unwrap_err();
+        assert!(matches!(err, PagingError::OtherOrigin { .. }), "{err}");
+    }
+}

@@ -1,0 +1,204 @@
+//! Token auth (the registry verifies JWTs from a test issuer) and TLS with a test CA.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::pki::Pki;
+use support::token::TokenIssuer;
+use support::{Auth, Registry, Tls, tag_names};
+use tagsmith::model::ImageName;
+use tagsmith::registry::{
+    AuthSettings, BasicAuth, Client, Error, Options, RegistrySettings, RetryPolicy,
+};
+
+fn options() -> Options {
+    Options {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(5),
+        },
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        ..Options::default()
+    }
+}
+
+fn set(tags: &[tagsmith::model::Tag]) -> BTreeSet<String> {
+    tags.iter().map(|t| t.to_string()).collect()
+}
+
+fn expected(tags: &[String]) -> BTreeSet<String> {
+    tags.iter().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
+    let pki = Pki::new();
+    let keys = pki.token_keys("tagsmith-test-issuer", "tagsmith-test-registry");
+    let issuer = TokenIssuer::start(
+        keys.clone(),
+        vec![("bot".into(), "token-pw".into())],
+        vec!["pub/app".into()],
+        2,
+    )
+    .await;
+    let registry = Registry::start(Auth::Token {
+        realm: issuer.realm(),
+        keys,
+        ca_pem: pki.ca_pem.clone(),
+    });
+    let public_tags = tag_names("1.", 30);
+    let private_tags = tag_names("2.", 1050);
+    let pusher = registry.pusher();
+    pusher.push_tags("pub/app", &public_tags).await;
+    let digest = pusher.push_tags("priv/app", &private_tags).await;
+    let public: ImageName = format!("{}/pub/app", registry.host).parse().unwrap();
+    let private: ImageName = format!("{}/priv/app", registry.host).parse().unwrap();
+    let host_settings = |auth| RegistrySettings {
+        host: registry.host.clone(),
+        insecure: true,
+        auth: Some(auth),
+        ..RegistrySettings::default()
+    };
+
+    // Anonymous: the public repository lists, the private one is refused by name.
+    let anonymous = Client::new(vec![host_settings(AuthSettings::Anonymous)], options());
+    assert_eq!(
+        set(&anonymous.list_tags(&public).await.unwrap()),
+        expected(&public_tags)
+    );
+    let err = anonymous.list_tags(&private).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
+    assert!(
+        err.to_string().contains("priv/app") && err.to_string().contains("anonymous"),
+        "{err}"
+    );
+    let first = issuer.log()[0].clone();
+    assert_eq!(first.user, None);
+    assert_eq!(first.service.as_deref(), Some("tagsmith-test-registry"));
+    assert_eq!(first.scope.as_deref(), Some("repository:pub/app:pull"));
+
+    // With credentials: one token serves several requests until it expires.
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "token-pw").unwrap();
+    let basic = AuthSettings::Basic(BasicAuth {
+        username: Some("bot".into()),
+        password_file: Some(password.clone()),
+        ..BasicAuth::default()
+    });
+    let client = Client::new(vec![host_settings(basic.clone())], options());
+    let before = issuer.log().len();
+    assert_eq!(
+        set(&client.list_tags(&private).await.unwrap()),
+        expected(&private_tags)
+    );
+    let resolved = client
+        .resolve_digest(&private, &private_tags[0].parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resolved.as_str(), digest);
+    assert_eq!(
+        client.list_tags(&private).await.unwrap().len(),
+        private_tags.len()
+    );
+    let minted: Vec<_> = issuer.log()[before..].to_vec();
+    assert_eq!(minted.len(), 1, "{minted:?}");
+    assert_eq!(minted[0].user.as_deref(), Some("bot"));
+    assert_eq!(minted[0].scope.as_deref(), Some("repository:priv/app:pull"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        client.list_tags(&private).await.unwrap().len(),
+        private_tags.len()
+    );
+    assert_eq!(
+        issuer.log().len(),
+        before + 2,
+        "an expired token is renewed"
+    );
+
+    // Wrong password: the token service refuses; the error names the source, not the secret.
+    std::fs::write(&password, "nope-pw").unwrap();
+    let client = Client::new(vec![host_settings(basic)], options());
+    let err = client.list_tags(&private).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(matches!(err, Error::Token { .. }), "{text}");
+    assert!(!err.is_transient());
+    assert!(
+        text.contains(&password.display().to_string()) && !text.contains("nope-pw"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_custom_ca() {
+    let pki = Pki::new();
+    let (cert_pem, key_pem) = pki.server_cert();
+    let registry = Registry::start_with(
+        Auth::None,
+        Some(Tls {
+            cert_pem,
+            key_pem,
+            ca_pem: pki.ca_pem.clone(),
+        }),
+    );
+    let tags = tag_names("4.", 25);
+    registry.pusher().push_tags("tls/app", &tags).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let image: ImageName = format!("{}/tls/app", registry.host).parse().unwrap();
+
+    let trusting = RegistrySettings {
+        host: registry.host.clone(),
+        ca: Some(ca.clone()),
+        ..RegistrySettings::default()
+    };
+    let client = Client::new(vec![trusting], options());
+    assert_eq!(
+        set(&client.list_tags(&image).await.unwrap()),
+        expected(&tags)
+    );
+
+    // Without the CA the certificate is refused, at once and for good.
+    let strict = RegistrySettings {
+        host: registry.host.clone(),
+        ..RegistrySettings::default()
+    };
+    let client = Client::new(vec![strict], options());
+    let err = client.list_tags(&image).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // SSL_CERT_FILE is honoured too (checked through the binary, which gets its own env).
+    let config = dir.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!("registries:\n  - host: {}\n", registry.host),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["tags", image.as_str(), "-c", config.to_str().unwrap()])
+        .env("SSL_CERT_FILE", &ca)
+        .env("HOME", dir.path())
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, expected(&tags));
+}
