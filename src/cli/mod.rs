@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod apply;
+pub mod once;
 mod policy;
 pub mod tags;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Policy(policy::PolicyCommand),
     /// Rewrite marked image references in a tree offline (no registry, no git).
     Apply(apply::ApplyArgs),
+    /// Run one full cycle over every target (scan, select, rewrite, commit, push), then exit.
+    Once(once::OnceArgs),
     /// List an image's tags with the configured credentials.
     Tags(tags::TagsArgs),
 }
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Apply(args) => apply::run(args),
+        Command::Once(args) => once::run(args),
         Command::Tags(args) => tags::run(args),
     }
 }

@@ -22,7 +22,7 @@ use crate::model::PolicyId;
 pub use edit::{Edit, FilePlan, apply, plan, value_for};
 pub use marker::{MarkerParse, parse_marker};
 pub use verify::{VerifyError, verify};
-pub use walk::{Mode, TreeReport, WalkError, rewrite_tree};
+pub use walk::{Allow, Mode, TreeReport, WalkError, rewrite_tree, rewrite_tree_within};
 
 /// The byte string every marker contains; files without it are never parsed.
 pub const MARKER_NEEDLE: &[u8] = b"$imagepolicy";
@@ -122,6 +122,8 @@ pub enum ProblemKind {
     MarkerInBlockScalar,
     /// A marker names a policy with no selection.
     UnknownPolicy { policy: PolicyId },
+    /// The target's tenancy does not let this policy's namespace write this file.
+    NotAllowed { policy: PolicyId },
     /// The selection lacks the part the marker asks for (e.g. `:digest` without a digest).
     MissingPart { marker: Marker },
     /// The edited bytes failed verification; the file is left as it was.
@@ -164,6 +166,10 @@ impl fmt::Display for ProblemKind {
                 "marker inside a block scalar is text, not a comment; not rewritten"
             ),
             Self::UnknownPolicy { policy } => write!(f, "unknown policy {policy}: no selection"),
+            Self::NotAllowed { policy } => write!(
+                f,
+                "policy {policy} may not write this file (tenancy); marker left as it is"
+            ),
             Self::MissingPart { marker } => {
                 write!(f, "marker {marker}: the selection has no such part")
             }

@@ -57,6 +57,10 @@ impl TreeReport {
     }
 }
 
+/// Whether a marker naming a policy may be applied in a file (tenancy). Paths are relative
+/// to the tree's base.
+pub type Allow<'a> = &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync);
+
 /// Rewrites the marked values under `paths` (relative to `base`; empty means all of it).
 /// Problems in one file never stop the others; only an unusable `base` is an error.
 pub fn rewrite_tree(
@@ -64,6 +68,17 @@ pub fn rewrite_tree(
     paths: &[PathBuf],
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
+) -> Result<TreeReport, WalkError> {
+    rewrite_tree_within(base, paths, selections, mode, &|_, _| true)
+}
+
+/// [`rewrite_tree`] where markers `allow` refuses are reported and left as they are.
+pub fn rewrite_tree_within(
+    base: &Path,
+    paths: &[PathBuf],
+    selections: &BTreeMap<PolicyId, ImageRef>,
+    mode: Mode,
+    allow: Allow<'_>,
 ) -> Result<TreeReport, WalkError> {
     let base = fs::canonicalize(base).map_err(|source| WalkError::Base {
         path: base.to_path_buf(),
@@ -76,7 +91,7 @@ pub fn rewrite_tree(
     let finder = memmem::Finder::new(MARKER_NEEDLE);
     let outcomes: Vec<Outcome> = files
         .par_iter()
-        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode))
+        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode, allow))
         .collect();
 
     for outcome in outcomes {
@@ -117,6 +132,7 @@ fn process(
     finder: &memmem::Finder<'_>,
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
+    allow: Allow<'_>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let abs = base.join(rel);
@@ -138,8 +154,24 @@ fn process(
         return outcome;
     }
     outcome.parsed = true;
-    let plan = plan(rel, lang, scan(&before, lang), selections);
+    let mut scanned = scan(&before, lang);
+    let mut refused = Vec::new();
+    scanned.sites.retain(|site| {
+        let allowed = allow(rel, &site.marker.policy);
+        if !allowed {
+            refused.push(Problem {
+                path: rel.to_path_buf(),
+                line: site.line,
+                kind: ProblemKind::NotAllowed {
+                    policy: site.marker.policy.clone(),
+                },
+            });
+        }
+        allowed
+    });
+    let plan = plan(rel, lang, scanned, selections);
     outcome.problems = plan.problems.clone();
+    outcome.problems.extend(refused);
     if plan.is_noop() {
         return outcome;
     }
