@@ -4,4 +4,5 @@
 //! (`registry`, `git`, `forge`, `server`) and `engine` sequences it. See `docs/` and the README.
 
 pub mod cli;
+pub mod grammars;
 pub mod model;
