@@ -533,6 +533,10 @@ fn check_incremental(source: &[u8], old: &Tree, at: usize, text: &str) {
         .expect("the CUE language loads");
     let incremental = parser.parse(&edited, Some(&tree)).expect("reparses");
     let fresh = parse(&edited);
+    assert!(
+        !fresh.root_node().has_error(),
+        "inserting {text:?} at byte {at} broke the file"
+    );
     assert_eq!(
         shape(&incremental),
         shape(&fresh),
@@ -551,10 +555,23 @@ fn incremental_reparse_after_string_edits_matches_a_fresh_parse() {
         nodes_of_kind(tree.root_node(), "string", &mut strings);
         for string in strings {
             let start = string.child(0).expect("string_start");
-            let raw = start.utf8_text(&source).expect("utf-8").starts_with('#');
-            check_incremental(&source, &tree, start.end_byte(), "v2-");
+            let delimiter = start.utf8_text(&source).expect("utf-8");
+            let raw = delimiter.starts_with('#');
+            // Inside a multi-line string the opening quotes must end their line, so the edit
+            // goes after that line break.
+            let at = if delimiter.ends_with("\"\"\"") || delimiter.ends_with("'''") {
+                start.end_byte()
+                    + source[start.end_byte()..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .expect("line break after opening quotes")
+                    + 1
+            } else {
+                start.end_byte()
+            };
+            check_incremental(&source, &tree, at, "v2-");
             if !raw {
-                check_incremental(&source, &tree, start.end_byte(), "\\(\"in\\(x)ner\")");
+                check_incremental(&source, &tree, at, "\\(\"in\\(x)ner\")");
             }
             edits += 1;
         }
