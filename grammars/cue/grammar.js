@@ -94,7 +94,7 @@ module.exports = grammar({
 
     struct: $ => seq('{', optional(sepList($._declaration, $._separator)), '}'),
 
-    // `a: b: c: 1` nests: each label owns the field to its right, as CUE's own AST has it.
+    // `a: b: c: 1` nests: each label owns the field to its right.
     field: $ =>
       prec.right(
         seq(

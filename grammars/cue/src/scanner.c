@@ -30,13 +30,10 @@ typedef struct {
   uint8_t quote;
   uint8_t multiline;
   uint8_t hashes;
-  // Whether only blanks follow the last line break scanned in this string: a multi-line
-  // string may only be closed on a line of its own.
-  uint8_t line_blank;
 } Delimiter;
 
-#define DELIMITER_BYTES 4
-#define MAX_DEPTH (TREE_SITTER_SERIALIZATION_BUFFER_SIZE / DELIMITER_BYTES)
+// Three bytes per open string must fit the serialization buffer.
+#define MAX_DEPTH (TREE_SITTER_SERIALIZATION_BUFFER_SIZE / 3)
 
 typedef struct {
   unsigned depth;
@@ -65,7 +62,8 @@ static bool take_digits(TSLexer *lexer, unsigned count, bool (*accept)(int32_t))
 
 // The part of an escape after `\` and its `#` padding, as the spec lists them. Hex and octal
 // byte values are only allowed in byte sequences, and each quote may only be escaped inside
-// literals it delimits.
+// literals it delimits. The spec also describes a backslash that elides a line break, but CUE
+// itself rejects it as an unknown escape, and so does this scanner.
 static bool scan_escape_body(TSLexer *lexer, uint8_t quote) {
   int32_t c = lexer->lookahead;
   switch (c) {
@@ -99,17 +97,6 @@ static bool scan_escape_body(TSLexer *lexer, uint8_t quote) {
     }
     advance(lexer);
     return take_digits(lexer, 2, is_hex);
-  case '\r':
-    // A backslash at the end of a line elides the line break, CRLF included.
-    advance(lexer);
-    if (lexer->lookahead != '\n') {
-      return false;
-    }
-    advance(lexer);
-    return true;
-  case '\n':
-    advance(lexer);
-    return true;
   default:
     if (quote == '\'' && is_octal(c)) {
       return take_digits(lexer, 3, is_octal);
@@ -119,11 +106,8 @@ static bool scan_escape_body(TSLexer *lexer, uint8_t quote) {
 }
 
 static bool scan_string_part(Scanner *scanner, TSLexer *lexer, const bool *valid_symbols) {
-  Delimiter *top = &scanner->stack[scanner->depth - 1];
+  Delimiter top = scanner->stack[scanner->depth - 1];
   bool has_content = false;
-  // Line state at the current position, and at the end of the content marked so far.
-  bool blank = top->line_blank;
-  bool blank_at_mark = blank;
 
   for (;;) {
     if (lexer->eof(lexer)) {
@@ -131,23 +115,21 @@ static bool scan_string_part(Scanner *scanner, TSLexer *lexer, const bool *valid
     }
     int32_t c = lexer->lookahead;
 
-    if (c == '\n' && !top->multiline) {
+    if (c == '\n' && !top.multiline) {
       break;
     }
 
     if (c == '\\') {
       advance(lexer);
       unsigned hashes = 0;
-      while (hashes < top->hashes && lexer->lookahead == '#') {
+      while (hashes < top.hashes && lexer->lookahead == '#') {
         advance(lexer);
         hashes++;
       }
-      if (hashes < top->hashes) {
+      if (hashes < top.hashes) {
         // Fewer `#` than the opening used: in a raw string this backslash is plain text.
         has_content = true;
-        blank = false;
         lexer->mark_end(lexer);
-        blank_at_mark = blank;
         continue;
       }
       if (has_content) {
@@ -156,55 +138,45 @@ static bool scan_string_part(Scanner *scanner, TSLexer *lexer, const bool *valid
       if (lexer->lookahead == '(' && valid_symbols[INTERPOLATION_START]) {
         advance(lexer);
         lexer->mark_end(lexer);
-        top->line_blank = false;
         lexer->result_symbol = INTERPOLATION_START;
         return true;
       }
-      bool continues_line = lexer->lookahead == '\n' || lexer->lookahead == '\r';
-      if (valid_symbols[ESCAPE_SEQUENCE] && scan_escape_body(lexer, top->quote)) {
+      if (valid_symbols[ESCAPE_SEQUENCE] && scan_escape_body(lexer, top.quote)) {
         lexer->mark_end(lexer);
-        top->line_blank = continues_line;
         lexer->result_symbol = ESCAPE_SEQUENCE;
         return true;
       }
       return false;
     }
 
-    if (c == top->quote) {
-      bool blank_before_quote = blank;
+    if (c == top.quote) {
       advance(lexer);
       unsigned quotes = 1;
-      if (top->multiline) {
-        while (quotes < 3 && lexer->lookahead == top->quote) {
+      if (top.multiline) {
+        while (quotes < 3 && lexer->lookahead == top.quote) {
           advance(lexer);
           quotes++;
         }
         if (quotes < 3) {
           has_content = true;
-          blank = false;
           lexer->mark_end(lexer);
-          blank_at_mark = blank;
           continue;
         }
       }
       unsigned hashes = 0;
-      while (hashes < top->hashes && lexer->lookahead == '#') {
+      while (hashes < top.hashes && lexer->lookahead == '#') {
         advance(lexer);
         hashes++;
       }
-      if (hashes < top->hashes) {
+      if (hashes < top.hashes) {
         has_content = true;
-        blank = false;
         lexer->mark_end(lexer);
-        blank_at_mark = blank;
         continue;
       }
       if (has_content) {
         break;
       }
-      // The spec allows no closing triple quote inside a multi-line string: it must stand on
-      // a line of its own, after blanks only.
-      if (!valid_symbols[STRING_END] || (top->multiline && !blank_before_quote)) {
+      if (!valid_symbols[STRING_END]) {
         return false;
       }
       lexer->mark_end(lexer);
@@ -214,18 +186,11 @@ static bool scan_string_part(Scanner *scanner, TSLexer *lexer, const bool *valid
     }
 
     advance(lexer);
-    if (c == '\n') {
-      blank = true;
-    } else if (c != ' ' && c != '\t' && c != '\r') {
-      blank = false;
-    }
     has_content = true;
     lexer->mark_end(lexer);
-    blank_at_mark = blank;
   }
 
   if (has_content && valid_symbols[STRING_CONTENT]) {
-    top->line_blank = blank_at_mark;
     lexer->result_symbol = STRING_CONTENT;
     return true;
   }
@@ -261,7 +226,7 @@ static bool scan_string_start(Scanner *scanner, TSLexer *lexer) {
       multiline = true;
     }
   }
-  Delimiter d = {(uint8_t)quote, multiline, (uint8_t)hashes, false};
+  Delimiter d = {(uint8_t)quote, multiline, (uint8_t)hashes};
   scanner->stack[scanner->depth++] = d;
   lexer->result_symbol = STRING_START;
   return true;
@@ -324,7 +289,6 @@ unsigned tree_sitter_cue_external_scanner_serialize(void *payload, char *buffer)
     buffer[size++] = (char)scanner->stack[i].quote;
     buffer[size++] = (char)scanner->stack[i].multiline;
     buffer[size++] = (char)scanner->stack[i].hashes;
-    buffer[size++] = (char)scanner->stack[i].line_blank;
   }
   return size;
 }
@@ -333,10 +297,8 @@ void tree_sitter_cue_external_scanner_deserialize(void *payload, const char *buf
                                                   unsigned length) {
   Scanner *scanner = (Scanner *)payload;
   scanner->depth = 0;
-  for (unsigned i = 0; i + DELIMITER_BYTES <= length && scanner->depth < MAX_DEPTH;
-       i += DELIMITER_BYTES) {
-    Delimiter d = {(uint8_t)buffer[i], (uint8_t)buffer[i + 1], (uint8_t)buffer[i + 2],
-                   (uint8_t)buffer[i + 3]};
+  for (unsigned i = 0; i + 2 < length && scanner->depth < MAX_DEPTH; i += 3) {
+    Delimiter d = {(uint8_t)buffer[i], (uint8_t)buffer[i + 1], (uint8_t)buffer[i + 2]};
     scanner->stack[scanner->depth++] = d;
   }
 }
