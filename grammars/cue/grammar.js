@@ -73,7 +73,8 @@ module.exports = grammar({
 
     _top_declaration: $ => choice($.package_clause, $.import_declaration, $._declaration),
 
-    _separator: $ => choice(',', $._newline),
+    // CUE lets an explicit comma follow the comma a newline stands for: `a: 1` then `, b: 2`.
+    _separator: $ => choice(',', seq($._newline, optional(','))),
 
     comment: _ => token(seq('//', /[^\n]*/)),
 
@@ -139,6 +140,8 @@ module.exports = grammar({
       seq(
         field('clause', choice($.for_clause, $.if_clause)),
         repeat(seq(optional($._separator), field('clause', choice($.for_clause, $.if_clause, $.let_clause)))),
+        // CUE accepts a comma or a line break before the body as well.
+        optional($._separator),
         field('body', $.struct),
       ),
 
@@ -202,6 +205,9 @@ module.exports = grammar({
     _operand: $ =>
       choice(
         $.identifier,
+        // CUE lets keywords refer to fields of their name too; only `in` is taken here, since
+        // `if (`, `for (`, `let (` and `import (` would otherwise read two ways.
+        alias('in', $.identifier),
         $.string,
         $.integer,
         $.float,
