@@ -76,7 +76,9 @@ module.exports = grammar({
     // CUE lets an explicit comma follow the comma a newline stands for: `a: 1` then `, b: 2`.
     _separator: $ => choice(',', seq($._newline, optional(','))),
 
-    comment: _ => token(seq('//', /[^\n]*/)),
+    // Runs to the end of the line; the CR of a CRLF line ending is not part of it, so a marker
+    // read from a comment is the same in LF and CRLF files.
+    comment: _ => token(seq('//', /([^\r\n]|\r+[^\r\n])*/)),
 
     package_clause: $ => seq('package', field('name', $.identifier)),
 

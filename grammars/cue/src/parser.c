@@ -1420,445 +1420,451 @@ static bool ts_lex(TSLexer *lexer, TSStateId state) {
   eof = lexer->eof(lexer);
   switch (state) {
     case 0:
-      if (eof) ADVANCE(21);
+      if (eof) ADVANCE(22);
       ADVANCE_MAP(
-        '!', 33,
-        '#', 17,
-        '&', 40,
-        '(', 38,
-        ')', 25,
-        '*', 53,
-        '+', 51,
-        ',', 22,
-        '-', 52,
-        '.', 56,
-        '/', 54,
-        '0', 62,
-        ':', 28,
-        '<', 45,
-        '=', 29,
-        '>', 47,
-        '?', 31,
-        '@', 37,
-        '[', 34,
-        ']', 35,
-        '_', 57,
-        '{', 26,
-        '|', 39,
-        '}', 27,
-      );
-      if (('\t' <= lookahead && lookahead <= '\r') ||
-          lookahead == ' ' ||
-          lookahead == 0xfeff) SKIP(18);
-      if (('1' <= lookahead && lookahead <= '9')) ADVANCE(63);
-      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(59);
-      END_STATE();
-    case 1:
-      if (lookahead == '!') ADVANCE(32);
-      if (lookahead == '#') ADVANCE(17);
-      if (lookahead == '(') ADVANCE(24);
-      if (lookahead == '/') ADVANCE(6);
-      if (lookahead == ':') ADVANCE(28);
-      if (lookahead == '?') ADVANCE(31);
-      if (lookahead == '_') ADVANCE(58);
-      if (('\t' <= lookahead && lookahead <= '\r') ||
-          lookahead == ' ' ||
-          lookahead == 0xfeff) SKIP(1);
-      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(59);
-      END_STATE();
-    case 2:
-      if (lookahead == '(') ADVANCE(38);
-      if (lookahead == '/') ADVANCE(6);
-      if (('\t' <= lookahead && lookahead <= '\r') ||
-          lookahead == ' ' ||
-          lookahead == 0xfeff) SKIP(7);
-      END_STATE();
-    case 3:
-      if (lookahead == '.') ADVANCE(5);
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(68);
-      END_STATE();
-    case 4:
-      ADVANCE_MAP(
-        '.', 70,
-        '_', 14,
-        'E', 9,
-        'e', 9,
-        'G', 67,
-        'K', 67,
-        'M', 67,
-        'P', 67,
-        'T', 67,
-      );
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(4);
-      END_STATE();
-    case 5:
-      if (lookahead == '.') ADVANCE(36);
-      END_STATE();
-    case 6:
-      if (lookahead == '/') ADVANCE(23);
-      END_STATE();
-    case 7:
-      if (lookahead == '/') ADVANCE(6);
-      if (('\t' <= lookahead && lookahead <= '\r') ||
-          lookahead == ' ' ||
-          lookahead == 0xfeff) SKIP(7);
-      END_STATE();
-    case 8:
-      if (lookahead == '_') ADVANCE(60);
-      END_STATE();
-    case 9:
-      if (lookahead == '+' ||
-          lookahead == '-') ADVANCE(15);
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
-      END_STATE();
-    case 10:
-      if (lookahead == '0' ||
-          lookahead == '1') ADVANCE(64);
-      END_STATE();
-    case 11:
-      if (('0' <= lookahead && lookahead <= '7')) ADVANCE(65);
-      END_STATE();
-    case 12:
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(63);
-      END_STATE();
-    case 13:
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(68);
-      END_STATE();
-    case 14:
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(4);
-      END_STATE();
-    case 15:
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
-      END_STATE();
-    case 16:
-      if (('0' <= lookahead && lookahead <= '9') ||
-          ('A' <= lookahead && lookahead <= 'F') ||
-          ('a' <= lookahead && lookahead <= 'f')) ADVANCE(66);
-      END_STATE();
-    case 17:
-      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(59);
-      END_STATE();
-    case 18:
-      if (eof) ADVANCE(21);
-      ADVANCE_MAP(
-        '!', 33,
-        '#', 17,
-        '&', 40,
-        '(', 24,
-        ')', 25,
-        '*', 53,
-        '+', 51,
-        ',', 22,
-        '-', 52,
-        '.', 56,
-        '/', 54,
-        '0', 62,
-        ':', 28,
-        '<', 45,
-        '=', 29,
-        '>', 47,
-        '?', 31,
-        '@', 37,
-        '[', 34,
-        ']', 35,
-        '_', 57,
-        '{', 26,
-        '|', 39,
-        '}', 27,
-      );
-      if (('\t' <= lookahead && lookahead <= '\r') ||
-          lookahead == ' ' ||
-          lookahead == 0xfeff) SKIP(18);
-      if (('1' <= lookahead && lookahead <= '9')) ADVANCE(63);
-      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(59);
-      END_STATE();
-    case 19:
-      if (eof) ADVANCE(21);
-      ADVANCE_MAP(
-        '!', 33,
-        '#', 17,
-        '&', 40,
-        '(', 24,
-        ')', 25,
-        '*', 53,
-        '+', 51,
-        ',', 22,
-        '-', 52,
-        '.', 55,
-        '/', 54,
-        ':', 28,
-        '<', 45,
-        '=', 29,
-        '>', 47,
-        '?', 31,
-        '@', 37,
-        '[', 34,
-        ']', 35,
+        '!', 34,
+        '#', 18,
+        '&', 41,
+        '(', 39,
+        ')', 26,
+        '*', 54,
+        '+', 52,
+        ',', 23,
+        '-', 53,
+        '.', 57,
+        '/', 55,
+        '0', 63,
+        ':', 29,
+        '<', 46,
+        '=', 30,
+        '>', 48,
+        '?', 32,
+        '@', 38,
+        '[', 35,
+        ']', 36,
         '_', 58,
-        '{', 26,
-        '|', 39,
-        '}', 27,
+        '{', 27,
+        '|', 40,
+        '}', 28,
       );
       if (('\t' <= lookahead && lookahead <= '\r') ||
           lookahead == ' ' ||
           lookahead == 0xfeff) SKIP(19);
-      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(59);
+      if (('1' <= lookahead && lookahead <= '9')) ADVANCE(64);
+      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(60);
+      END_STATE();
+    case 1:
+      if (lookahead == '\r') ADVANCE(1);
+      if (lookahead != 0 &&
+          lookahead != '\n') ADVANCE(24);
+      END_STATE();
+    case 2:
+      if (lookahead == '!') ADVANCE(33);
+      if (lookahead == '#') ADVANCE(18);
+      if (lookahead == '(') ADVANCE(25);
+      if (lookahead == '/') ADVANCE(7);
+      if (lookahead == ':') ADVANCE(29);
+      if (lookahead == '?') ADVANCE(32);
+      if (lookahead == '_') ADVANCE(59);
+      if (('\t' <= lookahead && lookahead <= '\r') ||
+          lookahead == ' ' ||
+          lookahead == 0xfeff) SKIP(2);
+      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(60);
+      END_STATE();
+    case 3:
+      if (lookahead == '(') ADVANCE(39);
+      if (lookahead == '/') ADVANCE(7);
+      if (('\t' <= lookahead && lookahead <= '\r') ||
+          lookahead == ' ' ||
+          lookahead == 0xfeff) SKIP(8);
+      END_STATE();
+    case 4:
+      if (lookahead == '.') ADVANCE(6);
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
+      END_STATE();
+    case 5:
+      ADVANCE_MAP(
+        '.', 71,
+        '_', 15,
+        'E', 10,
+        'e', 10,
+        'G', 68,
+        'K', 68,
+        'M', 68,
+        'P', 68,
+        'T', 68,
+      );
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(5);
+      END_STATE();
+    case 6:
+      if (lookahead == '.') ADVANCE(37);
+      END_STATE();
+    case 7:
+      if (lookahead == '/') ADVANCE(24);
+      END_STATE();
+    case 8:
+      if (lookahead == '/') ADVANCE(7);
+      if (('\t' <= lookahead && lookahead <= '\r') ||
+          lookahead == ' ' ||
+          lookahead == 0xfeff) SKIP(8);
+      END_STATE();
+    case 9:
+      if (lookahead == '_') ADVANCE(61);
+      END_STATE();
+    case 10:
+      if (lookahead == '+' ||
+          lookahead == '-') ADVANCE(16);
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(70);
+      END_STATE();
+    case 11:
+      if (lookahead == '0' ||
+          lookahead == '1') ADVANCE(65);
+      END_STATE();
+    case 12:
+      if (('0' <= lookahead && lookahead <= '7')) ADVANCE(66);
+      END_STATE();
+    case 13:
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(64);
+      END_STATE();
+    case 14:
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
+      END_STATE();
+    case 15:
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(5);
+      END_STATE();
+    case 16:
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(70);
+      END_STATE();
+    case 17:
+      if (('0' <= lookahead && lookahead <= '9') ||
+          ('A' <= lookahead && lookahead <= 'F') ||
+          ('a' <= lookahead && lookahead <= 'f')) ADVANCE(67);
+      END_STATE();
+    case 18:
+      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(60);
+      END_STATE();
+    case 19:
+      if (eof) ADVANCE(22);
+      ADVANCE_MAP(
+        '!', 34,
+        '#', 18,
+        '&', 41,
+        '(', 25,
+        ')', 26,
+        '*', 54,
+        '+', 52,
+        ',', 23,
+        '-', 53,
+        '.', 57,
+        '/', 55,
+        '0', 63,
+        ':', 29,
+        '<', 46,
+        '=', 30,
+        '>', 48,
+        '?', 32,
+        '@', 38,
+        '[', 35,
+        ']', 36,
+        '_', 58,
+        '{', 27,
+        '|', 40,
+        '}', 28,
+      );
+      if (('\t' <= lookahead && lookahead <= '\r') ||
+          lookahead == ' ' ||
+          lookahead == 0xfeff) SKIP(19);
+      if (('1' <= lookahead && lookahead <= '9')) ADVANCE(64);
+      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(60);
       END_STATE();
     case 20:
-      if (eof) ADVANCE(21);
+      if (eof) ADVANCE(22);
       ADVANCE_MAP(
-        '!', 33,
-        '#', 17,
-        '(', 24,
-        ')', 25,
-        '*', 53,
-        '+', 51,
-        ',', 22,
-        '-', 52,
-        '.', 3,
-        '/', 6,
-        '0', 62,
-        ':', 28,
-        '<', 45,
+        '!', 34,
+        '#', 18,
+        '&', 41,
+        '(', 25,
+        ')', 26,
+        '*', 54,
+        '+', 52,
+        ',', 23,
+        '-', 53,
+        '.', 56,
+        '/', 55,
+        ':', 29,
+        '<', 46,
         '=', 30,
-        '>', 47,
-        '?', 31,
-        '@', 37,
-        '[', 34,
-        ']', 35,
-        '_', 57,
-        '{', 26,
-        '}', 27,
+        '>', 48,
+        '?', 32,
+        '@', 38,
+        '[', 35,
+        ']', 36,
+        '_', 59,
+        '{', 27,
+        '|', 40,
+        '}', 28,
       );
       if (('\t' <= lookahead && lookahead <= '\r') ||
           lookahead == ' ' ||
           lookahead == 0xfeff) SKIP(20);
-      if (('1' <= lookahead && lookahead <= '9')) ADVANCE(63);
-      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(59);
+      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(60);
       END_STATE();
     case 21:
-      ACCEPT_TOKEN(ts_builtin_sym_end);
+      if (eof) ADVANCE(22);
+      ADVANCE_MAP(
+        '!', 34,
+        '#', 18,
+        '(', 25,
+        ')', 26,
+        '*', 54,
+        '+', 52,
+        ',', 23,
+        '-', 53,
+        '.', 4,
+        '/', 7,
+        '0', 63,
+        ':', 29,
+        '<', 46,
+        '=', 31,
+        '>', 48,
+        '?', 32,
+        '@', 38,
+        '[', 35,
+        ']', 36,
+        '_', 58,
+        '{', 27,
+        '}', 28,
+      );
+      if (('\t' <= lookahead && lookahead <= '\r') ||
+          lookahead == ' ' ||
+          lookahead == 0xfeff) SKIP(21);
+      if (('1' <= lookahead && lookahead <= '9')) ADVANCE(64);
+      if (set_contains(sym_identifier_character_set_2, 679, lookahead)) ADVANCE(60);
       END_STATE();
     case 22:
-      ACCEPT_TOKEN(anon_sym_COMMA);
+      ACCEPT_TOKEN(ts_builtin_sym_end);
       END_STATE();
     case 23:
-      ACCEPT_TOKEN(sym_comment);
-      if (lookahead != 0 &&
-          lookahead != '\n') ADVANCE(23);
+      ACCEPT_TOKEN(anon_sym_COMMA);
       END_STATE();
     case 24:
-      ACCEPT_TOKEN(anon_sym_LPAREN);
+      ACCEPT_TOKEN(sym_comment);
+      if (lookahead == '\r') ADVANCE(1);
+      if (lookahead != 0 &&
+          lookahead != '\n') ADVANCE(24);
       END_STATE();
     case 25:
-      ACCEPT_TOKEN(anon_sym_RPAREN);
+      ACCEPT_TOKEN(anon_sym_LPAREN);
       END_STATE();
     case 26:
-      ACCEPT_TOKEN(anon_sym_LBRACE);
+      ACCEPT_TOKEN(anon_sym_RPAREN);
       END_STATE();
     case 27:
-      ACCEPT_TOKEN(anon_sym_RBRACE);
+      ACCEPT_TOKEN(anon_sym_LBRACE);
       END_STATE();
     case 28:
-      ACCEPT_TOKEN(anon_sym_COLON);
+      ACCEPT_TOKEN(anon_sym_RBRACE);
       END_STATE();
     case 29:
-      ACCEPT_TOKEN(anon_sym_EQ);
-      if (lookahead == '=') ADVANCE(43);
-      if (lookahead == '~') ADVANCE(49);
+      ACCEPT_TOKEN(anon_sym_COLON);
       END_STATE();
     case 30:
       ACCEPT_TOKEN(anon_sym_EQ);
-      if (lookahead == '~') ADVANCE(49);
-      END_STATE();
-    case 31:
-      ACCEPT_TOKEN(sym_optional);
-      END_STATE();
-    case 32:
-      ACCEPT_TOKEN(anon_sym_BANG);
-      END_STATE();
-    case 33:
-      ACCEPT_TOKEN(anon_sym_BANG);
       if (lookahead == '=') ADVANCE(44);
       if (lookahead == '~') ADVANCE(50);
       END_STATE();
+    case 31:
+      ACCEPT_TOKEN(anon_sym_EQ);
+      if (lookahead == '~') ADVANCE(50);
+      END_STATE();
+    case 32:
+      ACCEPT_TOKEN(sym_optional);
+      END_STATE();
+    case 33:
+      ACCEPT_TOKEN(anon_sym_BANG);
+      END_STATE();
     case 34:
-      ACCEPT_TOKEN(anon_sym_LBRACK);
+      ACCEPT_TOKEN(anon_sym_BANG);
+      if (lookahead == '=') ADVANCE(45);
+      if (lookahead == '~') ADVANCE(51);
       END_STATE();
     case 35:
-      ACCEPT_TOKEN(anon_sym_RBRACK);
+      ACCEPT_TOKEN(anon_sym_LBRACK);
       END_STATE();
     case 36:
-      ACCEPT_TOKEN(anon_sym_DOT_DOT_DOT);
+      ACCEPT_TOKEN(anon_sym_RBRACK);
       END_STATE();
     case 37:
-      ACCEPT_TOKEN(anon_sym_AT);
+      ACCEPT_TOKEN(anon_sym_DOT_DOT_DOT);
       END_STATE();
     case 38:
-      ACCEPT_TOKEN(anon_sym_LPAREN2);
+      ACCEPT_TOKEN(anon_sym_AT);
       END_STATE();
     case 39:
-      ACCEPT_TOKEN(anon_sym_PIPE);
-      if (lookahead == '|') ADVANCE(41);
+      ACCEPT_TOKEN(anon_sym_LPAREN2);
       END_STATE();
     case 40:
-      ACCEPT_TOKEN(anon_sym_AMP);
-      if (lookahead == '&') ADVANCE(42);
+      ACCEPT_TOKEN(anon_sym_PIPE);
+      if (lookahead == '|') ADVANCE(42);
       END_STATE();
     case 41:
-      ACCEPT_TOKEN(anon_sym_PIPE_PIPE);
+      ACCEPT_TOKEN(anon_sym_AMP);
+      if (lookahead == '&') ADVANCE(43);
       END_STATE();
     case 42:
-      ACCEPT_TOKEN(anon_sym_AMP_AMP);
+      ACCEPT_TOKEN(anon_sym_PIPE_PIPE);
       END_STATE();
     case 43:
-      ACCEPT_TOKEN(anon_sym_EQ_EQ);
+      ACCEPT_TOKEN(anon_sym_AMP_AMP);
       END_STATE();
     case 44:
-      ACCEPT_TOKEN(anon_sym_BANG_EQ);
+      ACCEPT_TOKEN(anon_sym_EQ_EQ);
       END_STATE();
     case 45:
-      ACCEPT_TOKEN(anon_sym_LT);
-      if (lookahead == '=') ADVANCE(46);
+      ACCEPT_TOKEN(anon_sym_BANG_EQ);
       END_STATE();
     case 46:
-      ACCEPT_TOKEN(anon_sym_LT_EQ);
+      ACCEPT_TOKEN(anon_sym_LT);
+      if (lookahead == '=') ADVANCE(47);
       END_STATE();
     case 47:
-      ACCEPT_TOKEN(anon_sym_GT);
-      if (lookahead == '=') ADVANCE(48);
+      ACCEPT_TOKEN(anon_sym_LT_EQ);
       END_STATE();
     case 48:
-      ACCEPT_TOKEN(anon_sym_GT_EQ);
+      ACCEPT_TOKEN(anon_sym_GT);
+      if (lookahead == '=') ADVANCE(49);
       END_STATE();
     case 49:
-      ACCEPT_TOKEN(anon_sym_EQ_TILDE);
+      ACCEPT_TOKEN(anon_sym_GT_EQ);
       END_STATE();
     case 50:
-      ACCEPT_TOKEN(anon_sym_BANG_TILDE);
+      ACCEPT_TOKEN(anon_sym_EQ_TILDE);
       END_STATE();
     case 51:
-      ACCEPT_TOKEN(anon_sym_PLUS);
+      ACCEPT_TOKEN(anon_sym_BANG_TILDE);
       END_STATE();
     case 52:
-      ACCEPT_TOKEN(anon_sym_DASH);
+      ACCEPT_TOKEN(anon_sym_PLUS);
       END_STATE();
     case 53:
-      ACCEPT_TOKEN(anon_sym_STAR);
+      ACCEPT_TOKEN(anon_sym_DASH);
       END_STATE();
     case 54:
-      ACCEPT_TOKEN(anon_sym_SLASH);
-      if (lookahead == '/') ADVANCE(23);
+      ACCEPT_TOKEN(anon_sym_STAR);
       END_STATE();
     case 55:
-      ACCEPT_TOKEN(anon_sym_DOT);
+      ACCEPT_TOKEN(anon_sym_SLASH);
+      if (lookahead == '/') ADVANCE(24);
       END_STATE();
     case 56:
       ACCEPT_TOKEN(anon_sym_DOT);
-      if (lookahead == '.') ADVANCE(5);
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(68);
       END_STATE();
     case 57:
-      ACCEPT_TOKEN(sym_identifier);
-      if (lookahead == '#') ADVANCE(17);
-      if (lookahead == '|') ADVANCE(8);
-      if (set_contains(sym_identifier_character_set_4, 730, lookahead)) ADVANCE(59);
+      ACCEPT_TOKEN(anon_sym_DOT);
+      if (lookahead == '.') ADVANCE(6);
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
       END_STATE();
     case 58:
       ACCEPT_TOKEN(sym_identifier);
-      if (lookahead == '#') ADVANCE(17);
-      if (set_contains(sym_identifier_character_set_4, 730, lookahead)) ADVANCE(59);
+      if (lookahead == '#') ADVANCE(18);
+      if (lookahead == '|') ADVANCE(9);
+      if (set_contains(sym_identifier_character_set_4, 730, lookahead)) ADVANCE(60);
       END_STATE();
     case 59:
       ACCEPT_TOKEN(sym_identifier);
-      if (set_contains(sym_identifier_character_set_4, 730, lookahead)) ADVANCE(59);
+      if (lookahead == '#') ADVANCE(18);
+      if (set_contains(sym_identifier_character_set_4, 730, lookahead)) ADVANCE(60);
       END_STATE();
     case 60:
-      ACCEPT_TOKEN(sym_bottom);
+      ACCEPT_TOKEN(sym_identifier);
+      if (set_contains(sym_identifier_character_set_4, 730, lookahead)) ADVANCE(60);
       END_STATE();
     case 61:
-      ACCEPT_TOKEN(sym_integer);
+      ACCEPT_TOKEN(sym_bottom);
       END_STATE();
     case 62:
       ACCEPT_TOKEN(sym_integer);
-      ADVANCE_MAP(
-        '.', 70,
-        '_', 14,
-        'b', 10,
-        'o', 11,
-        'E', 9,
-        'e', 9,
-        'X', 16,
-        'x', 16,
-        'G', 67,
-        'K', 67,
-        'M', 67,
-        'P', 67,
-        'T', 67,
-      );
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(4);
       END_STATE();
     case 63:
       ACCEPT_TOKEN(sym_integer);
       ADVANCE_MAP(
-        '.', 70,
-        '_', 12,
-        'E', 9,
-        'e', 9,
-        'G', 67,
-        'K', 67,
-        'M', 67,
-        'P', 67,
-        'T', 67,
+        '.', 71,
+        '_', 15,
+        'b', 11,
+        'o', 12,
+        'E', 10,
+        'e', 10,
+        'X', 17,
+        'x', 17,
+        'G', 68,
+        'K', 68,
+        'M', 68,
+        'P', 68,
+        'T', 68,
       );
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(63);
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(5);
       END_STATE();
     case 64:
       ACCEPT_TOKEN(sym_integer);
-      if (lookahead == '_') ADVANCE(10);
-      if (lookahead == '0' ||
-          lookahead == '1') ADVANCE(64);
+      ADVANCE_MAP(
+        '.', 71,
+        '_', 13,
+        'E', 10,
+        'e', 10,
+        'G', 68,
+        'K', 68,
+        'M', 68,
+        'P', 68,
+        'T', 68,
+      );
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(64);
       END_STATE();
     case 65:
       ACCEPT_TOKEN(sym_integer);
       if (lookahead == '_') ADVANCE(11);
-      if (('0' <= lookahead && lookahead <= '7')) ADVANCE(65);
+      if (lookahead == '0' ||
+          lookahead == '1') ADVANCE(65);
       END_STATE();
     case 66:
       ACCEPT_TOKEN(sym_integer);
-      if (lookahead == '_') ADVANCE(16);
-      if (('0' <= lookahead && lookahead <= '9') ||
-          ('A' <= lookahead && lookahead <= 'F') ||
-          ('a' <= lookahead && lookahead <= 'f')) ADVANCE(66);
+      if (lookahead == '_') ADVANCE(12);
+      if (('0' <= lookahead && lookahead <= '7')) ADVANCE(66);
       END_STATE();
     case 67:
       ACCEPT_TOKEN(sym_integer);
-      if (lookahead == 'i') ADVANCE(61);
+      if (lookahead == '_') ADVANCE(17);
+      if (('0' <= lookahead && lookahead <= '9') ||
+          ('A' <= lookahead && lookahead <= 'F') ||
+          ('a' <= lookahead && lookahead <= 'f')) ADVANCE(67);
       END_STATE();
     case 68:
-      ACCEPT_TOKEN(sym_float);
-      ADVANCE_MAP(
-        '_', 13,
-        'E', 9,
-        'e', 9,
-        'G', 67,
-        'K', 67,
-        'M', 67,
-        'P', 67,
-        'T', 67,
-      );
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(68);
+      ACCEPT_TOKEN(sym_integer);
+      if (lookahead == 'i') ADVANCE(62);
       END_STATE();
     case 69:
       ACCEPT_TOKEN(sym_float);
-      if (lookahead == '_') ADVANCE(15);
+      ADVANCE_MAP(
+        '_', 14,
+        'E', 10,
+        'e', 10,
+        'G', 68,
+        'K', 68,
+        'M', 68,
+        'P', 68,
+        'T', 68,
+      );
       if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
       END_STATE();
     case 70:
       ACCEPT_TOKEN(sym_float);
+      if (lookahead == '_') ADVANCE(16);
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(70);
+      END_STATE();
+    case 71:
+      ACCEPT_TOKEN(sym_float);
       if (lookahead == 'E' ||
-          lookahead == 'e') ADVANCE(9);
-      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(68);
+          lookahead == 'e') ADVANCE(10);
+      if (('0' <= lookahead && lookahead <= '9')) ADVANCE(69);
       END_STATE();
     default:
       return false;
@@ -1989,141 +1995,141 @@ static bool ts_lex_keywords(TSLexer *lexer, TSStateId state) {
 
 static const TSLexerMode ts_lex_modes[STATE_COUNT] = {
   [0] = {.lex_state = 0, .external_lex_state = 1},
-  [1] = {.lex_state = 20, .external_lex_state = 2},
-  [2] = {.lex_state = 20, .external_lex_state = 2},
-  [3] = {.lex_state = 20, .external_lex_state = 2},
-  [4] = {.lex_state = 20, .external_lex_state = 2},
-  [5] = {.lex_state = 20, .external_lex_state = 2},
-  [6] = {.lex_state = 20, .external_lex_state = 2},
-  [7] = {.lex_state = 20, .external_lex_state = 2},
-  [8] = {.lex_state = 20, .external_lex_state = 2},
-  [9] = {.lex_state = 20, .external_lex_state = 2},
-  [10] = {.lex_state = 20, .external_lex_state = 2},
-  [11] = {.lex_state = 20, .external_lex_state = 2},
-  [12] = {.lex_state = 20, .external_lex_state = 2},
-  [13] = {.lex_state = 20, .external_lex_state = 2},
-  [14] = {.lex_state = 20, .external_lex_state = 2},
-  [15] = {.lex_state = 20, .external_lex_state = 2},
-  [16] = {.lex_state = 20, .external_lex_state = 2},
-  [17] = {.lex_state = 20, .external_lex_state = 2},
-  [18] = {.lex_state = 20, .external_lex_state = 2},
-  [19] = {.lex_state = 20, .external_lex_state = 2},
-  [20] = {.lex_state = 20, .external_lex_state = 2},
-  [21] = {.lex_state = 20, .external_lex_state = 2},
-  [22] = {.lex_state = 20, .external_lex_state = 3},
-  [23] = {.lex_state = 20, .external_lex_state = 2},
-  [24] = {.lex_state = 20, .external_lex_state = 2},
-  [25] = {.lex_state = 20, .external_lex_state = 2},
-  [26] = {.lex_state = 20, .external_lex_state = 2},
-  [27] = {.lex_state = 20, .external_lex_state = 2},
-  [28] = {.lex_state = 20, .external_lex_state = 2},
-  [29] = {.lex_state = 20, .external_lex_state = 2},
-  [30] = {.lex_state = 20, .external_lex_state = 2},
-  [31] = {.lex_state = 20, .external_lex_state = 2},
-  [32] = {.lex_state = 20, .external_lex_state = 2},
-  [33] = {.lex_state = 20, .external_lex_state = 2},
-  [34] = {.lex_state = 20, .external_lex_state = 2},
-  [35] = {.lex_state = 20, .external_lex_state = 2},
-  [36] = {.lex_state = 20, .external_lex_state = 2},
-  [37] = {.lex_state = 20, .external_lex_state = 2},
-  [38] = {.lex_state = 20, .external_lex_state = 2},
-  [39] = {.lex_state = 20, .external_lex_state = 2},
-  [40] = {.lex_state = 20, .external_lex_state = 2},
-  [41] = {.lex_state = 20, .external_lex_state = 2},
-  [42] = {.lex_state = 20, .external_lex_state = 2},
-  [43] = {.lex_state = 20, .external_lex_state = 2},
-  [44] = {.lex_state = 20, .external_lex_state = 2},
-  [45] = {.lex_state = 20, .external_lex_state = 2},
-  [46] = {.lex_state = 20, .external_lex_state = 2},
-  [47] = {.lex_state = 20, .external_lex_state = 2},
-  [48] = {.lex_state = 20, .external_lex_state = 2},
-  [49] = {.lex_state = 20, .external_lex_state = 2},
-  [50] = {.lex_state = 20, .external_lex_state = 2},
-  [51] = {.lex_state = 20, .external_lex_state = 2},
-  [52] = {.lex_state = 20, .external_lex_state = 2},
-  [53] = {.lex_state = 20, .external_lex_state = 2},
-  [54] = {.lex_state = 20, .external_lex_state = 2},
-  [55] = {.lex_state = 20, .external_lex_state = 2},
-  [56] = {.lex_state = 20, .external_lex_state = 2},
-  [57] = {.lex_state = 20, .external_lex_state = 2},
-  [58] = {.lex_state = 20, .external_lex_state = 2},
-  [59] = {.lex_state = 20, .external_lex_state = 2},
-  [60] = {.lex_state = 20, .external_lex_state = 2},
-  [61] = {.lex_state = 20, .external_lex_state = 2},
-  [62] = {.lex_state = 20, .external_lex_state = 2},
-  [63] = {.lex_state = 19, .external_lex_state = 4},
-  [64] = {.lex_state = 19, .external_lex_state = 4},
-  [65] = {.lex_state = 19, .external_lex_state = 4},
-  [66] = {.lex_state = 19, .external_lex_state = 4},
-  [67] = {.lex_state = 19, .external_lex_state = 4},
-  [68] = {.lex_state = 19, .external_lex_state = 4},
-  [69] = {.lex_state = 19, .external_lex_state = 4},
-  [70] = {.lex_state = 19, .external_lex_state = 4},
-  [71] = {.lex_state = 19, .external_lex_state = 4},
-  [72] = {.lex_state = 19, .external_lex_state = 4},
-  [73] = {.lex_state = 19, .external_lex_state = 4},
-  [74] = {.lex_state = 19, .external_lex_state = 4},
-  [75] = {.lex_state = 19, .external_lex_state = 4},
-  [76] = {.lex_state = 19, .external_lex_state = 4},
-  [77] = {.lex_state = 19, .external_lex_state = 4},
-  [78] = {.lex_state = 19, .external_lex_state = 4},
-  [79] = {.lex_state = 19, .external_lex_state = 4},
-  [80] = {.lex_state = 19, .external_lex_state = 4},
-  [81] = {.lex_state = 19, .external_lex_state = 4},
-  [82] = {.lex_state = 19, .external_lex_state = 4},
-  [83] = {.lex_state = 19, .external_lex_state = 4},
-  [84] = {.lex_state = 19, .external_lex_state = 4},
-  [85] = {.lex_state = 19, .external_lex_state = 4},
-  [86] = {.lex_state = 19, .external_lex_state = 4},
-  [87] = {.lex_state = 19, .external_lex_state = 4},
-  [88] = {.lex_state = 19, .external_lex_state = 4},
-  [89] = {.lex_state = 19, .external_lex_state = 4},
-  [90] = {.lex_state = 19, .external_lex_state = 4},
-  [91] = {.lex_state = 19, .external_lex_state = 4},
-  [92] = {.lex_state = 19, .external_lex_state = 4},
-  [93] = {.lex_state = 19, .external_lex_state = 4},
-  [94] = {.lex_state = 19, .external_lex_state = 4},
-  [95] = {.lex_state = 19, .external_lex_state = 4},
-  [96] = {.lex_state = 19, .external_lex_state = 4},
-  [97] = {.lex_state = 19, .external_lex_state = 4},
-  [98] = {.lex_state = 19, .external_lex_state = 4},
-  [99] = {.lex_state = 19, .external_lex_state = 4},
-  [100] = {.lex_state = 19, .external_lex_state = 4},
-  [101] = {.lex_state = 19, .external_lex_state = 4},
-  [102] = {.lex_state = 19, .external_lex_state = 4},
-  [103] = {.lex_state = 19, .external_lex_state = 4},
-  [104] = {.lex_state = 19, .external_lex_state = 4},
-  [105] = {.lex_state = 19, .external_lex_state = 4},
-  [106] = {.lex_state = 19, .external_lex_state = 4},
+  [1] = {.lex_state = 21, .external_lex_state = 2},
+  [2] = {.lex_state = 21, .external_lex_state = 2},
+  [3] = {.lex_state = 21, .external_lex_state = 2},
+  [4] = {.lex_state = 21, .external_lex_state = 2},
+  [5] = {.lex_state = 21, .external_lex_state = 2},
+  [6] = {.lex_state = 21, .external_lex_state = 2},
+  [7] = {.lex_state = 21, .external_lex_state = 2},
+  [8] = {.lex_state = 21, .external_lex_state = 2},
+  [9] = {.lex_state = 21, .external_lex_state = 2},
+  [10] = {.lex_state = 21, .external_lex_state = 2},
+  [11] = {.lex_state = 21, .external_lex_state = 2},
+  [12] = {.lex_state = 21, .external_lex_state = 2},
+  [13] = {.lex_state = 21, .external_lex_state = 2},
+  [14] = {.lex_state = 21, .external_lex_state = 2},
+  [15] = {.lex_state = 21, .external_lex_state = 2},
+  [16] = {.lex_state = 21, .external_lex_state = 2},
+  [17] = {.lex_state = 21, .external_lex_state = 2},
+  [18] = {.lex_state = 21, .external_lex_state = 2},
+  [19] = {.lex_state = 21, .external_lex_state = 2},
+  [20] = {.lex_state = 21, .external_lex_state = 2},
+  [21] = {.lex_state = 21, .external_lex_state = 2},
+  [22] = {.lex_state = 21, .external_lex_state = 3},
+  [23] = {.lex_state = 21, .external_lex_state = 2},
+  [24] = {.lex_state = 21, .external_lex_state = 2},
+  [25] = {.lex_state = 21, .external_lex_state = 2},
+  [26] = {.lex_state = 21, .external_lex_state = 2},
+  [27] = {.lex_state = 21, .external_lex_state = 2},
+  [28] = {.lex_state = 21, .external_lex_state = 2},
+  [29] = {.lex_state = 21, .external_lex_state = 2},
+  [30] = {.lex_state = 21, .external_lex_state = 2},
+  [31] = {.lex_state = 21, .external_lex_state = 2},
+  [32] = {.lex_state = 21, .external_lex_state = 2},
+  [33] = {.lex_state = 21, .external_lex_state = 2},
+  [34] = {.lex_state = 21, .external_lex_state = 2},
+  [35] = {.lex_state = 21, .external_lex_state = 2},
+  [36] = {.lex_state = 21, .external_lex_state = 2},
+  [37] = {.lex_state = 21, .external_lex_state = 2},
+  [38] = {.lex_state = 21, .external_lex_state = 2},
+  [39] = {.lex_state = 21, .external_lex_state = 2},
+  [40] = {.lex_state = 21, .external_lex_state = 2},
+  [41] = {.lex_state = 21, .external_lex_state = 2},
+  [42] = {.lex_state = 21, .external_lex_state = 2},
+  [43] = {.lex_state = 21, .external_lex_state = 2},
+  [44] = {.lex_state = 21, .external_lex_state = 2},
+  [45] = {.lex_state = 21, .external_lex_state = 2},
+  [46] = {.lex_state = 21, .external_lex_state = 2},
+  [47] = {.lex_state = 21, .external_lex_state = 2},
+  [48] = {.lex_state = 21, .external_lex_state = 2},
+  [49] = {.lex_state = 21, .external_lex_state = 2},
+  [50] = {.lex_state = 21, .external_lex_state = 2},
+  [51] = {.lex_state = 21, .external_lex_state = 2},
+  [52] = {.lex_state = 21, .external_lex_state = 2},
+  [53] = {.lex_state = 21, .external_lex_state = 2},
+  [54] = {.lex_state = 21, .external_lex_state = 2},
+  [55] = {.lex_state = 21, .external_lex_state = 2},
+  [56] = {.lex_state = 21, .external_lex_state = 2},
+  [57] = {.lex_state = 21, .external_lex_state = 2},
+  [58] = {.lex_state = 21, .external_lex_state = 2},
+  [59] = {.lex_state = 21, .external_lex_state = 2},
+  [60] = {.lex_state = 21, .external_lex_state = 2},
+  [61] = {.lex_state = 21, .external_lex_state = 2},
+  [62] = {.lex_state = 21, .external_lex_state = 2},
+  [63] = {.lex_state = 20, .external_lex_state = 4},
+  [64] = {.lex_state = 20, .external_lex_state = 4},
+  [65] = {.lex_state = 20, .external_lex_state = 4},
+  [66] = {.lex_state = 20, .external_lex_state = 4},
+  [67] = {.lex_state = 20, .external_lex_state = 4},
+  [68] = {.lex_state = 20, .external_lex_state = 4},
+  [69] = {.lex_state = 20, .external_lex_state = 4},
+  [70] = {.lex_state = 20, .external_lex_state = 4},
+  [71] = {.lex_state = 20, .external_lex_state = 4},
+  [72] = {.lex_state = 20, .external_lex_state = 4},
+  [73] = {.lex_state = 20, .external_lex_state = 4},
+  [74] = {.lex_state = 20, .external_lex_state = 4},
+  [75] = {.lex_state = 20, .external_lex_state = 4},
+  [76] = {.lex_state = 20, .external_lex_state = 4},
+  [77] = {.lex_state = 20, .external_lex_state = 4},
+  [78] = {.lex_state = 20, .external_lex_state = 4},
+  [79] = {.lex_state = 20, .external_lex_state = 4},
+  [80] = {.lex_state = 20, .external_lex_state = 4},
+  [81] = {.lex_state = 20, .external_lex_state = 4},
+  [82] = {.lex_state = 20, .external_lex_state = 4},
+  [83] = {.lex_state = 20, .external_lex_state = 4},
+  [84] = {.lex_state = 20, .external_lex_state = 4},
+  [85] = {.lex_state = 20, .external_lex_state = 4},
+  [86] = {.lex_state = 20, .external_lex_state = 4},
+  [87] = {.lex_state = 20, .external_lex_state = 4},
+  [88] = {.lex_state = 20, .external_lex_state = 4},
+  [89] = {.lex_state = 20, .external_lex_state = 4},
+  [90] = {.lex_state = 20, .external_lex_state = 4},
+  [91] = {.lex_state = 20, .external_lex_state = 4},
+  [92] = {.lex_state = 20, .external_lex_state = 4},
+  [93] = {.lex_state = 20, .external_lex_state = 4},
+  [94] = {.lex_state = 20, .external_lex_state = 4},
+  [95] = {.lex_state = 20, .external_lex_state = 4},
+  [96] = {.lex_state = 20, .external_lex_state = 4},
+  [97] = {.lex_state = 20, .external_lex_state = 4},
+  [98] = {.lex_state = 20, .external_lex_state = 4},
+  [99] = {.lex_state = 20, .external_lex_state = 4},
+  [100] = {.lex_state = 20, .external_lex_state = 4},
+  [101] = {.lex_state = 20, .external_lex_state = 4},
+  [102] = {.lex_state = 20, .external_lex_state = 4},
+  [103] = {.lex_state = 20, .external_lex_state = 4},
+  [104] = {.lex_state = 20, .external_lex_state = 4},
+  [105] = {.lex_state = 20, .external_lex_state = 4},
+  [106] = {.lex_state = 20, .external_lex_state = 4},
   [107] = {.lex_state = 0, .external_lex_state = 4},
   [108] = {.lex_state = 0, .external_lex_state = 4},
-  [109] = {.lex_state = 19},
-  [110] = {.lex_state = 19},
+  [109] = {.lex_state = 20},
+  [110] = {.lex_state = 20},
   [111] = {.lex_state = 0, .external_lex_state = 4},
   [112] = {.lex_state = 0, .external_lex_state = 4},
   [113] = {.lex_state = 0, .external_lex_state = 4},
-  [114] = {.lex_state = 19},
-  [115] = {.lex_state = 19},
-  [116] = {.lex_state = 19},
-  [117] = {.lex_state = 19},
-  [118] = {.lex_state = 19},
-  [119] = {.lex_state = 19},
-  [120] = {.lex_state = 19},
-  [121] = {.lex_state = 19},
-  [122] = {.lex_state = 19},
-  [123] = {.lex_state = 19},
-  [124] = {.lex_state = 19},
-  [125] = {.lex_state = 19},
-  [126] = {.lex_state = 19},
-  [127] = {.lex_state = 19},
-  [128] = {.lex_state = 19},
-  [129] = {.lex_state = 19},
-  [130] = {.lex_state = 19},
-  [131] = {.lex_state = 19},
-  [132] = {.lex_state = 19},
-  [133] = {.lex_state = 19},
-  [134] = {.lex_state = 19},
-  [135] = {.lex_state = 19},
+  [114] = {.lex_state = 20},
+  [115] = {.lex_state = 20},
+  [116] = {.lex_state = 20},
+  [117] = {.lex_state = 20},
+  [118] = {.lex_state = 20},
+  [119] = {.lex_state = 20},
+  [120] = {.lex_state = 20},
+  [121] = {.lex_state = 20},
+  [122] = {.lex_state = 20},
+  [123] = {.lex_state = 20},
+  [124] = {.lex_state = 20},
+  [125] = {.lex_state = 20},
+  [126] = {.lex_state = 20},
+  [127] = {.lex_state = 20},
+  [128] = {.lex_state = 20},
+  [129] = {.lex_state = 20},
+  [130] = {.lex_state = 20},
+  [131] = {.lex_state = 20},
+  [132] = {.lex_state = 20},
+  [133] = {.lex_state = 20},
+  [134] = {.lex_state = 20},
+  [135] = {.lex_state = 20},
   [136] = {.lex_state = 0, .external_lex_state = 4},
   [137] = {.lex_state = 0},
   [138] = {.lex_state = 0},
@@ -2142,31 +2148,31 @@ static const TSLexerMode ts_lex_modes[STATE_COUNT] = {
   [151] = {.lex_state = 0},
   [152] = {.lex_state = 0},
   [153] = {.lex_state = 0},
-  [154] = {.lex_state = 19, .external_lex_state = 4},
-  [155] = {.lex_state = 19, .external_lex_state = 4},
-  [156] = {.lex_state = 19, .external_lex_state = 2},
-  [157] = {.lex_state = 19, .external_lex_state = 2},
-  [158] = {.lex_state = 19, .external_lex_state = 4},
-  [159] = {.lex_state = 1, .external_lex_state = 2},
-  [160] = {.lex_state = 19},
-  [161] = {.lex_state = 19},
+  [154] = {.lex_state = 20, .external_lex_state = 4},
+  [155] = {.lex_state = 20, .external_lex_state = 4},
+  [156] = {.lex_state = 20, .external_lex_state = 2},
+  [157] = {.lex_state = 20, .external_lex_state = 2},
+  [158] = {.lex_state = 20, .external_lex_state = 4},
+  [159] = {.lex_state = 2, .external_lex_state = 2},
+  [160] = {.lex_state = 20},
+  [161] = {.lex_state = 20},
   [162] = {.lex_state = 0, .external_lex_state = 4},
   [163] = {.lex_state = 0, .external_lex_state = 4},
   [164] = {.lex_state = 0, .external_lex_state = 4},
   [165] = {.lex_state = 0, .external_lex_state = 5},
-  [166] = {.lex_state = 19, .external_lex_state = 4},
+  [166] = {.lex_state = 20, .external_lex_state = 4},
   [167] = {.lex_state = 0, .external_lex_state = 5},
-  [168] = {.lex_state = 19},
+  [168] = {.lex_state = 20},
   [169] = {.lex_state = 0, .external_lex_state = 5},
   [170] = {.lex_state = 0, .external_lex_state = 5},
-  [171] = {.lex_state = 19, .external_lex_state = 4},
+  [171] = {.lex_state = 20, .external_lex_state = 4},
   [172] = {.lex_state = 0, .external_lex_state = 5},
   [173] = {.lex_state = 0, .external_lex_state = 4},
   [174] = {.lex_state = 0, .external_lex_state = 4},
   [175] = {.lex_state = 0, .external_lex_state = 4},
   [176] = {.lex_state = 0, .external_lex_state = 4},
   [177] = {.lex_state = 0, .external_lex_state = 4},
-  [178] = {.lex_state = 19},
+  [178] = {.lex_state = 20},
   [179] = {.lex_state = 0, .external_lex_state = 4},
   [180] = {.lex_state = 0, .external_lex_state = 4},
   [181] = {.lex_state = 0, .external_lex_state = 4},
@@ -2177,9 +2183,9 @@ static const TSLexerMode ts_lex_modes[STATE_COUNT] = {
   [186] = {.lex_state = 0, .external_lex_state = 4},
   [187] = {.lex_state = 0, .external_lex_state = 4},
   [188] = {.lex_state = 0, .external_lex_state = 4},
-  [189] = {.lex_state = 19, .external_lex_state = 2},
+  [189] = {.lex_state = 20, .external_lex_state = 2},
   [190] = {.lex_state = 0, .external_lex_state = 4},
-  [191] = {.lex_state = 19, .external_lex_state = 2},
+  [191] = {.lex_state = 20, .external_lex_state = 2},
   [192] = {.lex_state = 0, .external_lex_state = 4},
   [193] = {.lex_state = 0, .external_lex_state = 4},
   [194] = {.lex_state = 0, .external_lex_state = 4},
@@ -2189,52 +2195,52 @@ static const TSLexerMode ts_lex_modes[STATE_COUNT] = {
   [198] = {.lex_state = 0, .external_lex_state = 4},
   [199] = {.lex_state = 0, .external_lex_state = 4},
   [200] = {.lex_state = 0, .external_lex_state = 4},
-  [201] = {.lex_state = 19, .external_lex_state = 2},
+  [201] = {.lex_state = 20, .external_lex_state = 2},
   [202] = {.lex_state = 0, .external_lex_state = 4},
   [203] = {.lex_state = 0, .external_lex_state = 4},
   [204] = {.lex_state = 0, .external_lex_state = 4},
   [205] = {.lex_state = 0, .external_lex_state = 4},
-  [206] = {.lex_state = 1},
-  [207] = {.lex_state = 19, .external_lex_state = 2},
+  [206] = {.lex_state = 2},
+  [207] = {.lex_state = 20, .external_lex_state = 2},
   [208] = {.lex_state = 0, .external_lex_state = 5},
-  [209] = {.lex_state = 1},
-  [210] = {.lex_state = 1},
-  [211] = {.lex_state = 1},
-  [212] = {.lex_state = 19, .external_lex_state = 2},
-  [213] = {.lex_state = 1},
-  [214] = {.lex_state = 19},
+  [209] = {.lex_state = 2},
+  [210] = {.lex_state = 2},
+  [211] = {.lex_state = 2},
+  [212] = {.lex_state = 20, .external_lex_state = 2},
+  [213] = {.lex_state = 2},
+  [214] = {.lex_state = 20},
   [215] = {.lex_state = 0, .external_lex_state = 4},
   [216] = {.lex_state = 0, .external_lex_state = 4},
   [217] = {.lex_state = 0, .external_lex_state = 4},
   [218] = {.lex_state = 0, .external_lex_state = 4},
-  [219] = {.lex_state = 1},
+  [219] = {.lex_state = 2},
   [220] = {.lex_state = 0, .external_lex_state = 4},
-  [221] = {.lex_state = 1},
+  [221] = {.lex_state = 2},
   [222] = {.lex_state = 0, .external_lex_state = 4},
-  [223] = {.lex_state = 19, .external_lex_state = 2},
+  [223] = {.lex_state = 20, .external_lex_state = 2},
   [224] = {.lex_state = 0, .external_lex_state = 4},
   [225] = {.lex_state = 0, .external_lex_state = 4},
   [226] = {.lex_state = 0, .external_lex_state = 4},
   [227] = {.lex_state = 0, .external_lex_state = 4},
-  [228] = {.lex_state = 19},
+  [228] = {.lex_state = 20},
   [229] = {.lex_state = 0, .external_lex_state = 6},
   [230] = {.lex_state = 0, .external_lex_state = 2},
   [231] = {.lex_state = 0},
   [232] = {.lex_state = 0},
   [233] = {.lex_state = 0},
   [234] = {.lex_state = 0},
-  [235] = {.lex_state = 20},
-  [236] = {.lex_state = 19},
+  [235] = {.lex_state = 21},
+  [236] = {.lex_state = 20},
   [237] = {.lex_state = 0},
-  [238] = {.lex_state = 19},
+  [238] = {.lex_state = 20},
   [239] = {.lex_state = 0},
   [240] = {.lex_state = 0},
   [241] = {.lex_state = 0},
   [242] = {.lex_state = 0},
-  [243] = {.lex_state = 19},
-  [244] = {.lex_state = 2},
-  [245] = {.lex_state = 19},
-  [246] = {.lex_state = 19},
+  [243] = {.lex_state = 20},
+  [244] = {.lex_state = 3},
+  [245] = {.lex_state = 20},
+  [246] = {.lex_state = 20},
 };
 
 static const uint16_t ts_parse_table[LARGE_STATE_COUNT][SYMBOL_COUNT] = {
