@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod apply;
+mod policy;
 
 /// Keeps container image references in Git up to date.
 #[derive(Debug, Parser)]
@@ -42,6 +44,11 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Image policies: evaluate one against tags read from stdin.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Rewrite marked image references in a tree offline (no registry, no git).
+    Apply(apply::ApplyArgs),
 }
 
 /// How a command ended when it did not fail: 0, or 1 for "nothing selected" / "changes pending".
@@ -61,7 +68,10 @@ impl From<Status> for ExitCode {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
-    match cli.command {}
+    match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Apply(args) => apply::run(args),
+    }
 }
 
 /// Logs go to stderr so stdout stays for results.
@@ -69,7 +79,9 @@ pub fn init_logging(args: &GlobalArgs) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
 
     let filter = match &args.log {
-        Some(spec) => EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?,
+        Some(spec) => {
+            EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?
+        }
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
     };
     let builder = tracing_subscriber::fmt()
