@@ -250,6 +250,20 @@ pub fn scan(source: &[u8], lang: Lang) -> ScanResult {
     }
 }
 
+/// Scans `new`, which is `old` with `edits` applied; a language may reuse what it learnt
+/// from scanning `old` (YAML re-parses incrementally), the result is that of [`scan`].
+pub fn rescan(lang: Lang, old: &[u8], new: &[u8], edits: &[Edit]) -> ScanResult {
+    match lang {
+        Lang::Yaml => {
+            let edits: Vec<_> = edits
+                .iter()
+                .map(|e| (e.range.clone(), e.text.as_str()))
+                .collect();
+            yaml::rescan(old, new, &edits)
+        }
+    }
+}
+
 /// How a new value must be written in `lang` to keep `style` and read back as a string.
 pub fn encode(lang: Lang, style: Style, value: &str) -> (Style, String) {
     match lang {

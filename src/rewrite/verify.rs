@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Edit, Lang, ProblemKind, Site, Style, scan};
+use super::{Edit, Lang, ProblemKind, Site, Style, rescan};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -47,7 +47,7 @@ pub fn verify(
     check_edits(old.len(), edits)?;
     outside_unchanged(old, new, edits)?;
 
-    let rescanned = scan(new, lang);
+    let rescanned = rescan(lang, old, new, edits);
     if let Some(p) = rescanned
         .problems
         .iter()
