@@ -150,10 +150,7 @@ impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Syntax => write!(f, "syntax error; file not edited"),
-            Self::NearMiss { reason } => write!(
-                f,
-                "comment mentions $imagepolicy but is not a marker: {reason}"
-            ),
+            Self::NearMiss { reason } => write!(f, "looks like a marker but is not one: {reason}"),
             Self::BadMarker { reason } => write!(f, "invalid marker: {reason}"),
             Self::NoValue => write!(f, "marker has no value on its line"),
             Self::UnsupportedValue { what } => {

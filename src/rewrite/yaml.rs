@@ -107,8 +107,9 @@ fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
 
     let mut collected = Collected::default();
     collect(root, source, &mut collected);
+    result.problems.extend(stray_markers(source, &collected));
 
-    for (row, comment) in collected.markers {
+    for (&row, &comment) in &collected.markers {
         let line = row + 1;
         let marker = match parse_marker(comment_body(comment, source)) {
             MarkerParse::NotMarker => continue,
@@ -237,6 +238,36 @@ fn marker_rows(source: &[u8]) -> std::collections::BTreeSet<usize> {
         rows.insert(row);
     }
     rows
+}
+
+/// `$imagepolicy` on a line with no comment and no block scalar holding it, e.g.
+/// `image: app:1#{"$imagepolicy": …}`, where the missing space makes `#` part of the value.
+fn stray_markers(source: &[u8], collected: &Collected<'_>) -> Vec<Finding> {
+    let mut rows: Vec<usize> = Vec::new();
+    let (mut row, mut counted) = (0, 0);
+    for at in memchr::memmem::find_iter(source, MARKER_NEEDLE) {
+        row += memchr::memchr_iter(b'\n', &source[counted..at]).count();
+        counted = at;
+        if rows.last() != Some(&row) {
+            rows.push(row);
+        }
+    }
+    rows.into_iter()
+        .filter(|row| !collected.markers.contains_key(row))
+        .filter(|row| {
+            !collected
+                .block_scalar_markers
+                .iter()
+                .any(|f| f.line == row + 1)
+        })
+        .map(|row| Finding {
+            line: row + 1,
+            kind: ProblemKind::NearMiss {
+                reason: "\"$imagepolicy\" outside a comment (a comment needs a space before '#')"
+                    .to_string(),
+            },
+        })
+        .collect()
 }
 
 fn block_scalar_markers(node: Node<'_>, source: &[u8], out: &mut Vec<Finding>) {
@@ -433,6 +464,15 @@ mod tests {
 #[cfg(test)]
 mod more_tests {
     use super::*;
+
+    #[test]
+    fn markers_glued_to_values_are_near_misses() {
+        let r = scan(b"a: app:1#{\"$imagepolicy\":\"ns:a\"}\nb: c\n");
+        assert!(r.sites.is_empty());
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert_eq!(r.problems[0].line, 1);
+        assert!(matches!(r.problems[0].kind, ProblemKind::NearMiss { .. }));
+    }
 
     #[test]
     fn multi_line_values_are_unsupported() {
