@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::PolicyId;
 
-pub use edit::{Edit, FilePlan, apply, plan, value_for};
+pub use edit::{Edit, FilePlan, apply, plan, plan_allowed, value_for};
 pub use marker::{MarkerParse, parse_marker};
 pub use verify::{VerifyError, verify};
 pub use walk::{Mode, TreeReport, WalkError, rewrite_tree};
@@ -122,6 +122,8 @@ pub enum ProblemKind {
     MarkerInBlockScalar,
     /// A marker names a policy with no selection.
     UnknownPolicy { policy: PolicyId },
+    /// The policy may not write this file (tenancy).
+    NotAllowed { policy: PolicyId },
     /// The selection lacks the part the marker asks for (e.g. `:digest` without a digest).
     MissingPart { marker: Marker },
     /// The edited bytes failed verification; the file is left as it was.
@@ -161,6 +163,9 @@ impl fmt::Display for ProblemKind {
                 "marker inside a block scalar is text, not a comment; not rewritten"
             ),
             Self::UnknownPolicy { policy } => write!(f, "unknown policy {policy}: no selection"),
+            Self::NotAllowed { policy } => {
+                write!(f, "policy {policy} may not change this file; not rewritten")
+            }
             Self::MissingPart { marker } => {
                 write!(f, "marker {marker}: the selection has no such part")
             }
