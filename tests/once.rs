@@ -353,7 +353,7 @@ fn tenancy_keeps_a_namespace_out_of_other_paths() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("apps/app.yaml:8: policy team-a:app may not write this file (tenancy)"),
+        stdout.contains("apps/app.yaml:8: policy team-a:app may not change this file (tenancy)"),
         "{stdout}"
     );
     assert!(

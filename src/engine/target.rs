@@ -10,7 +10,7 @@ use super::select::SelectionSet;
 use crate::config::Target;
 use crate::git::{GitError, Workspace};
 use crate::model::PolicyId;
-use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_within};
+use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
 use crate::rewrite::{Change, ProblemKind};
 
 /// Pushes lost to a concurrent writer before giving up for this cycle.
@@ -139,7 +139,7 @@ fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
     let allow = |path: &Path, policy: &PolicyId| {
         tenancy.allows(&path.to_string_lossy(), policy.namespace())
     };
-    rewrite_tree_within(
+    rewrite_tree_allowed(
         root,
         &run.target.paths,
         &run.selections.selections,

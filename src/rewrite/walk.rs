@@ -10,7 +10,7 @@ use memchr::memmem;
 use rayon::prelude::*;
 use thiserror::Error;
 
-use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan, scan};
+use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan_allowed, scan};
 use crate::model::{ImageRef, PolicyId};
 
 #[derive(Debug, Error)]
@@ -57,10 +57,6 @@ impl TreeReport {
     }
 }
 
-/// Whether a marker naming a policy may be applied in a file (tenancy). Paths are relative
-/// to the tree's base.
-pub type Allow<'a> = &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync);
-
 /// Rewrites the marked values under `paths` (relative to `base`; empty means all of it).
 /// Problems in one file never stop the others; only an unusable `base` is an error.
 pub fn rewrite_tree(
@@ -69,16 +65,17 @@ pub fn rewrite_tree(
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
 ) -> Result<TreeReport, WalkError> {
-    rewrite_tree_within(base, paths, selections, mode, &|_, _| true)
+    rewrite_tree_allowed(base, paths, selections, mode, &|_, _| true)
 }
 
-/// [`rewrite_tree`] where markers `allow` refuses are reported and left as they are.
-pub fn rewrite_tree_within(
+/// [`rewrite_tree`] with tenancy: `allowed(file, policy)` (file relative to `base`) says
+/// whether a policy may change a file; refused markers are reported and left alone.
+pub fn rewrite_tree_allowed(
     base: &Path,
     paths: &[PathBuf],
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
-    allow: Allow<'_>,
+    allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
 ) -> Result<TreeReport, WalkError> {
     let base = fs::canonicalize(base).map_err(|source| WalkError::Base {
         path: base.to_path_buf(),
@@ -91,7 +88,7 @@ pub fn rewrite_tree_within(
     let finder = memmem::Finder::new(MARKER_NEEDLE);
     let outcomes: Vec<Outcome> = files
         .par_iter()
-        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode, allow))
+        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode, allowed))
         .collect();
 
     for outcome in outcomes {
@@ -132,7 +129,7 @@ fn process(
     finder: &memmem::Finder<'_>,
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
-    allow: Allow<'_>,
+    allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let abs = base.join(rel);
@@ -154,24 +151,10 @@ fn process(
         return outcome;
     }
     outcome.parsed = true;
-    let mut scanned = scan(&before, lang);
-    let mut refused = Vec::new();
-    scanned.sites.retain(|site| {
-        let allowed = allow(rel, &site.marker.policy);
-        if !allowed {
-            refused.push(Problem {
-                path: rel.to_path_buf(),
-                line: site.line,
-                kind: ProblemKind::NotAllowed {
-                    policy: site.marker.policy.clone(),
-                },
-            });
-        }
-        allowed
+    let plan = plan_allowed(rel, lang, scan(&before, lang), selections, |policy| {
+        allowed(rel, policy)
     });
-    let plan = plan(rel, lang, scanned, selections);
     outcome.problems = plan.problems.clone();
-    outcome.problems.extend(refused);
     if plan.is_noop() {
         return outcome;
     }
