@@ -3,7 +3,7 @@
 //! all problems are reported at once.
 
 mod duration;
-mod raw;
+pub mod raw;
 pub mod template;
 mod tenancy;
 
