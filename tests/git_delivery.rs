@@ -190,6 +190,7 @@ fn smart_http_with_basic_auth_and_a_concurrent_writer() {
     src.auth = GitAuth {
         username: Some(Username::Literal("bot".into())),
         password: Some(Secret::File(token_file)),
+        ssh: None,
     };
     let ws = Workspace::open(&tmp.path().join("ws"), &src).unwrap();
     ws.sync("main", "main").unwrap();
@@ -230,6 +231,7 @@ fn wrong_credentials_fail_after_a_few_tries_without_leaking_the_secret() {
     src.auth = GitAuth {
         username: Some(Username::Literal("bot".into())),
         password: Some(Secret::File(token_file.clone())),
+        ssh: None,
     };
     let ws = Workspace::open(&tmp.path().join("ws"), &src).unwrap();
     let err = ws.sync("main", "main").unwrap_err().to_string();

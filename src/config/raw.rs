@@ -88,6 +88,12 @@ pub struct RawGitAuth {
     pub password_env: Option<String>,
     #[serde(default)]
     pub password_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_passphrase_env: Option<String>,
+    #[serde(default)]
+    pub known_hosts_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 
 mod auth;
 mod commit;
+mod known_hosts;
 mod push;
 mod workspace;
 
@@ -10,6 +11,7 @@ use thiserror::Error;
 
 pub use self::auth::redact_url;
 pub use self::commit::CommitInfo;
+pub use self::known_hosts::{HostKeyCheck, KnownHosts, ssh_host};
 pub use self::push::PushOutcome;
 pub use self::workspace::Workspace;
 
