@@ -155,6 +155,8 @@ pub struct Target {
     pub push_branch: Option<String>,
     pub author: Author,
     pub message: Template,
+    /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Target {
@@ -513,6 +515,10 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(m, e))
                 .unwrap_or_default(),
         };
+        let signing_key = commit
+            .as_ref()
+            .and_then(|c| c.signing_key.as_deref())
+            .map(|k| self.resolve(k));
         if self.problems.len() > before {
             return None;
         }
@@ -528,6 +534,7 @@ impl<'a> Validator<'a> {
             push_branch,
             author,
             message,
+            signing_key,
         })
     }
 

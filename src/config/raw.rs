@@ -110,6 +110,8 @@ pub struct RawCommit {
     pub author: Option<RawAuthor>,
     #[serde(default)]
     pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

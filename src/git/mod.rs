@@ -34,6 +34,11 @@ pub enum GitError {
     Reset { commit: String, message: String },
     #[error("cannot commit: {message}")]
     Commit { message: String },
+    #[error("cannot sign the commit with {key}: {message}", key = key.display())]
+    Sign {
+        key: std::path::PathBuf,
+        message: String,
+    },
     #[error("push of {branch} to {url} was rejected: the remote branch moved (non-fast-forward)")]
     NonFastForward { url: String, branch: String },
     #[error("push of {branch} to {url} was rejected: {status}")]

@@ -19,6 +19,7 @@ pub struct Workspace {
     pub(super) url: String,
     pub(super) creds: Option<Credentials>,
     pub(super) host_keys: Option<HostKeys>,
+    pub(super) signing_key: Option<PathBuf>,
 }
 
 /// Where a sync left the workspace.
@@ -74,6 +75,7 @@ impl Workspace {
             url: redact_url(&source.url),
             creds,
             host_keys,
+            signing_key: None,
         })
     }
 
