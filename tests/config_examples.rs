@@ -30,7 +30,10 @@ fn every_example_config_loads() {
     assert_eq!(full.targets[0].push_branch(), "staging");
     assert!(full.targets[0].git.auth.ssh.is_some());
     assert_eq!(full.targets[1].push_branch(), "tagsmith/prod");
-    assert_eq!(full.targets[1].signing_key.as_deref(), Some(root().join("config/keys/signing").as_path()));
+    assert_eq!(
+        full.targets[1].signing_key.as_deref(),
+        Some(root().join("config/keys/signing").as_path())
+    );
     assert_eq!(full.registries.len(), 6);
     assert!(matches!(
         full.registries[5].auth,
