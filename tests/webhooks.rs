@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use tagsmith::model::ImageName;
 use tagsmith::server::webhooks::{ArmedReceiver, Receiver, ReceiverKind, SecretKey, sign};
-use tagsmith::server::{Options, Readiness, ScanRequest, Server};
+use tagsmith::server::{Observer, Options, Outcome, Readiness, ScanRequest, Server};
 use tokio::sync::{mpsc, oneshot};
 
 const SECRET: &str = "hook-secret-7f3a";
@@ -50,13 +50,25 @@ struct Running {
 }
 
 async fn start(receivers: Vec<ArmedReceiver>, capacity: usize, options: Options) -> Running {
+    start_observed(receivers, capacity, options, None).await
+}
+
+async fn start_observed(
+    receivers: Vec<ArmedReceiver>,
+    capacity: usize,
+    options: Options,
+    observer: Option<Observer>,
+) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, queue) = mpsc::channel(capacity);
     let readiness = Readiness::new();
-    let server = Server::from_armed(receivers, tx, readiness.clone())
+    let mut server = Server::from_armed(receivers, tx, readiness.clone())
         .unwrap()
         .with_options(options);
+    if let Some(observer) = observer {
+        server = server.with_observer(observer);
+    }
     let (shutdown, signal) = oneshot::channel::<()>();
     let task = tokio::spawn(server.serve(listener, async {
         let _ = signal.await;
@@ -310,7 +322,14 @@ async fn bad_proofs_are_401_and_queue_nothing() {
 
 #[tokio::test]
 async fn unknown_receivers_and_paths_are_404() {
-    let mut server = start(all_receivers(), 4, Options::default()).await;
+    let labels = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = labels.clone();
+    let observer = Observer::new(move |receiver: &str, outcome: Outcome| {
+        seen.lock()
+            .unwrap()
+            .push(format!("{receiver} {}", outcome.as_str()));
+    });
+    let mut server = start_observed(all_receivers(), 4, Options::default(), Some(observer)).await;
     let client = http();
     let base = &server.base;
     for url in [
@@ -330,6 +349,11 @@ async fn unknown_receivers_and_paths_are_404() {
         .unwrap();
     assert_eq!(get.status().as_u16(), 405);
     assert!(server.queue.try_recv().is_err());
+    // Names senders made up never become metric labels.
+    assert_eq!(
+        *labels.lock().unwrap(),
+        ["unknown not_found", "unknown not_found", "ghcr not_found"]
+    );
 }
 
 #[tokio::test]
@@ -518,7 +542,12 @@ async fn healthz_always_readyz_when_ready() {
 async fn a_flood_of_1000_webhooks_reaches_the_queue_and_health_stays_fast() {
     const HOOKS: usize = 1000;
     let receivers = vec![armed("hub", ReceiverKind::DockerHub, None)];
-    let mut server = start(receivers, 64, Options::default()).await;
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = outcomes.clone();
+    let observer = Observer::new(move |receiver: &str, outcome: Outcome| {
+        seen.lock().unwrap().push((receiver.to_string(), outcome));
+    });
+    let mut server = start_observed(receivers, 64, Options::default(), Some(observer)).await;
     let base = server.base.clone();
     // The scheduler's stand-in: drains and counts, as fast as it can.
     let mut queue = std::mem::replace(&mut server.queue, mpsc::channel(1).1);
@@ -599,6 +628,14 @@ async fn a_flood_of_1000_webhooks_reaches_the_queue_and_health_stays_fast() {
         (count, other),
         (HOOKS, 0),
         "every accepted webhook reached the queue"
+    );
+    // What a metrics observer saw: one outcome per request, labelled by receiver.
+    let outcomes = outcomes.lock().unwrap();
+    assert_eq!(outcomes.len(), HOOKS);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == ("hub".to_string(), Outcome::Queued))
     );
     assert!(probes >= 2, "health was probed during the flood ({probes})");
     assert!(

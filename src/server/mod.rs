@@ -38,6 +38,11 @@ pub enum ServerError {
     Receiver(#[from] WebhookError),
     #[error("receiver {name} is defined twice")]
     DuplicateReceiver { name: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot serve http: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -93,6 +98,81 @@ impl Default for Options {
     }
 }
 
+/// How a webhook request ended; for metrics by receiver and result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// 202: images queued for a rescan.
+    Queued,
+    /// 200: valid, nothing to rescan.
+    Ignored,
+    /// 401.
+    Unauthorized,
+    /// 400.
+    Malformed,
+    /// 404: no such receiver (or a token where the receiver takes none).
+    NotFound,
+    /// 413.
+    TooLarge,
+    /// 408.
+    Timeout,
+    /// 503: the queue stayed full or is closed.
+    Busy,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Ignored => "ignored",
+            Self::Unauthorized => "unauthorized",
+            Self::Malformed => "malformed",
+            Self::NotFound => "not_found",
+            Self::TooLarge => "too_large",
+            Self::Timeout => "timeout",
+            Self::Busy => "busy",
+        }
+    }
+
+    fn of(status: StatusCode) -> Self {
+        match status.as_u16() {
+            202 => Self::Queued,
+            200 => Self::Ignored,
+            401 => Self::Unauthorized,
+            404 => Self::NotFound,
+            408 => Self::Timeout,
+            413 => Self::TooLarge,
+            503 => Self::Busy,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// Called once per webhook request with the receiver's configured name (`"unknown"` for names
+/// no receiver has: those come from senders, and a metric label must stay low-cardinality).
+#[derive(Clone)]
+pub struct Observer(Arc<ObserveFn>);
+
+type ObserveFn = dyn Fn(&str, Outcome) + Send + Sync;
+
+impl Observer {
+    pub fn new(f: impl Fn(&str, Outcome) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// Binds the listening socket, e.g. `server.listen` from the config.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
 /// The webhook and health server.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -100,6 +180,7 @@ pub struct Server {
     queue: mpsc::Sender<ScanRequest>,
     readiness: Readiness,
     options: Options,
+    observer: Option<Observer>,
 }
 
 impl Server {
@@ -134,12 +215,24 @@ impl Server {
             queue,
             readiness,
             options: Options::default(),
+            observer: None,
         })
     }
 
     pub fn with_options(mut self, options: Options) -> Self {
         self.options = options;
         self
+    }
+
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, receiver: &str, status: StatusCode) {
+        if let Some(observer) = &self.observer {
+            (observer.0)(receiver, Outcome::of(status));
+        }
     }
 
     pub fn router(self) -> Router {
@@ -205,7 +298,9 @@ impl Server {
         body: Body,
     ) -> Response {
         let Some(receiver) = self.receivers.get(name) else {
-            tracing::debug!(receiver = name, "webhook for an unknown receiver");
+            // The name is not logged: a sender that left out the name put its token there.
+            tracing::debug!("webhook for an unknown receiver");
+            self.observe("unknown", StatusCode::NOT_FOUND);
             return error(StatusCode::NOT_FOUND, "unknown receiver");
         };
         let kind = receiver.receiver.kind;
@@ -216,6 +311,7 @@ impl Server {
             Err(Refusal::Busy(_)) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         };
         tracing::debug!(receiver = name, %kind, status = status.as_u16(), result, "webhook");
+        self.observe(name, status);
         match outcome {
             Ok(response) => response,
             Err(Refusal::Status(status, reason)) => {

@@ -93,8 +93,17 @@ impl ReceiverKind {
     ];
 
     pub fn as_str(self) -> &'static str {
-        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
-        Self::NAMES[i]
+        match self {
+            Self::Distribution => "distribution",
+            Self::DockerHub => "dockerhub",
+            Self::Ghcr => "ghcr",
+            Self::Harbor => "harbor",
+            Self::Quay => "quay",
+            Self::Acr => "acr",
+            Self::Gcr => "gcr",
+            Self::Generic => "generic",
+            Self::GenericHmac => "generic-hmac",
+        }
     }
 
     /// How a request proves it knows the secret.
@@ -114,10 +123,9 @@ impl FromStr for ReceiverKind {
     type Err = WebhookError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Self::ALL[i])
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
             .ok_or_else(|| WebhookError::Kind {
                 input: s.to_string(),
             })
@@ -276,6 +284,10 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
+        assert_eq!(
+            ReceiverKind::ALL.map(ReceiverKind::as_str),
+            ReceiverKind::NAMES
+        );
         for kind in ReceiverKind::ALL {
             assert_eq!(kind.as_str().parse::<ReceiverKind>().unwrap(), kind);
         }
