@@ -423,6 +423,33 @@ async fn chunked_post(base: &str, path: &str, size: usize) -> u16 {
 }
 
 #[tokio::test]
+async fn a_body_that_never_arrives_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options = Options {
+        read_timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let mut server = start(all_receivers(), 4, options).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Promises 100 bytes, sends 2, then waits.
+    let head = format!(
+        "POST /hook/quay/{SECRET} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n{{\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut response = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(server.queue.try_recv().is_err());
+}
+
+#[tokio::test]
 async fn malformed_payloads_are_400_with_the_reason() {
     let mut server = start(all_receivers(), 4, Options::default()).await;
     let base = &server.base;

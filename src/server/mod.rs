@@ -323,7 +323,7 @@ impl Server {
                 error(status, &reason)
             }
             Err(Refusal::Busy(reason)) => {
-                tracing::warn!(receiver = name, %reason, "scan queue full, webhook turned away");
+                tracing::warn!(receiver = name, %reason, "webhook turned away");
                 let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &reason);
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
