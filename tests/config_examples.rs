@@ -126,6 +126,8 @@ fn the_reference_documents_every_key() {
     keys.extend(names::<raw::RawCommit>());
     keys.extend(names::<raw::RawAuthor>());
     keys.extend(names::<raw::RawState>());
+    keys.extend(names::<raw::RawServer>());
+    keys.extend(names::<raw::RawReceiver>());
     keys.extend(names::<RegistrySettings>());
     keys.extend(names::<AuthSettings>());
     keys.extend(names::<BasicAuth>());

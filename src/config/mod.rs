@@ -172,6 +172,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub registries: Vec<crate::registry::RegistrySettings>,
     pub state_dir: Option<PathBuf>,
+    pub server: crate::server::ServerSettings,
+    pub receivers: Vec<crate::server::webhooks::Receiver>,
 }
 
 impl Config {
@@ -261,6 +263,14 @@ impl<'a> Validator<'a> {
             .into_iter()
             .map(|r| self.registry(r))
             .collect();
+        let server = self.server(raw.server);
+        let mut receivers = Vec::new();
+        let mut receiver_names = BTreeSet::new();
+        for receiver in raw.receivers {
+            if let Some(valid) = self.receiver(receiver, &mut receiver_names) {
+                receivers.push(valid);
+            }
+        }
         if self.problems.is_empty() {
             Ok(Config {
                 path: self.path.to_path_buf(),
@@ -268,12 +278,113 @@ impl<'a> Validator<'a> {
                 targets,
                 registries,
                 state_dir,
+                server,
+                receivers,
             })
         } else {
             Err(ConfigError::Invalid {
                 problems: self.problems,
             })
         }
+    }
+
+    fn server(&mut self, raw: Option<raw::RawServer>) -> crate::server::ServerSettings {
+        let mut settings = crate::server::ServerSettings::default();
+        let Some(raw) = raw else {
+            return settings;
+        };
+        let mut address = |v: &Spanned<String>| match v.value.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    v,
+                    format!(
+                        "invalid address {:?}: expected ip:port, e.g. 0.0.0.0:9292",
+                        v.value
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(listen) = raw.listen.as_ref().and_then(&mut address) {
+            settings.listen = listen;
+        }
+        settings.metrics = raw.metrics.as_ref().and_then(&mut address);
+        settings
+    }
+
+    fn receiver(
+        &mut self,
+        raw: raw::RawReceiver,
+        names: &mut BTreeSet<String>,
+    ) -> Option<crate::server::webhooks::Receiver> {
+        let before = self.problems.len();
+        let name = raw.name.value.clone();
+        // The name is a URL path segment: keep it to what needs no escaping.
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-');
+        if !name_ok {
+            self.problem(
+                &raw.name,
+                format!("invalid receiver name {name:?}: use lower-case letters, digits and '-'"),
+            );
+        } else if !names.insert(name.clone()) {
+            self.problem(&raw.name, format!("receiver {name} is defined twice"));
+        }
+        let kind = raw
+            .kind
+            .value
+            .parse::<crate::server::webhooks::ReceiverKind>()
+            .map_err(|e| self.problem(&raw.kind, e.to_string()))
+            .ok();
+        let secret = match (raw.secret_env, raw.secret_file) {
+            (Some(env), None) => Some(Secret::Env(env)),
+            (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &raw.name,
+                    format!("receiver {name}: give secretEnv or secretFile, not both"),
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    &raw.name,
+                    format!("receiver {name}: needs secretEnv or secretFile; every receiver checks a secret"),
+                );
+                None
+            }
+        };
+        let registry = raw.registry.as_ref().and_then(|r| {
+            let host = r.value.trim();
+            // It must read as a host when put in front of a path (a '.' or ':', or localhost).
+            let ok = !host.contains('/')
+                && format!("{host}/x")
+                    .parse::<ImageName>()
+                    .is_ok_and(|n| n.explicit_registry() == Some(host));
+            if ok {
+                Some(host.to_string())
+            } else {
+                self.problem(
+                    r,
+                    format!("invalid registry host {:?}: expected e.g. registry.example.com or 127.0.0.1:5000", r.value),
+                );
+                None
+            }
+        });
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(crate::server::webhooks::Receiver {
+            name,
+            kind: kind?,
+            secret: secret?,
+            registry,
+        })
     }
 
     /// Files a registry entry names are relative to the config file, like every other path.
