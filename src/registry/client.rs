@@ -539,6 +539,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn docker_hub_names_go_to_its_api_host_over_https_with_pacing() {
+        let client = Client::new(Vec::new(), Options::default());
+        let hub = client.host(&"nginx".parse().unwrap()).unwrap();
+        assert_eq!(hub.base.as_str(), "https://registry-1.docker.io/");
+        let same = client
+            .host(&"docker.io/library/redis".parse().unwrap())
+            .unwrap();
+        assert!(Arc::ptr_eq(&hub, &same), "one state per registry");
+        assert!(format!("{:?}", hub.limiter).contains("per_second: 10.0"));
+        let local = client
+            .host(&"127.0.0.1:5000/app".parse().unwrap())
+            .unwrap();
+        assert_eq!(local.base.as_str(), "http://127.0.0.1:5000/");
+        let configured = Client::new(
+            vec![RegistrySettings {
+                host: "localhost:5000".into(),
+                insecure: false,
+                ..RegistrySettings::default()
+            }],
+            Options::default(),
+        );
+        let host = configured
+            .host(&"localhost:5000/app".parse().unwrap())
+            .unwrap();
+        assert_eq!(host.base.as_str(), "https://localhost:5000/");
+    }
+
+    #[test]
     fn loopback_hosts_are_recognised() {
         assert!(is_loopback("127.0.0.1:5000"));
         assert!(is_loopback("localhost:5000"));
