@@ -108,6 +108,49 @@ fn main() {
         start.elapsed()
     };
 
+    // The same in Rust: one reqwest client, GETs at the same concurrency, following `Link`,
+    // nothing else (no auth, retries, limits or dedup). The floor for any Rust client.
+    let raw_scan = || {
+        use futures_util::StreamExt as _;
+        let start = Instant::now();
+        let total = runtime.block_on(async {
+            let http = reqwest::Client::new();
+            futures_util::stream::iter(names.iter())
+                .map(|name| {
+                    let http = http.clone();
+                    let base = registry.base_url();
+                    async move {
+                        let mut url = format!("{base}/v2/{name}/tags/list");
+                        let mut count = 0;
+                        loop {
+                            let response = http.get(&url).send().await.unwrap();
+                            let link = response
+                                .headers()
+                                .get("link")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.split_once('<'))
+                                .and_then(|(_, rest)| rest.split_once('>'))
+                                .map(|(target, _)| format!("{base}{target}"));
+                            let bytes = response.bytes().await.unwrap();
+                            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                            count += body["tags"].as_array().map_or(0, Vec::len);
+                            match link {
+                                Some(next) => url = next,
+                                None => break count,
+                            }
+                        }
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect::<Vec<usize>>()
+                .await
+                .into_iter()
+                .sum::<usize>()
+        });
+        assert_eq!(total, expected_total);
+        start.elapsed()
+    };
+
     let plain_scan = || {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/plain_http_scan.py");
         let out = Command::new("python3")
@@ -161,22 +204,26 @@ fn main() {
 
     // One warm-up round each, then interleaved rounds so machine noise hits all alike.
     tagsmith_scan();
+    raw_scan();
     plain_scan();
-    let (mut ours, mut plain, mut skopeo) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut raw, mut plain, mut skopeo) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         ours.push(tagsmith_scan());
+        raw.push(raw_scan());
         plain.push(plain_scan());
         if have_skopeo {
             skopeo.push(skopeo_scan());
         }
         println!(
-            "round {round}: tagsmith {:.3?}  plain http {:.3?}  skopeo {:?}",
+            "round {round}: tagsmith {:.3?}  raw reqwest {:.3?}  plain http {:.3?}  skopeo {:?}",
             ours[round],
+            raw[round],
             plain[round],
             skopeo.get(round)
         );
     }
-    let (ours, plain) = (median(ours), median(plain));
+    let (ours, raw, plain) = (median(ours), median(raw), median(plain));
     println!();
     println!(
         "{repos} repositories x {tags_per_repo} tags, concurrency {concurrency}, median of {rounds}:"
@@ -188,9 +235,10 @@ fn main() {
         plain
     );
     println!(
-        "| tagsmith `scan_all` | {:.3?} | {:.2}x |",
+        "| tagsmith `scan_all` | {:.3?} | {:.2}x ({:.2}x raw reqwest) |",
         ours,
-        ours.as_secs_f64() / plain.as_secs_f64()
+        ours.as_secs_f64() / plain.as_secs_f64(),
+        ours.as_secs_f64() / raw.as_secs_f64()
     );
     if have_skopeo {
         let skopeo = median(skopeo);

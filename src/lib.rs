@@ -4,5 +4,9 @@
 //! (`registry`, `git`, `forge`, `server`) and `engine` sequences it. See `docs/` and the README.
 
 pub mod cli;
+pub mod config;
+pub mod git;
 pub mod model;
+pub mod policy;
 pub mod registry;
+pub mod rewrite;

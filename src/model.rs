@@ -94,6 +94,10 @@ impl FromStr for ImageName {
             return Err(err("contains whitespace or '@'"));
         }
         let name = Self(s.to_string());
+        let last = s.rsplit('/').next().unwrap_or(s);
+        if last.contains(':') {
+            return Err(err("has a tag; write the repository only"));
+        }
         let path_start = name.explicit_registry().map_or(0, |h| h.len() + 1);
         let path = &s[path_start..];
         if path.is_empty() {
@@ -190,7 +194,9 @@ impl FromStr for Digest {
         };
         let algorithm_ok = !algorithm.is_empty()
             && algorithm.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'.' | b'_' | b'-')
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'+' | b'.' | b'_' | b'-')
             });
         if !algorithm_ok {
             return Err(err("bad algorithm"));
@@ -203,7 +209,11 @@ impl FromStr for Digest {
         if expected_len.is_some_and(|n| hex.len() != n) {
             return Err(err("wrong length for its algorithm"));
         }
-        if hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() < 32
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err("expected lower-case hex"));
         }
         Ok(Self(s.to_string()))
@@ -282,7 +292,8 @@ impl PolicyId {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -350,7 +361,9 @@ mod tests {
 
     #[test]
     fn references_split_port_tag_and_digest() {
-        let r: ImageRef = format!("127.0.0.1:5000/org/app:1.2.3@{SHA}").parse().unwrap();
+        let r: ImageRef = format!("127.0.0.1:5000/org/app:1.2.3@{SHA}")
+            .parse()
+            .unwrap();
         assert_eq!(r.name.as_str(), "127.0.0.1:5000/org/app");
         assert_eq!(r.tag.as_ref().unwrap().as_str(), "1.2.3");
         assert_eq!(r.digest.as_ref().unwrap().as_str(), SHA);
@@ -373,7 +386,10 @@ mod tests {
         let p: PolicyId = "team-a:app".parse().unwrap();
         assert_eq!((p.namespace(), p.name()), ("team-a", "app"));
         assert_eq!(p.to_string(), "team-a:app");
-        let e = "app@sha256:abc".parse::<ImageRef>().unwrap_err().to_string();
+        let e = "app@sha256:abc"
+            .parse::<ImageRef>()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sha256:abc"), "{e}");
     }
 }

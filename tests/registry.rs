@@ -184,11 +184,9 @@ async fn ends_on_registries_that_ignore_n_and_last() {
 async fn retries_through_429_500_slow_answers_and_dropped_connections() {
     let (registry, big) = seeded().await;
     let proxy = Proxy::start(&registry.host, Paging::Spec { default_n: 300 }).await;
-    let options = Options {
-        timeout: Duration::from_millis(400),
-        ..fast_options()
-    };
-    let client = Client::new(vec![settings(&proxy.host())], options);
+    // Slow means slower than the request timeout (1.5 s), by a margin that machine load
+    // cannot close.
+    let client = Client::new(vec![settings(&proxy.host())], fast_options());
     proxy.push_faults([
         Fault::Status {
             code: 429,
@@ -199,7 +197,7 @@ async fn retries_through_429_500_slow_answers_and_dropped_connections() {
             retry_after: None,
         },
         Fault::Drop,
-        Fault::Slow(Duration::from_secs(2)),
+        Fault::Slow(Duration::from_secs(4)),
         Fault::Status {
             code: 503,
             retry_after: None,

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod apply;
+mod policy;
 pub mod tags;
 
 /// Keeps container image references in Git up to date.
@@ -43,6 +45,11 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Image policies: evaluate one against tags read from stdin.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Rewrite marked image references in a tree offline (no registry, no git).
+    Apply(apply::ApplyArgs),
     /// List an image's tags with the configured credentials.
     Tags(tags::TagsArgs),
 }
@@ -65,6 +72,8 @@ impl From<Status> for ExitCode {
 
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Apply(args) => apply::run(args),
         Command::Tags(args) => tags::run(args),
     }
 }
@@ -74,7 +83,9 @@ pub fn init_logging(args: &GlobalArgs) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
 
     let filter = match &args.log {
-        Some(spec) => EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?,
+        Some(spec) => {
+            EnvFilter::try_new(spec).with_context(|| format!("invalid --log filter {spec:?}"))?
+        }
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
     };
     let builder = tracing_subscriber::fmt()

@@ -548,9 +548,7 @@ mod tests {
             .unwrap();
         assert!(Arc::ptr_eq(&hub, &same), "one state per registry");
         assert!(format!("{:?}", hub.limiter).contains("per_second: 10.0"));
-        let local = client
-            .host(&"127.0.0.1:5000/app".parse().unwrap())
-            .unwrap();
+        let local = client.host(&"127.0.0.1:5000/app".parse().unwrap()).unwrap();
         assert_eq!(local.base.as_str(), "http://127.0.0.1:5000/");
         let configured = Client::new(
             vec![RegistrySettings {

@@ -1,0 +1,571 @@
+//! `tagsmith.yaml`: raw serde types (`raw`) validated into a `Config` whose regexes are compiled,
+//! ranges parsed, durations read and paths checked. Every problem names file:line:column, and
+//! all problems are reported at once.
+
+mod duration;
+mod raw;
+pub mod template;
+mod tenancy;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+use thiserror::Error;
+
+pub use self::template::Template;
+pub use self::tenancy::Tenancy;
+use crate::model::{ImageName, PolicyId};
+use crate::policy::{FilterSpec, Order, Policy, PolicySpec, RuleSpec};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_BRANCH: &str = "main";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}", path = path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}", path = path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<Problem> },
+}
+
+/// One invalid value, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// Whether a selection carries the image's digest (Flux's `digestReflectionPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DigestMode {
+    #[default]
+    Never,
+    IfNotPresent,
+    Always,
+}
+
+/// One image and the policy that picks its tag: a Flux ImageRepository and ImagePolicy in one.
+#[derive(Debug, Clone)]
+pub struct ImagePolicy {
+    pub id: PolicyId,
+    pub image: ImageName,
+    pub interval: Duration,
+    pub policy: Policy,
+    pub digest: DigestMode,
+}
+
+/// Where a secret comes from. The value is read only when needed and never stored in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for Secret {
+    /// Names the source, never the value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "env {name}"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Username {
+    Literal(String),
+    Env(String),
+}
+
+/// HTTP credentials for a Git remote: a token (sent as password) or username and password.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GitAuth {
+    pub username: Option<Username>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    pub url: String,
+    pub branch: String,
+    pub auth: GitAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for Author {
+    fn default() -> Self {
+        Self {
+            name: "tagsmith".into(),
+            email: "tagsmith@localhost".into(),
+        }
+    }
+}
+
+/// A Git repository tagsmith keeps current: a Flux ImageUpdateAutomation and its source.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub git: GitSource,
+    /// Relative to the repository root, never leaving it.
+    pub paths: Vec<PathBuf>,
+    pub tenancy: Tenancy,
+    /// Branch to push to; `None` pushes to `git.branch`.
+    pub push_branch: Option<String>,
+    pub author: Author,
+    pub message: Template,
+}
+
+impl Target {
+    pub fn push_branch(&self) -> &str {
+        self.push_branch.as_deref().unwrap_or(&self.git.branch)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub images: Vec<ImagePolicy>,
+    pub targets: Vec<Target>,
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// `path` names the file in messages and anchors relative paths (secret files, state dir).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let raw: raw::RawConfig =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Validator::new(path).config(raw)
+    }
+
+    pub fn image(&self, id: &PolicyId) -> Option<&ImagePolicy> {
+        self.images.iter().find(|i| &i.id == id)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(path: &'a Path) -> Self {
+        Self {
+            path,
+            problems: Vec::new(),
+        }
+    }
+
+    fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: self.path.to_path_buf(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            message: message.into(),
+        });
+    }
+
+    fn problem_here(&mut self, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: self.path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        });
+    }
+
+    /// Relative paths in the config are relative to the config file's folder.
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = expand_home(p);
+        if p.is_absolute() {
+            p
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn config(mut self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+        let mut images = Vec::new();
+        let mut seen = BTreeSet::new();
+        for image in raw.images {
+            if let Some(valid) = self.image(image, &mut seen) {
+                images.push(valid);
+            }
+        }
+        let mut targets = Vec::new();
+        let mut names = BTreeSet::new();
+        for target in raw.targets {
+            if let Some(valid) = self.target(target, &mut names) {
+                targets.push(valid);
+            }
+        }
+        let state_dir = raw.state.map(|s| self.resolve(&s.dir));
+        if self.problems.is_empty() {
+            Ok(Config {
+                path: self.path.to_path_buf(),
+                images,
+                targets,
+                state_dir,
+            })
+        } else {
+            Err(ConfigError::Invalid {
+                problems: self.problems,
+            })
+        }
+    }
+
+    fn image(&mut self, raw: raw::RawImage, seen: &mut BTreeSet<PolicyId>) -> Option<ImagePolicy> {
+        let before = self.problems.len();
+        let id = match raw.policy.value.parse::<PolicyId>() {
+            Ok(id) if !seen.insert(id.clone()) => {
+                self.problem(&raw.policy, format!("policy {id} is defined twice"));
+                None
+            }
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.problem(&raw.policy, e.to_string());
+                None
+            }
+        };
+        let image = raw
+            .image
+            .value
+            .parse::<ImageName>()
+            .map_err(|e| self.problem(&raw.image, e.to_string()))
+            .ok();
+        let interval = match &raw.interval {
+            None => Some(DEFAULT_INTERVAL),
+            Some(i) => match duration::parse(&i.value) {
+                Ok(d) if d >= Duration::from_secs(1) => Some(d),
+                Ok(_) => {
+                    self.problem(i, "interval must be at least 1s");
+                    None
+                }
+                Err(e) => {
+                    self.problem(i, e);
+                    None
+                }
+            },
+        };
+        let rule = self.rule(&raw);
+        let filter = raw.filter_tags.as_ref().map(|f| FilterSpec {
+            pattern: f.pattern.value.clone(),
+            extract: f.extract.clone(),
+        });
+        let exclude = raw
+            .exclude
+            .as_ref()
+            .map(|e| e.iter().map(|s| s.value.clone()).collect());
+        let policy = rule.and_then(|rule| {
+            let spec = PolicySpec {
+                rule,
+                filter,
+                exclude,
+            };
+            Policy::new(&spec)
+                .map_err(|e| {
+                    let at = match &e {
+                        crate::policy::PolicyError::Range(_) => raw.semver.as_ref(),
+                        crate::policy::PolicyError::FilterPattern { .. }
+                        | crate::policy::PolicyError::FilterExtract { .. } => {
+                            raw.filter_tags.as_ref().map(|f| &f.pattern)
+                        }
+                        _ => raw.exclude.as_ref().and_then(|e| e.first()),
+                    };
+                    match at {
+                        Some(at) => self.problem(at, e.to_string()),
+                        None => self.problem(&raw.policy, e.to_string()),
+                    }
+                })
+                .ok()
+        });
+        let digest = match raw.digest.as_ref() {
+            None => Some(DigestMode::Never),
+            Some(d) => {
+                match d.value.as_str() {
+                    "Never" => Some(DigestMode::Never),
+                    "IfNotPresent" => Some(DigestMode::IfNotPresent),
+                    "Always" => Some(DigestMode::Always),
+                    other => {
+                        self.problem(d, format!("invalid digest mode {other:?}: expected Never, IfNotPresent or Always"));
+                        None
+                    }
+                }
+            }
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ImagePolicy {
+            id: id?,
+            image: image?,
+            interval: interval?,
+            policy: policy?,
+            digest: digest?,
+        })
+    }
+
+    fn rule(&mut self, raw: &raw::RawImage) -> Option<RuleSpec> {
+        let given: Vec<_> = [
+            raw.semver.as_ref().map(|s| ("semver", s)),
+            raw.alphabetical.as_ref().map(|s| ("alphabetical", s)),
+            raw.numerical.as_ref().map(|s| ("numerical", s)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match given.as_slice() {
+            [] => {
+                self.problem(
+                    &raw.policy,
+                    "policy needs one of semver, alphabetical or numerical",
+                );
+                None
+            }
+            [(kind, value)] => {
+                let order = |v: &Spanned<String>| v.value.parse::<Order>();
+                match *kind {
+                    "semver" => Some(RuleSpec::Semver(value.value.clone())),
+                    "alphabetical" => order(value)
+                        .map(RuleSpec::Alphabetical)
+                        .map_err(|e| self.problem(value, e.to_string()))
+                        .ok(),
+                    _ => order(value)
+                        .map(RuleSpec::Numerical)
+                        .map_err(|e| self.problem(value, e.to_string()))
+                        .ok(),
+                }
+            }
+            [_, (kind, value), ..] => {
+                self.problem(value, format!("{kind} given with another ordering: choose one of semver, alphabetical or numerical"));
+                None
+            }
+        }
+    }
+
+    fn target(&mut self, raw: raw::RawTarget, names: &mut BTreeSet<String>) -> Option<Target> {
+        let before = self.problems.len();
+        let name = raw.name.value.clone();
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-');
+        if !name_ok {
+            self.problem(
+                &raw.name,
+                format!("invalid target name {name:?}: use lower-case letters, digits and '-'"),
+            );
+        } else if !names.insert(name.clone()) {
+            self.problem(&raw.name, format!("target {name} is defined twice"));
+        }
+        if raw.git.url.value.trim().is_empty() {
+            self.problem(&raw.git.url, "git url is empty");
+        }
+        let branch = raw
+            .git
+            .branch
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BRANCH.to_string());
+        if !valid_branch(&branch) {
+            self.problem(
+                &raw.name,
+                format!("target {name}: invalid git branch {branch:?}"),
+            );
+        }
+        let auth = self.git_auth(&name, raw.git.auth.unwrap_or_default());
+        let paths = match raw.paths {
+            None => vec![PathBuf::from(".")],
+            Some(paths) => paths
+                .iter()
+                .filter_map(|p| match inside_repository(&p.value) {
+                    Ok(path) => Some(path),
+                    Err(e) => {
+                        self.problem(p, e);
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let tenancy = match &raw.tenancy {
+            None => Tenancy::default(),
+            Some(rules) => Tenancy::new(rules.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(|e| self.problem(&raw.name, format!("target {name}: {e}")))
+                .unwrap_or_default(),
+        };
+        let push_branch = raw.push.and_then(|p| p.branch);
+        if let Some(b) = &push_branch
+            && !valid_branch(b)
+        {
+            self.problem(
+                &raw.name,
+                format!("target {name}: invalid push branch {b:?}"),
+            );
+        }
+        let commit = raw.commit;
+        let author = commit
+            .as_ref()
+            .and_then(|c| c.author.as_ref())
+            .map(|a| Author {
+                name: a.name.clone(),
+                email: a.email.clone(),
+            })
+            .unwrap_or_default();
+        let message = match commit.as_ref().and_then(|c| c.message.as_ref()) {
+            None => Template::default(),
+            Some(m) => Template::parse(&m.value)
+                .map_err(|e| self.problem(m, e))
+                .unwrap_or_default(),
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Target {
+            name,
+            git: GitSource {
+                url: raw.git.url.value,
+                branch,
+                auth,
+            },
+            paths,
+            tenancy,
+            push_branch,
+            author,
+            message,
+        })
+    }
+
+    fn git_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
+        let token = match (raw.token_env, raw.token_file) {
+            (Some(env), None) => Some(Secret::Env(env)),
+            (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
+            (Some(_), Some(_)) => {
+                self.problem_here(format!(
+                    "target {target}: give tokenEnv or tokenFile, not both"
+                ));
+                None
+            }
+            (None, None) => None,
+        };
+        let password = match (raw.password_env, raw.password_file) {
+            (Some(env), None) => Some(Secret::Env(env)),
+            (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
+            (Some(_), Some(_)) => {
+                self.problem_here(format!(
+                    "target {target}: give passwordEnv or passwordFile, not both"
+                ));
+                None
+            }
+            (None, None) => None,
+        };
+        let username = match (raw.username, raw.username_env) {
+            (Some(u), None) => Some(Username::Literal(u)),
+            (None, Some(env)) => Some(Username::Env(env)),
+            (Some(_), Some(_)) => {
+                self.problem_here(format!(
+                    "target {target}: give username or usernameEnv, not both"
+                ));
+                None
+            }
+            (None, None) => None,
+        };
+        match (token, password) {
+            (Some(_), Some(_)) => {
+                self.problem_here(format!(
+                    "target {target}: give a token or a password, not both"
+                ));
+                GitAuth::default()
+            }
+            (Some(token), None) => GitAuth {
+                // Forges accept any user name with a token; GitHub documents this one.
+                username: Some(username.unwrap_or(Username::Literal("x-access-token".into()))),
+                password: Some(token),
+            },
+            (None, password) => {
+                if username.is_some() != password.is_some() {
+                    self.problem_here(format!(
+                        "target {target}: a username needs a password and a password a username"
+                    ));
+                }
+                GitAuth { username, password }
+            }
+        }
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn valid_branch(name: &str) -> bool {
+    git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
+}
+
+/// A path inside the repository: relative, and never climbing out with `..`.
+fn inside_repository(p: &str) -> Result<PathBuf, String> {
+    let path = Path::new(p);
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(c) => clean.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(format!("path {p:?} leaves the repository ('..')")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "path {p:?} must be relative to the repository root"
+                ));
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        clean.push(".");
+    }
+    Ok(clean)
+}

@@ -1,0 +1,118 @@
+//! `tagsmith.yaml` as written: serde types that mirror the file, before any validation.
+//! Unknown keys are errors; values that need checking keep their source location.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub images: Vec<RawImage>,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub state: Option<RawState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawImage {
+    pub policy: Spanned<String>,
+    pub image: Spanned<String>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub semver: Option<Spanned<String>>,
+    #[serde(default)]
+    pub alphabetical: Option<Spanned<String>>,
+    #[serde(default)]
+    pub numerical: Option<Spanned<String>>,
+    #[serde(default)]
+    pub filter_tags: Option<RawFilter>,
+    #[serde(default)]
+    pub exclude: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub digest: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    pub pattern: Spanned<String>,
+    #[serde(default)]
+    pub extract: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTarget {
+    pub name: Spanned<String>,
+    pub git: RawGit,
+    #[serde(default)]
+    pub paths: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub tenancy: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub push: Option<RawPush>,
+    #[serde(default)]
+    pub commit: Option<RawCommit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGit {
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub auth: Option<RawGitAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGitAuth {
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub username_env: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPush {
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCommit {
+    #[serde(default)]
+    pub author: Option<RawAuthor>,
+    #[serde(default)]
+    pub message: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub dir: String,
+}

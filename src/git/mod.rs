@@ -1,0 +1,73 @@
+//! Git delivery with git2: a workspace per target (clone, fetch, hard reset), commits, pushes.
+//! Blocking IO: async callers run it on `spawn_blocking`.
+
+mod auth;
+mod commit;
+mod push;
+mod workspace;
+
+use thiserror::Error;
+
+pub use self::auth::redact_url;
+pub use self::commit::CommitInfo;
+pub use self::push::PushOutcome;
+pub use self::workspace::Workspace;
+
+#[derive(Debug, Error)]
+pub enum GitError {
+    #[error("cannot read git credentials from {source_name}: {reason}")]
+    Credentials { source_name: String, reason: String },
+    #[error("cannot open workspace {path}: {message}", path = path.display())]
+    Open {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("cannot clone {url}: {message}")]
+    Clone { url: String, message: String },
+    #[error("cannot fetch {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("branch {branch} does not exist on {url}")]
+    MissingBranch { url: String, branch: String },
+    #[error("cannot reset the workspace to {commit}: {message}")]
+    Reset { commit: String, message: String },
+    #[error("cannot commit: {message}")]
+    Commit { message: String },
+    #[error("push of {branch} to {url} was rejected: the remote branch moved (non-fast-forward)")]
+    NonFastForward { url: String, branch: String },
+    #[error("push of {branch} to {url} was rejected: {status}")]
+    PushRejected {
+        url: String,
+        branch: String,
+        status: String,
+    },
+    #[error("cannot push {branch} to {url}: {message}")]
+    Push {
+        url: String,
+        branch: String,
+        message: String,
+    },
+}
+
+impl GitError {
+    /// Worth retrying after a fresh fetch (the remote moved) or later (network trouble).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::NonFastForward { .. } => true,
+            Self::Fetch { message, .. }
+            | Self::Push { message, .. }
+            | Self::Clone { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                !(m.contains("authentication")
+                    || m.contains("401")
+                    || m.contains("403")
+                    || m.contains("not found"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// git2 messages may quote the remote URL, and a URL may carry credentials.
+fn message(e: &git2::Error) -> String {
+    redact_url(e.message())
+}

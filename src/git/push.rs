@@ -1,0 +1,112 @@
+//! Pushing a commit to a branch, never forcing: a remote that moved is reported as
+//! `NonFastForward` so the caller can fetch, re-apply and try again.
+
+use std::cell::{Cell, RefCell};
+
+use git2::{ErrorCode, Oid, PushOptions};
+
+use super::auth::callbacks;
+use super::{GitError, Workspace, message};
+
+const PUSH_REF: &str = "refs/tagsmith/push";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub branch: String,
+    pub commit: Oid,
+}
+
+fn is_non_fast_forward(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("non-fast-forward")
+        || t.contains("fetch first")
+        || t.contains("not present locally")
+        || t.contains("stale info")
+}
+
+impl Workspace {
+    pub fn push(&self, commit: Oid, branch: &str) -> Result<PushOutcome, GitError> {
+        let push_err = |m: String| GitError::Push {
+            url: self.url.clone(),
+            branch: branch.to_string(),
+            message: m,
+        };
+        // libgit2 pushes references, not bare commit ids.
+        self.repo
+            .reference(PUSH_REF, commit, true, "tagsmith push")
+            .map_err(|e| push_err(message(&e)))?;
+        let attempts = Cell::new(0);
+        let rejected: RefCell<Option<String>> = RefCell::new(None);
+        let mut cbs = callbacks(self.creds.as_ref(), &attempts);
+        // git2's push() returns Ok even when the server refuses a reference: the status comes here.
+        cbs.push_update_reference(|_refname, status| {
+            if let Some(status) = status {
+                *rejected.borrow_mut() = Some(status.to_string());
+            }
+            Ok(())
+        });
+        let mut options = PushOptions::new();
+        options.remote_callbacks(cbs);
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| push_err(message(&e)))?;
+        let refspec = format!("{PUSH_REF}:refs/heads/{branch}");
+        let result = remote.push(&[refspec.as_str()], Some(&mut options));
+        drop(options);
+        let non_fast_forward = || GitError::NonFastForward {
+            url: self.url.clone(),
+            branch: branch.to_string(),
+        };
+        let failure = match (result, rejected.into_inner()) {
+            (Ok(()), None) => None,
+            (Err(e), _)
+                if e.code() == ErrorCode::NotFastForward || is_non_fast_forward(e.message()) =>
+            {
+                return Err(non_fast_forward());
+            }
+            (Err(e), _) => Some(push_err(message(&e))),
+            (Ok(()), Some(status)) if is_non_fast_forward(&status) => {
+                return Err(non_fast_forward());
+            }
+            (Ok(()), Some(status)) => Some(GitError::PushRejected {
+                url: self.url.clone(),
+                branch: branch.to_string(),
+                status: super::redact_url(&status),
+            }),
+        };
+        if let Some(failure) = failure {
+            // A writer that pushed between our ref advertisement and our update makes the server
+            // answer only "failed to update ref": look whether the branch moved under us.
+            return Err(if self.branch_moved(commit, branch) {
+                non_fast_forward()
+            } else {
+                failure
+            });
+        }
+        Ok(PushOutcome {
+            branch: branch.to_string(),
+            commit,
+        })
+    }
+}
+
+impl Workspace {
+    /// Whether the remote branch now points somewhere other than `commit`'s parent.
+    fn branch_moved(&self, commit: Oid, branch: &str) -> bool {
+        let Ok(parent) = self.repo.find_commit(commit).and_then(|c| c.parent_id(0)) else {
+            return false;
+        };
+        let tracking = format!("refs/remotes/origin/{branch}");
+        if self
+            .fetch(&[format!("+refs/heads/{branch}:{tracking}")])
+            .is_err()
+        {
+            return false;
+        }
+        // A branch that does not exist remotely has not moved: creating it failed for another reason.
+        self.repo
+            .refname_to_id(&tracking)
+            .is_ok_and(|head| head != parent)
+    }
+}

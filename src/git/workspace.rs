@@ -1,0 +1,214 @@
+//! A target's working copy: created once, then fetched and hard-reset before every run so that
+//! nothing from an earlier (perhaps interrupted) run can leak into a commit.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
+
+use super::auth::{Credentials, callbacks};
+use super::{GitError, message, redact_url};
+use crate::config::GitSource;
+
+const REMOTE: &str = "origin";
+
+pub struct Workspace {
+    pub(super) repo: Repository,
+    dir: PathBuf,
+    pub(super) url: String,
+    pub(super) creds: Option<Credentials>,
+}
+
+/// Where a sync left the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    /// The commit the workspace now holds, which new commits build on.
+    pub base: Oid,
+    /// The push branch's remote head, when it exists.
+    pub push_head: Option<Oid>,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("dir", &self.dir)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn remote_ref(branch: &str) -> String {
+    format!("refs/remotes/{REMOTE}/{branch}")
+}
+
+impl Workspace {
+    /// Opens the workspace in `dir`, creating it (an empty repository with the remote set) if needed.
+    pub fn open(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
+        let creds = Credentials::resolve(&source.auth)?;
+        let open_err = |e: git2::Error| GitError::Open {
+            path: dir.to_path_buf(),
+            message: message(&e),
+        };
+        let repo = if dir.join(".git").exists() {
+            Repository::open(dir).map_err(open_err)?
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| GitError::Open {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            Repository::init(dir).map_err(open_err)?
+        };
+        match repo.find_remote(REMOTE) {
+            Ok(remote) if remote.url().ok() == Some(source.url.as_str()) => {}
+            Ok(_) => repo.remote_set_url(REMOTE, &source.url).map_err(open_err)?,
+            Err(_) => {
+                repo.remote(REMOTE, &source.url).map_err(open_err)?;
+            }
+        }
+        Ok(Self {
+            repo,
+            dir: dir.to_path_buf(),
+            url: redact_url(&source.url),
+            creds,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fetches `base_branch` (and `push_branch`), then makes the working tree exactly the commit
+    /// new work builds on: the push branch when it exists remotely and differs from the base
+    /// (so commits accumulate there, as Flux does), else the base branch.
+    pub fn sync(&self, base_branch: &str, push_branch: &str) -> Result<Synced, GitError> {
+        let mut refspecs = vec![format!(
+            "+refs/heads/{base_branch}:{}",
+            remote_ref(base_branch)
+        )];
+        if push_branch != base_branch {
+            refspecs.push(format!(
+                "+refs/heads/{push_branch}:{}",
+                remote_ref(push_branch)
+            ));
+        }
+        self.fetch(&refspecs)?;
+        let head_of = |branch: &str| self.repo.refname_to_id(&remote_ref(branch)).ok();
+        let base_head = head_of(base_branch).ok_or_else(|| GitError::MissingBranch {
+            url: self.url.clone(),
+            branch: base_branch.to_string(),
+        })?;
+        let push_head = head_of(push_branch);
+        let base = if push_branch != base_branch {
+            push_head.unwrap_or(base_head)
+        } else {
+            base_head
+        };
+        self.reset_to(base)?;
+        Ok(Synced { base, push_head })
+    }
+
+    pub(super) fn fetch(&self, refspecs: &[String]) -> Result<(), GitError> {
+        let fetch_err = |e: git2::Error| GitError::Fetch {
+            url: self.url.clone(),
+            message: message(&e),
+        };
+        let attempts = Cell::new(0);
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks(self.creds.as_ref(), &attempts))
+            .prune(FetchPrune::On)
+            .download_tags(git2::AutotagOption::None);
+        let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_err)?;
+        remote
+            .fetch(refspecs, Some(&mut options), None)
+            .map_err(fetch_err)?;
+        // Refs the remote does not have are simply not fetched; prune drops stale copies of them.
+        for spec in refspecs {
+            if let Some((src, dst)) = spec.trim_start_matches('+').split_once(':') {
+                let advertised = remote
+                    .list()
+                    .map(|heads| heads.iter().any(|h| h.name() == src))
+                    .unwrap_or(true);
+                if !advertised && let Ok(mut stale) = self.repo.find_reference(dst) {
+                    stale.delete().map_err(fetch_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detached HEAD at `commit`, index and working tree equal to it, nothing untracked left.
+    pub(super) fn reset_to(&self, commit: Oid) -> Result<(), GitError> {
+        let err = |m: String| GitError::Reset {
+            commit: commit.to_string(),
+            message: m,
+        };
+        let object = self
+            .repo
+            .find_object(commit, None)
+            .map_err(|e| err(message(&e)))?;
+        self.repo
+            .set_head_detached(commit)
+            .map_err(|e| err(message(&e)))?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force().remove_untracked(true).remove_ignored(true);
+        self.repo
+            .reset(&object, ResetType::Hard, Some(&mut checkout))
+            .map_err(|e| err(message(&e)))?;
+        let mut options = StatusOptions::new();
+        options
+            .include_untracked(true)
+            .include_ignored(true)
+            .recurse_untracked_dirs(true)
+            .recurse_ignored_dirs(true);
+        let statuses = self
+            .repo
+            .statuses(Some(&mut options))
+            .map_err(|e| err(message(&e)))?;
+        for entry in statuses.iter() {
+            if let Ok(path) = entry.path() {
+                let full = self.dir.join(path);
+                let removed = if full.is_dir() {
+                    std::fs::remove_dir_all(&full)
+                } else {
+                    std::fs::remove_file(&full)
+                };
+                removed.map_err(|e| err(format!("cannot remove leftover {path}: {e}")))?;
+            }
+        }
+        remove_empty_dirs(&self.dir)
+            .map_err(|e| err(format!("cannot remove leftover folders: {e}")))?;
+        Ok(())
+    }
+
+    /// The commit the workspace holds.
+    pub fn head(&self) -> Result<Oid, GitError> {
+        self.repo
+            .head()
+            .ok()
+            .and_then(|h| h.target())
+            .ok_or_else(|| GitError::Commit {
+                message: "workspace has no commit checked out".into(),
+            })
+    }
+}
+
+/// Git does not track folders, so removing untracked files can leave empty ones behind.
+fn remove_empty_dirs(dir: &Path) -> std::io::Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() && entry.file_name() != ".git" {
+            if remove_empty_dirs(&entry.path())? {
+                std::fs::remove_dir(entry.path())?;
+            } else {
+                empty = false;
+            }
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
+}

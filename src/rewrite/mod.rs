@@ -1,0 +1,264 @@
+//! Byte-exact rewriting of marked image references.
+//!
+//! The core is pure and language-agnostic: [`scan`] finds marked sites in a file's bytes,
+//! [`plan`] turns sites and selections into edits and [`Change`]s, [`apply`] splices the
+//! edits once and [`verify`]s the result. Language modules (`yaml`, later `cue`) only locate
+//! markers and values and know the quoting rules of their literals. [`walk`] is the IO edge:
+//! file discovery, parallel processing and atomic writes.
+
+mod edit;
+mod marker;
+mod verify;
+pub mod walk;
+mod yaml;
+mod yaml_literal;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::model::PolicyId;
+
+pub use edit::{Edit, FilePlan, apply, plan, value_for};
+pub use marker::{MarkerParse, parse_marker};
+pub use verify::{VerifyError, verify};
+pub use walk::{Mode, TreeReport, WalkError, rewrite_tree};
+
+/// The byte string every marker contains; files without it are never parsed.
+pub const MARKER_NEEDLE: &[u8] = b"$imagepolicy";
+
+/// A language tagsmith can rewrite, chosen by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lang {
+    Yaml,
+}
+
+impl Lang {
+    /// `*.yaml`, `*.yml` and Kustomize's extensionless `Kustomization`.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?;
+        if name == "Kustomization" {
+            return Some(Self::Yaml);
+        }
+        let ext = Path::new(name).extension()?.to_str()?;
+        match ext {
+            "yaml" | "yml" => Some(Self::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// Which part of the reference a marker sets (`ns:name`, `ns:name:tag`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    /// `name:tag`, plus `@digest` when the selection carries one.
+    Full,
+    Name,
+    Tag,
+    Digest,
+}
+
+impl Part {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Full => "",
+            Self::Name => ":name",
+            Self::Tag => ":tag",
+            Self::Digest => ":digest",
+        }
+    }
+}
+
+/// A parsed `{"$imagepolicy": "ns:name[:part]"}` marker.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Marker {
+    pub policy: PolicyId,
+    pub part: Part,
+}
+
+impl fmt::Display for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.policy, self.part.suffix())
+    }
+}
+
+/// How a scalar is written in the source; a rewrite keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Style {
+    Plain,
+    Single,
+    Double,
+}
+
+/// A marked value: where it is, how it is quoted and what it reads as now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub marker: Marker,
+    /// 1-based line of the marker (and of the value).
+    pub line: usize,
+    /// Bytes of the literal, quotes included.
+    pub range: Range<usize>,
+    pub style: Style,
+    /// The decoded value.
+    pub value: String,
+    /// False for a plain scalar the parser types as a number, boolean, null, ...
+    pub is_string: bool,
+}
+
+/// What is wrong at one line of a file. Problems never stop the rest of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The file does not parse; it is not edited.
+    Syntax,
+    /// A comment mentions `$imagepolicy` but is not exactly one JSON object.
+    NearMiss { reason: String },
+    /// A JSON marker whose policy id or suffix is invalid.
+    BadMarker { reason: String },
+    /// A marker with nothing to set on its line.
+    NoValue,
+    /// A marker on a value tagsmith does not rewrite (alias, block scalar, collection, ...).
+    UnsupportedValue { what: &'static str },
+    /// A marker inside a block scalar's text, which is data, not a comment.
+    MarkerInBlockScalar,
+    /// A marker names a policy with no selection.
+    UnknownPolicy { policy: PolicyId },
+    /// The selection lacks the part the marker asks for (e.g. `:digest` without a digest).
+    MissingPart { marker: Marker },
+    /// The edited bytes failed verification; the file is left as it was.
+    Verify { reason: String },
+    /// Reading, writing or walking failed.
+    Io { reason: String },
+    /// A path outside the tree, or one that cannot be used.
+    Path { reason: String },
+}
+
+impl ProblemKind {
+    /// Errors mean a file could not be processed; warnings are about single markers.
+    pub fn is_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Syntax
+                | Self::MissingPart { .. }
+                | Self::Verify { .. }
+                | Self::Io { .. }
+                | Self::Path { .. }
+        )
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax => write!(f, "syntax error; file not edited"),
+            Self::NearMiss { reason } => write!(
+                f,
+                "comment mentions $imagepolicy but is not a marker: {reason}"
+            ),
+            Self::BadMarker { reason } => write!(f, "invalid marker: {reason}"),
+            Self::NoValue => write!(f, "marker has no value on its line"),
+            Self::UnsupportedValue { what } => {
+                write!(f, "marker on {what}, which is not rewritten")
+            }
+            Self::MarkerInBlockScalar => write!(
+                f,
+                "marker inside a block scalar is text, not a comment; not rewritten"
+            ),
+            Self::UnknownPolicy { policy } => write!(f, "unknown policy {policy}: no selection"),
+            Self::MissingPart { marker } => {
+                write!(f, "marker {marker}: the selection has no such part")
+            }
+            Self::Verify { reason } => {
+                write!(f, "edit failed verification, file left untouched: {reason}")
+            }
+            Self::Io { reason } => write!(f, "{reason}"),
+            Self::Path { reason } => write!(f, "{reason}"),
+        }
+    }
+}
+
+/// A problem found by [`scan`]: a 1-based line and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub line: usize,
+    pub kind: ProblemKind,
+}
+
+impl Finding {
+    pub fn at(self, path: &Path) -> Problem {
+        Problem {
+            path: path.to_path_buf(),
+            line: self.line,
+            kind: self.kind,
+        }
+    }
+}
+
+/// A problem with the file it is in; `line` is 1-based, 0 when it concerns the whole file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub line: usize,
+    pub kind: ProblemKind,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.kind)
+        } else {
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.kind)
+        }
+    }
+}
+
+/// One value that changes; drives commit messages and PR bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub file: PathBuf,
+    pub line: usize,
+    pub policy: PolicyId,
+    pub old: String,
+    pub new: String,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {} -> {}",
+            self.file.display(),
+            self.line,
+            self.policy,
+            self.old,
+            self.new
+        )
+    }
+}
+
+/// Everything [`scan`] found in one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanResult {
+    pub sites: Vec<Site>,
+    pub problems: Vec<Finding>,
+}
+
+/// Finds marked sites in a file's bytes. A file that does not parse yields no sites and one
+/// [`ProblemKind::Syntax`] finding at the line of its first error.
+pub fn scan(source: &[u8], lang: Lang) -> ScanResult {
+    match lang {
+        Lang::Yaml => yaml::scan(source),
+    }
+}
+
+/// How a new value must be written in `lang` to keep `style` and read back as a string.
+pub fn encode(lang: Lang, style: Style, value: &str) -> (Style, String) {
+    match lang {
+        Lang::Yaml => yaml::encode(style, value),
+    }
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(source: &[u8], offset: usize) -> usize {
+    let end = offset.min(source.len());
+    memchr::memchr_iter(b'\n', &source[..end]).count() + 1
+}

@@ -1,0 +1,107 @@
+//! Proof that an edit did only what it should: the output parses, every site reads its
+//! expected value, and every byte outside the edit ranges is the same.
+
+use thiserror::Error;
+
+use super::{Edit, Lang, ProblemKind, Site, Style, scan};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("edits overlap or fall outside the file")]
+    Edits,
+    #[error("the edited file does not parse (line {line})")]
+    Reparse { line: usize },
+    #[error("bytes outside the edits differ near offset {offset}")]
+    Outside { offset: usize },
+    #[error("the edited file has {after} marked sites, the original {before}")]
+    SiteCount { before: usize, after: usize },
+    #[error("line {line}: expected {expected:?}, the edited file reads {found:?}")]
+    Value {
+        line: usize,
+        expected: String,
+        found: String,
+    },
+    #[error("line {line}: the new plain value does not read as a string")]
+    NotString { line: usize },
+}
+
+/// Edits must be sorted, disjoint and inside the file.
+pub(crate) fn check_edits(len: usize, edits: &[Edit]) -> Result<(), VerifyError> {
+    let mut at = 0;
+    for edit in edits {
+        if edit.range.start < at || edit.range.start > edit.range.end || edit.range.end > len {
+            return Err(VerifyError::Edits);
+        }
+        at = edit.range.end;
+    }
+    Ok(())
+}
+
+pub fn verify(
+    lang: Lang,
+    old: &[u8],
+    new: &[u8],
+    sites: &[Site],
+    edits: &[Edit],
+) -> Result<(), VerifyError> {
+    check_edits(old.len(), edits)?;
+    outside_unchanged(old, new, edits)?;
+
+    let rescanned = scan(new, lang);
+    if let Some(p) = rescanned
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Syntax)
+    {
+        return Err(VerifyError::Reparse { line: p.line });
+    }
+    if rescanned.sites.len() != sites.len() {
+        return Err(VerifyError::SiteCount {
+            before: sites.len(),
+            after: rescanned.sites.len(),
+        });
+    }
+    for (before, after) in sites.iter().zip(&rescanned.sites) {
+        let edit = edits.iter().find(|e| e.range == before.range);
+        let expected = edit.map_or(before.value.as_str(), |e| e.value.as_str());
+        if after.marker != before.marker
+            || after.value != expected
+            || after.range.start != shifted(before.range.start, edits)
+        {
+            return Err(VerifyError::Value {
+                line: before.line,
+                expected: expected.to_string(),
+                found: after.value.clone(),
+            });
+        }
+        if edit.is_some_and(|e| e.style == Style::Plain) && !after.is_string {
+            return Err(VerifyError::NotString { line: before.line });
+        }
+    }
+    Ok(())
+}
+
+fn outside_unchanged(old: &[u8], new: &[u8], edits: &[Edit]) -> Result<(), VerifyError> {
+    let mut old_at = 0;
+    let mut new_at = 0;
+    for edit in edits {
+        let kept = &old[old_at..edit.range.start];
+        if new.get(new_at..new_at + kept.len()) != Some(kept) {
+            return Err(VerifyError::Outside { offset: old_at });
+        }
+        new_at += kept.len() + edit.text.len();
+        old_at = edit.range.end;
+    }
+    if new.get(new_at..) != Some(&old[old_at..]) {
+        return Err(VerifyError::Outside { offset: old_at });
+    }
+    Ok(())
+}
+
+fn shifted(offset: usize, edits: &[Edit]) -> usize {
+    let mut out = offset as isize;
+    for edit in edits.iter().take_while(|e| e.range.end <= offset) {
+        out += edit.text.len() as isize - edit.range.len() as isize;
+    }
+    out.max(0) as usize
+}

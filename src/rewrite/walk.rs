@@ -1,0 +1,273 @@
+//! The IO edge of rewriting: finds candidate files under a tree, processes them in parallel
+//! and writes changed files atomically. Everything else in `rewrite` is pure.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use memchr::memmem;
+use rayon::prelude::*;
+use thiserror::Error;
+
+use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan, scan};
+use crate::model::{ImageRef, PolicyId};
+
+#[derive(Debug, Error)]
+pub enum WalkError {
+    #[error("cannot open the tree at {path}: {source}")]
+    Base {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whether changed files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Write,
+    /// Plan, apply and verify in memory only (`--check`, `--dry-run`).
+    DryRun,
+}
+
+/// A file whose bytes change (or would change, in [`Mode::DryRun`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    /// Relative to the tree's base.
+    pub path: PathBuf,
+    pub before: Vec<u8>,
+    pub after: Vec<u8>,
+}
+
+/// The outcome over a whole tree; paths are relative to its base and sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeReport {
+    /// Files with a rewritable name.
+    pub files_seen: usize,
+    /// Files that held the marker bytes and were parsed.
+    pub files_parsed: usize,
+    pub changed: Vec<ChangedFile>,
+    pub changes: Vec<Change>,
+    pub problems: Vec<Problem>,
+}
+
+impl TreeReport {
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.kind.is_error())
+    }
+}
+
+/// Rewrites the marked values under `paths` (relative to `base`; empty means all of it).
+/// Problems in one file never stop the others; only an unusable `base` is an error.
+pub fn rewrite_tree(
+    base: &Path,
+    paths: &[PathBuf],
+    selections: &BTreeMap<PolicyId, ImageRef>,
+    mode: Mode,
+) -> Result<TreeReport, WalkError> {
+    let base = fs::canonicalize(base).map_err(|source| WalkError::Base {
+        path: base.to_path_buf(),
+        source,
+    })?;
+    let mut report = TreeReport::default();
+    let files = discover(&base, paths, &mut report.problems);
+    report.files_seen = files.len();
+
+    let finder = memmem::Finder::new(MARKER_NEEDLE);
+    let outcomes: Vec<Outcome> = files
+        .par_iter()
+        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode))
+        .collect();
+
+    for outcome in outcomes {
+        report.files_parsed += usize::from(outcome.parsed);
+        report.changes.extend(outcome.changes);
+        report.problems.extend(outcome.problems);
+        report.changed.extend(outcome.changed);
+    }
+    report.changed.sort_by(|a, b| a.path.cmp(&b.path));
+    report
+        .changes
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report
+        .problems
+        .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    tracing::info!(
+        files = report.files_seen,
+        parsed = report.files_parsed,
+        changed = report.changed.len(),
+        problems = report.problems.len(),
+        "rewrite done"
+    );
+    Ok(report)
+}
+
+#[derive(Default)]
+struct Outcome {
+    parsed: bool,
+    changed: Option<ChangedFile>,
+    changes: Vec<Change>,
+    problems: Vec<Problem>,
+}
+
+fn process(
+    base: &Path,
+    rel: &Path,
+    lang: Lang,
+    finder: &memmem::Finder<'_>,
+    selections: &BTreeMap<PolicyId, ImageRef>,
+    mode: Mode,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let abs = base.join(rel);
+    let io_problem = |what: &str, err: std::io::Error| Problem {
+        path: rel.to_path_buf(),
+        line: 0,
+        kind: ProblemKind::Io {
+            reason: format!("cannot {what}: {err}"),
+        },
+    };
+    let before = match fs::read(&abs) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            outcome.problems.push(io_problem("read", err));
+            return outcome;
+        }
+    };
+    if finder.find(&before).is_none() {
+        return outcome;
+    }
+    outcome.parsed = true;
+    let plan = plan(rel, lang, scan(&before, lang), selections);
+    outcome.problems = plan.problems.clone();
+    if plan.is_noop() {
+        return outcome;
+    }
+    let after = match apply(&before, &plan) {
+        Ok(after) => after,
+        Err(err) => {
+            outcome.problems.push(Problem {
+                path: rel.to_path_buf(),
+                line: 0,
+                kind: ProblemKind::Verify {
+                    reason: err.to_string(),
+                },
+            });
+            return outcome;
+        }
+    };
+    if mode == Mode::Write {
+        if let Err(err) = write_atomic(&abs, &after) {
+            outcome.problems.push(io_problem("write", err));
+            return outcome;
+        }
+        tracing::debug!(path = %rel.display(), edits = plan.edits.len(), "file rewritten");
+    }
+    outcome.changes = plan.changes;
+    outcome.changed = Some(ChangedFile {
+        path: rel.to_path_buf(),
+        before,
+        after,
+    });
+    outcome
+}
+
+/// Candidate files as (path relative to `base`, language), sorted.
+fn discover(base: &Path, paths: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<(PathBuf, Lang)> {
+    let mut files = Vec::new();
+    let roots: Vec<PathBuf> = if paths.is_empty() {
+        vec![PathBuf::new()]
+    } else {
+        paths.to_vec()
+    };
+    for root in roots {
+        let problem = |reason: String| Problem {
+            path: root.clone(),
+            line: 0,
+            kind: ProblemKind::Path { reason },
+        };
+        let abs = match fs::canonicalize(base.join(&root)) {
+            Ok(abs) => abs,
+            Err(err) => {
+                problems.push(problem(format!("cannot open: {err}")));
+                continue;
+            }
+        };
+        let Ok(rel) = abs.strip_prefix(base) else {
+            problems.push(problem("is outside the tree".to_string()));
+            continue;
+        };
+        if abs.is_dir() {
+            walk_dir(base, rel.to_path_buf(), &mut files, problems);
+        } else if let Some(lang) = Lang::from_path(rel) {
+            files.push((rel.to_path_buf(), lang));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Symlinks are never followed: a link's target inside the tree is visited under its own
+/// path, and one outside the tree must not be read or written.
+fn walk_dir(
+    base: &Path,
+    rel: PathBuf,
+    files: &mut Vec<(PathBuf, Lang)>,
+    problems: &mut Vec<Problem>,
+) {
+    let entries = match fs::read_dir(base.join(&rel)) {
+        Ok(entries) => entries,
+        Err(err) => {
+            problems.push(Problem {
+                path: rel,
+                line: 0,
+                kind: ProblemKind::Io {
+                    reason: format!("cannot list: {err}"),
+                },
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let path = rel.join(&name);
+        if kind.is_dir() {
+            if name != ".git" {
+                walk_dir(base, path, files, problems);
+            }
+        } else if kind.is_file() {
+            if let Some(lang) = Lang::from_path(&path) {
+                files.push((path, lang));
+            }
+        } else if kind.is_symlink() {
+            tracing::debug!(path = %path.display(), "symlink not followed");
+        }
+    }
+}
+
+/// Temp file in the same directory, same permissions, then rename: readers see the old or
+/// the new file, never a half-written one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let permissions = fs::metadata(path)?.permissions();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tagsmith-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create_new(&tmp)?;
+        file.write_all(bytes)?;
+        file.set_permissions(permissions)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

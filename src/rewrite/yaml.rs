@@ -1,0 +1,362 @@
+//! YAML: locates marker comments and the scalar each one sets, with tree-sitter-yaml.
+//!
+//! tree-sitter-yaml puts a trailing comment after its key/value pair as a sibling, so a
+//! marker is matched to a value by line: the last value starting on the marker's line,
+//! before the comment.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use tree_sitter::{Node, Parser, Tree};
+
+use super::marker::{MarkerParse, parse_marker};
+use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, yaml_literal};
+
+thread_local! {
+    // A parser per thread: creating one per file costs more than parsing a small manifest.
+    static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
+}
+
+fn parse(source: &[u8]) -> Option<Tree> {
+    PARSER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let mut parser = Parser::new();
+            parser
+                .set_language(&tree_sitter_yaml::LANGUAGE.into())
+                .ok()?;
+            *slot = Some(parser);
+        }
+        slot.as_mut()?.parse(source, None)
+    })
+}
+
+pub fn scan(source: &[u8]) -> ScanResult {
+    let mut result = ScanResult::default();
+    let Some(tree) = parse(source) else {
+        result.problems.push(Finding {
+            line: 1,
+            kind: ProblemKind::Syntax,
+        });
+        return result;
+    };
+    let root = tree.root_node();
+    if root.has_error() {
+        result.problems.push(Finding {
+            line: first_error_line(root),
+            kind: ProblemKind::Syntax,
+        });
+        return result;
+    }
+
+    let mut collected = Collected::default();
+    collect(root, source, &mut collected);
+
+    for (row, comment) in collected.markers {
+        let line = row + 1;
+        let marker = match parse_marker(comment_body(comment, source)) {
+            MarkerParse::NotMarker => continue,
+            MarkerParse::Marker(marker) => marker,
+            MarkerParse::NearMiss(reason) => {
+                result.problems.push(Finding {
+                    line,
+                    kind: ProblemKind::NearMiss { reason },
+                });
+                continue;
+            }
+            MarkerParse::Bad(reason) => {
+                result.problems.push(Finding {
+                    line,
+                    kind: ProblemKind::BadMarker { reason },
+                });
+                continue;
+            }
+        };
+        let value = collected.values.get(&row).and_then(|values| {
+            values
+                .iter()
+                .filter(|v| v.start_byte() < comment.start_byte())
+                .max_by_key(|v| v.start_byte())
+        });
+        match value.map(|v| site(*v, source, marker, line)) {
+            None => result.problems.push(Finding {
+                line,
+                kind: ProblemKind::NoValue,
+            }),
+            Some(Ok(site)) => result.sites.push(site),
+            Some(Err(what)) => result.problems.push(Finding {
+                line,
+                kind: ProblemKind::UnsupportedValue { what },
+            }),
+        }
+    }
+    result.problems.extend(collected.block_scalar_markers);
+    result.sites.sort_by_key(|s| s.range.start);
+    result.problems.sort_by_key(|p| p.line);
+    result
+}
+
+#[derive(Default)]
+struct Collected<'t> {
+    /// Comments that may be markers, by 0-based row.
+    markers: BTreeMap<usize, Node<'t>>,
+    /// Value nodes (mapping values, sequence items, document roots) by start row.
+    values: BTreeMap<usize, Vec<Node<'t>>>,
+    /// `$imagepolicy` inside block scalars.
+    block_scalar_markers: Vec<Finding>,
+}
+
+fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let mut descend = true;
+        match node.kind() {
+            "comment" => {
+                let text = &source[node.byte_range()];
+                if contains_ignore_case(text, b"imagepolicy") {
+                    out.markers.insert(node.start_position().row, node);
+                }
+                descend = false;
+            }
+            "flow_node" | "block_node" if is_value(node, cursor.field_name()) => {
+                let (start, end) = (node.start_position().row, node.end_position().row);
+                out.values.entry(start).or_default().push(node);
+                // A multi-line flow value ending on a marker's line is that marker's value
+                // (and gets reported as unsupported); block values end where their last
+                // child does, which may be an unrelated comment line.
+                if end != start && node.kind() == "flow_node" {
+                    out.values.entry(end).or_default().push(node);
+                }
+            }
+            "block_scalar" => {
+                let text = &source[node.byte_range()];
+                let header = node.start_position().row + 1;
+                for at in memchr::memmem::find_iter(text, MARKER_NEEDLE) {
+                    let line = super::line_of(source, node.start_byte() + at);
+                    // tree-sitter-yaml keeps a header comment (`key: | # marker`) inside
+                    // the block scalar: that one is a marker on a block scalar value.
+                    let kind = if line == header {
+                        ProblemKind::UnsupportedValue {
+                            what: "a block scalar",
+                        }
+                    } else {
+                        ProblemKind::MarkerInBlockScalar
+                    };
+                    out.block_scalar_markers.push(Finding { line, kind });
+                }
+                descend = false;
+            }
+            kind if kind.ends_with("_scalar") => descend = false,
+            _ => {}
+        }
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
+    }
+}
+
+fn is_value(node: Node<'_>, field: Option<&str>) -> bool {
+    let Some(parent) = node.parent() else {
+        return false;
+    };
+    match parent.kind() {
+        "block_mapping_pair" | "flow_pair" => field == Some("value"),
+        "block_sequence_item" | "flow_sequence" | "document" => true,
+        _ => false,
+    }
+}
+
+/// Turns a value node into a site, or names why it cannot be one.
+fn site(value: Node<'_>, source: &[u8], marker: Marker, line: usize) -> Result<Site, &'static str> {
+    let mut cursor = value.walk();
+    let mut scalar = None;
+    for child in value.children(&mut cursor) {
+        match child.kind() {
+            "anchor" | "tag" | "comment" => {}
+            "alias" => return Err("an alias (put the marker on the anchored value)"),
+            "block_scalar" => return Err("a block scalar"),
+            "flow_mapping" | "block_mapping" => return Err("a mapping"),
+            "flow_sequence" | "block_sequence" => return Err("a sequence"),
+            _ => scalar = Some(child),
+        }
+    }
+    let scalar = scalar.ok_or("an empty value")?;
+    if scalar.start_position().row != scalar.end_position().row {
+        return Err("a value spanning several lines");
+    }
+    let literal = std::str::from_utf8(&source[scalar.byte_range()])
+        .map_err(|_| "a value that is not UTF-8")?;
+    let (style, decoded, is_string) = match scalar.kind() {
+        "plain_scalar" => {
+            let typed = scalar.named_child(0).map(|c| c.kind());
+            (
+                Style::Plain,
+                Some(literal.to_string()),
+                matches!(typed, Some("string_scalar") | None),
+            )
+        }
+        "single_quote_scalar" => (Style::Single, yaml_literal::decode_single(literal), true),
+        "double_quote_scalar" => (Style::Double, yaml_literal::decode_double(literal), true),
+        _ => return Err("a value of an unknown kind"),
+    };
+    let value = decoded.ok_or("a malformed quoted value")?;
+    Ok(Site {
+        marker,
+        line,
+        range: scalar.byte_range(),
+        style,
+        value,
+        is_string,
+    })
+}
+
+/// The comment's text after `#`, without the line end.
+fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
+    let text = &source[comment.byte_range()];
+    let text = text.strip_prefix(b"#").unwrap_or(text);
+    std::str::from_utf8(text).unwrap_or("")
+}
+
+/// The line of the innermost first ERROR or MISSING node. tree-sitter may wrap the whole
+/// file in one ERROR; its nested error, or else its last child, is nearer the actual mistake.
+fn first_error_line(root: Node<'_>) -> usize {
+    let mut node = first_error(root).unwrap_or(root);
+    while let Some(inner) = first_error_below(node) {
+        node = inner;
+    }
+    if node.is_error() && node.start_byte() == root.start_byte() && node.child_count() > 0 {
+        if let Some(last) = node.child(node.child_count() - 1) {
+            return last.start_position().row + 1;
+        }
+    }
+    node.start_position().row + 1
+}
+
+fn first_error(node: Node<'_>) -> Option<Node<'_>> {
+    if node.is_error() || node.is_missing() {
+        return Some(node);
+    }
+    first_error_below(node)
+}
+
+fn first_error_below(node: Node<'_>) -> Option<Node<'_>> {
+    if !node.has_error() {
+        return None;
+    }
+    let mut cursor = node.walk();
+    let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
+    children.into_iter().find_map(first_error)
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+pub fn encode(style: Style, value: &str) -> (Style, String) {
+    yaml_literal::encode(style, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites(src: &str) -> ScanResult {
+        scan(src.as_bytes())
+    }
+
+    #[test]
+    fn trailing_comment_marks_the_value_on_its_line() {
+        let r = sites("spec:\n  image: nginx:1.0 # {\"$imagepolicy\": \"ns:app\"}\n");
+        assert_eq!(r.problems, vec![]);
+        assert_eq!(r.sites.len(), 1);
+        let s = &r.sites[0];
+        assert_eq!(
+            (s.line, s.value.as_str(), s.style),
+            (2, "nginx:1.0", Style::Plain)
+        );
+        assert_eq!(s.marker.policy.to_string(), "ns:app");
+    }
+
+    #[test]
+    fn typed_plain_scalars_are_sites_too() {
+        let r = sites("tag: 1.20 # {\"$imagepolicy\": \"ns:app:tag\"}\n");
+        assert_eq!(r.sites[0].value, "1.20");
+        assert!(!r.sites[0].is_string);
+    }
+
+    #[test]
+    fn quoted_values_decode() {
+        let r = sites(
+            "a: 'x''y' # {\"$imagepolicy\": \"ns:a\"}\nb: \"p\\\"q\" # {\"$imagepolicy\": \"ns:b\"}\n",
+        );
+        let got: Vec<_> = r
+            .sites
+            .iter()
+            .map(|s| (s.value.as_str(), s.style))
+            .collect();
+        assert_eq!(got, vec![("x'y", Style::Single), ("p\"q", Style::Double)]);
+    }
+
+    #[test]
+    fn problems_carry_lines() {
+        let src = "a:\n  # {\"$imagepolicy\": \"ns:a\"}\n  b: c\nd: *x # {\"$imagepolicy\": \"ns:a\"}\ne: f # {$imagepolicy: ns:a}\ng: |\n  x # {\"$imagepolicy\": \"ns:a\"}\n";
+        let r = sites(src);
+        let kinds: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| (p.line, std::mem::discriminant(&p.kind)))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (2, std::mem::discriminant(&ProblemKind::NoValue)),
+                (
+                    4,
+                    std::mem::discriminant(&ProblemKind::UnsupportedValue { what: "" })
+                ),
+                (
+                    5,
+                    std::mem::discriminant(&ProblemKind::NearMiss {
+                        reason: String::new()
+                    })
+                ),
+                (7, std::mem::discriminant(&ProblemKind::MarkerInBlockScalar)),
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_first_error_line() {
+        let r = sites("a: b\nc: [d\ne: f # {\"$imagepolicy\": \"ns:a\"}\n");
+        assert!(r.sites.is_empty());
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(r.problems[0].kind, ProblemKind::Syntax);
+        assert!(r.problems[0].line >= 2, "{:?}", r.problems);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn multi_line_values_are_unsupported() {
+        let r = scan(b"j: \"multi\n  line\" # {\"$imagepolicy\": \"ns:a\"}\n");
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(
+            matches!(r.problems[0].kind, ProblemKind::UnsupportedValue { .. }),
+            "{r:?}"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Property tests of the rewriter: for arbitrary and YAML-ish input it never panics, output
+//! differs from input only inside edit ranges, every edited site reads its new value, and a
+//! second run has nothing to do.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+use tagsmith::model::{ImageRef, PolicyId};
+use tagsmith::rewrite::{Edit, Lang, ProblemKind, apply, plan, scan};
+
+const POLICIES: [&str; 3] = ["ns:a", "ns:b", "team-x:c"];
+const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("ghcr.io/org/app:1.0.0".to_string()),
+        Just("1.20".to_string()),
+        Just("yes".to_string()),
+        Just("'it''s'".to_string()),
+        Just("\"q\\\"x\\u00e9\"".to_string()),
+        Just("\"1.0\"".to_string()),
+        Just("&anc ghcr.io/org/app:1".to_string()),
+        Just("*anc".to_string()),
+        Just("!!str v1".to_string()),
+        Just("[a, ghcr.io/x:1]".to_string()),
+        Just("{k: v, image: 'y:2'}".to_string()),
+        Just("|".to_string()),
+        Just(">-".to_string()),
+        Just(String::new()),
+        "[a-z0-9:./@-]{1,20}",
+        "[ -~]{0,12}",
+    ]
+}
+
+fn comment() -> impl Strategy<Value = String> {
+    let policy = prop::sample::select(POLICIES.to_vec());
+    let part = prop::sample::select(vec!["", ":tag", ":name", ":digest"]);
+    prop_oneof![
+        4 => (policy, part).prop_map(|(p, s)| format!(" # {{\"$imagepolicy\": \"{p}{s}\"}}")),
+        1 => Just(" # {$imagepolicy: ns:a}".to_string()),
+        1 => Just(" # plain comment".to_string()),
+        1 => Just("\t#\t{\"$imagepolicy\":\"ns:b:tag\", \"x\": 1}  ".to_string()),
+        2 => Just(String::new()),
+    ]
+}
+
+fn line() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec!["image: ", "newTag: ", "tag:  ", "k:\t", "\"q k\": "]);
+    let nested = prop::sample::select(vec!["\n  - ", "\n  image: ", "\n    - ", "\n- "]);
+    prop_oneof![
+        6 => (key.clone(), value(), comment()).prop_map(|(k, v, c)| format!("{k}{v}{c}")),
+        4 => (key, nested, value(), comment()).prop_map(|(k, n, v, c)| format!("{}{n}{v}{c}", k.trim_end())),
+        1 => Just("- ghcr.io/org/app:1 # {\"$imagepolicy\": \"ns:a\"}".to_string()),
+        1 => Just("---".to_string()),
+        1 => Just("...".to_string()),
+        1 => Just(String::new()),
+        1 => Just("# {\"$imagepolicy\": \"ns:a\"}".to_string()),
+        1 => Just("s: |\n  text # {\"$imagepolicy\": \"ns:a\"}".to_string()),
+        1 => "[ -~\t]{0,30}",
+    ]
+}
+
+fn yamlish() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<bool>(),
+        prop::sample::select(vec!["\n", "\r\n"]),
+        prop::collection::vec(line(), 0..14),
+        any::<bool>(),
+    )
+        .prop_map(|(bom, eol, lines, final_newline)| {
+            let mut text = if bom {
+                "\u{feff}".to_string()
+            } else {
+                String::new()
+            };
+            text.push_str(&lines.join(eol));
+            if final_newline {
+                text.push_str(eol);
+            }
+            text.into_bytes()
+        })
+}
+
+fn selections() -> impl Strategy<Value = BTreeMap<PolicyId, ImageRef>> {
+    let reference = prop::sample::select(vec![
+        "ghcr.io/org/app:2.0.0".to_string(),
+        "ghcr.io/org/app:1.20".to_string(),
+        format!("ghcr.io/org/app:v3@{SHA}"),
+        "localhost:5000/x:yes".to_string(),
+        "nginx:0777".to_string(),
+    ]);
+    prop::collection::btree_map(prop::sample::select(POLICIES.to_vec()), reference, 0..3).prop_map(
+        |m| {
+            m.into_iter()
+                .map(|(p, r)| (p.parse().unwrap(), r.parse().unwrap()))
+                .collect()
+        },
+    )
+}
+
+/// Bytes outside the edit ranges, in order, must be the same in both files.
+fn assert_only_edits_differ(old: &[u8], new: &[u8], edits: &[Edit]) {
+    let mut old_at = 0;
+    let mut new_at = 0;
+    for e in edits {
+        let kept = &old[old_at..e.range.start];
+        assert_eq!(&new[new_at..new_at + kept.len()], kept);
+        assert_eq!(
+            &new[new_at + kept.len()..new_at + kept.len() + e.text.len()],
+            e.text.as_bytes()
+        );
+        new_at += kept.len() + e.text.len();
+        old_at = e.range.end;
+    }
+    assert_eq!(&new[new_at..], &old[old_at..]);
+}
+
+fn check(source: &[u8], selections: &BTreeMap<PolicyId, ImageRef>) -> Result<(), TestCaseError> {
+    let scanned = scan(source, Lang::Yaml);
+    let parsed = !scanned
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::Syntax);
+    let planned = plan(Path::new("f.yaml"), Lang::Yaml, scanned, selections);
+    match apply(source, &planned) {
+        Ok(output) => {
+            assert_only_edits_differ(source, &output, &planned.edits);
+            prop_assert_eq!(output.is_empty() && !source.is_empty(), false);
+            let rescanned = scan(&output, Lang::Yaml);
+            for (edit, change) in planned.edits.iter().zip(&planned.changes) {
+                prop_assert!(
+                    rescanned
+                        .sites
+                        .iter()
+                        .any(|s| s.value == edit.value && s.line == change.line)
+                );
+            }
+            let again = plan(Path::new("f.yaml"), Lang::Yaml, rescanned, selections);
+            prop_assert!(again.edits.is_empty(), "second run edits {:?}", again.edits);
+        }
+        Err(err) => {
+            // A file that parsed must stay parseable: the encoder never breaks YAML.
+            prop_assert!(
+                !parsed || planned.edits.is_empty(),
+                "verification failed: {err}"
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn yamlish_input_rewrites_only_inside_edits(source in yamlish(), selections in selections()) {
+        check(&source, &selections)?;
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(source in prop::collection::vec(any::<u8>(), 0..400), selections in selections()) {
+        let mut source = source;
+        // Give the bytes a chance to hold markers at all.
+        source.extend_from_slice(b" # {\"$imagepolicy\": \"ns:a\"}");
+        check(&source, &selections)?;
+    }
+}
+
+/// The generator must reach the interesting paths, or the properties above prove little.
+#[test]
+fn generator_produces_edits_and_problems() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let (mut with_edits, mut with_problems) = (0, 0);
+    for _ in 0..300 {
+        let source = yamlish().new_tree(&mut runner).unwrap().current();
+        let selections = selections().new_tree(&mut runner).unwrap().current();
+        let planned = plan(
+            Path::new("f.yaml"),
+            Lang::Yaml,
+            scan(&source, Lang::Yaml),
+            &selections,
+        );
+        with_edits += usize::from(!planned.edits.is_empty());
+        with_problems += usize::from(!planned.problems.is_empty());
+    }
+    assert!(
+        with_edits >= 30,
+        "only {with_edits} of 300 generated files had edits"
+    );
+    assert!(
+        with_problems >= 30,
+        "only {with_problems} of 300 generated files had problems"
+    );
+}
