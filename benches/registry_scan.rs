@@ -235,6 +235,11 @@ fn main() {
         plain
     );
     println!(
+        "| raw reqwest GETs, no auth/retries/limits | {:.3?} | {:.2}x |",
+        raw,
+        raw.as_secs_f64() / plain.as_secs_f64()
+    );
+    println!(
         "| tagsmith `scan_all` | {:.3?} | {:.2}x ({:.2}x raw reqwest) |",
         ours,
         ours.as_secs_f64() / plain.as_secs_f64(),
