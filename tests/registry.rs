@@ -439,3 +439,27 @@ fn make_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_without_tags_lists_empty_not_failed() {
+    let registry = Registry::start(Auth::None);
+    let digest = registry
+        .pusher()
+        .push_tags("gone/app", &["1.0.0".to_string()])
+        .await;
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/v2/gone/app/manifests/{digest}",
+            registry.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 202);
+    let client = Client::new(vec![settings(&registry.host)], fast_options());
+    let tags = client
+        .list_tags(&image(&registry.host, "gone/app"))
+        .await
+        .unwrap();
+    assert!(tags.is_empty(), "{tags:?}");
+}

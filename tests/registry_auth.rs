@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::pki::Pki;
+use support::proxy::{Paging, Proxy};
 use support::token::TokenIssuer;
 use support::{Auth, Registry, Tls, tag_names};
 use tagsmith::model::ImageName;
@@ -121,6 +122,31 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
         issuer.log().len(),
         before + 2,
         "an expired token is renewed"
+    );
+
+    // Paged through a proxy, every page goes out with the same cached token.
+    let proxy = Proxy::start(&registry.host, Paging::Spec { default_n: 100 }).await;
+    let paged: ImageName = format!("{}/priv/app", proxy.host()).parse().unwrap();
+    let client = Client::new(
+        vec![RegistrySettings {
+            host: proxy.host(),
+            insecure: true,
+            auth: Some(basic.clone()),
+            ..RegistrySettings::default()
+        }],
+        options(),
+    );
+    let before = issuer.log().len();
+    assert_eq!(
+        set(&client.list_tags(&paged).await.unwrap()),
+        expected(&private_tags)
+    );
+    assert_eq!(issuer.log().len(), before + 1, "one token for all pages");
+    let pages = private_tags.len().div_ceil(100);
+    assert_eq!(
+        proxy.log().len(),
+        pages + 1,
+        "one challenge, then every page once"
     );
 
     // Wrong password: the token service refuses; the error names the source, not the secret.
