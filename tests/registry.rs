@@ -22,7 +22,7 @@ fn fast_options() -> Options {
             cap: Duration::from_millis(100),
             max_retry_after: Duration::from_secs(5),
         },
-        timeout: Duration::from_millis(1500),
+        timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
         ..Options::default()
     }
@@ -184,9 +184,12 @@ async fn ends_on_registries_that_ignore_n_and_last() {
 async fn retries_through_429_500_slow_answers_and_dropped_connections() {
     let (registry, big) = seeded().await;
     let proxy = Proxy::start(&registry.host, Paging::Spec { default_n: 300 }).await;
-    // Slow means slower than the request timeout (1.5 s), by a margin that machine load
-    // cannot close.
-    let client = Client::new(vec![settings(&proxy.host())], fast_options());
+    // Slow means slower than the request timeout, by a margin that machine load cannot close.
+    let options = Options {
+        timeout: Duration::from_millis(1500),
+        ..fast_options()
+    };
+    let client = Client::new(vec![settings(&proxy.host())], options);
     proxy.push_faults([
         Fault::Status {
             code: 429,

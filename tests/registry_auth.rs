@@ -46,7 +46,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
         keys.clone(),
         vec![("bot".into(), "token-pw".into())],
         vec!["pub/app".into()],
-        2,
+        4,
     )
     .await;
     let registry = Registry::start(Auth::Token {
@@ -113,7 +113,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     assert_eq!(minted.len(), 1, "{minted:?}");
     assert_eq!(minted[0].user.as_deref(), Some("bot"));
     assert_eq!(minted[0].scope.as_deref(), Some("repository:priv/app:pull"));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_eq!(
         client.list_tags(&private).await.unwrap().len(),
         private_tags.len()
