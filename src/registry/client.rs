@@ -6,16 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::Error;
-use super::auth::{CredentialProvider, Credentials, Lookup, Secret, normalise_host};
+use super::auth::{CredentialProvider, Lookup, Secret, normalise_host};
 use super::backoff::{self, RetryPolicy};
 use super::challenge::{self, Challenge};
 use super::limit::{Bucket, Limiter};
 use super::settings::RegistrySettings;
+use super::token;
 use crate::model::ImageName;
 
 /// Defaults for every registry; a `registries:` entry overrides them for its host.
@@ -409,7 +409,7 @@ impl Host {
         };
         let lookup = self.lookup(image).await?;
         match challenge {
-            Challenge::Basic => Ok(lookup.credentials.as_ref().map(basic_header)),
+            Challenge::Basic => Ok(lookup.credentials.as_ref().map(token::basic_header)),
             Challenge::Bearer { realm, service, .. } => {
                 let (token, until) = self
                     .fetch_token(image, &realm, service.as_deref(), scope, &lookup)
@@ -442,19 +442,13 @@ impl Host {
             reason,
             transient,
         };
-        let mut url = Url::parse(realm).map_err(|_| fail("realm is not a url".into(), false))?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(service) = service {
-                query.append_pair("service", service);
-            }
-            query.append_pair("scope", scope);
-        }
+        let url = token::token_url(realm, service, scope)
+            .ok_or_else(|| fail("realm is not a url".into(), false))?;
         let mut failures = 0u32;
         loop {
             let mut request = self.http.get(url.clone());
             if let Some(credentials) = &lookup.credentials {
-                request = request.header(AUTHORIZATION, basic_header(credentials));
+                request = request.header(AUTHORIZATION, token::basic_header(credentials));
             }
             let result = match request.send().await {
                 Ok(response) => {
@@ -468,18 +462,9 @@ impl Host {
             };
             let reason = match result {
                 Ok((status, body)) if status.is_success() => {
-                    let reply: TokenReply = serde_json::from_slice(&body)
-                        .map_err(|_| fail("token reply is not the expected json".into(), false))?;
-                    let token = reply
-                        .token
-                        .or(reply.access_token)
-                        .filter(|t| !t.is_empty())
-                        .ok_or_else(|| fail("token reply holds no token".into(), false))?;
-                    // Tokens without a lifetime live 60 s by the token spec; renew a little
-                    // early so a request never goes out with a token about to lapse.
-                    let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60).max(1));
-                    let until = Instant::now() + lifetime.mul_f64(0.9);
-                    return Ok((Secret::new(token), until));
+                    let (token, lifetime) =
+                        token::parse_reply(&body).map_err(|reason| fail(reason.into(), false))?;
+                    return Ok((Secret::new(token), Instant::now() + lifetime));
                 }
                 Ok((status, _))
                     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
@@ -496,25 +481,6 @@ impl Host {
             tokio::time::sleep(self.retry.backoff(failures - 1, fastrand::f64())).await;
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenReply {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-fn basic_header(credentials: &Credentials) -> String {
-    use base64::Engine as _;
-    let raw = format!("{}:{}", credentials.username, credentials.password.expose());
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
 }
 
 /// A transport error with its causes ("connection refused", "operation timed out"); reqwest's
