@@ -5,7 +5,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod git;
+pub mod grammars;
 pub mod model;
 pub mod policy;
 pub mod registry;

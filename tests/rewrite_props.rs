@@ -8,7 +8,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use tagsmith::model::{ImageRef, PolicyId};
-use tagsmith::rewrite::{Edit, Lang, ProblemKind, apply, plan, scan};
+use tagsmith::rewrite::{Edit, Lang, ProblemKind, apply, plan, rescan, scan};
 
 const POLICIES: [&str; 3] = ["ns:a", "ns:b", "team-x:c"];
 const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -129,6 +129,12 @@ fn check(source: &[u8], selections: &BTreeMap<PolicyId, ImageRef>) -> Result<(),
             assert_only_edits_differ(source, &output, &planned.edits);
             prop_assert_eq!(output.is_empty() && !source.is_empty(), false);
             let rescanned = scan(&output, Lang::Yaml);
+            // The incremental re-parse used by verification sees what a full parse sees.
+            scan(source, Lang::Yaml);
+            prop_assert_eq!(
+                &rescan(Lang::Yaml, source, &output, &planned.edits),
+                &rescanned
+            );
             for (edit, change) in planned.edits.iter().zip(&planned.changes) {
                 prop_assert!(
                     rescanned

@@ -146,3 +146,28 @@ fn one_bad_file_does_not_stop_the_others() {
     assert_eq!(report.problems[0].path, PathBuf::from("bad.yaml"));
     assert_eq!(report.problems[0].kind, ProblemKind::Syntax);
 }
+
+#[test]
+fn tenancy_refuses_policies_per_file() {
+    use tagsmith::rewrite::walk::rewrite_tree_allowed;
+
+    let tree = tempfile::tempdir().unwrap();
+    let own = write(tree.path(), "apps/apps/deploy.yaml", OLD);
+    let foreign = write(tree.path(), "apps/other/deploy.yaml", OLD);
+    let allowed =
+        |file: &Path, policy: &PolicyId| file.starts_with(format!("apps/{}", policy.namespace()));
+    let report =
+        rewrite_tree_allowed(tree.path(), &[], &selections(), Mode::Write, &allowed).unwrap();
+    assert_eq!(fs::read_to_string(own).unwrap(), NEW);
+    assert_eq!(fs::read_to_string(foreign).unwrap(), OLD);
+    assert_eq!(report.problems.len(), 1);
+    let problem = &report.problems[0];
+    assert_eq!(
+        (problem.path.as_path(), problem.line),
+        (Path::new("apps/other/deploy.yaml"), 1)
+    );
+    assert!(
+        matches!(&problem.kind, ProblemKind::NotAllowed { policy } if policy.to_string() == "apps:app")
+    );
+    assert!(!report.has_errors());
+}

@@ -52,7 +52,17 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
     let report = rewrite_tree(&args.dir, &[], &selections, mode)?;
 
     match args.output {
-        OutputFormat::Text => print_text(&report, args.dry_run),
+        OutputFormat::Text => {
+            print_text(&report, args.dry_run);
+            let done = if write { "written" } else { "not written" };
+            eprintln!(
+                "{} change(s) in {} file(s), {done}; {} file(s) with markers of {} scanned",
+                report.changes.len(),
+                report.changed.len(),
+                report.files_parsed,
+                report.files_seen
+            );
+        }
         OutputFormat::Json => print_json(&report, args.dry_run, write)?,
     }
     let errors = report.problems.iter().filter(|p| p.kind.is_error()).count();

@@ -3,7 +3,7 @@
 //! all problems are reported at once.
 
 mod duration;
-mod raw;
+pub mod raw;
 pub mod template;
 mod tenancy;
 
@@ -158,6 +158,7 @@ pub struct Config {
     pub path: PathBuf,
     pub images: Vec<ImagePolicy>,
     pub targets: Vec<Target>,
+    pub registries: Vec<crate::registry::RegistrySettings>,
     pub state_dir: Option<PathBuf>,
 }
 
@@ -243,11 +244,17 @@ impl<'a> Validator<'a> {
             }
         }
         let state_dir = raw.state.map(|s| self.resolve(&s.dir));
+        let registries = raw
+            .registries
+            .into_iter()
+            .map(|r| self.registry(r))
+            .collect();
         if self.problems.is_empty() {
             Ok(Config {
                 path: self.path.to_path_buf(),
                 images,
                 targets,
+                registries,
                 state_dir,
             })
         } else {
@@ -255,6 +262,26 @@ impl<'a> Validator<'a> {
                 problems: self.problems,
             })
         }
+    }
+
+    /// Files a registry entry names are relative to the config file, like every other path.
+    fn registry(
+        &self,
+        mut r: crate::registry::RegistrySettings,
+    ) -> crate::registry::RegistrySettings {
+        use crate::registry::AuthSettings;
+        r.ca = r.ca.map(|p| self.resolve(&p.to_string_lossy()));
+        match &mut r.auth {
+            Some(AuthSettings::DockerConfig(p)) => *p = self.resolve(&p.to_string_lossy()),
+            Some(AuthSettings::Basic(b)) => {
+                b.password_file = b
+                    .password_file
+                    .take()
+                    .map(|p| self.resolve(&p.to_string_lossy()))
+            }
+            _ => {}
+        }
+        r
     }
 
     fn image(&mut self, raw: raw::RawImage, seen: &mut BTreeSet<PolicyId>) -> Option<ImagePolicy> {

@@ -14,6 +14,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub targets: Vec<RawTarget>,
     #[serde(default)]
+    pub registries: Vec<crate::registry::RegistrySettings>,
+    #[serde(default)]
     pub state: Option<RawState>,
 }
 

@@ -53,10 +53,34 @@ pub fn plan(
     scanned: ScanResult,
     selections: &BTreeMap<PolicyId, ImageRef>,
 ) -> FilePlan {
+    plan_allowed(path, lang, scanned, selections, |_| true)
+}
+
+/// [`plan`], where markers naming a policy that `allowed` refuses for this file (tenancy)
+/// are reported and left as they are.
+pub fn plan_allowed(
+    path: &Path,
+    lang: Lang,
+    scanned: ScanResult,
+    selections: &BTreeMap<PolicyId, ImageRef>,
+    allowed: impl Fn(&PolicyId) -> bool,
+) -> FilePlan {
     let mut problems: Vec<Problem> = scanned.problems.into_iter().map(|f| f.at(path)).collect();
     let mut edits = Vec::new();
     let mut changes = Vec::new();
     for site in &scanned.sites {
+        if !allowed(&site.marker.policy) {
+            problems.push(
+                Finding {
+                    line: site.line,
+                    kind: ProblemKind::NotAllowed {
+                        policy: site.marker.policy.clone(),
+                    },
+                }
+                .at(path),
+            );
+            continue;
+        }
         let Some(selection) = selections.get(&site.marker.policy) else {
             problems.push(
                 Finding {

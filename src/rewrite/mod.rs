@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::PolicyId;
 
-pub use edit::{Edit, FilePlan, apply, plan, value_for};
+pub use edit::{Edit, FilePlan, apply, plan, plan_allowed, value_for};
 pub use marker::{MarkerParse, parse_marker};
 pub use verify::{VerifyError, verify};
 pub use walk::{Mode, TreeReport, WalkError, rewrite_tree};
@@ -122,6 +122,8 @@ pub enum ProblemKind {
     MarkerInBlockScalar,
     /// A marker names a policy with no selection.
     UnknownPolicy { policy: PolicyId },
+    /// The policy may not write this file (tenancy).
+    NotAllowed { policy: PolicyId },
     /// The selection lacks the part the marker asks for (e.g. `:digest` without a digest).
     MissingPart { marker: Marker },
     /// The edited bytes failed verification; the file is left as it was.
@@ -150,10 +152,7 @@ impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Syntax => write!(f, "syntax error; file not edited"),
-            Self::NearMiss { reason } => write!(
-                f,
-                "comment mentions $imagepolicy but is not a marker: {reason}"
-            ),
+            Self::NearMiss { reason } => write!(f, "looks like a marker but is not one: {reason}"),
             Self::BadMarker { reason } => write!(f, "invalid marker: {reason}"),
             Self::NoValue => write!(f, "marker has no value on its line"),
             Self::UnsupportedValue { what } => {
@@ -164,6 +163,12 @@ impl fmt::Display for ProblemKind {
                 "marker inside a block scalar is text, not a comment; not rewritten"
             ),
             Self::UnknownPolicy { policy } => write!(f, "unknown policy {policy}: no selection"),
+            Self::NotAllowed { policy } => {
+                write!(
+                    f,
+                    "policy {policy} may not change this file (tenancy); not rewritten"
+                )
+            }
             Self::MissingPart { marker } => {
                 write!(f, "marker {marker}: the selection has no such part")
             }
@@ -247,6 +252,20 @@ pub struct ScanResult {
 pub fn scan(source: &[u8], lang: Lang) -> ScanResult {
     match lang {
         Lang::Yaml => yaml::scan(source),
+    }
+}
+
+/// Scans `new`, which is `old` with `edits` applied; a language may reuse what it learnt
+/// from scanning `old` (YAML re-parses incrementally), the result is that of [`scan`].
+pub fn rescan(lang: Lang, old: &[u8], new: &[u8], edits: &[Edit]) -> ScanResult {
+    match lang {
+        Lang::Yaml => {
+            let edits: Vec<_> = edits
+                .iter()
+                .map(|e| (e.range.clone(), e.text.as_str()))
+                .collect();
+            yaml::rescan(old, new, &edits)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Edit, Lang, ProblemKind, Site, Style, scan};
+use super::{Edit, Lang, ProblemKind, Site, Style, rescan};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -47,7 +47,7 @@ pub fn verify(
     check_edits(old.len(), edits)?;
     outside_unchanged(old, new, edits)?;
 
-    let rescanned = scan(new, lang);
+    let rescanned = rescan(lang, old, new, edits);
     if let Some(p) = rescanned
         .problems
         .iter()
@@ -104,4 +104,81 @@ fn shifted(offset: usize, edits: &[Edit]) -> usize {
         out += edit.text.len() as isize - edit.range.len() as isize;
     }
     out.max(0) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::rewrite::{apply, plan, scan};
+
+    const SRC: &str = "a: ghcr.io/o/app:1 # {\"$imagepolicy\": \"ns:a\"}\nb: x\n";
+
+    fn planned() -> crate::rewrite::FilePlan {
+        let selections =
+            BTreeMap::from([("ns:a".parse().unwrap(), "ghcr.io/o/app:2".parse().unwrap())]);
+        plan(
+            Path::new("f.yaml"),
+            Lang::Yaml,
+            scan(SRC.as_bytes(), Lang::Yaml),
+            &selections,
+        )
+    }
+
+    #[test]
+    fn a_good_edit_passes() {
+        let plan = planned();
+        let out = apply(SRC.as_bytes(), &plan).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            SRC.replace("app:1", "app:2")
+        );
+    }
+
+    #[test]
+    fn an_edit_that_breaks_the_syntax_is_caught() {
+        let mut plan = planned();
+        plan.edits[0].text = "[unclosed".into();
+        assert!(matches!(
+            apply(SRC.as_bytes(), &plan),
+            Err(VerifyError::Reparse { .. })
+        ));
+    }
+
+    #[test]
+    fn an_edit_that_reads_otherwise_is_caught() {
+        let mut plan = planned();
+        plan.edits[0].text = "'ghcr.io/o/app:3'".into();
+        assert!(matches!(
+            apply(SRC.as_bytes(), &plan),
+            Err(VerifyError::Value { .. })
+        ));
+        let mut plan = planned();
+        plan.edits[0].value = "1.5".into();
+        plan.edits[0].text = "1.5".into();
+        assert!(matches!(
+            apply(SRC.as_bytes(), &plan),
+            Err(VerifyError::NotString { .. })
+        ));
+    }
+
+    #[test]
+    fn changed_bytes_outside_the_edits_are_caught() {
+        let plan = planned();
+        let mut out = apply(SRC.as_bytes(), &plan).unwrap();
+        let last = out.len() - 2;
+        out[last] = b'y';
+        let err = verify(Lang::Yaml, SRC.as_bytes(), &out, &plan.sites, &plan.edits).unwrap_err();
+        assert!(matches!(err, VerifyError::Outside { .. }), "{err}");
+    }
+
+    #[test]
+    fn overlapping_edits_are_refused() {
+        let mut plan = planned();
+        let twice = plan.edits[0].clone();
+        plan.edits.push(twice);
+        assert_eq!(apply(SRC.as_bytes(), &plan), Err(VerifyError::Edits));
+    }
 }

@@ -10,7 +10,7 @@ use memchr::memmem;
 use rayon::prelude::*;
 use thiserror::Error;
 
-use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan, scan};
+use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan_allowed, scan};
 use crate::model::{ImageRef, PolicyId};
 
 #[derive(Debug, Error)]
@@ -65,6 +65,18 @@ pub fn rewrite_tree(
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
 ) -> Result<TreeReport, WalkError> {
+    rewrite_tree_allowed(base, paths, selections, mode, &|_, _| true)
+}
+
+/// [`rewrite_tree`] with tenancy: `allowed(file, policy)` (file relative to `base`) says
+/// whether a policy may change a file; refused markers are reported and left alone.
+pub fn rewrite_tree_allowed(
+    base: &Path,
+    paths: &[PathBuf],
+    selections: &BTreeMap<PolicyId, ImageRef>,
+    mode: Mode,
+    allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
+) -> Result<TreeReport, WalkError> {
     let base = fs::canonicalize(base).map_err(|source| WalkError::Base {
         path: base.to_path_buf(),
         source,
@@ -76,7 +88,7 @@ pub fn rewrite_tree(
     let finder = memmem::Finder::new(MARKER_NEEDLE);
     let outcomes: Vec<Outcome> = files
         .par_iter()
-        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode))
+        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode, allowed))
         .collect();
 
     for outcome in outcomes {
@@ -117,6 +129,7 @@ fn process(
     finder: &memmem::Finder<'_>,
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
+    allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let abs = base.join(rel);
@@ -138,7 +151,9 @@ fn process(
         return outcome;
     }
     outcome.parsed = true;
-    let plan = plan(rel, lang, scan(&before, lang), selections);
+    let plan = plan_allowed(rel, lang, scan(&before, lang), selections, |policy| {
+        allowed(rel, policy)
+    });
     outcome.problems = plan.problems.clone();
     if plan.is_noop() {
         return outcome;

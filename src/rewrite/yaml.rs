@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use tree_sitter::{Node, Parser, Tree};
+use std::ops::Range;
+
+use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
 use super::marker::{MarkerParse, parse_marker};
 use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, yaml_literal};
@@ -15,9 +17,12 @@ use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style
 thread_local! {
     // A parser per thread: creating one per file costs more than parsing a small manifest.
     static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
+    // The last file this thread scanned and its tree, so verifying an edit of that file
+    // re-parses incrementally: only the edited lines are lexed again.
+    static LAST: RefCell<Option<(Vec<u8>, Tree)>> = const { RefCell::new(None) };
 }
 
-fn parse(source: &[u8]) -> Option<Tree> {
+fn parse(source: &[u8], old: Option<&Tree>) -> Option<Tree> {
     PARSER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -27,13 +32,64 @@ fn parse(source: &[u8]) -> Option<Tree> {
                 .ok()?;
             *slot = Some(parser);
         }
-        slot.as_mut()?.parse(source, None)
+        slot.as_mut()?.parse(source, old)
     })
 }
 
 pub fn scan(source: &[u8]) -> ScanResult {
+    let tree = parse(source, None);
+    if let Some(tree) = &tree {
+        LAST.with(|last| *last.borrow_mut() = Some((source.to_vec(), tree.clone())));
+    }
+    analyze(tree, source)
+}
+
+/// Scans `new`, made from `old` by replacing each range with a text of the given length.
+/// When `old` is the file this thread scanned last, its tree is edited and re-parsed
+/// incrementally; tree-sitter guarantees the same tree as a full parse.
+pub fn rescan(old: &[u8], new: &[u8], edits: &[(Range<usize>, &str)]) -> ScanResult {
+    let cached = LAST.with(|last| {
+        let last = last.borrow();
+        let (source, tree) = last.as_ref()?;
+        (source.as_slice() == old).then(|| tree.clone())
+    });
+    let Some(mut tree) = cached else {
+        return analyze(parse(new, None), new);
+    };
+    // Back to front, so each edit's old offsets are still those of `old`.
+    for (range, text) in edits.iter().rev() {
+        let start_position = point_of(old, range.start);
+        let new_end_position = match memchr::memrchr(b'\n', text.as_bytes()) {
+            Some(i) => Point::new(
+                start_position.row + memchr::memchr_iter(b'\n', text.as_bytes()).count(),
+                text.len() - i - 1,
+            ),
+            None => Point::new(start_position.row, start_position.column + text.len()),
+        };
+        tree.edit(&InputEdit {
+            start_byte: range.start,
+            old_end_byte: range.end,
+            new_end_byte: range.start + text.len(),
+            start_position,
+            old_end_position: point_of(old, range.end),
+            new_end_position,
+        });
+    }
+    analyze(parse(new, Some(&tree)), new)
+}
+
+fn point_of(source: &[u8], offset: usize) -> Point {
+    let before = &source[..offset.min(source.len())];
+    let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+    Point::new(
+        memchr::memchr_iter(b'\n', before).count(),
+        before.len() - line_start,
+    )
+}
+
+fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
     let mut result = ScanResult::default();
-    let Some(tree) = parse(source) else {
+    let Some(tree) = tree else {
         result.problems.push(Finding {
             line: 1,
             kind: ProblemKind::Syntax,
@@ -51,8 +107,9 @@ pub fn scan(source: &[u8]) -> ScanResult {
 
     let mut collected = Collected::default();
     collect(root, source, &mut collected);
+    result.problems.extend(stray_markers(source, &collected));
 
-    for (row, comment) in collected.markers {
+    for (&row, &comment) in &collected.markers {
         let line = row + 1;
         let marker = match parse_marker(comment_body(comment, source)) {
             MarkerParse::NotMarker => continue,
@@ -106,51 +163,52 @@ struct Collected<'t> {
     block_scalar_markers: Vec<Finding>,
 }
 
+/// Walks only the parts of the tree on lines that mention `imagepolicy`: everything a
+/// marker needs (its comment, the values on its line, their ancestors) lies on those lines,
+/// and the rest of a manifest is most of its nodes.
 fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
+    let rows = marker_rows(source);
+    if rows.is_empty() {
+        return;
+    }
+    let on_marker_row = |node: Node<'_>| {
+        let (start, end) = (node.start_position().row, node.end_position().row);
+        rows.range(start..=end).next().is_some()
+    };
     let mut cursor = root.walk();
+    // Kinds of the ancestors of the cursor's node: `Node::parent` costs a walk from the root.
+    let mut parents: Vec<&'t str> = Vec::new();
     loop {
         let node = cursor.node();
-        let mut descend = true;
-        match node.kind() {
-            "comment" => {
-                let text = &source[node.byte_range()];
-                if contains_ignore_case(text, b"imagepolicy") {
+        let mut descend = on_marker_row(node);
+        if descend {
+            match node.kind() {
+                "comment" => {
                     out.markers.insert(node.start_position().row, node);
+                    descend = false;
                 }
-                descend = false;
-            }
-            "flow_node" | "block_node" if is_value(node, cursor.field_name()) => {
-                let (start, end) = (node.start_position().row, node.end_position().row);
-                out.values.entry(start).or_default().push(node);
-                // A multi-line flow value ending on a marker's line is that marker's value
-                // (and gets reported as unsupported); block values end where their last
-                // child does, which may be an unrelated comment line.
-                if end != start && node.kind() == "flow_node" {
-                    out.values.entry(end).or_default().push(node);
+                "flow_node" | "block_node"
+                    if is_value(parents.last().copied(), cursor.field_name()) =>
+                {
+                    let (start, end) = (node.start_position().row, node.end_position().row);
+                    out.values.entry(start).or_default().push(node);
+                    // A multi-line flow value ending on a marker's line is that marker's value
+                    // (and gets reported as unsupported); block values end where their last
+                    // child does, which may be an unrelated comment line.
+                    if end != start && node.kind() == "flow_node" {
+                        out.values.entry(end).or_default().push(node);
+                    }
                 }
-            }
-            "block_scalar" => {
-                let text = &source[node.byte_range()];
-                let header = node.start_position().row + 1;
-                for at in memchr::memmem::find_iter(text, MARKER_NEEDLE) {
-                    let line = super::line_of(source, node.start_byte() + at);
-                    // tree-sitter-yaml keeps a header comment (`key: | # marker`) inside
-                    // the block scalar: that one is a marker on a block scalar value.
-                    let kind = if line == header {
-                        ProblemKind::UnsupportedValue {
-                            what: "a block scalar",
-                        }
-                    } else {
-                        ProblemKind::MarkerInBlockScalar
-                    };
-                    out.block_scalar_markers.push(Finding { line, kind });
+                "block_scalar" => {
+                    block_scalar_markers(node, source, &mut out.block_scalar_markers);
+                    descend = false;
                 }
-                descend = false;
+                kind if kind.ends_with("_scalar") => descend = false,
+                _ => {}
             }
-            kind if kind.ends_with("_scalar") => descend = false,
-            _ => {}
         }
         if descend && cursor.goto_first_child() {
+            parents.push(node.kind());
             continue;
         }
         loop {
@@ -160,17 +218,80 @@ fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
             if !cursor.goto_parent() {
                 return;
             }
+            parents.pop();
         }
     }
 }
 
-fn is_value(node: Node<'_>, field: Option<&str>) -> bool {
-    let Some(parent) = node.parent() else {
-        return false;
+/// 0-based rows holding `imagepolicy` in any case (markers and near-misses).
+fn marker_rows(source: &[u8]) -> std::collections::BTreeSet<usize> {
+    static NEEDLE: std::sync::LazyLock<Option<regex::bytes::Regex>> =
+        std::sync::LazyLock::new(|| regex::bytes::Regex::new("(?i)imagepolicy").ok());
+    let mut rows = std::collections::BTreeSet::new();
+    let Some(needle) = NEEDLE.as_ref() else {
+        return rows;
     };
-    match parent.kind() {
-        "block_mapping_pair" | "flow_pair" => field == Some("value"),
-        "block_sequence_item" | "flow_sequence" | "document" => true,
+    let (mut row, mut counted) = (0, 0);
+    for found in needle.find_iter(source) {
+        row += memchr::memchr_iter(b'\n', &source[counted..found.start()]).count();
+        counted = found.start();
+        rows.insert(row);
+    }
+    rows
+}
+
+/// `$imagepolicy` on a line with no comment and no block scalar holding it, e.g.
+/// `image: app:1#{"$imagepolicy": …}`, where the missing space makes `#` part of the value.
+fn stray_markers(source: &[u8], collected: &Collected<'_>) -> Vec<Finding> {
+    let mut rows: Vec<usize> = Vec::new();
+    let (mut row, mut counted) = (0, 0);
+    for at in memchr::memmem::find_iter(source, MARKER_NEEDLE) {
+        row += memchr::memchr_iter(b'\n', &source[counted..at]).count();
+        counted = at;
+        if rows.last() != Some(&row) {
+            rows.push(row);
+        }
+    }
+    rows.into_iter()
+        .filter(|row| !collected.markers.contains_key(row))
+        .filter(|row| {
+            !collected
+                .block_scalar_markers
+                .iter()
+                .any(|f| f.line == row + 1)
+        })
+        .map(|row| Finding {
+            line: row + 1,
+            kind: ProblemKind::NearMiss {
+                reason: "\"$imagepolicy\" outside a comment (a comment needs a space before '#')"
+                    .to_string(),
+            },
+        })
+        .collect()
+}
+
+fn block_scalar_markers(node: Node<'_>, source: &[u8], out: &mut Vec<Finding>) {
+    let text = &source[node.byte_range()];
+    let header = node.start_position().row + 1;
+    for at in memchr::memmem::find_iter(text, MARKER_NEEDLE) {
+        let line = super::line_of(source, node.start_byte() + at);
+        // tree-sitter-yaml keeps a header comment (`key: | # marker`) inside the block
+        // scalar: that one is a marker on a block scalar value.
+        let kind = if line == header {
+            ProblemKind::UnsupportedValue {
+                what: "a block scalar",
+            }
+        } else {
+            ProblemKind::MarkerInBlockScalar
+        };
+        out.push(Finding { line, kind });
+    }
+}
+
+fn is_value(parent: Option<&str>, field: Option<&str>) -> bool {
+    match parent {
+        Some("block_mapping_pair" | "flow_pair") => field == Some("value"),
+        Some("block_sequence_item" | "flow_sequence" | "document") => true,
         _ => false,
     }
 }
@@ -255,12 +376,6 @@ fn first_error_below(node: Node<'_>) -> Option<Node<'_>> {
     let mut cursor = node.walk();
     let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
     children.into_iter().find_map(first_error)
-}
-
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 pub fn encode(style: Style, value: &str) -> (Style, String) {
@@ -349,6 +464,15 @@ mod tests {
 #[cfg(test)]
 mod more_tests {
     use super::*;
+
+    #[test]
+    fn markers_glued_to_values_are_near_misses() {
+        let r = scan(b"a: app:1#{\"$imagepolicy\":\"ns:a\"}\nb: c\n");
+        assert!(r.sites.is_empty());
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert_eq!(r.problems[0].line, 1);
+        assert!(matches!(r.problems[0].kind, ProblemKind::NearMiss { .. }));
+    }
 
     #[test]
     fn multi_line_values_are_unsupported() {

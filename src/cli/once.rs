@@ -1,0 +1,113 @@
+//! `tagsmith once -c tagsmith.yaml [--dry-run]`: one full cycle over every target, then exit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::{OutputFormat, Status};
+use crate::config::Config;
+use crate::engine::{CycleReport, Outcome, run_once};
+use crate::registry::{Client, Options};
+
+#[derive(Debug, Args)]
+pub struct OnceArgs {
+    /// The configuration file.
+    #[arg(short, long, value_name = "FILE", default_value = "tagsmith.yaml")]
+    pub config: PathBuf,
+    /// Print the unified diff each target would commit; commit and push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where workspaces live (default: the config's `state.dir`, else $XDG_STATE_HOME/tagsmith).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `--state-dir`, then the config's `state.dir`, then the XDG state folder.
+pub fn state_dir(flag: Option<PathBuf>, config: &Config) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag.or_else(|| config.state_dir.clone()) {
+        return Ok(dir);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("tagsmith"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("no --state-dir, state.dir, XDG_STATE_HOME or HOME to keep workspaces in")?;
+    Ok(PathBuf::from(home).join(".local/state/tagsmith"))
+}
+
+pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
+    let config = Arc::new(Config::load(&args.config)?);
+    let state_dir = state_dir(args.state_dir.clone(), &config)?;
+    let client = Client::new(config.registries.clone(), Options::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(run_once(
+        Arc::clone(&config),
+        &client,
+        &state_dir,
+        args.dry_run,
+    ));
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => print_text(&report),
+    }
+    if report.failed() {
+        anyhow::bail!("the cycle had failures (see above)");
+    }
+    Ok(Status::Ok)
+}
+
+fn print_text(report: &CycleReport) {
+    for image in &report.images {
+        match (&image.selected, &image.error) {
+            (Some(selected), _) => println!(
+                "image {} {}: {selected} ({} tags)",
+                image.policy,
+                image.image,
+                image.tags.unwrap_or_default()
+            ),
+            (None, Some(error)) => println!("image {} {}: {error}", image.policy, image.image),
+            (None, None) => println!("image {} {}: no selection", image.policy, image.image),
+        }
+    }
+    for target in &report.targets {
+        match &target.outcome {
+            Outcome::Unchanged => println!("target {}: unchanged", target.target),
+            Outcome::WouldCommit { .. } => println!(
+                "target {}: would commit {} change(s) (dry run)",
+                target.target,
+                target.changes.len()
+            ),
+            Outcome::Pushed { branch, commit } => println!(
+                "target {}: committed {} and pushed {branch} ({} change(s){})",
+                target.target,
+                &commit[..commit.len().min(12)],
+                target.changes.len(),
+                if target.push_attempts > 1 {
+                    format!(", {} push attempts", target.push_attempts)
+                } else {
+                    String::new()
+                }
+            ),
+            Outcome::Failed { error } => println!("target {}: failed: {error}", target.target),
+        }
+        for change in &target.changes {
+            println!(
+                "  {}:{}: {}: {} -> {}",
+                change.file, change.line, change.policy, change.old, change.new
+            );
+        }
+        for problem in &target.problems {
+            println!("  problem: {problem}");
+        }
+        if let Outcome::WouldCommit { diff } = &target.outcome {
+            print!("{diff}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Sequencing: the only place IO steps meet. A cycle scans and selects every image, then runs
+//! each target (sync, rewrite, commit, push) with bounded concurrency.
+
+mod message;
+mod select;
+mod target;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use serde::Serialize;
+
+pub use self::message::render as render_message;
+pub use self::select::{ImageReport, SelectionSet, select_all};
+pub use self::target::{ChangeReport, Outcome, TargetReport, TargetRun, run_target, unified_diff};
+use crate::config::Config;
+use crate::registry::Client;
+
+/// Targets worked on at once; each holds a workspace and a git connection.
+const TARGET_CONCURRENCY: usize = 4;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub images: Vec<ImageReport>,
+    pub targets: Vec<TargetReport>,
+}
+
+impl CycleReport {
+    /// A scan, lookup or target failed (as opposed to "nothing to do").
+    pub fn failed(&self) -> bool {
+        self.images.iter().any(|i| i.tags.is_none())
+            || self
+                .targets
+                .iter()
+                .any(|t| matches!(t.outcome, Outcome::Failed { .. }))
+    }
+}
+
+/// Where a target's workspace lives under the state directory.
+pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("workspaces").join(target)
+}
+
+/// One full cycle over every target: what `tagsmith once` runs.
+pub async fn run_once(
+    config: Arc<Config>,
+    client: &Client,
+    state_dir: &Path,
+    dry_run: bool,
+) -> CycleReport {
+    let set = Arc::new(select_all(&config, client).await);
+    let jobs = (0..config.targets.len()).map(|i| {
+        let config = Arc::clone(&config);
+        let set = Arc::clone(&set);
+        let workspace = workspace_dir(state_dir, &config.targets[i].name);
+        tokio::task::spawn_blocking(move || {
+            run_target(&TargetRun {
+                target: &config.targets[i],
+                workspace,
+                selections: &set,
+                dry_run,
+            })
+        })
+    });
+    let mut targets: Vec<TargetReport> = futures_util::stream::iter(jobs)
+        .buffered(TARGET_CONCURRENCY)
+        .map(|joined| {
+            joined.unwrap_or_else(|e| TargetReport {
+                target: "?".into(),
+                outcome: Outcome::Failed {
+                    error: format!("target task panicked: {e}"),
+                },
+                changes: Vec::new(),
+                problems: Vec::new(),
+                push_attempts: 0,
+            })
+        })
+        .collect()
+        .await;
+    targets.sort_by(|a, b| a.target.cmp(&b.target));
+    CycleReport {
+        images: set.reports.clone(),
+        targets,
+    }
+}

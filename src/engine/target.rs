@@ -1,0 +1,181 @@
+//! One target's run: sync the workspace, rewrite, commit, push; retried when the remote moves.
+//! Blocking (git2 and file IO): async callers use `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::message;
+use super::select::SelectionSet;
+use crate::config::Target;
+use crate::git::{GitError, Workspace};
+use crate::model::PolicyId;
+use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
+use crate::rewrite::{Change, ProblemKind};
+
+/// Pushes lost to a concurrent writer before giving up for this cycle.
+const MAX_PUSH_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every marker already reads its selection: no commit.
+    Unchanged,
+    /// `--dry-run`: what would be committed.
+    WouldCommit {
+        diff: String,
+    },
+    Pushed {
+        branch: String,
+        commit: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub target: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub changes: Vec<ChangeReport>,
+    /// file:line: message, warnings and errors both.
+    pub problems: Vec<String>,
+    pub push_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeReport {
+    pub file: String,
+    pub line: usize,
+    pub policy: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl From<&Change> for ChangeReport {
+    fn from(c: &Change) -> Self {
+        Self {
+            file: c.file.display().to_string(),
+            line: c.line,
+            policy: c.policy.to_string(),
+            old: c.old.clone(),
+            new: c.new.clone(),
+        }
+    }
+}
+
+/// Inputs of one target run.
+#[derive(Debug)]
+pub struct TargetRun<'a> {
+    pub target: &'a Target,
+    pub workspace: PathBuf,
+    pub selections: &'a SelectionSet,
+    pub dry_run: bool,
+}
+
+pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
+    let mut report = TargetReport {
+        target: run.target.name.clone(),
+        outcome: Outcome::Unchanged,
+        changes: Vec::new(),
+        problems: Vec::new(),
+        push_attempts: 0,
+    };
+    if let Err(e) = attempt(run, &mut report) {
+        tracing::error!(target = %run.target.name, error = %e, "target failed");
+        report.outcome = Outcome::Failed {
+            error: e.to_string(),
+        };
+    }
+    report
+}
+
+fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitError> {
+    let target = run.target;
+    let ws = Workspace::open(&run.workspace, &target.git)?;
+    let push_branch = target.push_branch();
+    loop {
+        ws.sync(&target.git.branch, push_branch)?;
+        let tree = rewrite(run, ws.root())?;
+        report.changes = tree.changes.iter().map(ChangeReport::from).collect();
+        report.problems = problems(run, &tree);
+        if tree.changed.is_empty() {
+            report.outcome = Outcome::Unchanged;
+            return Ok(());
+        }
+        if run.dry_run {
+            report.outcome = Outcome::WouldCommit {
+                diff: tree.changed.iter().map(unified_diff).collect(),
+            };
+            // Leave the workspace as the remote has it.
+            ws.sync(&target.git.branch, push_branch)?;
+            return Ok(());
+        }
+        let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
+        let text = message::render(&target.message, &target.name, &tree.changes);
+        let commit = ws.commit(&paths, &target.author, &text)?;
+        report.push_attempts += 1;
+        match ws.push(commit.id, push_branch) {
+            Ok(pushed) => {
+                tracing::info!(target = %target.name, branch = %pushed.branch, commit = %pushed.commit, changes = tree.changes.len(), "pushed");
+                report.outcome = Outcome::Pushed {
+                    branch: pushed.branch,
+                    commit: pushed.commit.to_string(),
+                };
+                return Ok(());
+            }
+            Err(GitError::NonFastForward { .. }) if report.push_attempts < MAX_PUSH_ATTEMPTS => {
+                tracing::info!(target = %target.name, attempt = report.push_attempts, "remote moved; fetching and applying again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
+    let tenancy = &run.target.tenancy;
+    let allow = |path: &Path, policy: &PolicyId| {
+        tenancy.allows(&path.to_string_lossy(), policy.namespace())
+    };
+    rewrite_tree_allowed(
+        root,
+        &run.target.paths,
+        &run.selections.selections,
+        Mode::Write,
+        &allow,
+    )
+    .map_err(|e| GitError::Open {
+        path: root.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
+    tree.problems
+        .iter()
+        .map(|p| match &p.kind {
+            ProblemKind::UnknownPolicy { policy } => match run.selections.failed(policy) {
+                Some(why) => format!(
+                    "{}:{}: policy {policy} not updated: {why}",
+                    p.path.display(),
+                    p.line
+                ),
+                None => p.to_string(),
+            },
+            _ => p.to_string(),
+        })
+        .collect()
+}
+
+pub fn unified_diff(file: &ChangedFile) -> String {
+    let before = String::from_utf8_lossy(&file.before);
+    let after = String::from_utf8_lossy(&file.after);
+    let path = file.path.display().to_string();
+    similar::TextDiff::from_lines(before.as_ref(), after.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
+}

@@ -1,0 +1,367 @@
+//! `tagsmith once` end to end: the binary against the real registry and real Git remotes.
+
+#![allow(clippy::unwrap_used)]
+
+mod gitserver;
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, git, rev, show};
+use support::{Auth, Registry};
+
+fn tagsmith(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(args)
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+fn push(registry: &Registry, repo: &str, tags: &[&str]) {
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(registry.pusher().push_tags(repo, &tags));
+}
+
+const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: REG/org/app:1.0.0 # {\"$imagepolicy\": \"team-a:app\"}\n        - name: sidecar\n          image: REG/org/sidecar:0.1 # not marked\n";
+const WORKER: &str = "worker:\n  image:\n    repository: REG/org/worker # {\"$imagepolicy\": \"team-a:worker:name\"}\n    tag: 'main-a-100' # {\"$imagepolicy\": \"team-a:worker:tag\"}\n";
+
+fn config(
+    dir: &Path,
+    registry: &Registry,
+    git_url: &str,
+    extra_images: &str,
+    target_extra: &str,
+) -> String {
+    let path = dir.join("tagsmith.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "images:\n\
+             \x20 - policy: team-a:app\n    image: {reg}/org/app\n    semver: '^1'\n\
+             \x20 - policy: team-a:worker\n    image: {reg}/org/worker\n    numerical: asc\n    filterTags: {{ pattern: '^main-[a-f0-9]+-(?P<ts>[0-9]+)$', extract: '$ts' }}\n\
+             {extra_images}\
+             targets:\n\
+             \x20 - name: prod\n    git: {{ url: '{git_url}', branch: main }}\n    paths: [apps]\n    commit: {{ author: {{ name: tagsmith-bot, email: bot@example.invalid }} }}\n\
+             {target_extra}\
+             registries:\n  - host: {reg}\n    insecure: true\n",
+            reg = registry.host
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn seed(root: &Path, registry: &Registry) -> std::path::PathBuf {
+    bare_repo(
+        root,
+        "manifests",
+        &[
+            ("apps/app.yaml", &APP.replace("REG", &registry.host)),
+            (
+                "apps/worker/values.yaml",
+                &WORKER.replace("REG", &registry.host),
+            ),
+            ("docs/app.yaml", &APP.replace("REG", &registry.host)),
+        ],
+    )
+}
+
+#[test]
+fn updates_commits_pushes_and_then_does_nothing() {
+    let registry = Registry::start(Auth::None);
+    push(
+        &registry,
+        "org/app",
+        &["1.0.0", "1.1.0", "1.2.0", "2.0.0", "1.3.0-rc.1"],
+    );
+    push(
+        &registry,
+        "org/worker",
+        &["main-a-100", "main-b-300", "main-c-200"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("target prod: committed"), "{stdout}");
+    assert_eq!(count_commits(&bare, "main"), 2);
+
+    let app = show(&bare, "main", "apps/app.yaml");
+    let reg = &registry.host;
+    assert_eq!(
+        app,
+        APP.replace("REG", reg)
+            .replace("org/app:1.0.0", "org/app:1.2.0")
+    );
+    let worker = show(&bare, "main", "apps/worker/values.yaml");
+    assert_eq!(
+        worker,
+        WORKER
+            .replace("REG", reg)
+            .replace("'main-a-100'", "'main-b-300'")
+    );
+    assert_eq!(
+        show(&bare, "main", "docs/app.yaml"),
+        APP.replace("REG", reg),
+        "outside the target's paths"
+    );
+    let message = git(&bare, &["log", "-1", "--format=%an|%B", "main"]);
+    assert!(message.starts_with("tagsmith-bot|Update "), "{message}");
+    assert!(
+        message.contains(&format!(
+            "- team-a:app: {reg}/org/app:1.0.0 -> {reg}/org/app:1.2.0 (apps/app.yaml:8)"
+        )),
+        "{message}"
+    );
+
+    // Nothing new: no commit, no push.
+    let head = rev(&bare, "main");
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("target prod: unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(rev(&bare, "main"), head);
+
+    // A new tag: one more commit on top.
+    push(&registry, "org/app", &["1.4.0"]);
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["targets"][0]["outcome"], "pushed");
+    assert_eq!(json["targets"][0]["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json["targets"][0]["changes"][0]["new"],
+        format!("{reg}/org/app:1.4.0")
+    );
+    assert_eq!(count_commits(&bare, "main"), 3);
+}
+
+#[test]
+fn a_failed_scan_leaves_its_markers_and_the_others_still_update() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    push(&registry, "org/worker", &["main-a-100", "main-b-300"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = registry.host.clone();
+    let ghost_file =
+        format!("image: {reg}/org/ghost:1.0.0 # {{\"$imagepolicy\": \"team-a:ghost\"}}\n");
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[
+            ("apps/app.yaml", &APP.replace("REG", &reg)),
+            ("apps/ghost.yaml", &ghost_file),
+            (
+                "apps/broken.yaml",
+                "a: [unclosed # {\"$imagepolicy\": \"team-a:app\"}\n",
+            ),
+        ],
+    );
+    let ghost = format!("  - policy: team-a:ghost\n    image: {reg}/org/ghost\n    semver: '*'\n");
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        &ghost,
+        "",
+    );
+    let state = tmp.path().join("state");
+
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a failed scan makes the cycle fail: {stdout}"
+    );
+    assert!(
+        stdout.contains("image team-a:ghost") && stdout.contains("not found (http 404)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("apps/ghost.yaml:1: policy team-a:ghost not updated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("apps/broken.yaml:1"),
+        "syntax error reported with its line: {stdout}"
+    );
+    assert_eq!(show(&bare, "main", "apps/ghost.yaml"), ghost_file);
+    assert!(show(&bare, "main", "apps/app.yaml").contains("org/app:1.1.0"));
+    assert!(
+        text(&out.stderr).contains("failures"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn dry_run_prints_the_diff_and_pushes_nothing() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.0.1"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let head = rev(&bare, "main");
+    let state = tmp.path().join("state");
+
+    let out = tagsmith(&[
+        "once",
+        "-c",
+        &cfg,
+        "--dry-run",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let reg = &registry.host;
+    let expected = format!(
+        "--- a/apps/app.yaml\n+++ b/apps/app.yaml\n@@ -5,6 +5,6 @@\n     spec:\n       containers:\n         - name: app\n\
+         -          image: {reg}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n\
+         +          image: {reg}/org/app:1.0.1 # {{\"$imagepolicy\": \"team-a:app\"}}\n\
+         \x20        - name: sidecar\n           image: {reg}/org/sidecar:0.1 # not marked\n"
+    );
+    assert!(
+        stdout.contains("target prod: would commit 1 change(s) (dry run)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(&expected),
+        "{stdout}\n--- expected tail ---\n{expected}"
+    );
+    assert_eq!(rev(&bare, "main"), head, "nothing pushed");
+}
+
+#[test]
+fn smart_http_push_retries_after_a_concurrent_commit() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.5.0"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let other = bare.clone();
+    let server = GitHttpServer::start(
+        tmp.path(),
+        Some(("bot", "t0ken")),
+        Some(Box::new(move || {
+            commit_elsewhere(&other, "main", "apps/other.yaml", "x: 1\n")
+        })),
+    );
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let cfg_path = config(
+        tmp.path(),
+        &registry,
+        &format!("{}/manifests.git", server.base_url),
+        "",
+        "",
+    );
+    // Credentials from a file, with a literal user name.
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "branch: main }",
+        &format!(
+            "branch: main, auth: {{ username: bot, passwordFile: '{}' }} }}",
+            token.display()
+        ),
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let state = tmp.path().join("state");
+
+    let out = tagsmith(&[
+        "once",
+        "-c",
+        &cfg_path,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["targets"][0]["push_attempts"], 2, "{json}");
+    assert_eq!(
+        show(&bare, "main", "apps/other.yaml"),
+        "x: 1\n",
+        "the other writer's commit is kept"
+    );
+    assert!(show(&bare, "main", "apps/app.yaml").contains("org/app:1.5.0"));
+    assert_eq!(count_commits(&bare, "main"), 3);
+    assert!(!text(&out.stdout).contains("t0ken") && !text(&out.stderr).contains("t0ken"));
+}
+
+#[test]
+fn tenancy_keeps_a_namespace_out_of_other_paths() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    push(&registry, "org/worker", &["main-a-100", "main-b-300"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let tenancy = "    tenancy: { 'apps/worker/**': [team-a], 'apps/*.yaml': [team-b] }\n";
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        tenancy,
+    );
+    let state = tmp.path().join("state");
+
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("apps/app.yaml:8: policy team-a:app may not change this file (tenancy)"),
+        "{stdout}"
+    );
+    assert!(
+        show(&bare, "main", "apps/app.yaml").contains("org/app:1.0.0"),
+        "refused marker untouched"
+    );
+    assert!(
+        show(&bare, "main", "apps/worker/values.yaml").contains("main-b-300"),
+        "allowed path updated"
+    );
+}
