@@ -45,6 +45,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     let issuer = TokenIssuer::start(
         keys.clone(),
         vec![("bot".into(), "token-pw".into())],
+        vec![("refresh-for-bot".into(), "bot".into())],
         vec!["pub/app".into()],
         4,
     )
@@ -148,6 +149,29 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
         pages + 1,
         "one challenge, then every page once"
     );
+
+    // A Docker config identity token is traded by the OAuth2 POST, not sent as a password.
+    let docker_config = dir.path().join("config.json");
+    std::fs::write(
+        &docker_config,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"","identitytoken":"refresh-for-bot"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
+    let client = Client::new(
+        vec![host_settings(AuthSettings::DockerConfig(docker_config))],
+        options(),
+    );
+    assert_eq!(
+        set(&client.list_tags(&private).await.unwrap()),
+        expected(&private_tags)
+    );
+    let last = issuer.log().last().cloned().unwrap();
+    assert_eq!(last.grant.as_deref(), Some("refresh_token"));
+    assert_eq!(last.user.as_deref(), Some("bot"));
+    assert_eq!(last.scope.as_deref(), Some("repository:priv/app:pull"));
 
     // Wrong password: the token service refuses; the error names the source, not the secret.
     std::fs::write(&password, "nope-pw").unwrap();

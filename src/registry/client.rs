@@ -426,7 +426,7 @@ impl Host {
     }
 
     /// The token dance: `GET realm?service=..&scope=..`, with basic credentials when we have
-    /// some, anonymous otherwise.
+    /// some, anonymous otherwise; an identity token is traded by the OAuth2 `POST` instead.
     async fn fetch_token(
         &self,
         image: &ImageName,
@@ -442,14 +442,25 @@ impl Host {
             reason,
             transient,
         };
+        let realm_url = Url::parse(realm).map_err(|_| fail("realm is not a url".into(), false))?;
         let url = token::token_url(realm, service, scope)
             .ok_or_else(|| fail("realm is not a url".into(), false))?;
         let mut failures = 0u32;
         loop {
-            let mut request = self.http.get(url.clone());
-            if let Some(credentials) = &lookup.credentials {
-                request = request.header(AUTHORIZATION, token::basic_header(credentials));
-            }
+            let request = match &lookup.credentials {
+                Some(credentials) if credentials.identity_token => {
+                    self.http.post(realm_url.clone()).form(&token::refresh_form(
+                        service,
+                        scope,
+                        credentials.password.expose(),
+                    ))
+                }
+                Some(credentials) => self
+                    .http
+                    .get(url.clone())
+                    .header(AUTHORIZATION, token::basic_header(credentials)),
+                None => self.http.get(url.clone()),
+            };
             let result = match request.send().await {
                 Ok(response) => {
                     let status = response.status();

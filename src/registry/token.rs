@@ -46,6 +46,25 @@ pub fn parse_reply(body: &[u8]) -> Result<(String, Duration), &'static str> {
     Ok((token, lifetime.mul_f64(0.9)))
 }
 
+/// The OAuth2 form that trades a refresh token (Docker's identity token) for an access token,
+/// as the token spec's `POST` flow describes.
+pub fn refresh_form<'a>(
+    service: Option<&'a str>,
+    scope: &'a str,
+    refresh_token: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", "tagsmith"),
+        ("refresh_token", refresh_token),
+        ("scope", scope),
+    ];
+    if let Some(service) = service {
+        form.push(("service", service));
+    }
+    form
+}
+
 pub fn basic_header(credentials: &Credentials) -> String {
     let raw = format!("{}:{}", credentials.username, credentials.password.expose());
     format!(
@@ -57,7 +76,6 @@ pub fn basic_header(credentials: &Credentials) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::auth::Secret;
 
     #[test]
     fn token_urls_keep_the_realm_query() {
@@ -86,10 +104,7 @@ mod tests {
 
     #[test]
     fn basic_header_encodes_user_and_password() {
-        let header = basic_header(&Credentials {
-            username: "bot".into(),
-            password: Secret::new("p:w".into()),
-        });
+        let header = basic_header(&Credentials::password("bot".into(), "p:w".into()));
         assert_eq!(header, "Basic Ym90OnA6dw==");
     }
 }
