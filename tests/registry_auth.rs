@@ -125,6 +125,25 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
         "an expired token is renewed"
     );
 
+    // Many requests at once that all miss the cache share one token fetch.
+    let client = Client::new(vec![host_settings(basic.clone())], options());
+    let before = issuer.log().len();
+    let some: Vec<tagsmith::model::Tag> = private_tags[..24]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let digests = client.resolve_digests(&private, &some).await;
+    assert!(
+        digests
+            .iter()
+            .all(|(_, d)| d.as_ref().is_ok_and(|d| d.as_str() == digest))
+    );
+    assert_eq!(
+        issuer.log().len(),
+        before + 1,
+        "one token for concurrent requests"
+    );
+
     // Paged through a proxy, every page goes out with the same cached token.
     let proxy = Proxy::start(&registry.host, Paging::Spec { default_n: 100 }).await;
     let paged: ImageName = format!("{}/priv/app", proxy.host()).parse().unwrap();

@@ -112,6 +112,18 @@ struct AuthState {
     challenge: Option<Challenge>,
     /// Bearer tokens by scope, with the instant they stop being used.
     tokens: HashMap<String, (Secret, Instant)>,
+    /// One lock per scope so that requests which miss the cache together fetch one token
+    /// between them, not one each.
+    fetching: HashMap<String, Arc<Mutex<()>>>,
+}
+
+impl AuthState {
+    fn valid_token(&self, scope: &str) -> Option<String> {
+        self.tokens
+            .get(scope)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(token, _)| format!("Bearer {}", token.expose()))
+    }
 }
 
 /// One registry host: its http client, limits, credentials and auth state.
@@ -240,7 +252,8 @@ impl Host {
                 Ok((status, reply)) if status.is_success() => return Ok(reply),
                 Ok((StatusCode::UNAUTHORIZED, reply)) if auth_rounds < 2 => {
                     auth_rounds += 1;
-                    self.learn_challenge(image, &scope, &reply.headers, auth_rounds, what)
+                    let refused = authorization.as_deref();
+                    self.learn_challenge(image, &scope, &reply.headers, refused, auth_rounds, what)
                         .await?;
                     continue;
                 }
@@ -357,6 +370,7 @@ impl Host {
         image: &ImageName,
         scope: &str,
         headers: &HeaderMap,
+        refused: Option<&str>,
         round: u32,
         what: &str,
     ) -> Result<(), Error> {
@@ -377,7 +391,15 @@ impl Host {
             self.credentials.invalidate().await;
         }
         let mut auth = self.auth.lock().await;
-        auth.tokens.remove(scope);
+        // Drop the token only if it is the one refused: a request that went out before the
+        // token existed must not throw away the one a concurrent request just fetched.
+        let current = auth
+            .tokens
+            .get(scope)
+            .map(|(token, _)| format!("Bearer {}", token.expose()));
+        if current.is_some() && current.as_deref() == refused {
+            auth.tokens.remove(scope);
+        }
         auth.challenge = Some(challenge.clone());
         drop(auth);
         if challenge == Challenge::Basic && self.lookup(image).await?.credentials.is_none() {
@@ -392,18 +414,17 @@ impl Host {
 
     /// The `Authorization` header for a request, once the registry told us how it wants it.
     async fn authorization(&self, image: &ImageName, scope: &str) -> Result<Option<String>, Error> {
-        let challenge = {
-            let auth = self.auth.lock().await;
-            match &auth.challenge {
+        let (challenge, fetching) = {
+            let mut auth = self.auth.lock().await;
+            match auth.challenge.clone() {
                 None => return Ok(None),
-                Some(Challenge::Basic) => Challenge::Basic,
+                Some(Challenge::Basic) => (Challenge::Basic, None),
                 Some(bearer) => {
-                    if let Some((token, until)) = auth.tokens.get(scope) {
-                        if Instant::now() < *until {
-                            return Ok(Some(format!("Bearer {}", token.expose())));
-                        }
+                    if let Some(header) = auth.valid_token(scope) {
+                        return Ok(Some(header));
                     }
-                    bearer.clone()
+                    let lock = Arc::clone(auth.fetching.entry(scope.to_string()).or_default());
+                    (bearer, Some(lock))
                 }
             }
         };
@@ -411,6 +432,14 @@ impl Host {
         match challenge {
             Challenge::Basic => Ok(lookup.credentials.as_ref().map(token::basic_header)),
             Challenge::Bearer { realm, service, .. } => {
+                let _fetching = match &fetching {
+                    Some(lock) => Some(lock.lock().await),
+                    None => None,
+                };
+                // Whoever held the lock before us may have fetched the token already.
+                if let Some(header) = self.auth.lock().await.valid_token(scope) {
+                    return Ok(Some(header));
+                }
                 let (token, until) = self
                     .fetch_token(image, &realm, service.as_deref(), scope, &lookup)
                     .await?;
