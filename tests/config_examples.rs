@@ -27,7 +27,13 @@ fn every_example_config_loads() {
     assert!(seen >= 3, "expected the example configs, found {seen}");
     let full = Config::load(&root().join("config/tagsmith.yaml")).unwrap();
     assert_eq!(full.images.len(), 3);
-    assert_eq!(full.targets[0].push_branch(), "tagsmith/prod");
+    assert_eq!(full.targets[0].push_branch(), "staging");
+    assert!(full.targets[0].git.auth.ssh.is_some());
+    assert_eq!(full.targets[1].push_branch(), "tagsmith/prod");
+    assert_eq!(
+        full.targets[1].signing_key.as_deref(),
+        Some(root().join("config/keys/signing").as_path())
+    );
     assert_eq!(full.registries.len(), 6);
     assert!(matches!(
         full.registries[5].auth,

@@ -104,11 +104,21 @@ pub enum Username {
     Env(String),
 }
 
-/// HTTP credentials for a Git remote: a token (sent as password) or username and password.
+/// Credentials for a Git remote: over HTTP a token (sent as password) or username and
+/// password; over SSH a private key, checked against a known_hosts file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GitAuth {
     pub username: Option<Username>,
     pub password: Option<Secret>,
+    pub ssh: Option<SshAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAuth {
+    pub key_file: PathBuf,
+    pub passphrase: Option<Secret>,
+    /// Host keys trusted for the remote; an unknown or different key fails the connection.
+    pub known_hosts: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +155,8 @@ pub struct Target {
     pub push_branch: Option<String>,
     pub author: Author,
     pub message: Template,
+    /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Target {
@@ -444,7 +456,22 @@ impl<'a> Validator<'a> {
                 format!("target {name}: invalid git branch {branch:?}"),
             );
         }
-        let auth = self.git_auth(&name, raw.git.auth.unwrap_or_default());
+        let mut auth = self.git_auth(&name, raw.git.auth.unwrap_or_default());
+        let is_ssh = crate::git::ssh_host(&raw.git.url.value).is_some();
+        match (&auth.ssh, is_ssh) {
+            (None, true) => self.problem(
+                &raw.git.url,
+                format!("target {name}: an ssh remote needs auth.sshKeyFile"),
+            ),
+            (Some(_), false) => {
+                self.problem(
+                    &raw.git.url,
+                    format!("target {name}: auth.sshKeyFile is only for ssh remotes"),
+                );
+                auth.ssh = None;
+            }
+            _ => {}
+        }
         let paths = match raw.paths {
             None => vec![PathBuf::from(".")],
             Some(paths) => paths
@@ -488,6 +515,10 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(m, e))
                 .unwrap_or_default(),
         };
+        let signing_key = commit
+            .as_ref()
+            .and_then(|c| c.signing_key.as_deref())
+            .map(|k| self.resolve(k));
         if self.problems.len() > before {
             return None;
         }
@@ -503,10 +534,33 @@ impl<'a> Validator<'a> {
             push_branch,
             author,
             message,
+            signing_key,
         })
     }
 
     fn git_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
+        let ssh = raw.ssh_key_file.as_ref().map(|key| SshAuth {
+            key_file: self.resolve(key),
+            passphrase: raw.ssh_key_passphrase_env.clone().map(Secret::Env),
+            known_hosts: self.resolve(
+                raw.known_hosts_file
+                    .as_deref()
+                    .unwrap_or("~/.ssh/known_hosts"),
+            ),
+        });
+        if ssh.is_none() && (raw.ssh_key_passphrase_env.is_some() || raw.known_hosts_file.is_some())
+        {
+            self.problem_here(format!(
+                "target {target}: sshKeyPassphraseEnv and knownHostsFile go with sshKeyFile"
+            ));
+        }
+        let mut auth = self.http_auth(target, raw);
+        auth.ssh = ssh;
+        auth
+    }
+
+    fn http_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
+        let ssh = raw.ssh_key_file.is_some();
         let token = match (raw.token_env, raw.token_file) {
             (Some(env), None) => Some(Secret::Env(env)),
             (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
@@ -551,14 +605,22 @@ impl<'a> Validator<'a> {
                 // Forges accept any user name with a token; GitHub documents this one.
                 username: Some(username.unwrap_or(Username::Literal("x-access-token".into()))),
                 password: Some(token),
+                ssh: None,
             },
             (None, password) => {
-                if username.is_some() != password.is_some() {
+                // Over SSH a user name stands alone (the key authenticates).
+                if password.is_some() && username.is_none()
+                    || username.is_some() && password.is_none() && !ssh
+                {
                     self.problem_here(format!(
                         "target {target}: a username needs a password and a password a username"
                     ));
                 }
-                GitAuth { username, password }
+                GitAuth {
+                    username,
+                    password,
+                    ssh: None,
+                }
             }
         }
     }

@@ -88,6 +88,12 @@ pub struct RawGitAuth {
     pub password_env: Option<String>,
     #[serde(default)]
     pub password_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_passphrase_env: Option<String>,
+    #[serde(default)]
+    pub known_hosts_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +110,8 @@ pub struct RawCommit {
     pub author: Option<RawAuthor>,
     #[serde(default)]
     pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
