@@ -3,6 +3,7 @@
 
 mod auth;
 mod commit;
+mod lease;
 mod push;
 mod workspace;
 
