@@ -280,6 +280,40 @@ fn github_app_issues_and_uses_an_installation_token() {
 }
 
 #[test]
+fn installation_tokens_near_expiry_are_renewed() {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github_app/app-key.pem");
+    let s = setup(
+        &format!(
+            "{{ app: {{ appId: {APP_ID}, privateKeyFile: '{}', installationId: {INSTALLATION_ID} }} }}",
+            key.display()
+        ),
+        "",
+    );
+    // Tokens that expire within seconds are not reused: each call gets a fresh one.
+    s.github.set_token_lifetime(10);
+    let stdout = s.once_ok();
+    assert!(stdout.contains("pull request #1 created"), "{stdout}");
+    let requests = s.github.requests();
+    let all = describe(&requests);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path != "/repos/org/manifests/installation"),
+        "a configured installation is not looked up: {all}"
+    );
+    let api: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/repos/") || r.path == "/graphql")
+        .collect();
+    let issued = s.github.issued_tokens();
+    assert!(issued.len() >= 2, "{all}");
+    assert_eq!(issued.len(), api.len(), "{all}");
+    for (request, token) in api.iter().zip(&issued) {
+        assert_eq!(request.auth, format!("installation:{token}"), "{all}");
+    }
+}
+
+#[test]
 fn someone_elses_commits_on_the_head_branch_are_not_overwritten() {
     let s = token_setup();
     s.once_ok();

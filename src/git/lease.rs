@@ -123,19 +123,42 @@ impl Workspace {
                 branch: branch.to_string(),
             });
         }
-        if let Err(e) = result {
-            return Err(push_err(message(&e)));
-        }
-        if let Some(status) = rejected.into_inner() {
-            return Err(GitError::PushRejected {
+        let failure = match (result, rejected.into_inner()) {
+            (Ok(()), None) => None,
+            (Err(e), _) => Some(push_err(message(&e))),
+            (Ok(()), Some(status)) => Some(GitError::PushRejected {
                 url: self.url.clone(),
                 branch: branch.to_string(),
                 status: super::redact_url(&status),
+            }),
+        };
+        if let Some(failure) = failure {
+            // A writer between the ref advertisement and our update makes the server refuse the
+            // update (its old value no longer matches): that is a broken lease too.
+            return Err(if self.moved_from(branch, expected) {
+                GitError::NonFastForward {
+                    url: self.url.clone(),
+                    branch: branch.to_string(),
+                }
+            } else {
+                failure
             });
         }
         Ok(PushOutcome {
             branch: branch.to_string(),
             commit,
         })
+    }
+
+    /// Whether the remote `branch` now holds something other than `expected`.
+    fn moved_from(&self, branch: &str, expected: Option<Oid>) -> bool {
+        let tracking = format!("refs/remotes/origin/{branch}");
+        if self
+            .fetch(&[format!("+refs/heads/{branch}:{tracking}")])
+            .is_err()
+        {
+            return false;
+        }
+        self.repo.refname_to_id(&tracking).ok() != expected
     }
 }

@@ -63,6 +63,8 @@ struct State {
     issued_tokens: Vec<String>,
     /// The next answers to give instead of the real ones: (status, headers, body).
     injected: Vec<Canned>,
+    /// Seconds an installation token lives; default an hour, as on GitHub.
+    token_lifetime: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -79,6 +81,27 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (days to civil date after Howard Hinnant).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn user(login: &str, id: u64, kind: &str) -> Value {
@@ -196,6 +219,11 @@ impl FakeGitHub {
         let pr = state.pulls.iter_mut().find(|p| p.number == number).unwrap();
         pr.state = "closed".into();
         pr.closed_sha = sha;
+    }
+
+    /// Installation tokens issued from now on expire after `secs`.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.state.lock().unwrap().token_lifetime = Some(secs);
     }
 
     /// The next request gets this answer instead.
@@ -392,16 +420,16 @@ impl Ctx {
                 if *id != INSTALLATION_ID.to_string() {
                     return error(404, "Not Found");
                 }
-                let token = {
+                let (token, lifetime) = {
                     let mut state = self.state.lock().unwrap();
                     let token = format!("ghs_fake{:04}", state.issued_tokens.len() + 1);
                     state.issued_tokens.push(token.clone());
-                    token
+                    (token, state.token_lifetime.unwrap_or(3600))
                 };
                 reply(
                     201,
                     json!({
-                        "token": token, "expires_at": "2099-01-01T00:00:00Z",
+                        "token": token, "expires_at": rfc3339(now() + lifetime),
                         "permissions": { "pull_requests": "write", "contents": "write", "issues": "write" },
                         "repository_selection": "selected"
                     }),
