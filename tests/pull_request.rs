@@ -50,6 +50,11 @@ struct Setup {
 
 /// `auth` is the YAML of `pullRequest.auth`.
 fn setup(auth: &str, token: &str) -> Setup {
+    setup_at(auth, token, "")
+}
+
+/// `api_path`: appended to the fake's URL for `apiUrl` (GitHub Enterprise: `/api/v3`).
+fn setup_at(auth: &str, token: &str, api_path: &str) -> Setup {
     let registry = Registry::start(Auth::None);
     push(&registry, "org/app", &["1.0.0", "1.1.0", "2.0.0"]);
     let tmp = tempfile::tempdir().unwrap();
@@ -71,7 +76,7 @@ fn setup(auth: &str, token: &str) -> Setup {
              targets:\n\
              \x20 - name: prod\n    git: {{ url: 'file://{bare}', branch: main }}\n    paths: [apps]\n\
              \x20   commit: {{ author: {{ name: tagsmith-bot, email: bot@example.invalid }} }}\n\
-             \x20   push:\n      pullRequest:\n        repository: org/manifests\n        apiUrl: {api}\n\
+             \x20   push:\n      pullRequest:\n        repository: org/manifests\n        apiUrl: {api}{api_path}\n\
              \x20       labels: [automated, images]\n        reviewers: [alice, org/platform]\n\
              \x20       autoMerge: squash\n        auth: {auth}\n\
              registries:\n  - host: {reg}\n    insecure: true\n",
@@ -311,6 +316,23 @@ fn installation_tokens_near_expiry_are_renewed() {
     for (request, token) in api.iter().zip(&issued) {
         assert_eq!(request.auth, format!("installation:{token}"), "{all}");
     }
+}
+
+#[test]
+fn github_enterprise_paths_for_rest_and_graphql() {
+    let s = setup_at("{ tokenEnv: TAGSMITH_TEST_GITHUB_TOKEN }", TOKEN, "/api/v3");
+    let stdout = s.once_ok();
+    assert!(stdout.contains("pull request #1 created"), "{stdout}");
+    let requests = s.github.requests();
+    let all = describe(&requests);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path.starts_with("/api/v3/repos/org/manifests/") || r.path == "/api/graphql"),
+        "{all}"
+    );
+    assert!(requests.iter().all(|r| r.auth == "token"), "{all}");
+    assert_eq!(s.github.pulls()[0].auto_merge.as_deref(), Some("SQUASH"));
 }
 
 #[test]

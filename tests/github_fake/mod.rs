@@ -406,7 +406,13 @@ impl Ctx {
         if auth == "none" {
             return error(401, "Bad credentials");
         }
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // GitHub Enterprise serves the same API under /api/v3 and GraphQL at /api/graphql.
+        let routed = match path.strip_prefix("/api/v3") {
+            Some(rest) => rest.to_string(),
+            None if path == "/api/graphql" => "/graphql".to_string(),
+            None => path.clone(),
+        };
+        let segments: Vec<&str> = routed.trim_matches('/').split('/').collect();
         let app_only = segments.first() == Some(&"app")
             || (segments.len() == 4 && segments[3] == "installation");
         if app_only != (auth == "jwt") {
