@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use github_fake::{APP_ID, FakeGitHub, INSTALLATION_ID, describe};
-use gitserver::{bare_repo, commit_elsewhere, count_commits, git, rev, show};
+use gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, git, rev, show};
 use support::{Auth, Registry};
 
 const TOKEN: &str = "ghp_tagsmithtest0123456789";
@@ -40,6 +40,7 @@ fn push(registry: &Registry, repo: &str, tags: &[&str]) {
 }
 
 struct Setup {
+    _git_server: Option<GitHttpServer>,
     registry: Registry,
     _tmp: tempfile::TempDir,
     bare: std::path::PathBuf,
@@ -55,6 +56,16 @@ fn setup(auth: &str, token: &str) -> Setup {
 
 /// `api_path`: appended to the fake's URL for `apiUrl` (GitHub Enterprise: `/api/v3`).
 fn setup_at(auth: &str, token: &str, api_path: &str) -> Setup {
+    setup_full(auth, token, api_path, None)
+}
+
+/// `git_basic_auth`: serve the repository over smart HTTP with these credentials instead of file://.
+fn setup_full(
+    auth: &str,
+    token: &str,
+    api_path: &str,
+    git_basic_auth: Option<(&str, &str)>,
+) -> Setup {
     let registry = Registry::start(Auth::None);
     push(&registry, "org/app", &["1.0.0", "1.1.0", "2.0.0"]);
     let tmp = tempfile::tempdir().unwrap();
@@ -67,6 +78,12 @@ fn setup_at(auth: &str, token: &str, api_path: &str) -> Setup {
         ],
     );
     let github = FakeGitHub::start(&bare, token);
+    let git_server =
+        git_basic_auth.map(|creds| GitHttpServer::start(tmp.path(), Some(creds), None));
+    let git_url = match &git_server {
+        Some(server) => format!("{}/manifests.git", server.base_url),
+        None => format!("file://{}", bare.display()),
+    };
     let config = tmp.path().join("tagsmith.yaml");
     std::fs::write(
         &config,
@@ -74,20 +91,20 @@ fn setup_at(auth: &str, token: &str, api_path: &str) -> Setup {
             "images:\n\
              \x20 - policy: team-a:app\n    image: {reg}/org/app\n    semver: '^1'\n\
              targets:\n\
-             \x20 - name: prod\n    git: {{ url: 'file://{bare}', branch: main }}\n    paths: [apps]\n\
+             \x20 - name: prod\n    git: {{ url: '{git_url}', branch: main }}\n    paths: [apps]\n\
              \x20   commit: {{ author: {{ name: tagsmith-bot, email: bot@example.invalid }} }}\n\
              \x20   push:\n      pullRequest:\n        repository: org/manifests\n        apiUrl: {api}{api_path}\n\
              \x20       labels: [automated, images]\n        reviewers: [alice, org/platform]\n\
              \x20       autoMerge: squash\n        auth: {auth}\n\
              registries:\n  - host: {reg}\n    insecure: true\n",
             reg = registry.host,
-            bare = bare.display(),
             api = github.url,
         ),
     )
     .unwrap();
     let state = tmp.path().join("state").display().to_string();
     Setup {
+        _git_server: git_server,
         config: config.display().to_string(),
         registry,
         _tmp: tmp,
@@ -285,6 +302,31 @@ fn github_app_issues_and_uses_an_installation_token() {
 }
 
 #[test]
+fn without_git_credentials_a_github_app_pushes_with_its_installation_token() {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github_app/app-key.pem");
+    // The fake issues ghs_fake0001 first; the Git server accepts nothing else.
+    let s = setup_full(
+        &format!(
+            "{{ app: {{ appId: {APP_ID}, privateKeyFile: '{}', installationId: {INSTALLATION_ID} }} }}",
+            key.display()
+        ),
+        "",
+        "",
+        Some(("x-access-token", "ghs_fake0001")),
+    );
+    let stdout = s.once_ok();
+    assert!(stdout.contains("pull request #1 created"), "{stdout}");
+    assert!(show(&s.bare, "tagsmith/prod", "apps/app.yaml").contains("org/app:1.1.0 #"));
+    assert_eq!(s.github.issued_tokens(), ["ghs_fake0001"]);
+    let workspaces = Path::new(&s.state).join("workspaces");
+    let leftovers: Vec<_> = std::fs::read_dir(&workspaces)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(leftovers, ["prod"], "the token file is removed");
+}
+
+#[test]
 fn installation_tokens_near_expiry_are_renewed() {
     let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github_app/app-key.pem");
     let s = setup(
@@ -311,9 +353,10 @@ fn installation_tokens_near_expiry_are_renewed() {
         .filter(|r| r.path.starts_with("/repos/") || r.path == "/graphql")
         .collect();
     let issued = s.github.issued_tokens();
-    assert!(issued.len() >= 2, "{all}");
-    assert_eq!(issued.len(), api.len(), "{all}");
-    for (request, token) in api.iter().zip(&issued) {
+    assert!(issued.len() >= 3, "{all}");
+    // The first token went to Git (no git.auth), then one per API call.
+    assert_eq!(issued.len(), api.len() + 1, "{all}");
+    for (request, token) in api.iter().zip(&issued[1..]) {
         assert_eq!(request.auth, format!("installation:{token}"), "{all}");
     }
 }

@@ -3,7 +3,8 @@
 //! commits), and the one pull request for head and base is opened or brought up to date.
 //! Blocking like the rest of a target run; API calls run on the caller's tokio runtime.
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -11,7 +12,7 @@ use thiserror::Error;
 use super::message;
 use super::target::{Outcome, TargetReport, TargetRun, problems, rewrite, unified_diff};
 use super::{ChangeReport, SelectionSet};
-use crate::config::PullRequestSettings;
+use crate::config::{GitAuth, GitHubAuth, GitSource, PullRequestSettings, Secret, Username};
 use crate::forge::{
     Desired, Existing, ForgeError, GitHub, Plan, PullRequestView, decide, render_body, rows,
 };
@@ -55,6 +56,8 @@ pub enum DeliveryError {
     ForeignCommits { branch: String, commit: String },
     #[error("cannot start the async runtime: {message}")]
     Runtime { message: String },
+    #[error("cannot hand the installation token to git through {path}: {message}", path = path.display())]
+    TokenFile { path: PathBuf, message: String },
 }
 
 impl DeliveryError {
@@ -62,7 +65,7 @@ impl DeliveryError {
         match self {
             Self::Git(e) => e.is_transient(),
             Self::Forge(e) => e.is_transient(),
-            Self::ForeignCommits { .. } | Self::Runtime { .. } => false,
+            Self::ForeignCommits { .. } | Self::Runtime { .. } | Self::TokenFile { .. } => false,
         }
     }
 }
@@ -126,15 +129,73 @@ pub fn body(target: &str, changes: &[ChangeReport], selections: &SelectionSet) -
     render_body(target, &table)
 }
 
+/// A GitHub App has no long-lived Git credential: without `git.auth`, Git uses the app's
+/// installation token (user `x-access-token`, as GitHub documents). The workspace reads its
+/// credentials once when opened, so the token sits on disk (owner-only) just for that moment.
+fn open_with_installation_token(
+    run: &TargetRun<'_>,
+    gh: &GitHub,
+    rt: &Runtime,
+) -> Result<Workspace, DeliveryError> {
+    let token = rt.block_on(gh.token())?;
+    let name = format!(
+        ".{}.git-token",
+        run.workspace
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    );
+    let path = run.workspace.parent().unwrap_or(Path::new(".")).join(name);
+    let file_err = |e: std::io::Error| DeliveryError::TokenFile {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(file_err)?;
+        file.write_all(octocrab::secrecy::ExposeSecret::expose_secret(&token).as_bytes())
+            .map_err(file_err)?;
+    }
+    let source = GitSource {
+        auth: GitAuth {
+            username: Some(Username::Literal("x-access-token".into())),
+            password: Some(Secret::File(path.clone())),
+        },
+        ..run.target.git.clone()
+    };
+    let opened = Workspace::open(&run.workspace, &source);
+    let removed = std::fs::remove_file(&path);
+    let ws = opened?;
+    removed.map_err(file_err)?;
+    Ok(ws)
+}
+
 pub(super) fn attempt(
     run: &TargetRun<'_>,
     settings: &PullRequestSettings,
     report: &mut TargetReport,
 ) -> Result<(), DeliveryError> {
     let target = run.target;
-    let ws = Workspace::open(&run.workspace, &target.git)?;
     let mut github: Option<GitHub> = None;
     let mut runtime: Option<Runtime> = None;
+    let app_token_for_git =
+        matches!(settings.auth, GitHubAuth::App { .. }) && target.git.auth.password.is_none();
+    let ws = if app_token_for_git {
+        let rt = runtime.insert(Runtime::get()?);
+        let gh = github.insert(rt.block_on(GitHub::connect(settings))?);
+        open_with_installation_token(run, gh, rt)?
+    } else {
+        Workspace::open(&run.workspace, &target.git)?
+    };
     loop {
         let synced = ws.sync_onto_base(&settings.base, &settings.branch)?;
         let tree = rewrite(run, ws.root())?;

@@ -435,7 +435,7 @@ impl GitHub {
     }
 
     /// The bearer token octocrab sends (an installation token is renewed when near expiry).
-    async fn token(&self) -> Result<SecretString, ForgeError> {
+    pub async fn token(&self) -> Result<SecretString, ForgeError> {
         match &self.token {
             Some(token) => Ok(token.clone()),
             None => self
