@@ -321,7 +321,10 @@ pub(super) fn attempt(
                 (pr, PullRequestAction::Created)
             }
         };
+        // Only alongside another write: a run with nothing new writes nothing, even if a person
+        // turned auto-merge off.
         if let Some(method) = settings.auto_merge.graphql_method()
+            && action != PullRequestAction::Unchanged
             && !pr.auto_merge
             && let Some(node) = &pr.node_id
         {
