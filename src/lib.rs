@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod forge;
 pub mod git;
 pub mod grammars;
 pub mod model;

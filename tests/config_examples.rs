@@ -123,6 +123,9 @@ fn the_reference_documents_every_key() {
     keys.extend(names::<raw::RawGit>());
     keys.extend(names::<raw::RawGitAuth>());
     keys.extend(names::<raw::RawPush>());
+    keys.extend(names::<raw::RawPullRequest>());
+    keys.extend(names::<raw::RawGitHubAuth>());
+    keys.extend(names::<raw::RawGitHubApp>());
     keys.extend(names::<raw::RawCommit>());
     keys.extend(names::<raw::RawAuthor>());
     keys.extend(names::<raw::RawState>());

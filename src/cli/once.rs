@@ -95,6 +95,19 @@ fn print_text(report: &CycleReport) {
                     String::new()
                 }
             ),
+            Outcome::PullRequest {
+                number,
+                url,
+                action,
+                branch,
+                commit,
+            } => println!(
+                "target {}: pull request #{number} {} {url} ({branch} at {}, {} change(s))",
+                target.target,
+                action.as_str(),
+                &commit[..commit.len().min(12)],
+                target.changes.len()
+            ),
             Outcome::Failed { error } => println!("target {}: failed: {error}", target.target),
         }
         for change in &target.changes {

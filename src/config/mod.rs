@@ -3,6 +3,7 @@
 //! all problems are reported at once.
 
 mod duration;
+mod pull_request;
 pub mod raw;
 pub mod template;
 mod tenancy;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 use thiserror::Error;
 
+pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
 use crate::model::{ImageName, PolicyId};
@@ -153,6 +155,8 @@ pub struct Target {
     pub tenancy: Tenancy,
     /// Branch to push to; `None` pushes to `git.branch`.
     pub push_branch: Option<String>,
+    /// Deliver through a GitHub pull request instead of pushing to `push_branch`.
+    pub pull_request: Option<PullRequestSettings>,
     pub author: Author,
     pub message: Template,
     /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
@@ -602,7 +606,18 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(&raw.name, format!("target {name}: {e}")))
                 .unwrap_or_default(),
         };
-        let push_branch = raw.push.and_then(|p| p.branch);
+        let (push_branch, raw_pull_request) = match raw.push {
+            Some(p) => (p.branch, p.pull_request),
+            None => (None, None),
+        };
+        if push_branch.is_some() && raw_pull_request.is_some() {
+            self.problem(
+                &raw.name,
+                format!("target {name}: give push.branch or push.pullRequest, not both"),
+            );
+        }
+        let pull_request = raw_pull_request
+            .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
         if let Some(b) = &push_branch
             && !valid_branch(b)
         {
@@ -643,6 +658,7 @@ impl<'a> Validator<'a> {
             paths,
             tenancy,
             push_branch,
+            pull_request,
             author,
             message,
             signing_key,

@@ -105,6 +105,56 @@ pub struct RawGitAuth {
 pub struct RawPush {
     #[serde(default)]
     pub branch: Option<String>,
+    #[serde(default)]
+    pub pull_request: Option<RawPullRequest>,
+}
+
+/// `push.pullRequest`: deliver through a GitHub pull request instead of a direct push.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPullRequest {
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub auto_merge: Option<Spanned<String>>,
+    /// `owner/name`; default: read from `git.url`.
+    #[serde(default)]
+    pub repository: Option<Spanned<String>>,
+    #[serde(default)]
+    pub api_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub auth: Option<RawGitHubAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGitHubAuth {
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<String>,
+    #[serde(default)]
+    pub app: Option<RawGitHubApp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGitHubApp {
+    pub app_id: u64,
+    pub private_key_file: String,
+    /// Default: looked up from the repository.
+    #[serde(default)]
+    pub installation_id: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

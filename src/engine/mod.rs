@@ -2,6 +2,7 @@
 //! each target (sync, rewrite, commit, push) with bounded concurrency.
 
 mod message;
+mod pull_request;
 mod select;
 mod target;
 
@@ -12,6 +13,7 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 
 pub use self::message::render as render_message;
+pub use self::pull_request::{DeliveryError, PullRequestAction, body as pull_request_body};
 pub use self::select::{ImageReport, SelectionSet, select_all};
 pub use self::target::{
     ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target, unified_diff,

@@ -29,6 +29,14 @@ pub enum Outcome {
         branch: String,
         commit: String,
     },
+    /// Delivered through a pull request from `branch`, whose head is `commit`.
+    PullRequest {
+        number: u64,
+        url: String,
+        action: super::pull_request::PullRequestAction,
+        branch: String,
+        commit: String,
+    },
     Failed {
         error: String,
     },
@@ -105,11 +113,15 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
         push_attempts: 0,
         timings: Timings::default(),
     };
-    if let Err(e) = attempt(run, &mut report) {
-        tracing::error!(target = %run.target.name, error = %e, "target failed");
-        report.outcome = Outcome::Failed {
-            error: e.to_string(),
-        };
+    let result = match &run.target.pull_request {
+        Some(settings) => {
+            super::pull_request::attempt(run, settings, &mut report).map_err(|e| e.to_string())
+        }
+        None => attempt(run, &mut report).map_err(|e| e.to_string()),
+    };
+    if let Err(error) = result {
+        tracing::error!(target = %run.target.name, %error, "target failed");
+        report.outcome = Outcome::Failed { error };
     }
     report
 }
@@ -165,7 +177,7 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
     }
 }
 
-fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
+pub(super) fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
         tenancy.allows(&path.to_string_lossy(), policy.namespace())
@@ -183,7 +195,7 @@ fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
     })
 }
 
-fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
+pub(super) fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
     tree.problems
         .iter()
         .map(|p| match &p.kind {

@@ -4,6 +4,7 @@
 mod auth;
 mod commit;
 mod known_hosts;
+mod lease;
 mod push;
 mod workspace;
 
