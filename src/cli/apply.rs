@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{OutputFormat, Status};
 use crate::model::{ImageRef, PolicyId};
-use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree};
+use crate::rewrite::walk::{Mode, TreeReport, rewrite_tree};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -96,7 +96,7 @@ fn print_text(report: &TreeReport, dry_run: bool) {
     }
     if dry_run {
         for file in &report.changed {
-            print!("{}", diff(file));
+            print!("{}", file.unified_diff());
         }
     } else {
         for change in &report.changes {
@@ -141,21 +141,10 @@ fn print_json(report: &TreeReport, dry_run: bool, written: bool) -> anyhow::Resu
         let diffs: Vec<_> = report
             .changed
             .iter()
-            .map(|f| json!({ "path": f.path.display().to_string(), "diff": diff(f) }))
+            .map(|f| json!({ "path": f.path.display().to_string(), "diff": f.unified_diff() }))
             .collect();
         doc["diffs"] = json!(diffs);
     }
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
-}
-
-fn diff(file: &ChangedFile) -> String {
-    let before = String::from_utf8_lossy(&file.before);
-    let after = String::from_utf8_lossy(&file.after);
-    let path = file.path.display().to_string();
-    similar::TextDiff::from_lines(before.as_ref(), after.as_ref())
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("a/{path}"), &format!("b/{path}"))
-        .to_string()
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 pub fn parse(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
     if s.is_empty() {
         return Err("empty duration".into());
     }
@@ -54,6 +55,8 @@ mod tests {
         assert!(parse("5").unwrap_err().contains("a unit"));
         assert!(parse("5d").unwrap_err().contains("unknown unit \"d\""));
         assert!(parse("m").is_err());
+        assert_eq!(parse(" 2h "), Ok(Duration::from_secs(7200)));
+        assert!(parse("5 days").unwrap_err().contains("a unit"));
         assert!(parse("").is_err());
     }
 }

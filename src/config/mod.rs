@@ -2,7 +2,7 @@
 //! ranges parsed, durations read and paths checked. Every problem names file:line:column, and
 //! all problems are reported at once.
 
-mod duration;
+pub mod duration;
 mod pull_request;
 pub mod raw;
 pub mod template;

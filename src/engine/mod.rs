@@ -15,9 +15,7 @@ use serde::Serialize;
 pub use self::message::render as render_message;
 pub use self::pull_request::{DeliveryError, PullRequestAction, body as pull_request_body};
 pub use self::select::{ImageReport, SelectionSet, select_all};
-pub use self::target::{
-    ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target, unified_diff,
-};
+pub use self::target::{ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target};
 use crate::config::Config;
 use crate::registry::Client;
 

@@ -10,13 +10,14 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::message;
-use super::target::{Outcome, TargetReport, TargetRun, problems, rewrite, unified_diff};
+use super::target::{Outcome, TargetReport, TargetRun, problems, rewrite};
 use super::{ChangeReport, SelectionSet};
 use crate::config::{GitAuth, GitHubAuth, GitSource, PullRequestSettings, Secret, Username};
 use crate::forge::{
     Desired, Existing, ForgeError, GitHub, Plan, PullRequestView, decide, render_body, rows,
 };
 use crate::git::{GitError, Workspace};
+use crate::rewrite::walk::ChangedFile;
 
 /// Pushes lost to a concurrent writer before giving up for this cycle.
 const MAX_PUSH_ATTEMPTS: u32 = 3;
@@ -210,7 +211,7 @@ pub(super) fn attempt(
         }
         if run.dry_run {
             report.outcome = Outcome::WouldCommit {
-                diff: tree.changed.iter().map(unified_diff).collect(),
+                diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
             };
             ws.sync_onto_base(&settings.base, &settings.branch)?;
             return Ok(());

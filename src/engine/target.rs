@@ -145,7 +145,7 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
         }
         if run.dry_run {
             report.outcome = Outcome::WouldCommit {
-                diff: tree.changed.iter().map(unified_diff).collect(),
+                diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
             };
             // Leave the workspace as the remote has it.
             ws.sync(&target.git.branch, push_branch)?;
@@ -210,15 +210,4 @@ pub(super) fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
             _ => p.to_string(),
         })
         .collect()
-}
-
-pub fn unified_diff(file: &ChangedFile) -> String {
-    let before = String::from_utf8_lossy(&file.before);
-    let after = String::from_utf8_lossy(&file.after);
-    let path = file.path.display().to_string();
-    similar::TextDiff::from_lines(before.as_ref(), after.as_ref())
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("a/{path}"), &format!("b/{path}"))
-        .to_string()
 }

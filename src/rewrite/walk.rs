@@ -39,6 +39,20 @@ pub struct ChangedFile {
     pub after: Vec<u8>,
 }
 
+impl ChangedFile {
+    /// A unified diff (3 lines of context) from `a/PATH` to `b/PATH`, as `git diff` shows it.
+    pub fn unified_diff(&self) -> String {
+        let before = String::from_utf8_lossy(&self.before);
+        let after = String::from_utf8_lossy(&self.after);
+        let path = self.path.display().to_string();
+        similar::TextDiff::from_lines(before.as_ref(), after.as_ref())
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{path}"), &format!("b/{path}"))
+            .to_string()
+    }
+}
+
 /// The outcome over a whole tree; paths are relative to its base and sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeReport {
