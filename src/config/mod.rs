@@ -323,22 +323,8 @@ impl<'a> Validator<'a> {
         names: &mut BTreeSet<String>,
     ) -> Option<crate::server::webhooks::Receiver> {
         let before = self.problems.len();
-        let name = raw.name.value.clone();
         // The name is a URL path segment: keep it to what needs no escaping.
-        let name_ok = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-');
-        if !name_ok {
-            self.problem(
-                &raw.name,
-                format!("invalid receiver name {name:?}: use lower-case letters, digits and '-'"),
-            );
-        } else if !names.insert(name.clone()) {
-            self.problem(&raw.name, format!("receiver {name} is defined twice"));
-        }
+        let name = self.unique_name("receiver", &raw.name, names);
         let kind = raw
             .kind
             .value
@@ -540,9 +526,15 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn target(&mut self, raw: raw::RawTarget, names: &mut BTreeSet<String>) -> Option<Target> {
-        let before = self.problems.len();
-        let name = raw.name.value.clone();
+    /// A name that is lower-case letters, digits and '-' (it names folders and URL paths) and
+    /// unique among its kind; problems are recorded, the name is returned either way.
+    fn unique_name(
+        &mut self,
+        kind: &str,
+        raw: &Spanned<String>,
+        names: &mut BTreeSet<String>,
+    ) -> String {
+        let name = raw.value.clone();
         let name_ok = !name.is_empty()
             && name.len() <= 63
             && name
@@ -551,12 +543,18 @@ impl<'a> Validator<'a> {
             && !name.starts_with('-');
         if !name_ok {
             self.problem(
-                &raw.name,
-                format!("invalid target name {name:?}: use lower-case letters, digits and '-'"),
+                raw,
+                format!("invalid {kind} name {name:?}: use lower-case letters, digits and '-'"),
             );
         } else if !names.insert(name.clone()) {
-            self.problem(&raw.name, format!("target {name} is defined twice"));
+            self.problem(raw, format!("{kind} {name} is defined twice"));
         }
+        name
+    }
+
+    fn target(&mut self, raw: raw::RawTarget, names: &mut BTreeSet<String>) -> Option<Target> {
+        let before = self.problems.len();
+        let name = self.unique_name("target", &raw.name, names);
         if raw.git.url.value.trim().is_empty() {
             self.problem(&raw.git.url, "git url is empty");
         }
