@@ -41,10 +41,10 @@ fn parse_selection(s: &str) -> Result<(PolicyId, ImageRef), String> {
 pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
     let mut selections = BTreeMap::new();
     for (policy, image) in args.set {
-        if let Some(previous) = selections.insert(policy.clone(), image.clone()) {
-            if previous != image {
-                bail!("--set names {policy} twice ({previous} and {image})");
-            }
+        if let Some(previous) = selections.insert(policy.clone(), image.clone())
+            && previous != image
+        {
+            bail!("--set names {policy} twice ({previous} and {image})");
         }
     }
     let write = !(args.check || args.dry_run);

@@ -132,10 +132,10 @@ impl CredentialProvider {
 
     pub async fn get(&self) -> Result<Lookup, AuthError> {
         let mut cache = self.cache.lock().await;
-        if let Some((lookup, at)) = cache.as_ref() {
-            if at.elapsed() < self.cache_for() {
-                return Ok(lookup.clone());
-            }
+        if let Some((lookup, at)) = cache.as_ref()
+            && at.elapsed() < self.cache_for()
+        {
+            return Ok(lookup.clone());
         }
         let lookup = self.lookup().await?;
         *cache = Some((lookup.clone(), Instant::now()));
@@ -330,13 +330,13 @@ async fn from_docker_config(path: &Path, host: &str, explicit: bool) -> Result<L
         .find(|(key, _)| normalise_host(key) == wanted)
         .map(|(_, helper)| helper.clone())
         .or(config.creds_store.clone());
-    if let Some(helper) = helper {
-        if let Some(credentials) = call_helper(&helper, &helper_server_url(host)).await? {
-            return Ok(Lookup {
-                credentials: Some(credentials),
-                source: format!("helper docker-credential-{helper} (from {config_desc})"),
-            });
-        }
+    if let Some(helper) = helper
+        && let Some(credentials) = call_helper(&helper, &helper_server_url(host)).await?
+    {
+        return Ok(Lookup {
+            credentials: Some(credentials),
+            source: format!("helper docker-credential-{helper} (from {config_desc})"),
+        });
     }
     let entry = config
         .auths

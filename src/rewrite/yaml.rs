@@ -354,10 +354,12 @@ fn first_error_line(root: Node<'_>) -> usize {
     while let Some(inner) = first_error_below(node) {
         node = inner;
     }
-    if node.is_error() && node.start_byte() == root.start_byte() && node.child_count() > 0 {
-        if let Some(last) = node.child(node.child_count() - 1) {
-            return last.start_position().row + 1;
-        }
+    if node.is_error()
+        && node.start_byte() == root.start_byte()
+        && node.child_count() > 0
+        && let Some(last) = node.child(node.child_count() - 1)
+    {
+        return last.start_position().row + 1;
     }
     node.start_position().row + 1
 }
