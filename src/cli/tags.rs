@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{OutputFormat, Status};
 use crate::model::ImageName;
@@ -25,13 +25,6 @@ pub struct TagsArgs {
     pub output: OutputFormat,
 }
 
-/// Only `registries:` matters here; the full config loader validates the rest.
-#[derive(Debug, Default, Deserialize)]
-struct RegistriesSection {
-    #[serde(default)]
-    registries: Vec<RegistrySettings>,
-}
-
 #[derive(Debug, Serialize)]
 struct Listing<'a> {
     image: &'a str,
@@ -46,14 +39,9 @@ struct Entry {
 }
 
 pub fn run(args: TagsArgs) -> anyhow::Result<Status> {
+    // The whole config is validated, so its paths resolve the same way `once` resolves them.
     let registries = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config {}", path.display()))?;
-            let section: RegistriesSection = serde_saphyr::from_str(&text)
-                .with_context(|| format!("invalid config {}", path.display()))?;
-            section.registries
-        }
+        Some(path) => crate::config::Config::load(path)?.registries,
         None => Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
