@@ -365,3 +365,62 @@ fn tenancy_keeps_a_namespace_out_of_other_paths() {
         "allowed path updated"
     );
 }
+
+#[test]
+fn commits_are_signed_when_a_signing_key_is_configured() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let key = tmp.path().join("signing");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "tagsmith", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen: install it with apt (openssh-client)");
+    assert!(made.status.success());
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let signed = std::fs::read_to_string(&cfg).unwrap().replace(
+        "commit: { author:",
+        &format!("commit: {{ signingKey: '{}', author:", key.display()),
+    );
+    std::fs::write(&cfg, signed).unwrap();
+    let state = tmp.path().join("state");
+
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = tmp.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("bot@example.invalid {public}")).unwrap();
+    let verdict = git(
+        &bare,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("gpg.ssh.allowedSignersFile={}", allowed.display()),
+            "log",
+            "-1",
+            "--format=%G?",
+            "main",
+        ],
+    );
+    assert_eq!(
+        verdict.trim(),
+        "G",
+        "the pushed commit carries a good signature"
+    );
+}

@@ -129,9 +129,10 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
 fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitError> {
     let target = run.target;
     let t = &mut report.timings;
-    let ws = timed(&mut t.open_ms, || {
+    let mut ws = timed(&mut t.open_ms, || {
         Workspace::open(&run.workspace, &target.git)
     })?;
+    ws.sign_commits_with(target.signing_key.clone());
     let push_branch = target.push_branch();
     loop {
         let t = &mut report.timings;
