@@ -25,6 +25,7 @@ pub struct ApplyArgs {
     /// Write nothing; print a unified diff of what would change.
     #[arg(long)]
     pub dry_run: bool,
+    /// Results as text for people or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

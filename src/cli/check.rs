@@ -24,6 +24,7 @@ pub struct CheckArgs {
     /// tree without tenancy when the config has none).
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Results as text for people or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

@@ -22,6 +22,7 @@ pub struct OnceArgs {
     /// Where workspaces live (default: the config's `state.dir`, else $XDG_STATE_HOME/tagsmith).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Results as text for people or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

@@ -42,7 +42,7 @@ pub struct EvalArgs {
     /// Say for every tag whether it was kept or dropped, and why.
     #[arg(long)]
     pub explain: bool,
-    /// Output format.
+    /// Results as text for people or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

@@ -21,6 +21,7 @@ pub struct TagsArgs {
     /// Also resolve each tag's manifest digest (index digest for multi-arch images).
     #[arg(long)]
     pub digests: bool,
+    /// Results as text for people or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
