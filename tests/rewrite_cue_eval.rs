@@ -57,7 +57,7 @@ fn cue_files_under(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// One line of a golden `report` that records a change: `file:line: policy: old -> new`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Change {
     file: PathBuf,
     old: String,
@@ -172,7 +172,7 @@ fn check_package(
 #[test]
 fn cue_golden_cases_change_only_the_marked_fields() {
     let fixtures = root().join("tests/fixtures/rewrite");
-    let mut checked = 0;
+    let mut jobs = Vec::new();
     for entry in fs::read_dir(&fixtures).unwrap() {
         let case = entry.unwrap().path();
         let mut files = Vec::new();
@@ -187,15 +187,21 @@ fn cue_golden_cases_change_only_the_marked_fields() {
             let dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
             packages.entry(dir).or_default().push(file);
         }
-        for (dir, files) in &packages {
-            check_package(&case, dir, files, &changes, &broken);
-            checked += 1;
+        for (dir, files) in packages {
+            jobs.push((case.clone(), dir, files, changes.clone(), broken.clone()));
         }
     }
     assert!(
-        checked >= 5,
-        "only {checked} CUE packages among the golden cases"
+        jobs.len() >= 5,
+        "only {} CUE packages among the golden cases",
+        jobs.len()
     );
+    // Each export starts the evaluator afresh (seconds); packages are checked side by side.
+    std::thread::scope(|scope| {
+        for (case, dir, files, changes, broken) in &jobs {
+            scope.spawn(move || check_package(case, dir, files, changes, broken));
+        }
+    });
 }
 
 /// Values that need escaping in some form, each written by tagsmith's encoder in every form

@@ -5,7 +5,9 @@
 //! element. CUE allows nothing after the opening `"""` of a multi-line string on its line,
 //! so a multi-line string takes its marker after its closing quotes. Only string literals
 //! are rewritten; a marker on anything else (an interpolation, a reference, a disjunction,
-//! a number, ...) is reported, because changing it would change more than one value.
+//! a number, ...) is reported, because changing it would change more than one value. Byte
+//! strings (`'...'`) are reported too: an image reference is text, and a `bytes` field holding
+//! one would be a mistake to point out rather than to keep up to date.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -58,7 +60,7 @@ pub fn scan(source: &[u8]) -> ScanResult {
 
     for (&row, &comment) in &collected.comments {
         let line = row + 1;
-        let marker = match parse_marker(comment_body(comment, source)) {
+        let marker = match parse_marker(&comment_body(comment, source)) {
             MarkerParse::NotMarker => continue,
             MarkerParse::Marker(marker) => marker,
             MarkerParse::NearMiss(reason) => {
@@ -228,11 +230,11 @@ fn site(value: Node<'_>, source: &[u8], marker: Marker, line: usize) -> Result<S
     Err(what)
 }
 
-/// The comment's text after `//`.
-fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
+/// The comment's text after `//`; invalid UTF-8 is replaced so that a marker in a comment
+/// holding a stray byte is still reported rather than ignored.
+fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> std::borrow::Cow<'s, str> {
     let text = &source[comment.byte_range()];
-    let text = text.strip_prefix(b"//").unwrap_or(text);
-    std::str::from_utf8(text).unwrap_or("")
+    String::from_utf8_lossy(text.strip_prefix(b"//").unwrap_or(text))
 }
 
 pub fn encode(style: Style, value: &str) -> (Style, String) {
@@ -333,6 +335,22 @@ mod tests {
                 (4, near),
                 (5, near)
             ]
+        );
+    }
+
+    #[test]
+    fn a_comment_with_invalid_utf8_is_still_read() {
+        let r = scan(b"a: \"x\" // {\"$imagepolicy\": \"ns:a\"} \xff\n");
+        assert!(r.sites.is_empty());
+        assert!(
+            matches!(
+                r.problems[..],
+                [Finding {
+                    line: 1,
+                    kind: ProblemKind::NearMiss { .. }
+                }]
+            ),
+            "{r:?}"
         );
     }
 
