@@ -1,8 +1,8 @@
 //! CUE: locates `// {"$imagepolicy": ...}` comments and the string literal each one sets,
 //! with tagsmith's own grammar (`grammars/cue`).
 //!
-//! A marker sets the value that ends on its line just before it: a field's value or a list
-//! element. CUE allows nothing after the opening `"""` of a multi-line string on its line,
+//! A marker sets the value that ends on its line just before it: a field's value, a `let`
+//! value or a list element. CUE allows nothing after the opening `"""` of a multi-line string on its line,
 //! so a multi-line string takes its marker after its closing quotes. Only string literals
 //! are rewritten; a marker on anything else (an interpolation, a reference, a disjunction,
 //! a number, ...) is reported, because changing it would change more than one value. Byte
@@ -107,7 +107,7 @@ pub fn scan(source: &[u8]) -> ScanResult {
 struct Collected<'t> {
     /// Comments on rows that mention `imagepolicy`, by 0-based row.
     comments: BTreeMap<usize, Node<'t>>,
-    /// Field values and list elements by the row they end on.
+    /// Field values, `let` values and list elements by the row they end on.
     values: BTreeMap<usize, Vec<Node<'t>>>,
     /// String literals on those rows, to tell a marker written inside a string.
     strings: Vec<Node<'t>>,
@@ -132,7 +132,7 @@ fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
         let mut descend = on_marker_row(node);
         if descend {
             let is_value = match parents.last().copied() {
-                Some("field") => cursor.field_name() == Some("value"),
+                Some("field" | "let_clause") => cursor.field_name() == Some("value"),
                 Some("list") => node.is_named() && !matches!(node.kind(), "comment" | "ellipsis"),
                 _ => false,
             };
