@@ -2,12 +2,13 @@
 //! with tagsmith's own grammar (`grammars/cue`).
 //!
 //! A marker sets the value that ends on its line just before it: a field's value, a `let`
-//! value or a list element. CUE allows nothing after the opening `"""` of a multi-line string on its line,
-//! so a multi-line string takes its marker after its closing quotes. Only string literals
-//! are rewritten; a marker on anything else (an interpolation, a reference, a disjunction,
-//! a number, ...) is reported, because changing it would change more than one value. Byte
-//! strings (`'...'`) are reported too: an image reference is text, and a `bytes` field holding
-//! one would be a mistake to point out rather than to keep up to date.
+//! value or a list element. CUE allows nothing after the opening `"""` of a multi-line
+//! string on its line, so a multi-line string takes its marker after its closing quotes, and
+//! its site's line is that of the closing quotes. Only string literals are rewritten; a
+//! marker on anything else (an interpolation, a reference, a disjunction, a number, ...) is
+//! reported, since rewriting it would change an expression or a type rather than a text.
+//! Byte strings (`'...'`) are reported too: an image reference is text, and a `bytes` field
+//! holding one is a mistake to point out rather than to keep up to date.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
