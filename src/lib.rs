@@ -12,3 +12,4 @@ pub mod model;
 pub mod policy;
 pub mod registry;
 pub mod rewrite;
+pub mod server;

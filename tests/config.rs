@@ -169,3 +169,21 @@ fn booleans_are_strict_and_yaml_errors_are_located() {
         .unwrap_err();
     assert!(e.contains("invalid digest mode \"yes\""), "{e}");
 }
+
+#[test]
+fn ssh_remotes_need_a_key_and_keys_need_ssh_remotes() {
+    let base = "targets:\n  - name: t\n    git: { url: 'URL', auth: AUTH }\n";
+    let cfg = |url: &str, auth: &str| parse(&base.replace("URL", url).replace("AUTH", auth));
+    let ok = cfg(
+        "git@git.example.com:org/r.git",
+        "{ sshKeyFile: keys/id, knownHostsFile: kh }",
+    )
+    .unwrap();
+    let ssh = ok.targets[0].git.auth.ssh.clone().unwrap();
+    assert_eq!(ssh.key_file, Path::new("/etc/tagsmith/keys/id"));
+    assert_eq!(ssh.known_hosts, Path::new("/etc/tagsmith/kh"));
+    let e = cfg("ssh://git@git.example.com/org/r.git", "{}").unwrap_err();
+    assert!(e.contains("an ssh remote needs auth.sshKeyFile"), "{e}");
+    let e = cfg("https://git.example.com/org/r.git", "{ sshKeyFile: id }").unwrap_err();
+    assert!(e.contains("only for ssh remotes"), "{e}");
+}

@@ -190,6 +190,7 @@ fn smart_http_with_basic_auth_and_a_concurrent_writer() {
     src.auth = GitAuth {
         username: Some(Username::Literal("bot".into())),
         password: Some(Secret::File(token_file)),
+        ssh: None,
     };
     let ws = Workspace::open(&tmp.path().join("ws"), &src).unwrap();
     ws.sync("main", "main").unwrap();
@@ -230,6 +231,7 @@ fn wrong_credentials_fail_after_a_few_tries_without_leaking_the_secret() {
     src.auth = GitAuth {
         username: Some(Username::Literal("bot".into())),
         password: Some(Secret::File(token_file.clone())),
+        ssh: None,
     };
     let ws = Workspace::open(&tmp.path().join("ws"), &src).unwrap();
     let err = ws.sync("main", "main").unwrap_err().to_string();
@@ -249,4 +251,56 @@ fn a_missing_branch_is_named() {
     let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     let err = ws.sync("release", "release").unwrap_err().to_string();
     assert!(err.contains("branch release does not exist"), "{err}");
+}
+
+#[test]
+fn commits_are_signed_with_an_ssh_key_when_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
+    let key = tmp.path().join("signing");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "tagsmith", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen: install it with apt (openssh-client)");
+    assert!(out.status.success());
+    let mut ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    ws.sign_commits_with(Some(key.clone()));
+    ws.sync("main", "main").unwrap();
+    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
+    let c = ws
+        .commit(&[Path::new("a.yaml")], &author(), "signed")
+        .unwrap();
+    ws.push(c.id, "main").unwrap();
+
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = tmp.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("tagsmith@example.invalid {public}")).unwrap();
+    let verify = gitserver::git(
+        &bare,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("gpg.ssh.allowedSignersFile={}", allowed.display()),
+            "log",
+            "-1",
+            "--format=%G?",
+            "main",
+        ],
+    );
+    assert_eq!(verify.trim(), "G", "a good signature");
+
+    let mut ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    ws.sign_commits_with(Some(tmp.path().join("missing-key")));
+    ws.sync("main", "main").unwrap();
+    std::fs::write(ws.root().join("a.yaml"), "x: 3\n").unwrap();
+    let err = ws
+        .commit(&[Path::new("a.yaml")], &author(), "unsigned")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot sign the commit with") && err.contains("missing-key"),
+        "{err}"
+    );
 }

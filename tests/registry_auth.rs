@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::pki::Pki;
+use support::proxy::{Paging, Proxy};
 use support::token::TokenIssuer;
 use support::{Auth, Registry, Tls, tag_names};
 use tagsmith::model::ImageName;
@@ -44,8 +45,9 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     let issuer = TokenIssuer::start(
         keys.clone(),
         vec![("bot".into(), "token-pw".into())],
+        vec![("refresh-for-bot".into(), "bot".into())],
         vec!["pub/app".into()],
-        2,
+        4,
     )
     .await;
     let registry = Registry::start(Auth::Token {
@@ -112,7 +114,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     assert_eq!(minted.len(), 1, "{minted:?}");
     assert_eq!(minted[0].user.as_deref(), Some("bot"));
     assert_eq!(minted[0].scope.as_deref(), Some("repository:priv/app:pull"));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_eq!(
         client.list_tags(&private).await.unwrap().len(),
         private_tags.len()
@@ -122,6 +124,73 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
         before + 2,
         "an expired token is renewed"
     );
+
+    // Many requests at once that all miss the cache share one token fetch.
+    let client = Client::new(vec![host_settings(basic.clone())], options());
+    let before = issuer.log().len();
+    let some: Vec<tagsmith::model::Tag> = private_tags[..24]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let digests = client.resolve_digests(&private, &some).await;
+    assert!(
+        digests
+            .iter()
+            .all(|(_, d)| d.as_ref().is_ok_and(|d| d.as_str() == digest))
+    );
+    assert_eq!(
+        issuer.log().len(),
+        before + 1,
+        "one token for concurrent requests"
+    );
+
+    // Paged through a proxy, every page goes out with the same cached token.
+    let proxy = Proxy::start(&registry.host, Paging::Spec { default_n: 100 }).await;
+    let paged: ImageName = format!("{}/priv/app", proxy.host()).parse().unwrap();
+    let client = Client::new(
+        vec![RegistrySettings {
+            host: proxy.host(),
+            insecure: true,
+            auth: Some(basic.clone()),
+            ..RegistrySettings::default()
+        }],
+        options(),
+    );
+    let before = issuer.log().len();
+    assert_eq!(
+        set(&client.list_tags(&paged).await.unwrap()),
+        expected(&private_tags)
+    );
+    assert_eq!(issuer.log().len(), before + 1, "one token for all pages");
+    let pages = private_tags.len().div_ceil(100);
+    assert_eq!(
+        proxy.log().len(),
+        pages + 1,
+        "one challenge, then every page once"
+    );
+
+    // A Docker config identity token is traded by the OAuth2 POST, not sent as a password.
+    let docker_config = dir.path().join("config.json");
+    std::fs::write(
+        &docker_config,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"","identitytoken":"refresh-for-bot"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
+    let client = Client::new(
+        vec![host_settings(AuthSettings::DockerConfig(docker_config))],
+        options(),
+    );
+    assert_eq!(
+        set(&client.list_tags(&private).await.unwrap()),
+        expected(&private_tags)
+    );
+    let last = issuer.log().last().cloned().unwrap();
+    assert_eq!(last.grant.as_deref(), Some("refresh_token"));
+    assert_eq!(last.user.as_deref(), Some("bot"));
+    assert_eq!(last.scope.as_deref(), Some("repository:priv/app:pull"));
 
     // Wrong password: the token service refuses; the error names the source, not the secret.
     std::fs::write(&password, "nope-pw").unwrap();

@@ -193,3 +193,23 @@ fn apply_rewrites_cue_files_next_to_yaml() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_single_file_can_be_named() {
+    let dir = tree();
+    let out = apply(&dir.path().join("base/Kustomization"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "Kustomization:3: apps:app: 1.0.0 -> 1.10\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("deploy.yaml")).unwrap(),
+        DEPLOY
+    );
+    let kustomization = fs::read_to_string(dir.path().join("base/Kustomization")).unwrap();
+    assert!(
+        kustomization.contains("newTag: \"1.10\""),
+        "{kustomization}"
+    );
+}

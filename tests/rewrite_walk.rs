@@ -171,3 +171,29 @@ fn tenancy_refuses_policies_per_file() {
     );
     assert!(!report.has_errors());
 }
+
+#[test]
+fn overlapping_sub_paths_visit_each_file_once() {
+    let tree = tempfile::tempdir().unwrap();
+    write(tree.path(), "clusters/prod/app.yaml", OLD);
+    write(tree.path(), "clusters/dev/app.yaml", OLD);
+    let paths: Vec<PathBuf> = [
+        "clusters",
+        "clusters/prod",
+        "clusters/prod/app.yaml",
+        "clusters/",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let report = rewrite_tree(tree.path(), &paths, &selections(), Mode::DryRun).unwrap();
+    assert_eq!(report.files_seen, 2);
+    let files: Vec<_> = report.changes.iter().map(|c| c.file.clone()).collect();
+    assert_eq!(
+        files,
+        vec![
+            PathBuf::from("clusters/dev/app.yaml"),
+            PathBuf::from("clusters/prod/app.yaml")
+        ]
+    );
+}

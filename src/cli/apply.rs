@@ -14,7 +14,7 @@ use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The tree to rewrite (`*.yaml`, `*.yml`, `Kustomization`, `*.cue`).
+    /// The tree (or single file) to rewrite: `*.yaml`, `*.yml`, `Kustomization`, `*.cue`.
     pub dir: PathBuf,
     /// A policy's selection, e.g. `team-a:app=ghcr.io/org/app:1.2.3`; repeatable.
     #[arg(long = "set", value_name = "NS:NAME=IMAGE[:TAG][@DIGEST]", value_parser = parse_selection)]
@@ -49,7 +49,17 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
     }
     let write = !(args.check || args.dry_run);
     let mode = if write { Mode::Write } else { Mode::DryRun };
-    let report = rewrite_tree(&args.dir, &[], &selections, mode)?;
+    // A single file is rewritten as the only path of the tree around it.
+    let (base, paths) = match (args.dir.is_file(), args.dir.parent(), args.dir.file_name()) {
+        (true, Some(parent), Some(name)) => (parent.to_path_buf(), vec![PathBuf::from(name)]),
+        _ => (args.dir.clone(), Vec::new()),
+    };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let report = rewrite_tree(&base, &paths, &selections, mode)?;
 
     match args.output {
         OutputFormat::Text => {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod apply;
+pub mod check;
 pub mod once;
 mod policy;
 pub mod tags;
@@ -51,6 +52,8 @@ pub enum Command {
     Policy(policy::PolicyCommand),
     /// Rewrite marked image references in a tree offline (no registry, no git).
     Apply(apply::ApplyArgs),
+    /// Validate the config and, given a checkout, every marker in it.
+    Check(check::CheckArgs),
     /// Run one full cycle over every target (scan, select, rewrite, commit, push), then exit.
     Once(once::OnceArgs),
     /// List an image's tags with the configured credentials.
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Apply(args) => apply::run(args),
+        Command::Check(args) => check::run(args),
         Command::Once(args) => once::run(args),
         Command::Tags(args) => tags::run(args),
     }

@@ -3,7 +3,7 @@
 //! all problems are reported at once.
 
 mod duration;
-mod raw;
+pub mod raw;
 pub mod template;
 mod tenancy;
 
@@ -104,11 +104,21 @@ pub enum Username {
     Env(String),
 }
 
-/// HTTP credentials for a Git remote: a token (sent as password) or username and password.
+/// Credentials for a Git remote: over HTTP a token (sent as password) or username and
+/// password; over SSH a private key, checked against a known_hosts file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GitAuth {
     pub username: Option<Username>,
     pub password: Option<Secret>,
+    pub ssh: Option<SshAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAuth {
+    pub key_file: PathBuf,
+    pub passphrase: Option<Secret>,
+    /// Host keys trusted for the remote; an unknown or different key fails the connection.
+    pub known_hosts: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +155,8 @@ pub struct Target {
     pub push_branch: Option<String>,
     pub author: Author,
     pub message: Template,
+    /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Target {
@@ -160,6 +172,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub registries: Vec<crate::registry::RegistrySettings>,
     pub state_dir: Option<PathBuf>,
+    pub server: crate::server::ServerSettings,
+    pub receivers: Vec<crate::server::webhooks::Receiver>,
 }
 
 impl Config {
@@ -249,6 +263,14 @@ impl<'a> Validator<'a> {
             .into_iter()
             .map(|r| self.registry(r))
             .collect();
+        let server = self.server(raw.server);
+        let mut receivers = Vec::new();
+        let mut receiver_names = BTreeSet::new();
+        for receiver in raw.receivers {
+            if let Some(valid) = self.receiver(receiver, &mut receiver_names) {
+                receivers.push(valid);
+            }
+        }
         if self.problems.is_empty() {
             Ok(Config {
                 path: self.path.to_path_buf(),
@@ -256,12 +278,113 @@ impl<'a> Validator<'a> {
                 targets,
                 registries,
                 state_dir,
+                server,
+                receivers,
             })
         } else {
             Err(ConfigError::Invalid {
                 problems: self.problems,
             })
         }
+    }
+
+    fn server(&mut self, raw: Option<raw::RawServer>) -> crate::server::ServerSettings {
+        let mut settings = crate::server::ServerSettings::default();
+        let Some(raw) = raw else {
+            return settings;
+        };
+        let mut address = |v: &Spanned<String>| match v.value.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    v,
+                    format!(
+                        "invalid address {:?}: expected ip:port, e.g. 0.0.0.0:9292",
+                        v.value
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(listen) = raw.listen.as_ref().and_then(&mut address) {
+            settings.listen = listen;
+        }
+        settings.metrics = raw.metrics.as_ref().and_then(&mut address);
+        settings
+    }
+
+    fn receiver(
+        &mut self,
+        raw: raw::RawReceiver,
+        names: &mut BTreeSet<String>,
+    ) -> Option<crate::server::webhooks::Receiver> {
+        let before = self.problems.len();
+        let name = raw.name.value.clone();
+        // The name is a URL path segment: keep it to what needs no escaping.
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-');
+        if !name_ok {
+            self.problem(
+                &raw.name,
+                format!("invalid receiver name {name:?}: use lower-case letters, digits and '-'"),
+            );
+        } else if !names.insert(name.clone()) {
+            self.problem(&raw.name, format!("receiver {name} is defined twice"));
+        }
+        let kind = raw
+            .kind
+            .value
+            .parse::<crate::server::webhooks::ReceiverKind>()
+            .map_err(|e| self.problem(&raw.kind, e.to_string()))
+            .ok();
+        let secret = match (raw.secret_env, raw.secret_file) {
+            (Some(env), None) => Some(Secret::Env(env)),
+            (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &raw.name,
+                    format!("receiver {name}: give secretEnv or secretFile, not both"),
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    &raw.name,
+                    format!("receiver {name}: needs secretEnv or secretFile; every receiver checks a secret"),
+                );
+                None
+            }
+        };
+        let registry = raw.registry.as_ref().and_then(|r| {
+            let host = r.value.trim();
+            // It must read as a host when put in front of a path (a '.' or ':', or localhost).
+            let ok = !host.contains('/')
+                && format!("{host}/x")
+                    .parse::<ImageName>()
+                    .is_ok_and(|n| n.explicit_registry() == Some(host));
+            if ok {
+                Some(host.to_string())
+            } else {
+                self.problem(
+                    r,
+                    format!("invalid registry host {:?}: expected e.g. registry.example.com or 127.0.0.1:5000", r.value),
+                );
+                None
+            }
+        });
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(crate::server::webhooks::Receiver {
+            name,
+            kind: kind?,
+            secret: secret?,
+            registry,
+        })
     }
 
     /// Files a registry entry names are relative to the config file, like every other path.
@@ -444,7 +567,22 @@ impl<'a> Validator<'a> {
                 format!("target {name}: invalid git branch {branch:?}"),
             );
         }
-        let auth = self.git_auth(&name, raw.git.auth.unwrap_or_default());
+        let mut auth = self.git_auth(&name, raw.git.auth.unwrap_or_default());
+        let is_ssh = crate::git::ssh_host(&raw.git.url.value).is_some();
+        match (&auth.ssh, is_ssh) {
+            (None, true) => self.problem(
+                &raw.git.url,
+                format!("target {name}: an ssh remote needs auth.sshKeyFile"),
+            ),
+            (Some(_), false) => {
+                self.problem(
+                    &raw.git.url,
+                    format!("target {name}: auth.sshKeyFile is only for ssh remotes"),
+                );
+                auth.ssh = None;
+            }
+            _ => {}
+        }
         let paths = match raw.paths {
             None => vec![PathBuf::from(".")],
             Some(paths) => paths
@@ -488,6 +626,10 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(m, e))
                 .unwrap_or_default(),
         };
+        let signing_key = commit
+            .as_ref()
+            .and_then(|c| c.signing_key.as_deref())
+            .map(|k| self.resolve(k));
         if self.problems.len() > before {
             return None;
         }
@@ -503,10 +645,33 @@ impl<'a> Validator<'a> {
             push_branch,
             author,
             message,
+            signing_key,
         })
     }
 
     fn git_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
+        let ssh = raw.ssh_key_file.as_ref().map(|key| SshAuth {
+            key_file: self.resolve(key),
+            passphrase: raw.ssh_key_passphrase_env.clone().map(Secret::Env),
+            known_hosts: self.resolve(
+                raw.known_hosts_file
+                    .as_deref()
+                    .unwrap_or("~/.ssh/known_hosts"),
+            ),
+        });
+        if ssh.is_none() && (raw.ssh_key_passphrase_env.is_some() || raw.known_hosts_file.is_some())
+        {
+            self.problem_here(format!(
+                "target {target}: sshKeyPassphraseEnv and knownHostsFile go with sshKeyFile"
+            ));
+        }
+        let mut auth = self.http_auth(target, raw);
+        auth.ssh = ssh;
+        auth
+    }
+
+    fn http_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
+        let ssh = raw.ssh_key_file.is_some();
         let token = match (raw.token_env, raw.token_file) {
             (Some(env), None) => Some(Secret::Env(env)),
             (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
@@ -551,14 +716,22 @@ impl<'a> Validator<'a> {
                 // Forges accept any user name with a token; GitHub documents this one.
                 username: Some(username.unwrap_or(Username::Literal("x-access-token".into()))),
                 password: Some(token),
+                ssh: None,
             },
             (None, password) => {
-                if username.is_some() != password.is_some() {
+                // Over SSH a user name stands alone (the key authenticates).
+                if password.is_some() && username.is_none()
+                    || username.is_some() && password.is_none() && !ssh
+                {
                     self.problem_here(format!(
                         "target {target}: a username needs a password and a password a username"
                     ));
                 }
-                GitAuth { username, password }
+                GitAuth {
+                    username,
+                    password,
+                    ssh: None,
+                }
             }
         }
     }

@@ -17,6 +17,10 @@ pub struct RawConfig {
     pub registries: Vec<crate::registry::RegistrySettings>,
     #[serde(default)]
     pub state: Option<RawState>,
+    #[serde(default)]
+    pub server: Option<RawServer>,
+    #[serde(default)]
+    pub receivers: Vec<RawReceiver>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +92,12 @@ pub struct RawGitAuth {
     pub password_env: Option<String>,
     #[serde(default)]
     pub password_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_passphrase_env: Option<String>,
+    #[serde(default)]
+    pub known_hosts_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +114,8 @@ pub struct RawCommit {
     pub author: Option<RawAuthor>,
     #[serde(default)]
     pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,4 +129,27 @@ pub struct RawAuthor {
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub metrics: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawReceiver {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    #[serde(default)]
+    pub registry: Option<Spanned<String>>,
 }

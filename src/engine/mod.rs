@@ -13,7 +13,9 @@ use serde::Serialize;
 
 pub use self::message::render as render_message;
 pub use self::select::{ImageReport, SelectionSet, select_all};
-pub use self::target::{ChangeReport, Outcome, TargetReport, TargetRun, run_target, unified_diff};
+pub use self::target::{
+    ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target, unified_diff,
+};
 use crate::config::Config;
 use crate::registry::Client;
 
@@ -22,6 +24,8 @@ const TARGET_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleReport {
+    /// Scanning every image and selecting, in milliseconds.
+    pub scan_ms: u64,
     pub images: Vec<ImageReport>,
     pub targets: Vec<TargetReport>,
 }
@@ -49,7 +53,9 @@ pub async fn run_once(
     state_dir: &Path,
     dry_run: bool,
 ) -> CycleReport {
+    let started = std::time::Instant::now();
     let set = Arc::new(select_all(&config, client).await);
+    let scan_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let jobs = (0..config.targets.len()).map(|i| {
         let config = Arc::clone(&config);
         let set = Arc::clone(&set);
@@ -74,12 +80,14 @@ pub async fn run_once(
                 changes: Vec::new(),
                 problems: Vec::new(),
                 push_attempts: 0,
+                timings: Timings::default(),
             })
         })
         .collect()
         .await;
     targets.sort_by(|a, b| a.target.cmp(&b.target));
     CycleReport {
+        scan_ms,
         images: set.reports.clone(),
         targets,
     }

@@ -43,6 +43,27 @@ pub struct TargetReport {
     /// file:line: message, warnings and errors both.
     pub problems: Vec<String>,
     pub push_attempts: u32,
+    pub timings: Timings,
+}
+
+/// Where a target's run spent its time, in milliseconds, summed over push attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timings {
+    /// Opening or cloning the workspace.
+    pub open_ms: u64,
+    /// Fetching and resetting the workspace.
+    pub sync_ms: u64,
+    /// Finding markers, planning, applying and verifying edits, writing files.
+    pub rewrite_ms: u64,
+    pub commit_ms: u64,
+    pub push_ms: u64,
+}
+
+fn timed<T>(slot: &mut u64, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let value = f();
+    *slot += u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    value
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,6 +103,7 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
         changes: Vec::new(),
         problems: Vec::new(),
         push_attempts: 0,
+        timings: Timings::default(),
     };
     if let Err(e) = attempt(run, &mut report) {
         tracing::error!(target = %run.target.name, error = %e, "target failed");
@@ -94,11 +116,15 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
 
 fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitError> {
     let target = run.target;
-    let ws = Workspace::open(&run.workspace, &target.git)?;
+    let t = &mut report.timings;
+    let ws = timed(&mut t.open_ms, || {
+        Workspace::open(&run.workspace, &target.git)
+    })?;
     let push_branch = target.push_branch();
     loop {
-        ws.sync(&target.git.branch, push_branch)?;
-        let tree = rewrite(run, ws.root())?;
+        let t = &mut report.timings;
+        timed(&mut t.sync_ms, || ws.sync(&target.git.branch, push_branch))?;
+        let tree = timed(&mut t.rewrite_ms, || rewrite(run, ws.root()))?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
         report.problems = problems(run, &tree);
         if tree.changed.is_empty() {
@@ -115,9 +141,14 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
         }
         let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
         let text = message::render(&target.message, &target.name, &tree.changes);
-        let commit = ws.commit(&paths, &target.author, &text)?;
+        let t = &mut report.timings;
+        let commit = timed(&mut t.commit_ms, || {
+            ws.commit(&paths, &target.author, &text)
+        })?;
         report.push_attempts += 1;
-        match ws.push(commit.id, push_branch) {
+        match timed(&mut report.timings.push_ms, || {
+            ws.push(commit.id, push_branch)
+        }) {
             Ok(pushed) => {
                 tracing::info!(target = %target.name, branch = %pushed.branch, commit = %pushed.commit, changes = tree.changes.len(), "pushed");
                 report.outcome = Outcome::Pushed {

@@ -1,10 +1,12 @@
 //! Credentials for remotes, resolved from env or files when needed, never logged.
 
 use std::cell::Cell;
+use std::path::PathBuf;
 
-use git2::{Cred, CredentialType, RemoteCallbacks};
+use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
 use super::GitError;
+use super::known_hosts::{HostKeyCheck, KnownHosts, ssh_host};
 use crate::config::{GitAuth, Secret, Username};
 
 /// libgit2 asks again after every 401; past this many attempts the credentials are wrong.
@@ -15,6 +17,7 @@ pub(super) struct Credentials {
     username: String,
     password: String,
     source: String,
+    ssh_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -23,6 +26,82 @@ impl std::fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("source", &self.source)
             .finish_non_exhaustive()
+    }
+}
+
+/// The host keys an SSH remote may present.
+#[derive(Debug, Clone)]
+pub(super) struct HostKeys {
+    host: String,
+    port: u16,
+    known: KnownHosts,
+    file: PathBuf,
+    /// libgit2 replaces a refusal's message with its own; the reason is kept here instead.
+    refusal: std::cell::RefCell<Option<String>>,
+}
+
+impl HostKeys {
+    /// For an SSH `url`, the known_hosts file's keys; `None` for other transports.
+    pub(super) fn load(url: &str, auth: &GitAuth) -> Result<Option<Self>, GitError> {
+        let (Some((host, port)), Some(ssh)) = (ssh_host(url), &auth.ssh) else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(&ssh.known_hosts).map_err(|e| GitError::Credentials {
+                source_name: format!("known_hosts file {}", ssh.known_hosts.display()),
+                reason: e.to_string(),
+            })?;
+        Ok(Some(Self {
+            host,
+            port,
+            known: KnownHosts::parse(&text),
+            file: ssh.known_hosts.clone(),
+            refusal: std::cell::RefCell::new(None),
+        }))
+    }
+
+    /// Why the last connection's host key was refused, if it was.
+    pub(super) fn take_refusal(&self) -> Option<String> {
+        self.refusal.borrow_mut().take()
+    }
+
+    fn verify(&self, key: &[u8]) -> Result<(), String> {
+        let verdict = self.judge(key);
+        if let Err(reason) = &verdict {
+            *self.refusal.borrow_mut() = Some(reason.clone());
+        }
+        verdict
+    }
+
+    fn judge(&self, key: &[u8]) -> Result<(), String> {
+        let name = if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        };
+        let file = self.file.display();
+        match self.known.check(&self.host, self.port, key) {
+            HostKeyCheck::Trusted => Ok(()),
+            HostKeyCheck::Mismatch => Err(format!(
+                "host key of {name} does not match {file} (listed types: {}); refusing to connect",
+                self.known.key_types(&self.host, self.port).join(", ")
+            )),
+            HostKeyCheck::Revoked => Err(format!("host key of {name} is revoked in {file}")),
+            HostKeyCheck::Unknown { hashed_lines } => Err(format!(
+                "host key of {name} is not in {file}{}; add it, e.g. with ssh-keyscan{} {}",
+                if hashed_lines > 0 {
+                    " (hashed entries are not read; list the host in plain form)"
+                } else {
+                    ""
+                },
+                if self.port == 22 {
+                    String::new()
+                } else {
+                    format!(" -p {}", self.port)
+                },
+                self.host
+            )),
+        }
     }
 }
 
@@ -44,6 +123,32 @@ fn read_secret(secret: &Secret) -> Result<String, GitError> {
 
 impl Credentials {
     pub(super) fn resolve(auth: &GitAuth) -> Result<Option<Self>, GitError> {
+        if let Some(ssh) = &auth.ssh {
+            let source = format!("ssh key {}", ssh.key_file.display());
+            if let Err(e) = std::fs::metadata(&ssh.key_file) {
+                return Err(GitError::Credentials {
+                    source_name: source,
+                    reason: e.to_string(),
+                });
+            }
+            let username = match &auth.username {
+                Some(Username::Literal(u)) => u.clone(),
+                Some(Username::Env(name)) => read_secret(&Secret::Env(name.clone()))?,
+                None => String::new(),
+            };
+            let passphrase = ssh
+                .passphrase
+                .as_ref()
+                .map(read_secret)
+                .transpose()?
+                .unwrap_or_default();
+            return Ok(Some(Self {
+                username,
+                password: passphrase,
+                source,
+                ssh_key: Some(ssh.key_file.clone()),
+            }));
+        }
         let Some(password_source) = &auth.password else {
             return Ok(None);
         };
@@ -56,6 +161,7 @@ impl Credentials {
             username,
             password: read_secret(password_source)?,
             source: password_source.to_string(),
+            ssh_key: None,
         }))
     }
 
@@ -64,12 +170,27 @@ impl Credentials {
     }
 }
 
-/// Callbacks that answer credential requests a bounded number of times.
+/// Callbacks that answer credential requests a bounded number of times and, for SSH, accept
+/// only host keys listed in known_hosts.
 pub(super) fn callbacks<'a>(
     creds: Option<&'a Credentials>,
+    host_keys: Option<&'a HostKeys>,
     attempts: &'a Cell<u32>,
 ) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
+    callbacks.certificate_check(move |cert, _host| match (cert.as_hostkey(), host_keys) {
+        (Some(hostkey), Some(keys)) => {
+            let key = hostkey.hostkey().unwrap_or_default();
+            keys.verify(key)
+                .map(|()| CertificateCheckStatus::CertificateOk)
+                .map_err(|m| git2::Error::from_str(&m))
+        }
+        (Some(_), None) => Err(git2::Error::from_str(
+            "ssh remote without known_hosts: configure auth.sshKeyFile and knownHostsFile",
+        )),
+        // TLS certificates: libgit2's own verification against the system store.
+        (None, _) => Ok(CertificateCheckStatus::CertificatePassthrough),
+    });
     callbacks.credentials(move |_url, username_from_url, allowed| {
         attempts.set(attempts.get() + 1);
         if attempts.get() > MAX_CREDENTIAL_ATTEMPTS {
@@ -78,8 +199,28 @@ pub(super) fn callbacks<'a>(
                 "authentication failed (credentials from {source})"
             )));
         }
+        let ssh_user = |c: &Credentials| {
+            if c.username.is_empty() {
+                username_from_url.unwrap_or("git").to_string()
+            } else {
+                c.username.clone()
+            }
+        };
+        if let Some(c) = creds
+            && let Some(key) = &c.ssh_key
+        {
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(&ssh_user(c));
+            }
+            if allowed.contains(CredentialType::SSH_KEY) {
+                let passphrase = (!c.password.is_empty()).then_some(c.password.as_str());
+                return Cred::ssh_key(&ssh_user(c), None, key, passphrase);
+            }
+        }
         match creds {
-            Some(c) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+            Some(c)
+                if c.ssh_key.is_none() && allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+            {
                 Cred::userpass_plaintext(&c.username, &c.password)
             }
             _ if allowed.contains(CredentialType::DEFAULT) => Cred::default(),
@@ -138,6 +279,7 @@ mod tests {
         let auth = GitAuth {
             username: Some(Username::Literal("u".into())),
             password: Some(Secret::File(file.clone())),
+            ssh: None,
         };
         let c = Credentials::resolve(&auth).unwrap().unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "tok"));
@@ -149,6 +291,7 @@ mod tests {
         let missing = GitAuth {
             username: None,
             password: Some(Secret::Env("TAGSMITH_TEST_SURELY_UNSET".into())),
+            ssh: None,
         };
         let e = Credentials::resolve(&missing).unwrap_err().to_string();
         assert_eq!(

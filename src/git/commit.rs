@@ -13,7 +13,46 @@ pub struct CommitInfo {
     pub parent: Oid,
 }
 
+/// Signs like `git commit -S` with `gpg.format=ssh`: `ssh-keygen -Y sign -n git`, which also
+/// handles keys held by an agent and every key type OpenSSH knows.
+fn ssh_sign(key: &Path, content: &[u8]) -> Result<String, GitError> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let fail = |m: String| GitError::Sign {
+        key: key.to_path_buf(),
+        message: m,
+    };
+    let mut child = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "git", "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            fail(format!(
+                "cannot run ssh-keygen ({e}); install openssh-client"
+            ))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(content).map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| fail(e.to_string()))
+}
+
 impl Workspace {
+    /// Sign the commits this workspace makes with an SSH key (`None`: unsigned).
+    pub fn sign_commits_with(&mut self, key: Option<std::path::PathBuf>) {
+        self.signing_key = key;
+    }
+
     /// Commits `changed` (paths relative to the root) on top of HEAD and moves HEAD to it.
     pub fn commit(
         &self,
@@ -39,10 +78,25 @@ impl Workspace {
         }
         let tree = self.repo.find_tree(tree_id).map_err(err)?;
         let signature = Signature::now(&author.name, &author.email).map_err(err)?;
-        let id = self
-            .repo
-            .commit(None, &signature, &signature, text, &tree, &[&parent])
-            .map_err(err)?;
+        let id = match &self.signing_key {
+            None => self
+                .repo
+                .commit(None, &signature, &signature, text, &tree, &[&parent])
+                .map_err(err)?,
+            Some(key) => {
+                let buffer = self
+                    .repo
+                    .commit_create_buffer(&signature, &signature, text, &tree, &[&parent])
+                    .map_err(err)?;
+                let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Commit {
+                    message: format!("commit is not UTF-8: {e}"),
+                })?;
+                let armored = ssh_sign(key, content.as_bytes())?;
+                self.repo
+                    .commit_signed(content, &armored, Some("gpgsig"))
+                    .map_err(err)?
+            }
+        };
         self.repo.set_head_detached(id).map_err(err)?;
         Ok(CommitInfo {
             id,

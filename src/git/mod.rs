@@ -3,6 +3,7 @@
 
 mod auth;
 mod commit;
+mod known_hosts;
 mod push;
 mod workspace;
 
@@ -10,6 +11,7 @@ use thiserror::Error;
 
 pub use self::auth::redact_url;
 pub use self::commit::CommitInfo;
+pub use self::known_hosts::{HostKeyCheck, KnownHosts, ssh_host};
 pub use self::push::PushOutcome;
 pub use self::workspace::Workspace;
 
@@ -32,6 +34,11 @@ pub enum GitError {
     Reset { commit: String, message: String },
     #[error("cannot commit: {message}")]
     Commit { message: String },
+    #[error("cannot sign the commit with {key}: {message}", key = key.display())]
+    Sign {
+        key: std::path::PathBuf,
+        message: String,
+    },
     #[error("push of {branch} to {url} was rejected: the remote branch moved (non-fast-forward)")]
     NonFastForward { url: String, branch: String },
     #[error("push of {branch} to {url} was rejected: {status}")]

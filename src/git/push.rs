@@ -37,7 +37,7 @@ impl Workspace {
             .map_err(|e| push_err(message(&e)))?;
         let attempts = Cell::new(0);
         let rejected: RefCell<Option<String>> = RefCell::new(None);
-        let mut cbs = callbacks(self.creds.as_ref(), &attempts);
+        let mut cbs = callbacks(self.creds.as_ref(), self.host_keys.as_ref(), &attempts);
         // git2's push() returns Ok even when the server refuses a reference: the status comes here.
         cbs.push_update_reference(|_refname, status| {
             if let Some(status) = status {
@@ -65,7 +65,7 @@ impl Workspace {
             {
                 return Err(non_fast_forward());
             }
-            (Err(e), _) => Some(push_err(message(&e))),
+            (Err(e), _) => Some(push_err(self.refusal().unwrap_or_else(|| message(&e)))),
             (Ok(()), Some(status)) if is_non_fast_forward(&status) => {
                 return Err(non_fast_forward());
             }

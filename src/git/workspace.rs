@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use git2::build::CheckoutBuilder;
 use git2::{FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
 
-use super::auth::{Credentials, callbacks};
+use super::auth::{Credentials, HostKeys, callbacks};
 use super::{GitError, message, redact_url};
 use crate::config::GitSource;
 
@@ -18,6 +18,8 @@ pub struct Workspace {
     dir: PathBuf,
     pub(super) url: String,
     pub(super) creds: Option<Credentials>,
+    pub(super) host_keys: Option<HostKeys>,
+    pub(super) signing_key: Option<PathBuf>,
 }
 
 /// Where a sync left the workspace.
@@ -46,6 +48,7 @@ impl Workspace {
     /// Opens the workspace in `dir`, creating it (an empty repository with the remote set) if needed.
     pub fn open(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
         let creds = Credentials::resolve(&source.auth)?;
+        let host_keys = HostKeys::load(&source.url, &source.auth)?;
         let open_err = |e: git2::Error| GitError::Open {
             path: dir.to_path_buf(),
             message: message(&e),
@@ -71,7 +74,14 @@ impl Workspace {
             dir: dir.to_path_buf(),
             url: redact_url(&source.url),
             creds,
+            host_keys,
+            signing_key: None,
         })
+    }
+
+    /// A host key refusal from the last connection, which explains a failure better than libgit2.
+    pub(super) fn refusal(&self) -> Option<String> {
+        self.host_keys.as_ref().and_then(HostKeys::take_refusal)
     }
 
     pub fn root(&self) -> &Path {
@@ -111,12 +121,16 @@ impl Workspace {
     pub(super) fn fetch(&self, refspecs: &[String]) -> Result<(), GitError> {
         let fetch_err = |e: git2::Error| GitError::Fetch {
             url: self.url.clone(),
-            message: message(&e),
+            message: self.refusal().unwrap_or_else(|| message(&e)),
         };
         let attempts = Cell::new(0);
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(callbacks(self.creds.as_ref(), &attempts))
+            .remote_callbacks(callbacks(
+                self.creds.as_ref(),
+                self.host_keys.as_ref(),
+                &attempts,
+            ))
             .prune(FetchPrune::On)
             .download_tags(git2::AutotagOption::None);
         let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_err)?;

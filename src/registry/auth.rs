@@ -78,6 +78,31 @@ impl fmt::Debug for Secret {
 pub struct Credentials {
     pub username: String,
     pub password: Secret,
+    /// The secret is an OAuth2 refresh token (Docker's "identity token"): it is exchanged at
+    /// the token service, never sent as a password.
+    pub identity_token: bool,
+}
+
+/// The user name credential helpers report for an identity token.
+const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Credentials {
+    pub fn password(username: String, password: String) -> Self {
+        Self {
+            username,
+            password: Secret::new(password),
+            identity_token: false,
+        }
+    }
+
+    /// Helper replies mark identity tokens with the user name `<token>`.
+    fn from_helper(username: String, secret: String) -> Self {
+        Self {
+            identity_token: username == IDENTITY_TOKEN_USER,
+            username,
+            password: Secret::new(secret),
+        }
+    }
 }
 
 /// The outcome of one lookup: credentials or none, and where they came from.
@@ -203,10 +228,7 @@ fn basic_from_env(basic: &BasicAuth) -> Result<Lookup, AuthError> {
         (None, None) => String::new(),
     };
     Ok(Lookup {
-        credentials: Some(Credentials {
-            username,
-            password: Secret::new(password),
-        }),
+        credentials: Some(Credentials::password(username, password)),
         source,
     })
 }
@@ -244,6 +266,8 @@ struct AuthEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 /// Reduces a config key or host to the form both sides share: no scheme, no path, Docker Hub's
@@ -338,11 +362,18 @@ async fn from_docker_config(path: &Path, host: &str, explicit: bool) -> Result<L
 }
 
 fn decode_entry(entry: &AuthEntry) -> Result<Option<Credentials>, String> {
-    if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+    if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credentials {
-            username: username.clone(),
-            password: Secret::new(password.clone()),
+            username: entry.username.clone().unwrap_or_default(),
+            password: Secret::new(token.to_string()),
+            identity_token: true,
         }));
+    }
+    if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+        return Ok(Some(Credentials::password(
+            username.clone(),
+            password.clone(),
+        )));
     }
     let Some(encoded) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
         return Ok(None);
@@ -354,10 +385,10 @@ fn decode_entry(entry: &AuthEntry) -> Result<Option<Credentials>, String> {
     let (username, password) = decoded
         .split_once(':')
         .ok_or_else(|| "auth is not user:password".to_string())?;
-    Ok(Some(Credentials {
-        username: username.to_string(),
-        password: Secret::new(password.to_string()),
-    }))
+    Ok(Some(Credentials::password(
+        username.to_string(),
+        password.to_string(),
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,10 +427,7 @@ async fn call_helper(name: &str, server_url: &str) -> Result<Option<Credentials>
     }
     let reply: HelperReply = serde_json::from_slice(&output.stdout)
         .map_err(|e| fail(format!("unreadable reply: {}", describe_json_error(&e))))?;
-    Ok(Some(Credentials {
-        username: reply.username,
-        password: Secret::new(reply.secret),
-    }))
+    Ok(Some(Credentials::from_helper(reply.username, reply.secret)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,18 +463,12 @@ async fn run_exec(exec: &ExecAuth) -> Result<Lookup, AuthError> {
                 .map_err(|_| fail("output is not utf-8".into()))?
                 .trim()
                 .to_string();
-            Credentials {
-                username: username.clone(),
-                password: Secret::new(password),
-            }
+            Credentials::password(username.clone(), password)
         }
         None => {
             let reply: ExecReply = serde_json::from_slice(&output.stdout)
                 .map_err(|e| fail(format!("unreadable output: {}", describe_json_error(&e))))?;
-            Credentials {
-                username: reply.username,
-                password: Secret::new(reply.password),
-            }
+            Credentials::password(reply.username, reply.password)
         }
     };
     Ok(Lookup {
@@ -526,6 +548,16 @@ mod tests {
         assert_eq!(creds.username, "bot");
         assert_eq!(creds.password.expose(), "pa:ss");
         assert!(!format!("{creds:?}").contains("pa:ss"));
+        let identity = AuthEntry {
+            auth: Some(base64::engine::general_purpose::STANDARD.encode("bot:")),
+            identitytoken: Some("refresh-1".into()),
+            ..AuthEntry::default()
+        };
+        let creds = decode_entry(&identity).unwrap().unwrap();
+        assert!(creds.identity_token);
+        assert_eq!(creds.password.expose(), "refresh-1");
+        assert!(Credentials::from_helper("<token>".into(), "r".into()).identity_token);
+        assert!(!Credentials::from_helper("bot".into(), "r".into()).identity_token);
         let bad = AuthEntry {
             auth: Some("!!".into()),
             ..AuthEntry::default()

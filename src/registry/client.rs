@@ -6,16 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::Error;
-use super::auth::{CredentialProvider, Credentials, Lookup, Secret, normalise_host};
+use super::auth::{CredentialProvider, Lookup, Secret, normalise_host};
 use super::backoff::{self, RetryPolicy};
 use super::challenge::{self, Challenge};
 use super::limit::{Bucket, Limiter};
 use super::settings::RegistrySettings;
+use super::token;
 use crate::model::ImageName;
 
 /// Defaults for every registry; a `registries:` entry overrides them for its host.
@@ -112,6 +112,18 @@ struct AuthState {
     challenge: Option<Challenge>,
     /// Bearer tokens by scope, with the instant they stop being used.
     tokens: HashMap<String, (Secret, Instant)>,
+    /// One lock per scope so that requests which miss the cache together fetch one token
+    /// between them, not one each.
+    fetching: HashMap<String, Arc<Mutex<()>>>,
+}
+
+impl AuthState {
+    fn valid_token(&self, scope: &str) -> Option<String> {
+        self.tokens
+            .get(scope)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(token, _)| format!("Bearer {}", token.expose()))
+    }
 }
 
 /// One registry host: its http client, limits, credentials and auth state.
@@ -240,7 +252,8 @@ impl Host {
                 Ok((status, reply)) if status.is_success() => return Ok(reply),
                 Ok((StatusCode::UNAUTHORIZED, reply)) if auth_rounds < 2 => {
                     auth_rounds += 1;
-                    self.learn_challenge(image, &scope, &reply.headers, auth_rounds, what)
+                    let refused = authorization.as_deref();
+                    self.learn_challenge(image, &scope, &reply.headers, refused, auth_rounds, what)
                         .await?;
                     continue;
                 }
@@ -357,6 +370,7 @@ impl Host {
         image: &ImageName,
         scope: &str,
         headers: &HeaderMap,
+        refused: Option<&str>,
         round: u32,
         what: &str,
     ) -> Result<(), Error> {
@@ -377,7 +391,15 @@ impl Host {
             self.credentials.invalidate().await;
         }
         let mut auth = self.auth.lock().await;
-        auth.tokens.remove(scope);
+        // Drop the token only if it is the one refused: a request that went out before the
+        // token existed must not throw away the one a concurrent request just fetched.
+        let current = auth
+            .tokens
+            .get(scope)
+            .map(|(token, _)| format!("Bearer {}", token.expose()));
+        if current.is_some() && current.as_deref() == refused {
+            auth.tokens.remove(scope);
+        }
         auth.challenge = Some(challenge.clone());
         drop(auth);
         if challenge == Challenge::Basic && self.lookup(image).await?.credentials.is_none() {
@@ -392,25 +414,32 @@ impl Host {
 
     /// The `Authorization` header for a request, once the registry told us how it wants it.
     async fn authorization(&self, image: &ImageName, scope: &str) -> Result<Option<String>, Error> {
-        let challenge = {
-            let auth = self.auth.lock().await;
-            match &auth.challenge {
+        let (challenge, fetching) = {
+            let mut auth = self.auth.lock().await;
+            match auth.challenge.clone() {
                 None => return Ok(None),
-                Some(Challenge::Basic) => Challenge::Basic,
+                Some(Challenge::Basic) => (Challenge::Basic, None),
                 Some(bearer) => {
-                    if let Some((token, until)) = auth.tokens.get(scope) {
-                        if Instant::now() < *until {
-                            return Ok(Some(format!("Bearer {}", token.expose())));
-                        }
+                    if let Some(header) = auth.valid_token(scope) {
+                        return Ok(Some(header));
                     }
-                    bearer.clone()
+                    let lock = Arc::clone(auth.fetching.entry(scope.to_string()).or_default());
+                    (bearer, Some(lock))
                 }
             }
         };
         let lookup = self.lookup(image).await?;
         match challenge {
-            Challenge::Basic => Ok(lookup.credentials.as_ref().map(basic_header)),
+            Challenge::Basic => Ok(lookup.credentials.as_ref().map(token::basic_header)),
             Challenge::Bearer { realm, service, .. } => {
+                let _fetching = match &fetching {
+                    Some(lock) => Some(lock.lock().await),
+                    None => None,
+                };
+                // Whoever held the lock before us may have fetched the token already.
+                if let Some(header) = self.auth.lock().await.valid_token(scope) {
+                    return Ok(Some(header));
+                }
                 let (token, until) = self
                     .fetch_token(image, &realm, service.as_deref(), scope, &lookup)
                     .await?;
@@ -426,7 +455,7 @@ impl Host {
     }
 
     /// The token dance: `GET realm?service=..&scope=..`, with basic credentials when we have
-    /// some, anonymous otherwise.
+    /// some, anonymous otherwise; an identity token is traded by the OAuth2 `POST` instead.
     async fn fetch_token(
         &self,
         image: &ImageName,
@@ -442,20 +471,25 @@ impl Host {
             reason,
             transient,
         };
-        let mut url = Url::parse(realm).map_err(|_| fail("realm is not a url".into(), false))?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(service) = service {
-                query.append_pair("service", service);
-            }
-            query.append_pair("scope", scope);
-        }
+        let realm_url = Url::parse(realm).map_err(|_| fail("realm is not a url".into(), false))?;
+        let url = token::token_url(realm, service, scope)
+            .ok_or_else(|| fail("realm is not a url".into(), false))?;
         let mut failures = 0u32;
         loop {
-            let mut request = self.http.get(url.clone());
-            if let Some(credentials) = &lookup.credentials {
-                request = request.header(AUTHORIZATION, basic_header(credentials));
-            }
+            let request = match &lookup.credentials {
+                Some(credentials) if credentials.identity_token => {
+                    self.http.post(realm_url.clone()).form(&token::refresh_form(
+                        service,
+                        scope,
+                        credentials.password.expose(),
+                    ))
+                }
+                Some(credentials) => self
+                    .http
+                    .get(url.clone())
+                    .header(AUTHORIZATION, token::basic_header(credentials)),
+                None => self.http.get(url.clone()),
+            };
             let result = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -468,18 +502,9 @@ impl Host {
             };
             let reason = match result {
                 Ok((status, body)) if status.is_success() => {
-                    let reply: TokenReply = serde_json::from_slice(&body)
-                        .map_err(|_| fail("token reply is not the expected json".into(), false))?;
-                    let token = reply
-                        .token
-                        .or(reply.access_token)
-                        .filter(|t| !t.is_empty())
-                        .ok_or_else(|| fail("token reply holds no token".into(), false))?;
-                    // Tokens without a lifetime live 60 s by the token spec; renew a little
-                    // early so a request never goes out with a token about to lapse.
-                    let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60).max(1));
-                    let until = Instant::now() + lifetime.mul_f64(0.9);
-                    return Ok((Secret::new(token), until));
+                    let (token, lifetime) =
+                        token::parse_reply(&body).map_err(|reason| fail(reason.into(), false))?;
+                    return Ok((Secret::new(token), Instant::now() + lifetime));
                 }
                 Ok((status, _))
                     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
@@ -496,25 +521,6 @@ impl Host {
             tokio::time::sleep(self.retry.backoff(failures - 1, fastrand::f64())).await;
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenReply {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-fn basic_header(credentials: &Credentials) -> String {
-    use base64::Engine as _;
-    let raw = format!("{}:{}", credentials.username, credentials.password.expose());
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
 }
 
 /// A transport error with its causes ("connection refused", "operation timed out"); reqwest's
@@ -537,6 +543,32 @@ fn describe(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_names_go_to_its_api_host_over_https_with_pacing() {
+        let client = Client::new(Vec::new(), Options::default());
+        let hub = client.host(&"nginx".parse().unwrap()).unwrap();
+        assert_eq!(hub.base.as_str(), "https://registry-1.docker.io/");
+        let same = client
+            .host(&"docker.io/library/redis".parse().unwrap())
+            .unwrap();
+        assert!(Arc::ptr_eq(&hub, &same), "one state per registry");
+        assert!(format!("{:?}", hub.limiter).contains("per_second: 10.0"));
+        let local = client.host(&"127.0.0.1:5000/app".parse().unwrap()).unwrap();
+        assert_eq!(local.base.as_str(), "http://127.0.0.1:5000/");
+        let configured = Client::new(
+            vec![RegistrySettings {
+                host: "localhost:5000".into(),
+                insecure: false,
+                ..RegistrySettings::default()
+            }],
+            Options::default(),
+        );
+        let host = configured
+            .host(&"localhost:5000/app".parse().unwrap())
+            .unwrap();
+        assert_eq!(host.base.as_str(), "https://localhost:5000/");
+    }
 
     #[test]
     fn loopback_hosts_are_recognised() {

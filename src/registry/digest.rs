@@ -17,6 +17,7 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 
 impl Client {
     /// The digest of the manifest (or index) `image:tag` points at.
+    #[tracing::instrument(level = "debug", skip_all, fields(%image, %tag))]
     pub async fn resolve_digest(&self, image: &ImageName, tag: &Tag) -> Result<Digest, Error> {
         let host = self.host(image)?;
         let mut url = host.base.clone();

@@ -14,6 +14,10 @@ use reqwest::Url;
 /// must not keep a scan running forever.
 pub const MAX_PAGES: usize = 100_000;
 
+/// Links followed in a row without a single new tag before the listing is declared stuck.
+/// Ending quietly there would pass off a partial list as the whole.
+pub const MAX_PAGES_WITHOUT_PROGRESS: usize = 10;
+
 /// The target of the first `rel="next"` link in `Link` header values, as written (may be relative).
 pub fn next_link<'a, I>(values: I) -> Option<String>
 where
@@ -87,6 +91,8 @@ pub enum PagingError {
     OtherOrigin { link: String, origin: String },
     #[error("more than {max} pages", max = MAX_PAGES)]
     TooManyPages,
+    #[error("{pages} pages in a row brought no new tags")]
+    NoProgress { pages: usize },
 }
 
 /// Collects tags across pages in registry order, without duplicates.
@@ -97,6 +103,7 @@ pub struct Pager {
     tags: Vec<String>,
     visited: HashSet<Url>,
     pages: usize,
+    pages_without_progress: usize,
 }
 
 impl Pager {
@@ -107,6 +114,7 @@ impl Pager {
             tags: Vec::new(),
             visited: HashSet::new(),
             pages: 0,
+            pages_without_progress: 0,
         }
     }
 
@@ -142,6 +150,11 @@ impl Pager {
         if self.pages >= MAX_PAGES {
             return Err(PagingError::TooManyPages);
         }
+        if new_tags == 0 {
+            self.pages_without_progress += 1;
+        } else {
+            self.pages_without_progress = 0;
+        }
         if let Some(link) = link {
             let next = page_url.join(link).map_err(|_| PagingError::BadLink {
                 link: link.to_string(),
@@ -154,11 +167,15 @@ impl Pager {
                 });
             }
             // A link back to a page already read can only repeat what we have.
-            return Ok(if self.visited.contains(&next) {
-                Next::Done
-            } else {
-                Next::Fetch(next)
-            });
+            if self.visited.contains(&next) {
+                return Ok(Next::Done);
+            }
+            if self.pages_without_progress >= MAX_PAGES_WITHOUT_PROGRESS {
+                return Err(PagingError::NoProgress {
+                    pages: self.pages_without_progress,
+                });
+            }
+            return Ok(Next::Fetch(next));
         }
         // No link: the listing ended, unless the page was cut at `n` by a registry that pages
         // with `last` but sends no links. One probe tells; no new tags from it ends the listing.
@@ -295,6 +312,30 @@ mod tests {
         assert_eq!(p.accept(&first, tags(&["a"]), None).unwrap(), Next::Done);
         let mut p = Pager::new(Some(5));
         assert_eq!(p.accept(&first, vec![], None).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn endless_fresh_links_without_new_tags_fail_instead_of_truncating() {
+        let mut p = Pager::new(None);
+        let mut page = url("http://r/v2/app/tags/list");
+        let mut result = p.accept(&page, tags(&["a"]), Some("/v2/app/tags/list?c=0"));
+        let mut i = 0;
+        while let Ok(Next::Fetch(next)) = result {
+            i += 1;
+            assert!(i < 100, "never stopped");
+            page = next;
+            result = p.accept(
+                &page,
+                tags(&["a"]),
+                Some(&format!("/v2/app/tags/list?c={i}")),
+            );
+        }
+        assert_eq!(
+            result,
+            Err(PagingError::NoProgress {
+                pages: MAX_PAGES_WITHOUT_PROGRESS
+            })
+        );
     }
 
     #[test]

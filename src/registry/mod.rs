@@ -24,6 +24,7 @@ pub mod limit;
 pub mod link;
 mod scan;
 pub mod settings;
+mod token;
 
 use thiserror::Error;
 

@@ -20,6 +20,7 @@ impl Client {
     /// Every tag of `image`, in the order the registry sent them, without duplicates.
     /// A failed scan is an error, never an empty list; an empty list means the registry
     /// answered that there are no tags.
+    #[tracing::instrument(level = "debug", skip_all, fields(%image))]
     pub async fn list_tags(&self, image: &ImageName) -> Result<Vec<Tag>, Error> {
         let host = self.host(image)?;
         let mut pager = Pager::new(host.page_size);

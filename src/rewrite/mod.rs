@@ -5,6 +5,10 @@
 //! edits once and [`verify`]s the result. Language modules (`yaml`, `cue`) only locate
 //! markers and values and know the quoting rules of their literals. [`walk`] is the IO edge:
 //! file discovery, parallel processing and atomic writes.
+//!
+//! A language is a `Lang` variant chosen in [`Lang::from_path`] and an arm in [`scan`],
+//! [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and [`encode`];
+//! planning, splicing, verification and the walk are shared.
 
 mod cue;
 mod cue_literal;

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use memchr::memmem;
-use rayon::prelude::*;
 use thiserror::Error;
 
 use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan_allowed, scan};
@@ -81,22 +81,28 @@ pub fn rewrite_tree_allowed(
         path: base.to_path_buf(),
         source,
     })?;
-    let mut report = TreeReport::default();
-    let files = discover(&base, paths, &mut report.problems);
-    report.files_seen = files.len();
-
-    let finder = memmem::Finder::new(MARKER_NEEDLE);
-    let outcomes: Vec<Outcome> = files
-        .par_iter()
-        .map(|(rel, lang)| process(&base, rel, *lang, &finder, selections, mode, allowed))
-        .collect();
-
-    for outcome in outcomes {
-        report.files_parsed += usize::from(outcome.parsed);
-        report.changes.extend(outcome.changes);
-        report.problems.extend(outcome.problems);
-        report.changed.extend(outcome.changed);
-    }
+    let started = std::time::Instant::now();
+    let job = Job {
+        base: &base,
+        finder: memmem::Finder::new(MARKER_NEEDLE),
+        selections,
+        mode,
+        allowed,
+        report: Mutex::new(TreeReport::default()),
+    };
+    let (dirs, files) = roots(&base, paths, &job);
+    // Directories are read and their files processed as tasks of one pool, so reading the
+    // tree overlaps with parsing instead of preceding it.
+    rayon::scope(|scope| {
+        for dir in dirs {
+            scope.spawn(|scope| walk_dir(scope, &job, dir));
+        }
+        job.process_files(files);
+    });
+    let mut report = job
+        .report
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     report.changed.sort_by(|a, b| a.path.cmp(&b.path));
     report
         .changes
@@ -105,6 +111,7 @@ pub fn rewrite_tree_allowed(
         .problems
         .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     tracing::info!(
+        elapsed = ?started.elapsed(),
         files = report.files_seen,
         parsed = report.files_parsed,
         changed = report.changed.len(),
@@ -187,9 +194,54 @@ fn process(
     outcome
 }
 
-/// Candidate files as (path relative to `base`, language), sorted.
-fn discover(base: &Path, paths: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<(PathBuf, Lang)> {
-    let mut files = Vec::new();
+struct Job<'a> {
+    base: &'a Path,
+    finder: memmem::Finder<'static>,
+    selections: &'a BTreeMap<PolicyId, ImageRef>,
+    mode: Mode,
+    allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
+    report: Mutex<TreeReport>,
+}
+
+impl Job<'_> {
+    fn process_files(&self, files: Vec<(PathBuf, Lang)>) {
+        if files.is_empty() {
+            return;
+        }
+        let outcomes: Vec<Outcome> = files
+            .iter()
+            .map(|(rel, lang)| {
+                process(
+                    self.base,
+                    rel,
+                    *lang,
+                    &self.finder,
+                    self.selections,
+                    self.mode,
+                    self.allowed,
+                )
+            })
+            .collect();
+        let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
+        report.files_seen += files.len();
+        for outcome in outcomes {
+            report.files_parsed += usize::from(outcome.parsed);
+            report.changes.extend(outcome.changes);
+            report.problems.extend(outcome.problems);
+            report.changed.extend(outcome.changed);
+        }
+    }
+
+    fn problem(&self, problem: Problem) {
+        let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
+        report.problems.push(problem);
+    }
+}
+
+/// The directories to walk and the files named directly, all relative to `base`; paths
+/// that leave the tree are reported.
+fn roots(base: &Path, paths: &[PathBuf], job: &Job<'_>) -> (Vec<PathBuf>, Vec<(PathBuf, Lang)>) {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
     let roots: Vec<PathBuf> = if paths.is_empty() {
         vec![PathBuf::new()]
     } else {
@@ -204,37 +256,42 @@ fn discover(base: &Path, paths: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<
         let abs = match fs::canonicalize(base.join(&root)) {
             Ok(abs) => abs,
             Err(err) => {
-                problems.push(problem(format!("cannot open: {err}")));
+                job.problem(problem(format!("cannot open: {err}")));
                 continue;
             }
         };
         let Ok(rel) = abs.strip_prefix(base) else {
-            problems.push(problem("is outside the tree".to_string()));
+            job.problem(problem("is outside the tree".to_string()));
             continue;
         };
         if abs.is_dir() {
-            walk_dir(base, rel.to_path_buf(), &mut files, problems);
+            dirs.push(rel.to_path_buf());
         } else if let Some(lang) = Lang::from_path(rel) {
             files.push((rel.to_path_buf(), lang));
         }
     }
+    // Overlapping roots (`a` and `a/b`) would visit files twice.
+    dirs.sort();
+    dirs.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        if !kept.iter().any(|k| dir.starts_with(k)) {
+            kept.push(dir);
+        }
+    }
+    files.retain(|(f, _)| !kept.iter().any(|k| f.starts_with(k)));
     files.sort();
     files.dedup();
-    files
+    (kept, files)
 }
 
 /// Symlinks are never followed: a link's target inside the tree is visited under its own
 /// path, and one outside the tree must not be read or written.
-fn walk_dir(
-    base: &Path,
-    rel: PathBuf,
-    files: &mut Vec<(PathBuf, Lang)>,
-    problems: &mut Vec<Problem>,
-) {
-    let entries = match fs::read_dir(base.join(&rel)) {
+fn walk_dir<'s>(scope: &rayon::Scope<'s>, job: &'s Job<'s>, rel: PathBuf) {
+    let entries = match fs::read_dir(job.base.join(&rel)) {
         Ok(entries) => entries,
         Err(err) => {
-            problems.push(Problem {
+            job.problem(Problem {
                 path: rel,
                 line: 0,
                 kind: ProblemKind::Io {
@@ -244,6 +301,7 @@ fn walk_dir(
             return;
         }
     };
+    let mut files = Vec::new();
     for entry in entries.flatten() {
         let Ok(kind) = entry.file_type() else {
             continue;
@@ -252,7 +310,7 @@ fn walk_dir(
         let path = rel.join(&name);
         if kind.is_dir() {
             if name != ".git" {
-                walk_dir(base, path, files, problems);
+                scope.spawn(move |scope| walk_dir(scope, job, path));
             }
         } else if kind.is_file() {
             if let Some(lang) = Lang::from_path(&path) {
@@ -262,6 +320,7 @@ fn walk_dir(
             tracing::debug!(path = %path.display(), "symlink not followed");
         }
     }
+    job.process_files(files);
 }
 
 /// Temp file in the same directory, same permissions, then rename: readers see the old or

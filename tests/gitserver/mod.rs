@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod ssh;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -129,8 +131,11 @@ impl GitHttpServer {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
-            expected_auth: basic_auth
-                .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
+            expected_auth: basic_auth.map(|(u, p)| {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                format!("Basic {encoded}")
+            }),
             before_first_push: Mutex::new(before_first_push),
             unauthorized: unauthorized.clone(),
             requests: requests.clone(),
@@ -167,27 +172,6 @@ impl Drop for GitHttpServer {
             let _ = h.join();
         }
     }
-}
-
-fn base64(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {

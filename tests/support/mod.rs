@@ -76,6 +76,12 @@ impl Registry {
     }
 
     pub fn start_with(auth: Auth, tls: Option<Tls>) -> Self {
+        Self::start_configured(auth, tls, "")
+    }
+
+    /// `extra` is appended to the generated registry config (top-level YAML sections, such as
+    /// `notifications:`).
+    pub fn start_configured(auth: Auth, tls: Option<Tls>, extra: &str) -> Self {
         require_registry_binary();
         // A port picked here may be taken before the registry binds it; try a few.
         for _ in 0..5 {
@@ -126,7 +132,7 @@ impl Registry {
                  log:\n  level: error\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
                  http:\n  addr: {host}\n  secret: tagsmith-test-secret\n{tls_yaml}\
-                 {auth_yaml}",
+                 {auth_yaml}{extra}",
                 data = dir.path().join("data").display(),
             );
             let config_path = dir.path().join("config.yml");

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use http_body_util::BodyExt as _;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::Response;
+use hyper::http::request::Parts;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -19,6 +20,8 @@ use super::pki::TokenKeys;
 pub struct TokenRequest {
     /// `None` for anonymous requests.
     pub user: Option<String>,
+    /// `Some("refresh_token")` for the OAuth2 POST flow.
+    pub grant: Option<String>,
     pub service: Option<String>,
     pub scope: Option<String>,
 }
@@ -27,6 +30,8 @@ pub struct TokenRequest {
 struct State {
     keys: Arc<TokenKeys>,
     users: Vec<(String, String)>,
+    /// Refresh tokens (Docker identity tokens) and the user each stands for.
+    refresh_tokens: Vec<(String, String)>,
     public: Vec<String>,
     expires_in: u64,
     log: Mutex<Vec<TokenRequest>>,
@@ -49,6 +54,7 @@ impl TokenIssuer {
     pub async fn start(
         keys: Arc<TokenKeys>,
         users: Vec<(String, String)>,
+        refresh_tokens: Vec<(String, String)>,
         public: Vec<String>,
         expires_in: u64,
     ) -> TokenIssuer {
@@ -57,6 +63,7 @@ impl TokenIssuer {
         let state = Arc::new(State {
             keys,
             users,
+            refresh_tokens,
             public,
             expires_in,
             log: Mutex::new(Vec::new()),
@@ -69,10 +76,19 @@ impl TokenIssuer {
                 };
                 let state = Arc::clone(&serving);
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, std::convert::Infallible>(issue(&state, request)) }
-                    });
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                            let state = Arc::clone(&state);
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                Ok::<_, std::convert::Infallible>(issue(&state, &parts, &body))
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -99,9 +115,13 @@ fn reply(status: u16, body: String) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-fn issue(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+fn issue(state: &State, request: &Parts, body: &[u8]) -> Response<Full<Bytes>> {
+    // GET sends its parameters in the query, the OAuth2 POST in a form body.
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let query: Vec<(String, String)> = request
-        .uri()
+        .uri
         .query()
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
@@ -109,6 +129,11 @@ fn issue(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
                 .collect()
         })
         .unwrap_or_default();
+    let query = if request.method == hyper::Method::POST {
+        form
+    } else {
+        query
+    };
     let param = |name: &str| {
         query
             .iter()
@@ -116,7 +141,7 @@ fn issue(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
             .map(|(_, v)| v.clone())
     };
     let basic = request
-        .headers()
+        .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
@@ -126,8 +151,20 @@ fn issue(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
             pair.split_once(':')
                 .map(|(u, p)| (u.to_string(), p.to_string()))
         });
+    let refreshed_user = match (param("grant_type").as_deref(), param("refresh_token")) {
+        (Some("refresh_token"), Some(token)) => {
+            match state.refresh_tokens.iter().find(|(t, _)| *t == token) {
+                Some((_, user)) => Some(user.clone()),
+                None => return reply(401, r#"{"error":"invalid_grant"}"#.into()),
+            }
+        }
+        _ => None,
+    };
     state.log.lock().unwrap().push(TokenRequest {
-        user: basic.as_ref().map(|(u, _)| u.clone()),
+        grant: param("grant_type"),
+        user: refreshed_user
+            .clone()
+            .or_else(|| basic.as_ref().map(|(u, _)| u.clone())),
         service: param("service"),
         scope: param("scope"),
     });
@@ -138,6 +175,7 @@ fn issue(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
         );
     }
     let authenticated = match &basic {
+        _ if refreshed_user.is_some() => true,
         Some(pair) if state.users.contains(pair) => true,
         Some(_) => return reply(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.into()),
         None => false,
@@ -157,7 +195,7 @@ fn issue(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
             .collect();
         access.push((name.to_string(), granted));
     }
-    let subject = basic.map(|(u, _)| u).unwrap_or_default();
+    let subject = refreshed_user.or(basic.map(|(u, _)| u)).unwrap_or_default();
     let token = state.keys.mint(&subject, &access, state.expires_in);
     reply(
         200,

@@ -1,0 +1,449 @@
+//! The HTTP side of `tagsmith run`: webhook receivers, `/healthz` and `/readyz`.
+//!
+//! The server decides nothing. A valid webhook becomes a [`ScanRequest`] on the bounded queue
+//! the server is given, and the answer (202) goes out at once; the scheduler on the other end
+//! rescans, coalesces and delivers. When the queue stays full for [`Options::enqueue_wait`] the
+//! sender gets 503 with `Retry-After`, so vendors that retry do, and nothing is lost silently.
+
+mod health;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt as _;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+pub use self::health::Readiness;
+use self::webhooks::{ArmedReceiver, Event, Proof, Receiver, WebhookError};
+use crate::model::ImageName;
+
+/// Largest webhook body accepted; vendors send a few KiB.
+pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9292";
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Receiver(#[from] WebhookError),
+    #[error("receiver {name} is defined twice")]
+    DuplicateReceiver { name: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot serve http: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// `server:` in `tagsmith.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Webhooks, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from webhooks; `None` serves none.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9292)),
+            metrics: None,
+        }
+    }
+}
+
+/// What a webhook asks of the scheduler: rescan these images. It never carries a version: the
+/// scan and the image policy decide that. Names are as the vendor spelled them; compare them to
+/// configured images with [`ImageName::canonical`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// The receiver's configured name.
+    pub receiver: String,
+    pub images: Vec<ImageName>,
+}
+
+/// Limits of the webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub body_limit: usize,
+    /// How long a request may wait for room on a full queue before it gets 503.
+    pub enqueue_wait: Duration,
+    /// How long a sender may take to deliver its body (slow senders hold a connection).
+    pub read_timeout: Duration,
+    /// Seconds sent in `Retry-After` with a 503.
+    pub retry_after: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            body_limit: BODY_LIMIT,
+            enqueue_wait: Duration::from_millis(250),
+            read_timeout: Duration::from_secs(10),
+            retry_after: 5,
+        }
+    }
+}
+
+/// How a webhook request ended; for metrics by receiver and result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// 202: images queued for a rescan.
+    Queued,
+    /// 200: valid, nothing to rescan.
+    Ignored,
+    /// 401.
+    Unauthorized,
+    /// 400.
+    Malformed,
+    /// 404: no such receiver (or a token where the receiver takes none).
+    NotFound,
+    /// 413.
+    TooLarge,
+    /// 408.
+    Timeout,
+    /// 503: the queue stayed full or is closed.
+    Busy,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Ignored => "ignored",
+            Self::Unauthorized => "unauthorized",
+            Self::Malformed => "malformed",
+            Self::NotFound => "not_found",
+            Self::TooLarge => "too_large",
+            Self::Timeout => "timeout",
+            Self::Busy => "busy",
+        }
+    }
+
+    fn of(status: StatusCode) -> Self {
+        match status.as_u16() {
+            202 => Self::Queued,
+            200 => Self::Ignored,
+            401 => Self::Unauthorized,
+            404 => Self::NotFound,
+            408 => Self::Timeout,
+            413 => Self::TooLarge,
+            503 => Self::Busy,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// Called once per webhook request with the receiver's configured name (`"unknown"` for names
+/// no receiver has: those come from senders, and a metric label must stay low-cardinality).
+#[derive(Clone)]
+pub struct Observer(Arc<ObserveFn>);
+
+type ObserveFn = dyn Fn(&str, Outcome) + Send + Sync;
+
+impl Observer {
+    pub fn new(f: impl Fn(&str, Outcome) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// Binds the listening socket, e.g. `server.listen` from the config.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// The webhook and health server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    receivers: Arc<HashMap<String, ArmedReceiver>>,
+    queue: mpsc::Sender<ScanRequest>,
+    readiness: Readiness,
+    options: Options,
+    observer: Option<Observer>,
+}
+
+impl Server {
+    /// Reads every receiver's secret now, so a missing one stops startup instead of the first
+    /// webhook.
+    pub fn new(
+        receivers: &[Receiver],
+        queue: mpsc::Sender<ScanRequest>,
+        readiness: Readiness,
+    ) -> Result<Self, ServerError> {
+        let armed = receivers
+            .iter()
+            .map(Receiver::arm)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_armed(armed, queue, readiness)
+    }
+
+    pub fn from_armed(
+        receivers: Vec<ArmedReceiver>,
+        queue: mpsc::Sender<ScanRequest>,
+        readiness: Readiness,
+    ) -> Result<Self, ServerError> {
+        let mut map = HashMap::new();
+        for r in receivers {
+            let name = r.receiver.name.clone();
+            if map.insert(name.clone(), r).is_some() {
+                return Err(ServerError::DuplicateReceiver { name });
+            }
+        }
+        Ok(Self {
+            receivers: Arc::new(map),
+            queue,
+            readiness,
+            options: Options::default(),
+            observer: None,
+        })
+    }
+
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, receiver: &str, status: StatusCode) {
+        if let Some(observer) = &self.observer {
+            (observer.0)(receiver, Outcome::of(status));
+        }
+    }
+
+    pub fn router(self) -> Router {
+        let health = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(self.readiness.clone());
+        let hooks = Router::new()
+            .route("/hook/{receiver}", post(hook))
+            .route("/hook/{receiver}/{token}", post(hook_with_token))
+            .with_state(Arc::new(self));
+        health.merge(hooks)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets requests in flight finish.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, receivers = self.receivers.len(), "serving webhooks");
+        }
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)
+    }
+}
+
+async fn hook(
+    State(server): State<Arc<Server>>,
+    Path(receiver): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    server.receive(&receiver, None, &headers, body).await
+}
+
+async fn hook_with_token(
+    State(server): State<Arc<Server>>,
+    Path((receiver, token)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    server
+        .receive(&receiver, Some(&token), &headers, body)
+        .await
+}
+
+/// Why a request was turned away, as the sender sees it.
+enum Refusal {
+    Status(StatusCode, String),
+    Busy(String),
+}
+
+impl Server {
+    async fn receive(
+        &self,
+        name: &str,
+        token: Option<&str>,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Response {
+        let Some(receiver) = self.receivers.get(name) else {
+            // The name is not logged: a sender that left out the name put its token there.
+            tracing::debug!("webhook for an unknown receiver");
+            self.observe("unknown", StatusCode::NOT_FOUND);
+            return error(StatusCode::NOT_FOUND, "unknown receiver");
+        };
+        let kind = receiver.receiver.kind;
+        let outcome = self.accept(receiver, token, headers, body).await;
+        let (status, result) = match &outcome {
+            Ok(response) => (response.status(), "accepted"),
+            Err(Refusal::Status(status, _)) => (*status, "refused"),
+            Err(Refusal::Busy(_)) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        };
+        tracing::debug!(receiver = name, %kind, status = status.as_u16(), result, "webhook");
+        self.observe(name, status);
+        match outcome {
+            Ok(response) => response,
+            Err(Refusal::Status(status, reason)) => {
+                if status != StatusCode::UNAUTHORIZED {
+                    tracing::info!(receiver = name, %kind, status = status.as_u16(), %reason, "webhook refused");
+                } else {
+                    tracing::warn!(receiver = name, %kind, %reason, "webhook failed authentication");
+                }
+                error(status, &reason)
+            }
+            Err(Refusal::Busy(reason)) => {
+                tracing::warn!(receiver = name, %reason, "webhook turned away");
+                let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &reason);
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.options.retry_after),
+                );
+                response
+            }
+        }
+    }
+
+    async fn accept(
+        &self,
+        receiver: &ArmedReceiver,
+        token: Option<&str>,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, Refusal> {
+        let unauthorized =
+            |e: WebhookError| Refusal::Status(StatusCode::UNAUTHORIZED, e.to_string());
+        let token_proof = matches!(
+            receiver.receiver.kind.proof(),
+            Proof::PathToken | Proof::Bearer
+        );
+        // Tokens are checked before the body is read: strangers do not get to upload 3 MiB.
+        if token_proof {
+            receiver.verify(token, headers, &[]).map_err(unauthorized)?;
+        } else if token.is_some() {
+            return Err(Refusal::Status(
+                StatusCode::NOT_FOUND,
+                "this receiver takes no token in its path".into(),
+            ));
+        }
+        let body = self.read_body(headers, body).await?;
+        if !token_proof {
+            receiver
+                .verify(None, headers, &body)
+                .map_err(unauthorized)?;
+        }
+        let event = receiver
+            .parse(headers, &body)
+            .map_err(|e| Refusal::Status(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let images = match event {
+            Event::Ignored(reason) => {
+                return Ok(reply(
+                    StatusCode::OK,
+                    serde_json::json!({ "ignored": reason }),
+                ));
+            }
+            Event::Scan(images) => images,
+        };
+        let names: Vec<String> = images.iter().map(ToString::to_string).collect();
+        let request = ScanRequest {
+            receiver: receiver.receiver.name.clone(),
+            images,
+        };
+        match self
+            .queue
+            .send_timeout(request, self.options.enqueue_wait)
+            .await
+        {
+            Ok(()) => Ok(reply(
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "queued": names }),
+            )),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                Err(Refusal::Busy("scan queue is full, retry later".into()))
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                Err(Refusal::Busy("shutting down".into()))
+            }
+        }
+    }
+
+    /// Reads at most `body_limit` bytes within `read_timeout`.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Refusal> {
+        let limit = self.options.body_limit;
+        let too_large = || {
+            Refusal::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {limit} bytes"),
+            )
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let read = async {
+            let mut stream = body.into_data_stream();
+            let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    Refusal::Status(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+                })?;
+                if bytes.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        };
+        tokio::time::timeout(self.options.read_timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Refusal::Status(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body not received in time".into(),
+                ))
+            })
+    }
+}
+
+fn reply(status: StatusCode, value: serde_json::Value) -> Response {
+    let mut body = value.to_string();
+    body.push('\n');
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error(status: StatusCode, reason: &str) -> Response {
+    reply(status, serde_json::json!({ "error": reason }))
+}

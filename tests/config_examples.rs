@@ -1,0 +1,147 @@
+#![allow(clippy::unwrap_used)]
+
+//! The example configs in `config/` load, and `docs/config.md` describes every key of the real
+//! configuration types (read from the types themselves through serde).
+
+use std::path::Path;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use tagsmith::config::Config;
+use tagsmith::config::raw;
+use tagsmith::registry::{AuthSettings, BasicAuth, ExecAuth, RegistrySettings};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_example_config_loads() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "expected the example configs, found {seen}");
+    let full = Config::load(&root().join("config/tagsmith.yaml")).unwrap();
+    assert_eq!(full.images.len(), 3);
+    assert_eq!(full.targets[0].push_branch(), "staging");
+    assert!(full.targets[0].git.auth.ssh.is_some());
+    assert_eq!(full.targets[1].push_branch(), "tagsmith/prod");
+    assert_eq!(
+        full.targets[1].signing_key.as_deref(),
+        Some(root().join("config/keys/signing").as_path())
+    );
+    assert_eq!(full.registries.len(), 6);
+    assert!(matches!(
+        full.registries[5].auth,
+        Some(AuthSettings::Anonymous)
+    ));
+    assert_eq!(
+        full.registries[5].ca.as_deref(),
+        Some(root().join("config/certs/corp-ca.pem").as_path())
+    );
+}
+
+/// Records the field (or variant) names serde's derive hands to the deserializer.
+#[derive(Default)]
+struct Recorder {
+    names: Vec<&'static str>,
+}
+
+#[derive(Debug)]
+struct Stop;
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("recorded")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl de::Error for Stop {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Stop
+    }
+}
+
+impl<'de> Deserializer<'de> for &mut Recorder {
+    type Error = Stop;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        self.names.extend_from_slice(fields);
+        Err(Stop)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        variants: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        self.names.extend_from_slice(variants);
+        Err(Stop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+fn names<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+    let mut recorder = Recorder::default();
+    let _ = T::deserialize(&mut recorder);
+    assert!(
+        !recorder.names.is_empty(),
+        "no names recorded for {}",
+        std::any::type_name::<T>()
+    );
+    recorder.names
+}
+
+#[test]
+fn the_reference_documents_every_key() {
+    let doc = std::fs::read_to_string(root().join("docs/config.md")).unwrap();
+    let mut keys = Vec::new();
+    keys.extend(names::<raw::RawConfig>());
+    keys.extend(names::<raw::RawImage>());
+    keys.extend(names::<raw::RawFilter>());
+    keys.extend(names::<raw::RawTarget>());
+    keys.extend(names::<raw::RawGit>());
+    keys.extend(names::<raw::RawGitAuth>());
+    keys.extend(names::<raw::RawPush>());
+    keys.extend(names::<raw::RawCommit>());
+    keys.extend(names::<raw::RawAuthor>());
+    keys.extend(names::<raw::RawState>());
+    keys.extend(names::<raw::RawServer>());
+    keys.extend(names::<raw::RawReceiver>());
+    keys.extend(names::<RegistrySettings>());
+    keys.extend(names::<AuthSettings>());
+    keys.extend(names::<BasicAuth>());
+    keys.extend(names::<ExecAuth>());
+    let missing: Vec<_> = keys
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/config.md does not describe {missing:?}"
+    );
+    assert!(
+        keys.contains(&"filterTags") && keys.contains(&"dockerConfig"),
+        "{keys:?}"
+    );
+}
