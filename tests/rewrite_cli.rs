@@ -171,6 +171,30 @@ fn bad_selections_are_rejected() {
 }
 
 #[test]
+fn apply_rewrites_cue_files_next_to_yaml() {
+    let dir = tree();
+    let cue = "package apps\n\napp: image: #\"ghcr.io/org/app:1.0.0\"# // {\"$imagepolicy\": \"apps:app\"}\nref: app.image // {\"$imagepolicy\": \"apps:app\"}\n";
+    fs::write(dir.path().join("apps.cue"), cue).unwrap();
+    let out = apply(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("apps.cue")).unwrap(),
+        cue.replace("app:1.0.0", "app:1.10")
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("apps.cue:3: apps:app: ghcr.io/org/app:1.0.0 -> ghcr.io/org/app:1.10"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deploy.yaml:4: apps:app:"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: apps.cue:4: marker on a reference"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_single_file_can_be_named() {
     let dir = tree();
     let out = apply(&dir.path().join("base/Kustomization"), &[]);

@@ -180,4 +180,9 @@ golden! {
     problems => "problems",
     discovery => "discovery",
     already_current => "already-current",
+    cue_strings => "cue-strings",
+    cue_definitions => "cue-definitions",
+    cue_crlf => "cue-crlf",
+    cue_problems => "cue-problems",
+    cue_syntax_error => "cue-syntax-error",
 }

@@ -1,4 +1,4 @@
-//! Property tests of the rewriter: for arbitrary and YAML-ish input it never panics, output
+//! Property tests of the rewriter: for arbitrary, YAML-ish and CUE-ish input it never panics, output
 //! differs from input only inside edit ranges, every edited site reads its new value, and a
 //! second run has nothing to do.
 #![allow(clippy::unwrap_used)]
@@ -117,24 +117,26 @@ fn assert_only_edits_differ(old: &[u8], new: &[u8], edits: &[Edit]) {
     assert_eq!(&new[new_at..], &old[old_at..]);
 }
 
-fn check(source: &[u8], selections: &BTreeMap<PolicyId, ImageRef>) -> Result<(), TestCaseError> {
-    let scanned = scan(source, Lang::Yaml);
+fn check(
+    lang: Lang,
+    source: &[u8],
+    selections: &BTreeMap<PolicyId, ImageRef>,
+) -> Result<(), TestCaseError> {
+    let path = Path::new(if lang == Lang::Cue { "f.cue" } else { "f.yaml" });
+    let scanned = scan(source, lang);
     let parsed = !scanned
         .problems
         .iter()
         .any(|p| p.kind == ProblemKind::Syntax);
-    let planned = plan(Path::new("f.yaml"), Lang::Yaml, scanned, selections);
+    let planned = plan(path, lang, scanned, selections);
     match apply(source, &planned) {
         Ok(output) => {
             assert_only_edits_differ(source, &output, &planned.edits);
             prop_assert_eq!(output.is_empty() && !source.is_empty(), false);
-            let rescanned = scan(&output, Lang::Yaml);
+            let rescanned = scan(&output, lang);
             // The incremental re-parse used by verification sees what a full parse sees.
-            scan(source, Lang::Yaml);
-            prop_assert_eq!(
-                &rescan(Lang::Yaml, source, &output, &planned.edits),
-                &rescanned
-            );
+            scan(source, lang);
+            prop_assert_eq!(&rescan(lang, source, &output, &planned.edits), &rescanned);
             for (edit, change) in planned.edits.iter().zip(&planned.changes) {
                 prop_assert!(
                     rescanned
@@ -143,11 +145,11 @@ fn check(source: &[u8], selections: &BTreeMap<PolicyId, ImageRef>) -> Result<(),
                         .any(|s| s.value == edit.value && s.line == change.line)
                 );
             }
-            let again = plan(Path::new("f.yaml"), Lang::Yaml, rescanned, selections);
+            let again = plan(path, lang, rescanned, selections);
             prop_assert!(again.edits.is_empty(), "second run edits {:?}", again.edits);
         }
         Err(err) => {
-            // A file that parsed must stay parseable: the encoder never breaks YAML.
+            // A file that parsed must stay parseable: the encoder never breaks the syntax.
             prop_assert!(
                 !parsed || planned.edits.is_empty(),
                 "verification failed: {err}"
@@ -162,7 +164,7 @@ proptest! {
 
     #[test]
     fn yamlish_input_rewrites_only_inside_edits(source in yamlish(), selections in selections()) {
-        check(&source, &selections)?;
+        check(Lang::Yaml, &source, &selections)?;
     }
 
     #[test]
@@ -170,8 +172,91 @@ proptest! {
         let mut source = source;
         // Give the bytes a chance to hold markers at all.
         source.extend_from_slice(b" # {\"$imagepolicy\": \"ns:a\"}");
-        check(&source, &selections)?;
+        check(Lang::Yaml, &source, &selections)?;
     }
+
+    #[test]
+    fn cueish_input_rewrites_only_inside_edits(source in cueish(), selections in selections()) {
+        check(Lang::Cue, &source, &selections)?;
+    }
+
+    #[test]
+    fn arbitrary_bytes_as_cue_never_panic(source in prop::collection::vec(any::<u8>(), 0..400), selections in selections()) {
+        let mut source = source;
+        source.extend_from_slice(b" // {\"$imagepolicy\": \"ns:a\"}");
+        check(Lang::Cue, &source, &selections)?;
+    }
+}
+
+fn cue_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("\"ghcr.io/org/app:1.0.0\"".to_string()),
+        Just("#\"ghcr.io/org/app:1\"#".to_string()),
+        Just("##\"a\"#b\\#c\"##".to_string()),
+        Just("\"\"\"\n\tghcr.io/org/app:1\n\t\"\"\"".to_string()),
+        Just("#\"\"\"\n    a\\#tb\n  \"\"\"#".to_string()),
+        Just("\"\"\"\n\t\"\"\"".to_string()),
+        Just("\"\\(x)/app:1\"".to_string()),
+        Just("\"q\\\"x\\u00e9\\/\"".to_string()),
+        Just("\"\"".to_string()),
+        Just("x".to_string()),
+        Just("1.20".to_string()),
+        Just("*\"a:1\" | string".to_string()),
+        Just("string & \"a:1\"".to_string()),
+        Just("{image: \"y:2\"}".to_string()),
+        Just("[\"a:1\", \"b:2\"]".to_string()),
+        Just("'bytes'".to_string()),
+        "\"[a-z0-9:./@-]{0,20}\"",
+        "[ -~]{0,12}",
+    ]
+}
+
+fn cue_comment() -> impl Strategy<Value = String> {
+    let policy = prop::sample::select(POLICIES.to_vec());
+    let part = prop::sample::select(vec!["", ":tag", ":name", ":digest"]);
+    prop_oneof![
+        4 => (policy, part).prop_map(|(p, s)| format!(" // {{\"$imagepolicy\": \"{p}{s}\"}}")),
+        1 => Just(" // {$imagepolicy: ns:a}".to_string()),
+        1 => Just(" // plain comment".to_string()),
+        1 => Just("\t//{\"$imagepolicy\":\"ns:b:tag\", \"x\": 1}  ".to_string()),
+        2 => Just(String::new()),
+    ]
+}
+
+fn cue_line() -> impl Strategy<Value = String> {
+    let label = prop::sample::select(vec![
+        "image: ",
+        "tag:\t",
+        "a: b: ",
+        "\"q k\": ",
+        "_h: ",
+        "#D: ",
+    ]);
+    prop_oneof![
+        8 => (label, cue_value(), cue_comment()).prop_map(|(l, v, c)| format!("{l}{v}{c}")),
+        2 => (cue_value(), cue_comment()).prop_map(|(v, c)| format!("l: [\n\t{v},{c}\n]")),
+        1 => Just("#Def: {\n\timage: \"ghcr.io/org/app:1\" // {\"$imagepolicy\": \"ns:a\"}\n}".to_string()),
+        1 => Just("for k, v in {x: 1} {\n\t\"\\(k)\": image: \"a:1\" // {\"$imagepolicy\": \"ns:b\"}\n}".to_string()),
+        1 => Just("t: \"\"\"\n\tx // {\"$imagepolicy\": \"ns:a\"}\n\t\"\"\"".to_string()),
+        1 => Just("// {\"$imagepolicy\": \"ns:a\"}".to_string()),
+        1 => Just(String::new()),
+        1 => "[ -~\t]{0,30}",
+    ]
+}
+
+fn cueish() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec!["\n", "\r\n"]),
+        prop::collection::vec(cue_line(), 0..12),
+        any::<bool>(),
+    )
+        .prop_map(|(eol, lines, final_newline)| {
+            let mut text = lines.join("\n");
+            if final_newline {
+                text.push('\n');
+            }
+            text.replace('\n', eol).into_bytes()
+        })
 }
 
 /// The generator must reach the interesting paths, or the properties above prove little.
@@ -181,25 +266,25 @@ fn generator_produces_edits_and_problems() {
     use proptest::test_runner::TestRunner;
 
     let mut runner = TestRunner::deterministic();
-    let (mut with_edits, mut with_problems) = (0, 0);
-    for _ in 0..300 {
-        let source = yamlish().new_tree(&mut runner).unwrap().current();
-        let selections = selections().new_tree(&mut runner).unwrap().current();
-        let planned = plan(
-            Path::new("f.yaml"),
-            Lang::Yaml,
-            scan(&source, Lang::Yaml),
-            &selections,
+    for lang in [Lang::Yaml, Lang::Cue] {
+        let (mut with_edits, mut with_problems) = (0, 0);
+        for _ in 0..300 {
+            let source = match lang {
+                Lang::Yaml => yamlish().new_tree(&mut runner).unwrap().current(),
+                Lang::Cue => cueish().new_tree(&mut runner).unwrap().current(),
+            };
+            let selections = selections().new_tree(&mut runner).unwrap().current();
+            let planned = plan(Path::new("f"), lang, scan(&source, lang), &selections);
+            with_edits += usize::from(!planned.edits.is_empty());
+            with_problems += usize::from(!planned.problems.is_empty());
+        }
+        assert!(
+            with_edits >= 30,
+            "{lang:?}: only {with_edits} of 300 generated files had edits"
         );
-        with_edits += usize::from(!planned.edits.is_empty());
-        with_problems += usize::from(!planned.problems.is_empty());
+        assert!(
+            with_problems >= 30,
+            "{lang:?}: only {with_problems} of 300 generated files had problems"
+        );
     }
-    assert!(
-        with_edits >= 30,
-        "only {with_edits} of 300 generated files had edits"
-    );
-    assert!(
-        with_problems >= 30,
-        "only {with_problems} of 300 generated files had problems"
-    );
 }

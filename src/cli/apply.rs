@@ -14,7 +14,7 @@ use crate::rewrite::walk::{Mode, TreeReport, rewrite_tree};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The tree (or single file) to rewrite: `*.yaml`, `*.yml`, `Kustomization`.
+    /// The tree (or single file) to rewrite: `*.yaml`, `*.yml`, `Kustomization`, `*.cue`.
     pub dir: PathBuf,
     /// A policy's selection, e.g. `team-a:app=ghcr.io/org/app:1.2.3`; repeatable.
     #[arg(long = "set", value_name = "NS:NAME=IMAGE[:TAG][@DIGEST]", value_parser = parse_selection)]

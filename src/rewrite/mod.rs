@@ -2,14 +2,16 @@
 //!
 //! The core is pure and language-agnostic: [`scan`] finds marked sites in a file's bytes,
 //! [`plan`] turns sites and selections into edits and [`Change`]s, [`apply`] splices the
-//! edits once and [`verify`]s the result. Language modules (`yaml`, later `cue`) only locate
+//! edits once and [`verify`]s the result. Language modules (`yaml`, `cue`) only locate
 //! markers and values and know the quoting rules of their literals. [`walk`] is the IO edge:
 //! file discovery, parallel processing and atomic writes.
 //!
-//! Adding a language (CUE) takes a `Lang` variant chosen in [`Lang::from_path`], and an arm in
-//! [`scan`], [`rescan`] (a plain `scan` of the new bytes is correct, just not incremental) and
-//! [`encode`]; planning, splicing, verification and the walk are shared.
+//! A language is a `Lang` variant chosen in [`Lang::from_path`] and an arm in [`scan`],
+//! [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and [`encode`];
+//! planning, splicing, verification and the walk are shared.
 
+mod cue;
+mod cue_literal;
 mod edit;
 mod marker;
 mod verify;
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::PolicyId;
 
+pub use cue_literal::CueForm;
 pub use edit::{Edit, FilePlan, apply, plan, plan_allowed, value_for};
 pub use marker::{MarkerParse, parse_marker};
 pub use verify::{VerifyError, verify};
@@ -35,10 +38,11 @@ pub const MARKER_NEEDLE: &[u8] = b"$imagepolicy";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Lang {
     Yaml,
+    Cue,
 }
 
 impl Lang {
-    /// `*.yaml`, `*.yml` and Kustomize's extensionless `Kustomization`.
+    /// `*.yaml`, `*.yml`, Kustomize's extensionless `Kustomization`, and `*.cue`.
     pub fn from_path(path: &Path) -> Option<Self> {
         let name = path.file_name()?.to_str()?;
         if name == "Kustomization" {
@@ -47,6 +51,7 @@ impl Lang {
         let ext = Path::new(name).extension()?.to_str()?;
         match ext {
             "yaml" | "yml" => Some(Self::Yaml),
+            "cue" => Some(Self::Cue),
             _ => None,
         }
     }
@@ -92,6 +97,8 @@ pub enum Style {
     Plain,
     Single,
     Double,
+    /// A CUE string literal; its delimiters are kept and only its content is rewritten.
+    Cue(CueForm),
 }
 
 /// A marked value: where it is, how it is quoted and what it reads as now.
@@ -100,7 +107,7 @@ pub struct Site {
     pub marker: Marker,
     /// 1-based line of the marker (and of the value).
     pub line: usize,
-    /// Bytes of the literal, quotes included.
+    /// Bytes of the literal, quotes included (CUE: its content, between the delimiters).
     pub range: Range<usize>,
     pub style: Style,
     /// The decoded value.
@@ -124,6 +131,8 @@ pub enum ProblemKind {
     UnsupportedValue { what: &'static str },
     /// A marker inside a block scalar's text, which is data, not a comment.
     MarkerInBlockScalar,
+    /// A marker inside a CUE string's text, which is data, not a comment.
+    MarkerInString,
     /// A marker names a policy with no selection.
     UnknownPolicy { policy: PolicyId },
     /// The policy may not write this file (tenancy).
@@ -165,6 +174,10 @@ impl fmt::Display for ProblemKind {
             Self::MarkerInBlockScalar => write!(
                 f,
                 "marker inside a block scalar is text, not a comment; not rewritten"
+            ),
+            Self::MarkerInString => write!(
+                f,
+                "marker inside a string is text, not a comment; not rewritten"
             ),
             Self::UnknownPolicy { policy } => write!(f, "unknown policy {policy}: no selection"),
             Self::NotAllowed { policy } => {
@@ -256,6 +269,7 @@ pub struct ScanResult {
 pub fn scan(source: &[u8], lang: Lang) -> ScanResult {
     match lang {
         Lang::Yaml => yaml::scan(source),
+        Lang::Cue => cue::scan(source),
     }
 }
 
@@ -270,6 +284,7 @@ pub fn rescan(lang: Lang, old: &[u8], new: &[u8], edits: &[Edit]) -> ScanResult 
                 .collect();
             yaml::rescan(old, new, &edits)
         }
+        Lang::Cue => cue::scan(new),
     }
 }
 
@@ -277,6 +292,7 @@ pub fn rescan(lang: Lang, old: &[u8], new: &[u8], edits: &[Edit]) -> ScanResult 
 pub fn encode(lang: Lang, style: Style, value: &str) -> (Style, String) {
     match lang {
         Lang::Yaml => yaml::encode(style, value),
+        Lang::Cue => cue::encode(style, value),
     }
 }
 

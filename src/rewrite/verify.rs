@@ -100,7 +100,11 @@ fn outside_unchanged(old: &[u8], new: &[u8], edits: &[Edit]) -> Result<(), Verif
 
 fn shifted(offset: usize, edits: &[Edit]) -> usize {
     let mut out = offset as isize;
-    for edit in edits.iter().take_while(|e| e.range.end <= offset) {
+    // An edit starting at `offset` is that site's own, even when it is empty (a CUE `""`).
+    for edit in edits
+        .iter()
+        .take_while(|e| e.range.end <= offset && e.range.start < offset)
+    {
         out += edit.text.len() as isize - edit.range.len() as isize;
     }
     out.max(0) as usize

@@ -224,7 +224,7 @@ fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
 }
 
 /// 0-based rows holding `imagepolicy` in any case (markers and near-misses).
-fn marker_rows(source: &[u8]) -> std::collections::BTreeSet<usize> {
+pub(super) fn marker_rows(source: &[u8]) -> std::collections::BTreeSet<usize> {
     static NEEDLE: std::sync::LazyLock<Option<regex::bytes::Regex>> =
         std::sync::LazyLock::new(|| regex::bytes::Regex::new("(?i)imagepolicy").ok());
     let mut rows = std::collections::BTreeSet::new();
@@ -349,7 +349,7 @@ fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
 
 /// The line of the innermost first ERROR or MISSING node. tree-sitter may wrap the whole
 /// file in one ERROR; its nested error, or else its last child, is nearer the actual mistake.
-fn first_error_line(root: Node<'_>) -> usize {
+pub(super) fn first_error_line(root: Node<'_>) -> usize {
     let mut node = first_error(root).unwrap_or(root);
     while let Some(inner) = first_error_below(node) {
         node = inner;
