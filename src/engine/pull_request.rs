@@ -265,7 +265,12 @@ pub(super) fn attempt(
         }
 
         let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
-        let text = message::render(&target.message, &target.name, &tree.changes);
+        let text = message::render(
+            &target.message,
+            &target.name,
+            &tree.changes,
+            &run.selections.selections,
+        );
         let commit = ws.commit(&paths, &target.author, &text)?;
         let up_to_date = match synced.push_head {
             Some(head) => ws.same_tree(head, commit.id)?,

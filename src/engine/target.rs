@@ -153,7 +153,12 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
             return Ok(());
         }
         let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
-        let text = message::render(&target.message, &target.name, &tree.changes);
+        let text = message::render(
+            &target.message,
+            &target.name,
+            &tree.changes,
+            &run.selections.selections,
+        );
         let t = &mut report.timings;
         let commit = timed(&mut t.commit_ms, || {
             ws.commit(&paths, &target.author, &text)
