@@ -9,6 +9,7 @@ pub mod apply;
 pub mod check;
 pub mod once;
 mod policy;
+pub mod run;
 pub mod tags;
 
 /// Keeps container image references in Git up to date.
@@ -56,6 +57,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run one full cycle over every target (scan, select, rewrite, commit, push), then exit.
     Once(once::OnceArgs),
+    /// Run as a service: scan on intervals and on registry webhooks, keep every target current.
+    Run(run::RunArgs),
     /// List an image's tags with the configured credentials.
     Tags(tags::TagsArgs),
 }
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Apply(args) => apply::run(args),
         Command::Check(args) => check::run(args),
         Command::Once(args) => once::run(args),
+        Command::Run(args) => run::run(args),
         Command::Tags(args) => tags::run(args),
     }
 }

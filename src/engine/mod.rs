@@ -4,6 +4,7 @@
 mod message;
 mod pull_request;
 mod select;
+mod service;
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use serde::Serialize;
 
 pub use self::message::render as render_message;
 pub use self::pull_request::{DeliveryError, PullRequestAction, body as pull_request_body};
-pub use self::select::{ImageReport, SelectionSet, select_all};
+pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
+pub use self::service::{ServiceOptions, serve};
 pub use self::target::{ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target};
 use crate::config::Config;
 use crate::registry::Client;

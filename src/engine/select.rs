@@ -48,15 +48,20 @@ impl SelectionSet {
 /// Scans all images (bounded concurrency inside the client), selects, and resolves digests
 /// where the policy asks for them. A failed scan gives no selection: markers stay as they are.
 pub async fn select_all(config: &Config, client: &Client) -> SelectionSet {
-    let names: Vec<_> = config.images.iter().map(|i| i.image.clone()).collect();
+    let all: Vec<&ImagePolicy> = config.images.iter().collect();
+    select_images(&all, client).await
+}
+
+/// [`select_all`] for some of the images (the ones due for a scan).
+pub async fn select_images(images: &[&ImagePolicy], client: &Client) -> SelectionSet {
     // The same repository may back several policies: list its tags once.
-    let mut unique = names.clone();
+    let mut unique: Vec<_> = images.iter().map(|i| i.image.clone()).collect();
     unique.sort();
     unique.dedup();
     let scans: BTreeMap<_, _> = client.scan_all(&unique).await.into_iter().collect();
 
     let mut set = SelectionSet::default();
-    for image in &config.images {
+    for image in images {
         let report = match scans.get(&image.image) {
             Some(Ok(tags)) => select_one(image, tags, client, &mut set.selections).await,
             Some(Err(e)) => {

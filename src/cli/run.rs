@@ -1,0 +1,106 @@
+//! `tagsmith run -c tagsmith.yaml`: the long-running service. Scans on each image's interval,
+//! takes registry webhooks, keeps every target current; SIGTERM or SIGINT stops it gracefully
+//! (a second signal exits at once).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::sync::{mpsc, watch};
+
+use super::Status;
+use crate::config::Config;
+use crate::engine::{ServiceOptions, serve};
+use crate::registry::{Client, Options};
+use crate::server::{Readiness, Server, bind};
+
+/// Webhook events waiting for the scheduler; a full queue answers 503 with Retry-After.
+const QUEUE: usize = 1024;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(short, long, value_name = "FILE", default_value = "tagsmith.yaml")]
+    pub config: PathBuf,
+    /// Where workspaces live (default: the config's `state.dir`, else $XDG_STATE_HOME/tagsmith).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Targets worked on at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Seconds shutdown waits for runs in flight before abandoning them.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub shutdown_deadline: u64,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<Status> {
+    let config = Arc::new(Config::load(&args.config)?);
+    let state_dir = super::once::state_dir(args.state_dir.clone(), &config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(service(config, state_dir, &args))?;
+    Ok(Status::Ok)
+}
+
+async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> anyhow::Result<()> {
+    let (queue, requests) = mpsc::channel(QUEUE);
+    let readiness = Readiness::new();
+    let server = Server::new(&config.receivers, queue, readiness.clone())?;
+    let listener = bind(config.server.listen).await?;
+    let (stop, stopped) = watch::channel(false);
+
+    let server_stop = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let http = tokio::spawn(server.serve(listener, server_stop));
+    let client = Arc::new(Client::new(config.registries.clone(), Options::default()));
+    let options = ServiceOptions {
+        state_dir,
+        target_concurrency: args.concurrency,
+        shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
+    };
+    let scheduler = tokio::spawn(serve(
+        Arc::clone(&config),
+        client,
+        options,
+        requests,
+        stopped,
+    ));
+    readiness.set(true);
+    tracing::info!(images = config.images.len(), targets = config.targets.len(), listen = %config.server.listen, "tagsmith run started");
+
+    wait_for_signal().await?;
+    tracing::info!("signal received: stopping (a second signal exits at once)");
+    readiness.set(false);
+    let _ = stop.send(true);
+    tokio::spawn(async {
+        if wait_for_signal().await.is_ok() {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    });
+    scheduler
+        .await
+        .context("the scheduler stopped abnormally")?;
+    http.await
+        .context("the webhook server stopped abnormally")??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
+    }
+    Ok(())
+}
