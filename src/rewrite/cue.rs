@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use tree_sitter::{Node, Parser, Tree};
 
 use super::cue_literal;
-use super::marker::{MarkerParse, parse_marker};
+use super::marker::parse_marker;
 use super::yaml::{first_error_line, marker_rows};
 use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style};
 
@@ -61,21 +61,11 @@ pub fn scan(source: &[u8]) -> ScanResult {
 
     for (&row, &comment) in &collected.comments {
         let line = row + 1;
-        let marker = match parse_marker(&comment_body(comment, source)) {
-            MarkerParse::NotMarker => continue,
-            MarkerParse::Marker(marker) => marker,
-            MarkerParse::NearMiss(reason) => {
-                result.problems.push(Finding {
-                    line,
-                    kind: ProblemKind::NearMiss { reason },
-                });
-                continue;
-            }
-            MarkerParse::Bad(reason) => {
-                result.problems.push(Finding {
-                    line,
-                    kind: ProblemKind::BadMarker { reason },
-                });
+        let marker = match parse_marker(&comment_body(comment, source)).at_line(line) {
+            Ok(Some(marker)) => marker,
+            Ok(None) => continue,
+            Err(finding) => {
+                result.problems.push(finding);
                 continue;
             }
         };

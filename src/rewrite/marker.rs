@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Marker, Part};
+use super::{Finding, Marker, Part, ProblemKind};
 use crate::model::PolicyId;
 
 const KEY: &str = "$imagepolicy";
@@ -18,6 +18,24 @@ pub enum MarkerParse {
     NearMiss(String),
     /// A JSON marker whose value is not a valid `ns:name[:part]`.
     Bad(String),
+}
+
+impl MarkerParse {
+    /// The marker, `None` for an ordinary comment, or the problem to report at `line`.
+    pub fn at_line(self, line: usize) -> Result<Option<Marker>, Finding> {
+        match self {
+            Self::NotMarker => Ok(None),
+            Self::Marker(marker) => Ok(Some(marker)),
+            Self::NearMiss(reason) => Err(Finding {
+                line,
+                kind: ProblemKind::NearMiss { reason },
+            }),
+            Self::Bad(reason) => Err(Finding {
+                line,
+                kind: ProblemKind::BadMarker { reason },
+            }),
+        }
+    }
 }
 
 /// Parses the text of a comment (after `#` or `//`).

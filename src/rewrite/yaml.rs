@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
-use super::marker::{MarkerParse, parse_marker};
+use super::marker::parse_marker;
 use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, yaml_literal};
 
 thread_local! {
@@ -111,21 +111,11 @@ fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
 
     for (&row, &comment) in &collected.markers {
         let line = row + 1;
-        let marker = match parse_marker(comment_body(comment, source)) {
-            MarkerParse::NotMarker => continue,
-            MarkerParse::Marker(marker) => marker,
-            MarkerParse::NearMiss(reason) => {
-                result.problems.push(Finding {
-                    line,
-                    kind: ProblemKind::NearMiss { reason },
-                });
-                continue;
-            }
-            MarkerParse::Bad(reason) => {
-                result.problems.push(Finding {
-                    line,
-                    kind: ProblemKind::BadMarker { reason },
-                });
+        let marker = match parse_marker(comment_body(comment, source)).at_line(line) {
+            Ok(Some(marker)) => marker,
+            Ok(None) => continue,
+            Err(finding) => {
+                result.problems.push(finding);
                 continue;
             }
         };
