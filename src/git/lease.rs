@@ -2,9 +2,9 @@
 //! tagsmith did not write, and replaced with force-with-lease so that a push by someone else
 //! between our fetch and our push is never overwritten.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
-use git2::{Oid, PushOptions};
+use git2::Oid;
 
 use super::auth::callbacks;
 use super::workspace::Synced;
@@ -86,7 +86,6 @@ impl Workspace {
         let dst = format!("refs/heads/{branch}");
         let attempts = Cell::new(0);
         let lease_broken = Cell::new(false);
-        let rejected: RefCell<Option<String>> = RefCell::new(None);
         let mut cbs = callbacks(self.creds.as_ref(), self.host_keys.as_ref(), &attempts);
         // The advertised old value is what the server checks the update against (under its
         // lock), so comparing it with what we expect here is a real lease, not a racy pre-check.
@@ -102,28 +101,17 @@ impl Workspace {
             }
             Ok(())
         });
-        cbs.push_update_reference(|_refname, status| {
-            if let Some(status) = status {
-                *rejected.borrow_mut() = Some(status.to_string());
-            }
-            Ok(())
-        });
-        let mut options = PushOptions::new();
-        options.remote_callbacks(cbs);
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .map_err(|e| push_err(message(&e)))?;
         let refspec = format!("+{LEASE_REF}:{dst}");
-        let result = remote.push(&[refspec.as_str()], Some(&mut options));
-        drop(options);
+        let (result, rejected) = self
+            .push_refspec(&refspec, cbs)
+            .map_err(|e| push_err(message(&e)))?;
         if lease_broken.get() {
             return Err(GitError::NonFastForward {
                 url: self.url.clone(),
                 branch: branch.to_string(),
             });
         }
-        let failure = match (result, rejected.into_inner()) {
+        let failure = match (result, rejected) {
             (Ok(()), None) => None,
             (Err(e), _) => Some(push_err(message(&e))),
             (Ok(()), Some(status)) => Some(GitError::PushRejected {

@@ -2,8 +2,9 @@
 //! `NonFastForward` so the caller can fetch, re-apply and try again.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
-use git2::{ErrorCode, Oid, PushOptions};
+use git2::{ErrorCode, Oid, PushOptions, RemoteCallbacks};
 
 use super::auth::callbacks;
 use super::{GitError, Workspace, message};
@@ -25,6 +26,31 @@ fn is_non_fast_forward(text: &str) -> bool {
 }
 
 impl Workspace {
+    /// Pushes `refspec` to origin with `cbs` (credentials, host keys and any checks of the
+    /// caller's), returning libgit2's result and the server's refusal of the reference, if any:
+    /// git2's push() returns Ok even when the server refuses a reference.
+    pub(super) fn push_refspec<'cb>(
+        &self,
+        refspec: &str,
+        mut cbs: RemoteCallbacks<'cb>,
+    ) -> Result<(Result<(), git2::Error>, Option<String>), git2::Error> {
+        let rejected: Rc<RefCell<Option<String>>> = Rc::default();
+        let status_slot = Rc::clone(&rejected);
+        cbs.push_update_reference(move |_refname, status| {
+            if let Some(status) = status {
+                *status_slot.borrow_mut() = Some(status.to_string());
+            }
+            Ok(())
+        });
+        let mut options = PushOptions::new();
+        options.remote_callbacks(cbs);
+        let mut remote = self.repo.find_remote("origin")?;
+        let result = remote.push(&[refspec], Some(&mut options));
+        drop(options);
+        let refusal = rejected.borrow_mut().take();
+        Ok((result, refusal))
+    }
+
     pub fn push(&self, commit: Oid, branch: &str) -> Result<PushOutcome, GitError> {
         let push_err = |m: String| GitError::Push {
             url: self.url.clone(),
@@ -36,29 +62,16 @@ impl Workspace {
             .reference(PUSH_REF, commit, true, "tagsmith push")
             .map_err(|e| push_err(message(&e)))?;
         let attempts = Cell::new(0);
-        let rejected: RefCell<Option<String>> = RefCell::new(None);
-        let mut cbs = callbacks(self.creds.as_ref(), self.host_keys.as_ref(), &attempts);
-        // git2's push() returns Ok even when the server refuses a reference: the status comes here.
-        cbs.push_update_reference(|_refname, status| {
-            if let Some(status) = status {
-                *rejected.borrow_mut() = Some(status.to_string());
-            }
-            Ok(())
-        });
-        let mut options = PushOptions::new();
-        options.remote_callbacks(cbs);
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .map_err(|e| push_err(message(&e)))?;
+        let cbs = callbacks(self.creds.as_ref(), self.host_keys.as_ref(), &attempts);
         let refspec = format!("{PUSH_REF}:refs/heads/{branch}");
-        let result = remote.push(&[refspec.as_str()], Some(&mut options));
-        drop(options);
+        let (result, rejected) = self
+            .push_refspec(&refspec, cbs)
+            .map_err(|e| push_err(message(&e)))?;
         let non_fast_forward = || GitError::NonFastForward {
             url: self.url.clone(),
             branch: branch.to_string(),
         };
-        let failure = match (result, rejected.into_inner()) {
+        let failure = match (result, rejected) {
             (Ok(()), None) => None,
             (Err(e), _)
                 if e.code() == ErrorCode::NotFastForward || is_non_fast_forward(e.message()) =>
