@@ -17,7 +17,7 @@ use tree_sitter::{Node, Parser, Tree};
 
 use super::cue_literal;
 use super::marker::parse_marker;
-use super::yaml::{first_error_line, marker_rows};
+use super::yaml::{marker_rows, parsed_root};
 use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style};
 
 thread_local! {
@@ -39,21 +39,14 @@ fn parse(source: &[u8]) -> Option<Tree> {
 
 pub fn scan(source: &[u8]) -> ScanResult {
     let mut result = ScanResult::default();
-    let Some(tree) = parse(source) else {
-        result.problems.push(Finding {
-            line: 1,
-            kind: ProblemKind::Syntax,
-        });
-        return result;
+    let tree = parse(source);
+    let root = match parsed_root(tree.as_ref()) {
+        Ok(root) => root,
+        Err(finding) => {
+            result.problems.push(finding);
+            return result;
+        }
     };
-    let root = tree.root_node();
-    if root.has_error() {
-        result.problems.push(Finding {
-            line: first_error_line(root),
-            kind: ProblemKind::Syntax,
-        });
-        return result;
-    }
 
     let mut collected = Collected::default();
     collect(root, source, &mut collected);

@@ -89,21 +89,13 @@ fn point_of(source: &[u8], offset: usize) -> Point {
 
 fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
     let mut result = ScanResult::default();
-    let Some(tree) = tree else {
-        result.problems.push(Finding {
-            line: 1,
-            kind: ProblemKind::Syntax,
-        });
-        return result;
+    let root = match parsed_root(tree.as_ref()) {
+        Ok(root) => root,
+        Err(finding) => {
+            result.problems.push(finding);
+            return result;
+        }
     };
-    let root = tree.root_node();
-    if root.has_error() {
-        result.problems.push(Finding {
-            line: first_error_line(root),
-            kind: ProblemKind::Syntax,
-        });
-        return result;
-    }
 
     let mut collected = Collected::default();
     collect(root, source, &mut collected);
@@ -335,6 +327,25 @@ fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
     let text = &source[comment.byte_range()];
     let text = text.strip_prefix(b"#").unwrap_or(text);
     std::str::from_utf8(text).unwrap_or("")
+}
+
+/// The root of a tree that parsed cleanly, or the syntax problem to report instead: a file
+/// that does not parse is never edited.
+pub(super) fn parsed_root(tree: Option<&Tree>) -> Result<Node<'_>, Finding> {
+    let Some(tree) = tree else {
+        return Err(Finding {
+            line: 1,
+            kind: ProblemKind::Syntax,
+        });
+    };
+    let root = tree.root_node();
+    if root.has_error() {
+        return Err(Finding {
+            line: first_error_line(root),
+            kind: ProblemKind::Syntax,
+        });
+    }
+    Ok(root)
 }
 
 /// The line of the innermost first ERROR or MISSING node. tree-sitter may wrap the whole
