@@ -20,10 +20,19 @@ fn push(registry: &Registry, tags: &[&str]) {
         .block_on(registry.pusher().push_tags("org/app", &tags));
 }
 
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; log:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -82,9 +91,14 @@ fn applies_pending_updates_reacts_to_a_webhook_and_stops_on_sigterm() {
     let app = |bare: &Path| show(bare, "main", "apps/app.yaml");
 
     // At start: the pending update is applied.
-    wait_until("the first commit", Duration::from_secs(60), || {
-        app(&bare).contains("org/app:1.1.0")
-    });
+    let log_path = tmp.path().join("run.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until(
+        "the first commit",
+        Duration::from_secs(60),
+        || app(&bare).contains("org/app:1.1.0"),
+        log,
+    );
     assert_eq!(count_commits(&bare, "main"), 2);
 
     // A new tag and a webhook naming the image: a commit follows without waiting for the interval.
@@ -101,9 +115,12 @@ fn applies_pending_updates_reacts_to_a_webhook_and_stops_on_sigterm() {
             .status()
     });
     assert_eq!(status.as_u16(), 202);
-    wait_until("the webhook's commit", Duration::from_secs(60), || {
-        app(&bare).contains("org/app:1.2.0")
-    });
+    wait_until(
+        "the webhook's commit",
+        Duration::from_secs(60),
+        || app(&bare).contains("org/app:1.2.0"),
+        log,
+    );
     assert_eq!(count_commits(&bare, "main"), 3);
 
     // Graceful stop: exit 0.

@@ -12,9 +12,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::Status;
 use crate::config::Config;
-use crate::engine::{ServiceOptions, serve};
+use crate::engine::{Service, ServiceOptions, serve};
+use crate::metrics::metrics;
 use crate::registry::{Client, Options};
-use crate::server::{Readiness, Server, bind};
+use crate::server::{Observer, Readiness, Server, admin, bind};
+use crate::state::Store;
 
 /// Webhook events waiting for the scheduler; a full queue answers 503 with Retry-After.
 const QUEUE: usize = 1024;
@@ -49,30 +51,49 @@ pub fn run(args: RunArgs) -> anyhow::Result<Status> {
 async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> anyhow::Result<()> {
     let (queue, requests) = mpsc::channel(QUEUE);
     let readiness = Readiness::new();
-    let server = Server::new(&config.receivers, queue, readiness.clone())?;
+    let observer = Observer::new(|receiver, outcome| {
+        metrics()
+            .webhooks
+            .get_or_create(&vec![
+                ("receiver", receiver.to_string()),
+                ("result", outcome.as_str().to_string()),
+            ])
+            .inc();
+    });
+    let server =
+        Server::new(&config.receivers, queue.clone(), readiness.clone())?.with_observer(observer);
     let listener = bind(config.server.listen).await?;
+    let admin_listener = match config.server.metrics {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let opened = Store::open(&state_dir)?;
+    if let Some(reason) = &opened.rebuilt {
+        tracing::warn!(%reason, "state store rebuilt: selections come back with the next scans");
+    }
     let (stop, stopped) = watch::channel(false);
-
-    let server_stop = {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
+    let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
     };
-    let http = tokio::spawn(server.serve(listener, server_stop));
-    let client = Arc::new(Client::new(config.registries.clone(), Options::default()));
-    let options = ServiceOptions {
-        state_dir,
-        target_concurrency: args.concurrency,
-        shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
+    let http = tokio::spawn(server.serve(listener, stop_signal(stopped.clone())));
+    let (status, status_view) = watch::channel(String::from("{}"));
+    let admin = admin_listener.map(|listener| {
+        let router = admin::router(status_view, queue.clone());
+        tokio::spawn(admin::serve(router, listener, stop_signal(stopped.clone())))
+    });
+    drop(queue);
+    let service = Service {
+        config: Arc::clone(&config),
+        client: Arc::new(Client::new(config.registries.clone(), Options::default())),
+        options: ServiceOptions {
+            state_dir,
+            target_concurrency: args.concurrency,
+            shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
+        },
+        store: Arc::new(opened.store),
+        snapshot: opened.snapshot,
     };
-    let scheduler = tokio::spawn(serve(
-        Arc::clone(&config),
-        client,
-        options,
-        requests,
-        stopped,
-    ));
+    let scheduler = tokio::spawn(serve(service, requests, stopped, status));
     readiness.set(true);
     tracing::info!(images = config.images.len(), targets = config.targets.len(), listen = %config.server.listen, "tagsmith run started");
 
@@ -91,6 +112,11 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
         .context("the scheduler stopped abnormally")?;
     http.await
         .context("the webhook server stopped abnormally")??;
+    if let Some(admin) = admin {
+        admin
+            .await
+            .context("the metrics server stopped abnormally")??;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod duration;
 mod pull_request;
 pub mod raw;
+mod schedule;
 pub mod template;
 mod tenancy;
 
@@ -17,12 +18,15 @@ use serde_saphyr::Spanned;
 use thiserror::Error;
 
 pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
+pub use self::schedule::Schedule;
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
 use crate::model::{ImageName, PolicyId};
 use crate::policy::{FilterSpec, Order, Policy, PolicySpec, RuleSpec};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// How often `tagsmith run` re-reads a target's repository when nothing else triggers it.
+pub const DEFAULT_TARGET_INTERVAL: Duration = Duration::from_secs(600);
 pub const DEFAULT_BRANCH: &str = "main";
 
 #[derive(Debug, Error)]
@@ -161,6 +165,11 @@ pub struct Target {
     pub message: Template,
     /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
     pub signing_key: Option<PathBuf>,
+    /// `tagsmith run` delivers changes only at the times this cron expression (UTC) names.
+    pub schedule: Option<Schedule>,
+    /// `tagsmith run` re-reads the repository this often even when no selection changed, to
+    /// pick up markers added or edited in Git.
+    pub interval: Duration,
 }
 
 impl Target {
@@ -643,6 +652,25 @@ impl<'a> Validator<'a> {
             .as_ref()
             .and_then(|c| c.signing_key.as_deref())
             .map(|k| self.resolve(k));
+        let schedule = raw.schedule.as_ref().and_then(|s| {
+            Schedule::parse(&s.value)
+                .map_err(|e| self.problem(s, format!("target {name}: schedule: {e}")))
+                .ok()
+        });
+        let interval = match &raw.interval {
+            None => DEFAULT_TARGET_INTERVAL,
+            Some(i) => match duration::parse(&i.value) {
+                Ok(d) if d >= Duration::from_secs(1) => d,
+                Ok(_) => {
+                    self.problem(i, "interval must be at least 1s");
+                    DEFAULT_TARGET_INTERVAL
+                }
+                Err(e) => {
+                    self.problem(i, e);
+                    DEFAULT_TARGET_INTERVAL
+                }
+            },
+        };
         if self.problems.len() > before {
             return None;
         }
@@ -660,6 +688,8 @@ impl<'a> Validator<'a> {
             author,
             message,
             signing_key,
+            schedule,
+            interval,
         })
     }
 

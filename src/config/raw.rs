@@ -65,6 +65,10 @@ pub struct RawTarget {
     pub push: Option<RawPush>,
     #[serde(default)]
     pub commit: Option<RawCommit>,
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

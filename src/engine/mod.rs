@@ -5,6 +5,7 @@ mod message;
 mod pull_request;
 mod select;
 mod service;
+mod status;
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use serde::Serialize;
 pub use self::message::render as render_message;
 pub use self::pull_request::{DeliveryError, PullRequestAction, body as pull_request_body};
 pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
-pub use self::service::{ServiceOptions, serve};
+pub use self::service::{Service, ServiceOptions, serve};
+pub use self::status::{ImageStatus, StatusView, TargetStatus};
 pub use self::target::{ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target};
 use crate::config::Config;
 use crate::registry::Client;
@@ -83,6 +85,7 @@ pub async fn run_once(
                 problems: Vec::new(),
                 push_attempts: 0,
                 timings: Timings::default(),
+                policies: Vec::new(),
             })
         })
         .collect()

@@ -203,6 +203,7 @@ pub(super) fn attempt(
         let synced = ws.sync_onto_base(&settings.base, &settings.branch)?;
         let tree = rewrite(run, ws.root())?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
+        report.policies = tree.policies.iter().map(ToString::to_string).collect();
         report.problems = problems(run, &tree);
         if tree.changed.is_empty() {
             // Also the case once the pull request is merged: nothing to push, nothing to close.

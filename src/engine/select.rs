@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{Config, DigestMode, ImagePolicy};
-use crate::model::{ImageRef, PolicyId, Tag};
+use crate::model::{ImageName, ImageRef, PolicyId, Tag};
 use crate::registry::Client;
 
 /// What happened to one image this cycle.
@@ -26,6 +26,8 @@ pub struct ImageReport {
 pub struct SelectionSet {
     pub selections: BTreeMap<PolicyId, ImageRef>,
     pub reports: Vec<ImageReport>,
+    /// The tags each successfully scanned image listed, for the state store.
+    pub tags: BTreeMap<ImageName, Vec<Tag>>,
 }
 
 impl SelectionSet {
@@ -72,6 +74,10 @@ pub async fn select_images(images: &[&ImagePolicy], client: &Client) -> Selectio
         };
         set.reports.push(report);
     }
+    set.tags = scans
+        .into_iter()
+        .filter_map(|(image, tags)| Some((image, tags.ok()?)))
+        .collect();
     set
 }
 

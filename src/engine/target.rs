@@ -52,6 +52,9 @@ pub struct TargetReport {
     pub problems: Vec<String>,
     pub push_attempts: u32,
     pub timings: Timings,
+    /// Every policy the target's markers name; the service runs the target when one changes.
+    #[serde(skip)]
+    pub policies: Vec<String>,
 }
 
 /// Where a target's run spent its time, in milliseconds, summed over push attempts.
@@ -112,6 +115,7 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
         problems: Vec::new(),
         push_attempts: 0,
         timings: Timings::default(),
+        policies: Vec::new(),
     };
     let result = match &run.target.pull_request {
         Some(settings) => {
@@ -139,6 +143,7 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
         timed(&mut t.sync_ms, || ws.sync(&target.git.branch, push_branch))?;
         let tree = timed(&mut t.rewrite_ms, || rewrite(run, ws.root()))?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
+        report.policies = tree.policies.iter().map(ToString::to_string).collect();
         report.problems = problems(run, &tree);
         if tree.changed.is_empty() {
             report.outcome = Outcome::Unchanged;

@@ -349,8 +349,12 @@ impl Host {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
-        let response = request.send().await.map_err(|e| describe(&e))?;
+        let response = request.send().await.map_err(|e| {
+            count_request(None);
+            describe(&e)
+        })?;
         let status = response.status();
+        count_request(Some(status));
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|e| describe(&e))?;
         Ok((
@@ -493,12 +497,16 @@ impl Host {
             let result = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
+                    count_request(Some(status));
                     match response.bytes().await {
                         Ok(body) => Ok((status, body)),
                         Err(e) => Err(describe(&e)),
                     }
                 }
-                Err(e) => Err(describe(&e)),
+                Err(e) => {
+                    count_request(None);
+                    Err(describe(&e))
+                }
             };
             let reason = match result {
                 Ok((status, body)) if status.is_success() => {
@@ -538,6 +546,15 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Registry requests by status code, `error` when no response came.
+fn count_request(status: Option<StatusCode>) {
+    let code = status.map_or_else(|| "error".to_string(), |s| s.as_u16().to_string());
+    crate::metrics::metrics()
+        .registry_requests
+        .get_or_create(&crate::metrics::label("status", code))
+        .inc();
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The IO edge of rewriting: finds candidate files under a tree, processes them in parallel
 //! and writes changed files atomically. Everything else in `rewrite` is pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,8 @@ pub struct TreeReport {
     pub changed: Vec<ChangedFile>,
     pub changes: Vec<Change>,
     pub problems: Vec<Problem>,
+    /// Every policy a marker names, known or not.
+    pub policies: BTreeSet<PolicyId>,
 }
 
 impl TreeReport {
@@ -138,6 +140,7 @@ pub fn rewrite_tree_allowed(
 #[derive(Default)]
 struct Outcome {
     parsed: bool,
+    policies: Vec<PolicyId>,
     changed: Option<ChangedFile>,
     changes: Vec<Change>,
     problems: Vec<Problem>,
@@ -176,6 +179,7 @@ fn process(
         allowed(rel, policy)
     });
     outcome.problems = plan.problems.clone();
+    outcome.policies = plan.sites.iter().map(|s| s.marker.policy.clone()).collect();
     if plan.is_noop() {
         return outcome;
     }
@@ -240,6 +244,7 @@ impl Job<'_> {
         report.files_seen += files.len();
         for outcome in outcomes {
             report.files_parsed += usize::from(outcome.parsed);
+            report.policies.extend(outcome.policies);
             report.changes.extend(outcome.changes);
             report.problems.extend(outcome.problems);
             report.changed.extend(outcome.changed);

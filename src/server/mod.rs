@@ -1,10 +1,12 @@
-//! The HTTP side of `tagsmith run`: webhook receivers, `/healthz` and `/readyz`.
+//! The HTTP side of `tagsmith run`: webhook receivers, `/healthz` and `/readyz`; `/metrics`
+//! and `/status` on a second address (`admin`).
 //!
 //! The server decides nothing. A valid webhook becomes a [`ScanRequest`] on the bounded queue
 //! the server is given, and the answer (202) goes out at once; the scheduler on the other end
 //! rescans, coalesces and delivers. When the queue stays full for [`Options::enqueue_wait`] the
 //! sender gets 503 with `Retry-After`, so vendors that retry do, and nothing is lost silently.
 
+pub mod admin;
 mod health;
 pub mod webhooks;
 

@@ -1,0 +1,57 @@
+//! What `/status` shows: per image the last scan and selection, per target the last run and
+//! the next. Plain data, built by the service and serialised as JSON.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub started_at: String,
+    pub images: Vec<ImageStatus>,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    pub policy: String,
+    pub image: String,
+    /// When the last scan finished, successful or not.
+    pub last_scan: Option<String>,
+    pub last_success: Option<String>,
+    pub next_scan: Option<String>,
+    /// Tags listed by the last successful scan.
+    pub tags: Option<usize>,
+    /// The last good selection; a failed scan keeps it.
+    pub selected: Option<String>,
+    /// Why the last scan selected nothing.
+    pub error: Option<String>,
+    /// Scans failed in a row (each waits longer before the next).
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub name: String,
+    pub last_run: Option<String>,
+    /// `unchanged`, `pushed`, `pull_request` or `failed`.
+    pub outcome: Option<String>,
+    pub commit: Option<String>,
+    pub error: Option<String>,
+    pub running: bool,
+    /// Changes are waiting for a run (or for the schedule).
+    pub pending: bool,
+    pub next_run: Option<String>,
+    pub schedule: Option<String>,
+    /// Runs failed in a row (each waits longer before the next).
+    pub failures: u32,
+}
+
+/// RFC 3339 in UTC, to the millisecond.
+pub fn timestamp(unix_ms: u64) -> Option<String> {
+    let ms = i64::try_from(unix_ms).ok()?;
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}

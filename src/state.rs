@@ -1,0 +1,414 @@
+//! The embedded store of `tagsmith run`: last tag lists with their scan time, the last
+//! selection per policy, the last outcome per target. It lets a restart keep its selections
+//! (even while a registry is down) and skip scans that are not yet due.
+//!
+//! redb: one file, written only through crash-safe transactions (copy-on-write pages, so a
+//! torn write leaves the previous commit), pure Rust (nothing to install), and a small API.
+//! The store is a cache of what registries and Git say: a file that cannot be read is moved
+//! aside and rebuilt by the next scans, never a reason to stop.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Bumped when a record's shape changes; an older file is rebuilt.
+const SCHEMA: u64 = 1;
+const FILE: &str = "state.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Policy id -> [`ImageRecord`] as JSON.
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// Canonical image name -> [`TagMeta`] as JSON; read at start.
+const TAG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_meta");
+/// Canonical image name -> tag list as JSON; written when it changes, never read at start.
+const TAG_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_lists");
+/// Target name -> [`TargetRecord`] as JSON.
+const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("cannot create the state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state store {path}: {reason}")]
+    Store { path: PathBuf, reason: String },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The last scan of one policy's image and what it selected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image: String,
+    /// When the last scan finished, successful or not.
+    pub scanned_at: u64,
+    /// When the last successful scan finished.
+    pub succeeded_at: Option<u64>,
+    /// Tags listed by the last successful scan.
+    pub tags: Option<usize>,
+    /// The last good selection (a failed scan never clears it).
+    pub selected: Option<String>,
+    /// Why the last scan selected nothing.
+    pub error: Option<String>,
+}
+
+/// When an image's tag list was last listed, and a fingerprint to skip unchanged writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagMeta {
+    pub scanned_at: u64,
+    pub count: usize,
+    pub fingerprint: u64,
+}
+
+/// The last run of a target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub finished_at: u64,
+    /// `unchanged`, `pushed`, `pull_request` or `failed`.
+    pub outcome: String,
+    pub commit: Option<String>,
+    pub error: Option<String>,
+    /// Policies named by markers under the target's paths at that run.
+    pub policies: Vec<String>,
+}
+
+/// Everything read back at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub images: BTreeMap<String, ImageRecord>,
+    pub tags: BTreeMap<String, TagMeta>,
+    pub targets: BTreeMap<String, TargetRecord>,
+}
+
+/// Writes gathered for one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    images: Vec<(String, ImageRecord)>,
+    tags: Vec<(String, TagMeta, Option<Vec<u8>>)>,
+    targets: Vec<(String, TargetRecord)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.tags.is_empty() && self.targets.is_empty()
+    }
+
+    pub fn image(&mut self, policy: &str, record: ImageRecord) {
+        self.images.push((policy.to_string(), record));
+    }
+
+    pub fn target(&mut self, name: &str, record: TargetRecord) {
+        self.targets.push((name.to_string(), record));
+    }
+}
+
+/// The open store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    /// Fingerprints of the stored tag lists, so an unchanged list is not written again.
+    fingerprints: Mutex<BTreeMap<String, u64>>,
+}
+
+/// What opening found.
+#[derive(Debug)]
+pub struct Opened {
+    pub store: Store,
+    pub snapshot: Snapshot,
+    /// Why the previous file was set aside and the store started empty.
+    pub rebuilt: Option<String>,
+}
+
+impl Store {
+    /// Opens `dir/state.redb`, creating it when missing. A file that cannot be opened or read
+    /// is renamed to `state.redb.corrupt` and replaced by an empty store.
+    pub fn open(dir: &Path) -> Result<Opened, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE);
+        let existed = path.exists();
+        match Self::open_file(&path) {
+            Ok((store, snapshot)) => Ok(Opened {
+                store,
+                snapshot,
+                rebuilt: None,
+            }),
+            Err(reason) if existed => {
+                let aside = dir.join(format!("{FILE}.corrupt"));
+                tracing::warn!(path = %path.display(), %reason, moved_to = %aside.display(), "state store unreadable; starting empty, the next scans rebuild it");
+                std::fs::rename(&path, &aside).map_err(|e| StateError::Store {
+                    path: path.clone(),
+                    reason: format!("{reason}; and it cannot be moved aside: {e}"),
+                })?;
+                let (store, snapshot) =
+                    Self::open_file(&path).map_err(|reason| StateError::Store {
+                        path: path.clone(),
+                        reason,
+                    })?;
+                Ok(Opened {
+                    store,
+                    snapshot,
+                    rebuilt: Some(reason),
+                })
+            }
+            Err(reason) => Err(StateError::Store { path, reason }),
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<(Self, Snapshot), String> {
+        let mut builder = Database::builder();
+        // The store holds little; a small page cache keeps the service's memory flat.
+        builder.set_cache_size(4 * 1024 * 1024);
+        let db = builder.create(path).map_err(|e| e.to_string())?;
+        let store = Self {
+            db,
+            path: path.to_path_buf(),
+            fingerprints: Mutex::new(BTreeMap::new()),
+        };
+        store.ensure_schema()?;
+        let snapshot = store.read().map_err(|e| e.to_string())?;
+        *store
+            .fingerprints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.fingerprint))
+            .collect();
+        Ok((store, snapshot))
+    }
+
+    fn ensure_schema(&self) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+            let found = meta
+                .get("schema")
+                .map_err(|e| e.to_string())?
+                .map(|v| v.value());
+            match found {
+                Some(SCHEMA) => {}
+                Some(other) => {
+                    return Err(format!("schema {other}, this tagsmith writes {SCHEMA}"));
+                }
+                None => {
+                    meta.insert("schema", SCHEMA).map_err(|e| e.to_string())?;
+                }
+            }
+            // Create every table, so reads of a fresh store find them.
+            txn.open_table(IMAGES).map_err(|e| e.to_string())?;
+            txn.open_table(TAG_META).map_err(|e| e.to_string())?;
+            txn.open_table(TAG_LISTS).map_err(|e| e.to_string())?;
+            txn.open_table(TARGETS).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
+    fn read(&self) -> Result<Snapshot, Box<dyn std::error::Error>> {
+        let txn = self.db.begin_read()?;
+        Ok(Snapshot {
+            images: read_table(&txn.open_table(IMAGES)?)?,
+            tags: read_table(&txn.open_table(TAG_META)?)?,
+            targets: read_table(&txn.open_table(TARGETS)?)?,
+        })
+    }
+
+    /// Adds a successful tag listing to `batch`; the list itself is written only when it
+    /// differs from the stored one.
+    pub fn tags(&self, batch: &mut Batch, image: &str, tags: &[impl AsRef<str>], at: u64) {
+        let mut hasher = std::hash::DefaultHasher::new();
+        for tag in tags {
+            tag.as_ref().hash(&mut hasher);
+        }
+        let fingerprint = hasher.finish();
+        let mut known = self
+            .fingerprints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = (known.get(image) != Some(&fingerprint)).then(|| {
+            let tags: Vec<&str> = tags.iter().map(AsRef::as_ref).collect();
+            serde_json::to_vec(&tags).unwrap_or_default()
+        });
+        known.insert(image.to_string(), fingerprint);
+        batch.tags.push((
+            image.to_string(),
+            TagMeta {
+                scanned_at: at,
+                count: tags.len(),
+                fingerprint,
+            },
+            list,
+        ));
+    }
+
+    /// The stored tag list of an image, if any.
+    pub fn tag_list(&self, image: &str) -> Result<Option<Vec<String>>, StateError> {
+        let fail = |e: &dyn std::fmt::Display| StateError::Store {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
+        let table = txn.open_table(TAG_LISTS).map_err(|e| fail(&e))?;
+        let Some(value) = table.get(image).map_err(|e| fail(&e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(value.value())
+            .map(Some)
+            .map_err(|e| fail(&e))
+    }
+
+    /// Writes `batch` in one transaction.
+    pub fn write(&self, batch: Batch) -> Result<(), StateError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write_txn(batch).map_err(|reason| StateError::Store {
+            path: self.path.clone(),
+            reason,
+        })
+    }
+
+    fn write_txn(&self, batch: Batch) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut images = txn.open_table(IMAGES).map_err(|e| e.to_string())?;
+            for (key, record) in &batch.images {
+                let bytes = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+                images
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut meta = txn.open_table(TAG_META).map_err(|e| e.to_string())?;
+            let mut lists = txn.open_table(TAG_LISTS).map_err(|e| e.to_string())?;
+            for (key, tag_meta, list) in &batch.tags {
+                let bytes = serde_json::to_vec(tag_meta).map_err(|e| e.to_string())?;
+                meta.insert(key.as_str(), bytes.as_slice())
+                    .map_err(|e| e.to_string())?;
+                if let Some(list) = list {
+                    lists
+                        .insert(key.as_str(), list.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            let mut targets = txn.open_table(TARGETS).map_err(|e| e.to_string())?;
+            for (key, record) in &batch.targets {
+                let bytes = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+                targets
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+fn read_table<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<BTreeMap<String, T>, Box<dyn std::error::Error>> {
+    let mut out = BTreeMap::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        out.insert(
+            key.value().to_string(),
+            serde_json::from_slice(value.value())?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(selected: &str) -> ImageRecord {
+        ImageRecord {
+            image: "ghcr.io/org/app".into(),
+            scanned_at: 5,
+            succeeded_at: Some(5),
+            tags: Some(2),
+            selected: Some(selected.into()),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn what_is_written_is_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let opened = Store::open(dir.path()).unwrap();
+            assert!(opened.rebuilt.is_none());
+            assert_eq!(opened.snapshot, Snapshot::default());
+            let mut batch = Batch::default();
+            batch.image("team-a:app", record("ghcr.io/org/app:1.1.0"));
+            opened
+                .store
+                .tags(&mut batch, "ghcr.io/org/app", &["1.0.0", "1.1.0"], 7);
+            batch.target(
+                "prod",
+                TargetRecord {
+                    finished_at: 9,
+                    outcome: "pushed".into(),
+                    commit: Some("abc".into()),
+                    error: None,
+                    policies: vec!["team-a:app".into()],
+                },
+            );
+            opened.store.write(batch).unwrap();
+        }
+        let opened = Store::open(dir.path()).unwrap();
+        let snap = &opened.snapshot;
+        assert_eq!(snap.images["team-a:app"], record("ghcr.io/org/app:1.1.0"));
+        assert_eq!(snap.tags["ghcr.io/org/app"].count, 2);
+        assert_eq!(snap.tags["ghcr.io/org/app"].scanned_at, 7);
+        assert_eq!(snap.targets["prod"].commit.as_deref(), Some("abc"));
+        assert_eq!(
+            opened.store.tag_list("ghcr.io/org/app").unwrap(),
+            Some(vec!["1.0.0".to_string(), "1.1.0".to_string()])
+        );
+    }
+
+    #[test]
+    fn an_unchanged_tag_list_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().store;
+        let mut first = Batch::default();
+        store.tags(&mut first, "img", &["1", "2"], 1);
+        assert!(first.tags[0].2.is_some());
+        store.write(first).unwrap();
+        let mut again = Batch::default();
+        store.tags(&mut again, "img", &["1", "2"], 2);
+        assert!(again.tags[0].2.is_none(), "same list: only its scan time");
+        let mut changed = Batch::default();
+        store.tags(&mut changed, "img", &["1", "2", "3"], 3);
+        assert!(changed.tags[0].2.is_some());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_set_aside_and_the_store_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"this is not a redb file at all").unwrap();
+        let opened = Store::open(dir.path()).unwrap();
+        assert!(opened.rebuilt.is_some());
+        assert_eq!(opened.snapshot, Snapshot::default());
+        assert!(dir.path().join("state.redb.corrupt").exists());
+        let mut batch = Batch::default();
+        batch.image("team-a:app", record("x:1"));
+        opened.store.write(batch).unwrap();
+    }
+}
