@@ -44,7 +44,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<Status> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(service(config, state_dir, &args))?;
+    let result = runtime.block_on(service(config, state_dir, &args));
+    // Runs still in flight after the deadline are abandoned, not waited for: a push cut off
+    // mid-way updates no remote ref, and the next start resets the workspace.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(Status::Ok)
 }
 

@@ -189,6 +189,31 @@ impl Registry {
         false
     }
 
+    /// Stops the registry, keeping its storage and port for [`Registry::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again on the same address with the same storage.
+    pub fn restart(&mut self) {
+        let config_path = self.dir.path().join("config.yml");
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
+        self.child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"));
+        assert!(
+            self.wait_ready(),
+            "the registry did not come back on {}",
+            self.host
+        );
+    }
+
     pub fn base_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.host)

@@ -1,0 +1,370 @@
+//! `tagsmith run` as a service, through the binary against a real registry and real Git
+//! remotes: webhook floods coalesce, a restart keeps its state and pushes nothing again, a
+//! corrupt state file is rebuilt, a registry outage backs off and recovers without a duplicate
+//! commit, and SIGTERM during a push lets the push finish. `/metrics` and `/status` are read
+//! the way an operator would.
+
+#![allow(clippy::unwrap_used)]
+
+mod gitserver;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use gitserver::{GitHttpServer, bare_repo, count_commits, git, show};
+use support::{Auth, Registry, free_port};
+
+const APP: &str = "apps/app.yaml";
+
+fn push(registry: &Registry, tags: &[&str]) {
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(registry.pusher().push_tags("org/app", &tags));
+}
+
+fn manifest(registry: &Registry) -> String {
+    format!(
+        "image: {}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n",
+        registry.host
+    )
+}
+
+/// A running `tagsmith run`, killed on drop if a test failed before stopping it.
+struct Service {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+    metrics_port: u16,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a config for one image (`interval`) and one target (`git_url`) under `dir` and
+/// starts the service; the state lives in `dir/state`.
+fn start(dir: &Path, registry: &Registry, git_url: &str, interval: &str) -> Service {
+    let reg = &registry.host;
+    std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
+    let port = free_port();
+    let metrics_port = free_port();
+    let config = dir.join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: {interval} }}\n\
+             targets:\n  - {{ name: prod, git: {{ url: '{git_url}', branch: main }} }}\n\
+             registries:\n  - {{ host: '{reg}', insecure: true }}\n\
+             server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
+             receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
+             state: {{ dir: state }}\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join(format!("run-{}.log", free_port()));
+    let child = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["run", "-c", config.to_str().unwrap(), "--log", "info"])
+        .env("HOME", "/nonexistent")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let service = Service {
+        child,
+        log,
+        port,
+        metrics_port,
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+    };
+    service.wait_until("/readyz", Duration::from_secs(30), || {
+        service.get(port, "/readyz").0 == 200
+    });
+    service
+}
+
+impl Service {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn get(&self, port: u16, path: &str) -> (u16, String) {
+        self.runtime.block_on(async {
+            match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get(self.metrics_port, "/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The sum of every sample of `name` whose labels contain each of `labels`.
+    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let (code, text) = self.get(self.metrics_port, "/metrics");
+        assert_eq!(code, 200);
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.split([' ', '{']).next() == Some(name) && labels.iter().all(|x| l.contains(x))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-s", "TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "tagsmith run did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_webhooks_for_one_image_makes_a_handful_of_runs_and_one_commit() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
+    let url = format!("file://{}", bare.display());
+    let service = start(tmp.path(), &registry, &url, "1h");
+    service.wait_until("the first commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    let runs_before = service.metric("tagsmith_target_runs_total", &["target=\"prod\""]);
+
+    push(&registry, &["1.2.0"]);
+    let image = format!("{}/org/app", registry.host);
+    let port = service.port;
+    let codes: Vec<u16> = service.runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let sends = (0..1000).map(|_| {
+            let client = client.clone();
+            let body = format!("{{\"images\":[\"{image}\"]}}");
+            async move {
+                client
+                    .post(format!("http://127.0.0.1:{port}/hook/ci"))
+                    .bearer_auth("hook-secret")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16())
+            }
+        });
+        futures_util::stream::iter(sends)
+            .buffer_unordered(64)
+            .collect()
+            .await
+    });
+    assert!(codes.iter().all(|&c| c == 202), "every webhook is taken");
+    service.wait_until("the webhooks' commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.2.0")
+    });
+    // Stragglers of the flood, if any, get their chance to run.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count_commits(&bare, "main"), 3, "one commit for the flood");
+    let runs = service.metric("tagsmith_target_runs_total", &["target=\"prod\""]) - runs_before;
+    assert!(
+        (1.0..=3.0).contains(&runs),
+        "1,000 webhooks made {runs} target runs"
+    );
+    let queued = service.metric(
+        "tagsmith_webhook_requests_total",
+        &["receiver=\"ci\"", "result=\"queued\""],
+    );
+    assert_eq!(queued, 1000.0);
+    let scans = service.metric("tagsmith_scans_total", &[]);
+    assert!(scans < 1000.0, "the flood coalesced into {scans} scans");
+    eprintln!("1,000 webhooks: {scans} scans, {runs} target runs");
+    assert!(service.metric("tagsmith_commits_total", &[]) >= 2.0);
+    assert!(service.metric("tagsmith_registry_requests_total", &["status=\"200\""]) >= 2.0);
+}
+
+#[test]
+fn a_restart_keeps_selections_without_scanning_and_pushes_nothing_again() {
+    let mut registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
+    let url = format!("file://{}", bare.display());
+    let selected = format!("{}/org/app:1.1.0", registry.host);
+
+    let mut first = start(tmp.path(), &registry, &url, "1h");
+    first.wait_until("the first commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    first.wait_until("the run to be recorded", Duration::from_secs(30), || {
+        first.status()["targets"][0]["outcome"] == "pushed"
+    });
+    assert_eq!(first.stop(), Some(0), "{}", first.log());
+
+    // The registry is down; the state still knows the selection and that no scan is due.
+    registry.stop();
+    let mut second = start(tmp.path(), &registry, &url, "1h");
+    let status = second.status();
+    assert_eq!(
+        status["images"][0]["selected"],
+        selected.as_str(),
+        "{status}"
+    );
+    assert_eq!(status["images"][0]["tags"], 2);
+    second.wait_until("the start-up run", Duration::from_secs(60), || {
+        second.metric("tagsmith_target_runs_total", &["outcome=\"unchanged\""]) >= 1.0
+    });
+    assert_eq!(
+        second.metric("tagsmith_scans_total", &[]),
+        0.0,
+        "nothing was due"
+    );
+    assert_eq!(count_commits(&bare, "main"), 2, "nothing pushed again");
+    assert_eq!(second.stop(), Some(0));
+
+    // A corrupt state file is set aside with a warning and rebuilt from a scan.
+    registry.restart();
+    std::fs::write(
+        tmp.path().join("state/state.redb"),
+        b"garbage, not a database",
+    )
+    .unwrap();
+    let mut third = start(tmp.path(), &registry, &url, "1h");
+    third.wait_until("the rebuilt selection", Duration::from_secs(60), || {
+        third.status()["images"][0]["selected"] == selected.as_str()
+    });
+    third.wait_until("the start-up run", Duration::from_secs(60), || {
+        third.metric("tagsmith_target_runs_total", &[]) >= 1.0
+    });
+    assert!(
+        third.log().contains("state store unreadable"),
+        "{}",
+        third.log()
+    );
+    assert!(tmp.path().join("state/state.redb.corrupt").exists());
+    assert_eq!(count_commits(&bare, "main"), 2, "nothing pushed again");
+    assert_eq!(third.stop(), Some(0));
+}
+
+#[test]
+fn a_registry_outage_backs_off_and_recovers_with_one_commit() {
+    let mut registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
+    let url = format!("file://{}", bare.display());
+    let mut service = start(tmp.path(), &registry, &url, "2s");
+    service.wait_until("the first commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    let runs_before = service.metric("tagsmith_target_runs_total", &[]);
+
+    registry.stop();
+    service.wait_until("two failed scans", Duration::from_secs(60), || {
+        service.status()["images"][0]["failures"]
+            .as_u64()
+            .is_some_and(|f| f >= 2)
+    });
+    let status = service.status();
+    let image = &status["images"][0];
+    assert!(image["error"].as_str().is_some(), "{status}");
+    assert!(
+        image["selected"]
+            .as_str()
+            .unwrap()
+            .ends_with("org/app:1.1.0"),
+        "a failed scan keeps the selection: {status}"
+    );
+    assert!(
+        image["nextScan"].as_str().unwrap() > image["lastScan"].as_str().unwrap(),
+        "{status}"
+    );
+    assert!(service.metric("tagsmith_scans_total", &["result=\"error\""]) >= 2.0);
+    assert_eq!(
+        service.metric("tagsmith_target_runs_total", &[]),
+        runs_before,
+        "failed scans run no target"
+    );
+
+    registry.restart();
+    push(&registry, &["1.2.0"]);
+    service.wait_until("the recovery commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.2.0")
+    });
+    // Several more scans succeed; none of them commits again.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(count_commits(&bare, "main"), 3);
+    assert_eq!(service.status()["images"][0]["failures"], 0);
+    assert_eq!(service.stop(), Some(0));
+}
+
+#[test]
+fn sigterm_during_a_push_lets_the_push_finish_and_exits_zero() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = tmp.path().join("repos");
+    let bare = bare_repo(&repos, "manifests", &[(APP, &manifest(&registry))]);
+    let started = tmp.path().join("push-started");
+    let flag = started.clone();
+    // The server holds the push for two seconds once it has the whole request.
+    let server = GitHttpServer::start(
+        &repos,
+        None,
+        Some(Box::new(move || {
+            std::fs::write(&flag, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+        })),
+    );
+    let url = format!("{}/manifests.git", server.base_url);
+    let mut service = start(tmp.path(), &registry, &url, "1h");
+    service.wait_until("the push to start", Duration::from_secs(60), || {
+        started.exists()
+    });
+    let code = service.stop();
+    let log = service.log();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        !log.contains("abandoning"),
+        "the push finished within the deadline: {log}"
+    );
+    assert!(show(&bare, "main", APP).contains("org/app:1.1.0"), "{log}");
+    assert_eq!(count_commits(&bare, "main"), 2);
+    git(&bare, &["fsck", "--strict"]);
+    assert!(log.contains("pushed"), "{log}");
+}
