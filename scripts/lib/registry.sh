@@ -1,5 +1,6 @@
 # Shell helpers for scripts that need a local registry: source this file, then call
-# `registry_start DIR` (sets REGISTRY_HOST, REGISTRY_PID) and `push_image REPO TAG...`.
+# `registry_start DIR` (sets REGISTRY_HOST, REGISTRY_PID; REGISTRY_EXTRA is appended to the
+# registry's config, e.g. `notifications:`) and `push_image REPO TAG...`.
 # Needs /usr/bin/docker-registry (apt: docker-registry), curl, gzip and sha256sum.
 
 registry_start() {
@@ -14,6 +15,7 @@ version: 0.1
 log: { level: error }
 storage: { filesystem: { rootdirectory: $dir/storage } }
 http: { addr: "$REGISTRY_HOST" }
+${REGISTRY_EXTRA:-}
 YAML
   /usr/bin/docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
   REGISTRY_PID=$!

@@ -551,7 +551,8 @@ impl Loop {
                 let used: BTreeSet<String> = report.policies.iter().cloned().collect();
                 record.policies = used.iter().cloned().collect();
                 slot.policies = Some(used);
-                tracing::info!(target = %name, outcome, changes = report.changes.len(), "target run finished");
+                let t = &report.timings;
+                tracing::info!(target = %name, outcome, changes = report.changes.len(), sync_ms = t.sync_ms, rewrite_ms = t.rewrite_ms, commit_ms = t.commit_ms, push_ms = t.push_ms, "target run finished");
             }
         }
         slot.record = Some(record.clone());
