@@ -13,7 +13,7 @@ FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 # gcc builds libgit2, libssh2 and the CUE grammar (build.rs); git2's HTTPS and SSH transports
 # link the system OpenSSL and zlib, found with pkg-config.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev make pkg-config libssl-dev zlib1g-dev \
+ && apt-get install -y --no-install-recommends gcc libc6-dev pkg-config libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
