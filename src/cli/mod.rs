@@ -14,7 +14,8 @@ pub mod tags;
 
 /// Keeps container image references in Git up to date.
 #[derive(Debug, Parser)]
-#[command(name = "tagsmith", version, about, long_about = None)]
+// Help is wrapped at 100 columns at most, so it reads the same as the README's command reference.
+#[command(name = "tagsmith", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -23,9 +24,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter, `RUST_LOG` syntax (e.g. `info,tagsmith=debug`); overrides `RUST_LOG`.
     #[arg(long, global = true, value_name = "FILTER")]

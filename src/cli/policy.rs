@@ -24,10 +24,11 @@ pub struct EvalArgs {
     /// Semver range, Flux/Masterminds syntax (e.g. ">=1.0.0 <2.0.0", "1.2.x", "^1.4", "1.2 - 1.4.5").
     #[arg(long, value_name = "RANGE")]
     pub semver: Option<String>,
-    /// Byte-wise order: asc picks the largest, desc the smallest.
+    /// Byte-wise order, `asc` or `desc`: asc picks the largest, desc the smallest.
     #[arg(long, value_name = "ORDER")]
     pub alphabetical: Option<Order>,
-    /// Numeric order: asc picks the largest, desc the smallest; non-numeric tags are skipped.
+    /// Numeric order, `asc` or `desc`: asc picks the largest, desc the smallest; non-numeric
+    /// tags are skipped.
     #[arg(long, value_name = "ORDER")]
     pub numerical: Option<Order>,
     /// Keep only tags matching this regex (unanchored).
