@@ -649,7 +649,6 @@ fn run_with_the_example_config_answers_the_probes_and_stops_on_sigterm() {
 }
 
 #[test]
-#[ignore = "enabled when /metrics lands"]
 fn run_with_the_example_config_serves_metrics_where_prometheus_scrapes() {
     let mut service = Service::start();
     let metrics = service.metrics;
