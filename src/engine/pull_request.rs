@@ -201,7 +201,7 @@ pub(super) fn attempt(
     ws.sign_commits_with(target.signing_key.clone());
     loop {
         let synced = ws.sync_onto_base(&settings.base, &settings.branch)?;
-        let tree = rewrite(run, ws.root())?;
+        let tree = rewrite(run, &ws)?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
         report.policies = tree.policies.iter().map(ToString::to_string).collect();
         report.problems = problems(run, &tree);

@@ -141,7 +141,7 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
     loop {
         let t = &mut report.timings;
         timed(&mut t.sync_ms, || ws.sync(&target.git.branch, push_branch))?;
-        let tree = timed(&mut t.rewrite_ms, || rewrite(run, ws.root()))?;
+        let tree = timed(&mut t.rewrite_ms, || rewrite(run, &ws))?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
         report.policies = tree.policies.iter().map(ToString::to_string).collect();
         report.problems = problems(run, &tree);
@@ -188,12 +188,15 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
     }
 }
 
-pub(super) fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
+/// Rewrites the workspace's files; it counts as clean again only when nothing was written.
+pub(super) fn rewrite(run: &TargetRun<'_>, ws: &Workspace) -> Result<TreeReport, GitError> {
+    let root = ws.root();
+    ws.forget_clean()?;
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
         tenancy.allows(&path.to_string_lossy(), policy.namespace())
     };
-    rewrite_tree_allowed(
+    let tree = rewrite_tree_allowed(
         root,
         &run.target.paths,
         &run.selections.selections,
@@ -203,7 +206,11 @@ pub(super) fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, Gi
     .map_err(|e| GitError::Open {
         path: root.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    if tree.changed.is_empty() {
+        ws.remember_clean()?;
+    }
+    Ok(tree)
 }
 
 pub(super) fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {

@@ -98,6 +98,8 @@ impl Workspace {
             }
         };
         self.repo.set_head_detached(id).map_err(err)?;
+        // Every changed file is in the commit, so the files are exactly the new HEAD's.
+        self.remember_clean()?;
         Ok(CommitInfo {
             id,
             parent: parent_id,

@@ -158,6 +158,10 @@ impl Workspace {
             commit: commit.to_string(),
             message: m,
         };
+        if self.known_clean_at(commit) {
+            return Ok(());
+        }
+        self.forget_clean()?;
         let object = self
             .repo
             .find_object(commit, None)
@@ -193,7 +197,43 @@ impl Workspace {
         }
         remove_empty_dirs(&self.dir)
             .map_err(|e| err(format!("cannot remove leftover folders: {e}")))?;
-        Ok(())
+        self.remember_clean()
+    }
+
+    // A full reset walks the whole tree three times (checkout, leftovers, empty folders): on a
+    // large repository that is most of a run. The workspace belongs to tagsmith alone, so when
+    // it is known to hold exactly a commit (after a reset, a commit, or a rewrite that wrote
+    // nothing) a sync to that same commit can skip the walks. The record is dropped before any
+    // file is written, so a run cut off mid-way is followed by a full reset.
+    fn clean_record(&self) -> PathBuf {
+        self.repo.path().join("tagsmith-clean")
+    }
+
+    fn known_clean_at(&self, commit: Oid) -> bool {
+        let recorded = std::fs::read_to_string(self.clean_record()).ok();
+        recorded.is_some_and(|r| r.trim() == commit.to_string())
+            && self.head().is_ok_and(|head| head == commit)
+    }
+
+    /// Files are about to change: the next sync must reset in full.
+    pub fn forget_clean(&self) -> Result<(), GitError> {
+        match std::fs::remove_file(self.clean_record()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(GitError::Reset {
+                commit: String::new(),
+                message: format!("cannot clear {}: {e}", self.clean_record().display()),
+            }),
+        }
+    }
+
+    /// The files are exactly HEAD's.
+    pub fn remember_clean(&self) -> Result<(), GitError> {
+        let head = self.head()?;
+        std::fs::write(self.clean_record(), format!("{head}\n")).map_err(|e| GitError::Reset {
+            commit: head.to_string(),
+            message: format!("cannot write {}: {e}", self.clean_record().display()),
+        })
     }
 
     /// The commit the workspace holds.
