@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::select::{ImageReport, SelectionSet, select_images};
 use super::status::{ImageStatus, StatusView, TargetStatus, timestamp};
 use super::target::{TargetReport, TargetRun, run_target};
-use super::{Outcome, workspace_dir};
+use super::{Outcome, PullRequestAction, workspace_dir};
 use crate::config::{Config, ImagePolicy};
 use crate::metrics::{label, metrics};
 use crate::model::{ImageRef, PolicyId};
@@ -537,16 +537,24 @@ impl Loop {
             other => {
                 slot.failures = 0;
                 slot.not_before = None;
-                if let Outcome::Pushed { commit, .. } | Outcome::PullRequest { commit, .. } = other
-                {
+                let delivered = match other {
+                    Outcome::Pushed { commit, .. } => Some(commit),
+                    Outcome::PullRequest { commit, action, .. } => {
+                        m.pull_requests
+                            .get_or_create(&label("action", action.as_str()))
+                            .inc();
+                        matches!(
+                            action,
+                            PullRequestAction::Created | PullRequestAction::Updated
+                        )
+                        .then_some(commit)
+                    }
+                    _ => None,
+                };
+                if let Some(commit) = delivered {
                     m.commits.inc();
                     m.pushes.get_or_create(&label("result", "ok")).inc();
                     record.commit = Some(commit.clone());
-                }
-                if let Outcome::PullRequest { action, .. } = other {
-                    m.pull_requests
-                        .get_or_create(&label("action", format!("{action:?}").to_lowercase()))
-                        .inc();
                 }
                 let used: BTreeSet<String> = report.policies.iter().cloned().collect();
                 record.policies = used.iter().cloned().collect();
