@@ -52,6 +52,17 @@ impl Drop for Service {
 /// Writes a config for one image (`interval`) and one target (`git_url`) under `dir` and
 /// starts the service; the state lives in `dir/state`.
 fn start(dir: &Path, registry: &Registry, git_url: &str, interval: &str) -> Service {
+    start_with(dir, registry, git_url, interval, "")
+}
+
+/// [`start`] with more keys for the target (`, key: value`).
+fn start_with(
+    dir: &Path,
+    registry: &Registry,
+    git_url: &str,
+    interval: &str,
+    target_extra: &str,
+) -> Service {
     let reg = &registry.host;
     std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
     let port = free_port();
@@ -61,7 +72,7 @@ fn start(dir: &Path, registry: &Registry, git_url: &str, interval: &str) -> Serv
         &config,
         format!(
             "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: {interval} }}\n\
-             targets:\n  - {{ name: prod, git: {{ url: '{git_url}', branch: main }} }}\n\
+             targets:\n  - {{ name: prod, git: {{ url: '{git_url}', branch: main }}{target_extra} }}\n\
              registries:\n  - {{ host: '{reg}', insecure: true }}\n\
              server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
              receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
@@ -367,4 +378,35 @@ fn sigterm_during_a_push_lets_the_push_finish_and_exits_zero() {
     assert_eq!(count_commits(&bare, "main"), 2);
     git(&bare, &["fsck", "--strict"]);
     assert!(log.contains("pushed"), "{log}");
+}
+
+#[test]
+fn a_target_outside_its_schedule_waits_with_its_changes() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
+    let url = format!("file://{}", bare.display());
+    // Midnight on the first of January: not today.
+    let mut service = start_with(tmp.path(), &registry, &url, "1h", ", schedule: '0 0 1 1 *'");
+    service.wait_until("the scan", Duration::from_secs(30), || {
+        service.status()["images"][0]["selected"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("org/app:1.1.0"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let status = service.status();
+    let target = &status["targets"][0];
+    assert_eq!(target["pending"], true, "{status}");
+    assert_eq!(target["schedule"], "0 0 1 1 *");
+    let next = target["nextRun"].as_str().unwrap();
+    assert!(next.contains("-01-01T00:00:00"), "{status}");
+    assert_eq!(service.metric("tagsmith_target_runs_total", &[]), 0.0);
+    assert_eq!(service.metric("tagsmith_targets_pending", &[]), 1.0);
+    assert_eq!(
+        count_commits(&bare, "main"),
+        1,
+        "nothing delivered outside the schedule"
+    );
+    assert_eq!(service.stop(), Some(0));
 }

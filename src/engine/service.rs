@@ -142,6 +142,8 @@ struct TargetSlot {
     not_before: Option<Instant>,
     /// The schedule's next time, once changes are pending.
     window: Option<Instant>,
+    /// The same as Unix milliseconds, for `/status`.
+    window_ms: Option<u64>,
     resync_at: Option<Instant>,
     /// Policies its markers named at the last good run; `None` until one finished.
     policies: Option<BTreeSet<String>>,
@@ -440,7 +442,9 @@ impl Loop {
             return;
         };
         let now = Utc::now();
-        slot.window = schedule.next_from(now).map(|at| {
+        let next = schedule.next_from(now);
+        slot.window_ms = next.and_then(|at| u64::try_from(at.timestamp_millis()).ok());
+        slot.window = next.map(|at| {
             let wait = (at - now).to_std().unwrap_or_default();
             Instant::now() + wait
         });
@@ -465,6 +469,7 @@ impl Loop {
             slot.pending = false;
             slot.running = true;
             slot.window = None;
+            slot.window_ms = None;
             slot.resync_at = Some(now + jittered(self.config.targets[i].interval));
             launched = true;
             let config = Arc::clone(&self.config);
@@ -605,10 +610,14 @@ impl Loop {
             .iter()
             .zip(&self.targets)
             .map(|(target, slot)| {
-                let next = if slot.pending {
-                    slot.ready_at(Instant::now())
+                let next_ms = if slot.pending {
+                    match slot.ready_at(Instant::now()) {
+                        // Exactly the schedule's time, not a round trip through the clock.
+                        Some(at) if Some(at) == slot.window => slot.window_ms,
+                        other => other.map(wall_of),
+                    }
                 } else {
-                    slot.resync_at
+                    slot.resync_at.map(wall_of)
                 };
                 TargetStatus {
                     name: target.name.clone(),
@@ -618,9 +627,7 @@ impl Loop {
                     error: slot.record.as_ref().and_then(|r| r.error.clone()),
                     running: slot.running,
                     pending: slot.pending,
-                    next_run: next
-                        .filter(|_| !slot.running)
-                        .and_then(|at| timestamp(wall_of(at))),
+                    next_run: next_ms.filter(|_| !slot.running).and_then(timestamp),
                     schedule: target.schedule.as_ref().map(ToString::to_string),
                     failures: slot.failures,
                 }
