@@ -11,7 +11,7 @@ use crate::config::Target;
 use crate::git::{GitError, Workspace};
 use crate::model::PolicyId;
 use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
-use crate::rewrite::{Change, ProblemKind};
+use crate::rewrite::{Change, ProblemKind, ScanCache};
 
 /// Pushes lost to a concurrent writer before giving up for this cycle.
 const MAX_PUSH_ATTEMPTS: u32 = 3;
@@ -104,7 +104,36 @@ pub struct TargetRun<'a> {
     pub dry_run: bool,
 }
 
+/// Where [`run_target`] keeps a target's scan cache: beside its workspace, so the two share a
+/// lifetime and whatever cleans one up can clean up the other.
+pub fn scan_cache_path(workspace: &Path) -> PathBuf {
+    let name = workspace
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    workspace
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{name}.scan"))
+}
+
+/// Runs a target with its scan cache loaded from, and saved back to, the file at
+/// [`scan_cache_path`]: unchanged files are not parsed again, in this process or the next.
 pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
+    let path = scan_cache_path(&run.workspace);
+    let cache = ScanCache::load(&path);
+    let report = run_target_cached(run, &cache);
+    if cache.is_changed()
+        && let Err(err) = cache.save(&path)
+    {
+        tracing::warn!(target = %run.target.name, error = %err, "scan cache not saved");
+    }
+    report
+}
+
+/// [`run_target`] with a cache the caller keeps in memory across runs (one per target, not
+/// shared between targets run at once). Afterwards it holds just what this run used.
+pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport {
     let mut report = TargetReport {
         target: run.target.name.clone(),
         outcome: Outcome::Unchanged,
@@ -114,19 +143,23 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
         timings: Timings::default(),
     };
     let result = match &run.target.pull_request {
-        Some(settings) => {
-            super::pull_request::attempt(run, settings, &mut report).map_err(|e| e.to_string())
-        }
-        None => attempt(run, &mut report).map_err(|e| e.to_string()),
+        Some(settings) => super::pull_request::attempt(run, settings, &mut report, cache)
+            .map_err(|e| e.to_string()),
+        None => attempt(run, &mut report, cache).map_err(|e| e.to_string()),
     };
     if let Err(error) = result {
         tracing::error!(target = %run.target.name, %error, "target failed");
         report.outcome = Outcome::Failed { error };
     }
+    cache.retain_used();
     report
 }
 
-fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitError> {
+fn attempt(
+    run: &TargetRun<'_>,
+    report: &mut TargetReport,
+    cache: &ScanCache,
+) -> Result<(), GitError> {
     let target = run.target;
     let t = &mut report.timings;
     let mut ws = timed(&mut t.open_ms, || {
@@ -137,7 +170,7 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
     loop {
         let t = &mut report.timings;
         timed(&mut t.sync_ms, || ws.sync(&target.git.branch, push_branch))?;
-        let tree = timed(&mut t.rewrite_ms, || rewrite(run, ws.root()))?;
+        let tree = timed(&mut t.rewrite_ms, || rewrite(run, ws.root(), cache))?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
         report.problems = problems(run, &tree);
         if tree.changed.is_empty() {
@@ -183,7 +216,11 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
     }
 }
 
-pub(super) fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, GitError> {
+pub(super) fn rewrite(
+    run: &TargetRun<'_>,
+    root: &Path,
+    cache: &ScanCache,
+) -> Result<TreeReport, GitError> {
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
         tenancy.allows(&path.to_string_lossy(), policy.namespace())
@@ -194,6 +231,7 @@ pub(super) fn rewrite(run: &TargetRun<'_>, root: &Path) -> Result<TreeReport, Gi
         &run.selections.selections,
         Mode::Write,
         &allow,
+        Some(cache),
     )
     .map_err(|e| GitError::Open {
         path: root.to_path_buf(),
