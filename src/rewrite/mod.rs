@@ -4,7 +4,8 @@
 //! [`plan`] turns sites and selections into edits and [`Change`]s, [`apply`] splices the
 //! edits once and [`verify`]s the result. Language modules (`yaml`, `cue`) only locate
 //! markers and values and know the quoting rules of their literals. [`walk`] is the IO edge:
-//! file discovery, parallel processing and atomic writes.
+//! file discovery, parallel processing and atomic writes. [`cache`] memoises [`scan`] by the
+//! bytes' hash, in memory and in one file per tree or target.
 //!
 //! A language is a `Lang` variant chosen in [`Lang::from_path`] and an arm in [`scan`],
 //! [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and [`encode`];
