@@ -140,8 +140,8 @@ fn updates_commits_pushes_and_then_does_nothing() {
         "{message}"
     );
 
-    // The target's scan cache sits beside its workspace, not in it (git would see it).
-    assert!(Path::new(state).join("workspaces/prod.scan").is_file());
+    // The target's scan cache is in the state dir, not in the workspace (git would see it).
+    assert!(Path::new(state).join("cache/prod.scan").is_file());
 
     // Nothing new: no commit, no push, and no file parsed: the files as pushed were
     // scanned when their edits were verified.

@@ -104,17 +104,21 @@ pub struct TargetRun<'a> {
     pub dry_run: bool,
 }
 
-/// Where [`run_target`] keeps a target's scan cache: beside its workspace, so the two share a
-/// lifetime and whatever cleans one up can clean up the other.
+/// Where [`run_target`] keeps a target's scan cache: `<state dir>/cache/<target>.scan`, found
+/// from the workspace (`<state dir>/workspaces/<target>`, see [`super::workspace_dir`]) so that
+/// callers need pass nothing more; `workspaces/` then holds only workspaces. A workspace
+/// elsewhere keeps its cache beside it.
 pub fn scan_cache_path(workspace: &Path) -> PathBuf {
     let name = workspace
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    workspace
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(format!("{name}.scan"))
+    let parent = workspace.parent().unwrap_or(Path::new("."));
+    let dir = match parent.parent() {
+        Some(state) if parent.file_name().is_some_and(|n| n == "workspaces") => state.join("cache"),
+        _ => parent.to_path_buf(),
+    };
+    dir.join(format!("{name}.scan"))
 }
 
 /// Runs a target with its scan cache loaded from, and saved back to, the file at
@@ -254,4 +258,22 @@ pub(super) fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
             _ => p.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_cache_lives_in_the_state_dir_not_among_workspaces() {
+        let state = Path::new("/var/lib/tagsmith");
+        assert_eq!(
+            scan_cache_path(&super::super::workspace_dir(state, "prod")),
+            Path::new("/var/lib/tagsmith/cache/prod.scan")
+        );
+        assert_eq!(
+            scan_cache_path(Path::new("/elsewhere/prod")),
+            Path::new("/elsewhere/prod.scan")
+        );
+    }
 }
