@@ -26,14 +26,41 @@ use super::{Edit, Lang, ScanResult, rescan, scan};
 const FORMAT: u32 = 1;
 const MAGIC: &[u8; 16] = b"tagsmith scans\n\0";
 
-/// What a cache file must have been written by: tagsmith's version and the fingerprint of
-/// everything a scan depends on.
-fn build_id() -> String {
-    format!(
-        "{}+{}",
-        env!("CARGO_PKG_VERSION"),
-        env!("TAGSMITH_SCAN_FINGERPRINT")
-    )
+/// The code a scan's result depends on (and this file's format), hashed into the build id, so
+/// that a changed scanner never trusts an old cache even at the same version, as in
+/// development. A test checks that every file of `rewrite` is listed.
+const SCAN_SOURCES: &[(&str, &str)] = &[
+    ("cache.rs", include_str!("cache.rs")),
+    ("cue.rs", include_str!("cue.rs")),
+    ("cue_literal.rs", include_str!("cue_literal.rs")),
+    ("edit.rs", include_str!("edit.rs")),
+    ("marker.rs", include_str!("marker.rs")),
+    ("mod.rs", include_str!("mod.rs")),
+    ("verify.rs", include_str!("verify.rs")),
+    ("walk.rs", include_str!("walk.rs")),
+    ("yaml.rs", include_str!("yaml.rs")),
+    ("yaml_literal.rs", include_str!("yaml_literal.rs")),
+    ("../model.rs", include_str!("../model.rs")),
+];
+
+/// What a cache file must have been written by: tagsmith's version, the build script's
+/// fingerprint of the grammars and locked dependencies, and a hash of [`SCAN_SOURCES`].
+fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut sources = blake3::Hasher::new();
+        for (name, text) in SCAN_SOURCES {
+            sources.update(name.as_bytes());
+            sources.update(&(text.len() as u64).to_le_bytes());
+            sources.update(text.as_bytes());
+        }
+        format!(
+            "{}+{}+{}",
+            env!("CARGO_PKG_VERSION"),
+            env!("TAGSMITH_SCAN_FINGERPRINT"),
+            &sources.finalize().to_hex()[..16]
+        )
+    })
 }
 
 #[derive(Debug, Error)]
@@ -198,7 +225,7 @@ impl ScanCache {
         let body = postcard::to_stdvec(&records)?;
         let header = Header {
             format: FORMAT,
-            build: build_id(),
+            build: build_id().to_string(),
             body_len: body.len() as u64,
             body_hash: *blake3::hash(&body).as_bytes(),
         };
@@ -218,11 +245,10 @@ impl ScanCache {
                 found: header.format,
             });
         }
-        let expected = build_id();
-        if header.build != expected {
+        if header.build != build_id() {
             return Err(DecodeError::Build {
                 found: header.build,
-                expected,
+                expected: build_id().to_string(),
             });
         }
         // The checksum stands between a damaged file and a wrong answer: postcard would
@@ -389,15 +415,32 @@ mod tests {
             out.extend(body);
             out
         };
-        assert!(ScanCache::from_bytes(&foreign(FORMAT, &build_id())).is_ok());
+        assert!(ScanCache::from_bytes(&foreign(FORMAT, build_id())).is_ok());
         assert!(matches!(
-            ScanCache::from_bytes(&foreign(FORMAT + 1, &build_id())),
+            ScanCache::from_bytes(&foreign(FORMAT + 1, build_id())),
             Err(DecodeError::Format { .. })
         ));
         assert!(matches!(
             ScanCache::from_bytes(&foreign(FORMAT, "0.0.1+0000000000000000")),
             Err(DecodeError::Build { .. })
         ));
+    }
+
+    #[test]
+    fn every_rewrite_source_is_part_of_the_build_id() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rewrite");
+        let mut on_disk: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        on_disk.sort();
+        let listed: Vec<&str> = SCAN_SOURCES
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !n.starts_with("../"))
+            .collect();
+        assert_eq!(on_disk, listed, "update SCAN_SOURCES");
     }
 
     #[test]
