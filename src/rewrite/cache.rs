@@ -41,6 +41,7 @@ const SCAN_SOURCES: &[(&str, &str)] = &[
     ("yaml.rs", include_str!("yaml.rs")),
     ("yaml_literal.rs", include_str!("yaml_literal.rs")),
     ("../model.rs", include_str!("../model.rs")),
+    ("../grammars.rs", include_str!("../grammars.rs")),
 ];
 
 /// What a cache file must have been written by: tagsmith's version, the build script's
