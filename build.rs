@@ -15,6 +15,7 @@ fn main() {
             src.join("tree_sitter").join(header).display()
         );
     }
+    scan_fingerprint();
     cc::Build::new()
         .std("c11")
         .include(src)
@@ -24,4 +25,34 @@ fn main() {
         .flag_if_supported("-Wno-unused-but-set-variable")
         .flag_if_supported("-Wno-trigraphs")
         .compile("tree-sitter-cue");
+}
+
+/// A fingerprint of what a scan's result depends on that the crate's Rust sources do not
+/// show: the CUE grammar and the locked dependency versions (tree-sitter, tree-sitter-yaml,
+/// serde_json for markers). `rewrite::cache` adds a hash of the scanning code itself; the
+/// scan cache trusts only entries written by a build with the same of both. Rust sources are
+/// left out here on purpose: a build script that reruns on them would recompile the grammar on
+/// every edit.
+fn scan_fingerprint() {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let inputs = [
+        "Cargo.lock",
+        "grammars/cue/src/parser.c",
+        "grammars/cue/src/scanner.c",
+    ];
+    // FNV-1a: dependency-free and stable; this guards against staleness, not adversaries.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for path in inputs {
+        feed(path.as_bytes());
+        // A missing input (Cargo.lock when built as a dependency) still counts, as absent.
+        feed(&std::fs::read(path).unwrap_or_default());
+        feed(&[0xff]);
+    }
+    println!("cargo:rustc-env=TAGSMITH_SCAN_FINGERPRINT={hash:016x}");
 }

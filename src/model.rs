@@ -333,6 +333,21 @@ impl fmt::Display for PolicyId {
     }
 }
 
+/// As its `namespace:name` text, validated again when read back, so a damaged scan cache
+/// cannot smuggle in an id that parsing would refuse.
+impl serde::Serialize for PolicyId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PolicyId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,10 +140,32 @@ fn updates_commits_pushes_and_then_does_nothing() {
         "{message}"
     );
 
-    // Nothing new: no commit, no push.
+    // The target's scan cache is in the state dir, not in the workspace (git would see it).
+    assert!(Path::new(state).join("cache/prod.scan").is_file());
+
+    // Nothing new: no commit, no push, and no file parsed: the files as pushed were
+    // scanned when their edits were verified.
     let head = rev(&bare, "main");
-    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state]);
+    let out = tagsmith(&[
+        "once",
+        "-c",
+        &cfg,
+        "--state-dir",
+        state,
+        "--log",
+        "tagsmith=info",
+        "--log-format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let summary = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "rewrite done")
+        .unwrap_or_else(|| panic!("no rewrite summary in {stderr}"));
+    assert_eq!(summary["fields"]["cache_misses"], 0, "{summary}");
+    assert_eq!(summary["fields"]["cache_hits"], 2, "{summary}");
     assert!(
         text(&out.stdout).contains("target prod: unchanged"),
         "{}",

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const DEPLOY: &str = "\
@@ -27,8 +27,19 @@ fn tree() -> tempfile::TempDir {
     dir
 }
 
+/// Scan caches of these tests live under the build's own temp folder, never in $HOME.
+fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("rewrite-cli-cache")
+}
+
 fn apply(dir: &Path, extra: &[&str]) -> Output {
+    apply_with_cache(dir, &cache_home(), extra)
+}
+
+fn apply_with_cache(dir: &Path, cache_home: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .env("XDG_CACHE_HOME", cache_home)
+        .env_remove("RUST_LOG")
         .arg("apply")
         .arg(dir)
         .args(["--set", "apps:app=ghcr.io/org/app:1.10"])
@@ -158,6 +169,7 @@ fn bad_selections_are_rejected() {
         "apps:app=x@sha256:12",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+            .env("XDG_CACHE_HOME", cache_home())
             .args(["apply", dir.path().to_str().unwrap(), "--set", bad])
             .output()
             .unwrap();
@@ -211,5 +223,207 @@ fn a_single_file_can_be_named() {
     assert!(
         kustomization.contains("newTag: \"1.10\""),
         "{kustomization}"
+    );
+}
+
+/// Runs `apply --check` with info logs as JSON and returns (exit code, stdout, cache hits,
+/// cache misses) from the walk's summary line.
+fn check_counting(dir: &Path, cache_home: &Path, extra: &[&str]) -> (i32, String, u64, u64) {
+    let mut args = vec!["--check", "--log", "info", "--log-format", "json"];
+    args.extend_from_slice(extra);
+    let out = apply_with_cache(dir, cache_home, &args);
+    let stderr = text(&out.stderr);
+    let summary = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "rewrite done")
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let count = |k: &str| summary["fields"][k].as_u64().unwrap();
+    (
+        out.status.code().unwrap(),
+        text(&out.stdout),
+        count("cache_hits"),
+        count("cache_misses"),
+    )
+}
+
+fn cache_files(cache_home: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = fs::read_dir(cache_home.join("tagsmith")) else {
+        return Vec::new();
+    };
+    dir.map(|e| e.unwrap().path()).collect()
+}
+
+#[test]
+fn a_second_check_parses_nothing_and_says_the_same() {
+    let dir = tree();
+    let home = tempfile::tempdir().unwrap();
+    let (code, first, hits, misses) = check_counting(dir.path(), home.path(), &[]);
+    assert_eq!((code, hits), (1, 0));
+    // Two files as found, and the two as they would be after the edits.
+    assert_eq!(misses, 4);
+    assert_eq!(cache_files(home.path()).len(), 1, "one cache file per tree");
+    let (code, second, hits, misses) = check_counting(dir.path(), home.path(), &[]);
+    assert_eq!((code, hits, misses), (1, 4, 0));
+    assert_eq!(second, first);
+}
+
+#[test]
+fn a_rewritten_file_is_a_hit_next_time_and_a_changed_one_is_parsed_again() {
+    let dir = tree();
+    let home = tempfile::tempdir().unwrap();
+    let out = apply_with_cache(dir.path(), home.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (code, stdout, hits, misses) = check_counting(dir.path(), home.path(), &[]);
+    assert_eq!((code, stdout.as_str(), hits, misses), (0, "", 2, 0));
+
+    // Someone edits a file by hand: its new bytes are parsed, never an old scan reused.
+    let deploy = dir.path().join("deploy.yaml");
+    let edited = fs::read_to_string(&deploy)
+        .unwrap()
+        .replace("app:1.10", "app:0.9");
+    fs::write(&deploy, edited).unwrap();
+    let (code, stdout, hits, misses) = check_counting(dir.path(), home.path(), &[]);
+    // Parsed: the edited file. Hits: the other file, and the edited file's would-be rewrite,
+    // which is byte for byte the file the first run wrote.
+    assert_eq!((code, hits, misses), (1, 2, 1));
+    assert!(
+        stdout.contains("deploy.yaml:4: apps:app: ghcr.io/org/app:0.9 -> ghcr.io/org/app:1.10"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn no_cache_reads_and_writes_no_cache() {
+    let dir = tree();
+    let home = tempfile::tempdir().unwrap();
+    let (code, cached, ..) = check_counting(dir.path(), home.path(), &[]);
+    assert_eq!(code, 1);
+    let file = cache_files(home.path()).pop().unwrap();
+    let saved = fs::read(&file).unwrap();
+    let (code, uncached, hits, misses) = check_counting(dir.path(), home.path(), &["--no-cache"]);
+    assert_eq!((code, hits, misses), (1, 0, 0));
+    assert_eq!(uncached, cached);
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        saved,
+        "--no-cache touched the cache"
+    );
+
+    let fresh = tempfile::tempdir().unwrap();
+    let out = apply_with_cache(dir.path(), fresh.path(), &["--no-cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(cache_files(fresh.path()).is_empty());
+}
+
+#[test]
+fn a_damaged_or_foreign_cache_file_is_ignored_and_rebuilt() {
+    let dir = tree();
+    let home = tempfile::tempdir().unwrap();
+    let (_, expected, ..) = check_counting(dir.path(), home.path(), &[]);
+    let file = cache_files(home.path()).pop().unwrap();
+    let good = fs::read(&file).unwrap();
+    let mut flipped = good.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 0x20;
+    let mut foreign = good.clone();
+    // The build id follows the magic and a few header bytes; any other build must not count.
+    let at = foreign.windows(6).position(|w| w == b"0.1.0+").unwrap();
+    foreign[at] = b'9';
+    for damaged in [
+        Vec::new(),
+        b"not a cache".to_vec(),
+        good[..good.len() / 2].to_vec(),
+        flipped,
+        foreign,
+    ] {
+        fs::write(&file, &damaged).unwrap();
+        let out = apply_with_cache(dir.path(), home.path(), &["--check"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), expected);
+        assert!(
+            text(&out.stderr).contains("ignoring the scan cache"),
+            "{}",
+            text(&out.stderr)
+        );
+        let (_, again, hits, misses) = check_counting(dir.path(), home.path(), &[]);
+        assert_eq!(
+            (again, hits, misses),
+            (expected.clone(), 4, 0),
+            "not rebuilt"
+        );
+    }
+}
+
+#[test]
+fn the_cache_file_keeps_only_what_the_last_run_used() {
+    let dir = tree();
+    for i in 0..20 {
+        fs::write(
+            dir.path().join(format!("extra-{i}.yaml")),
+            format!("image: ghcr.io/org/app:0.{i} # {{\"$imagepolicy\": \"apps:app\"}}\n"),
+        )
+        .unwrap();
+    }
+    let home = tempfile::tempdir().unwrap();
+    check_counting(dir.path(), home.path(), &[]);
+    let file = cache_files(home.path()).pop().unwrap();
+    let big = fs::metadata(&file).unwrap().len();
+    for i in 0..20 {
+        fs::remove_file(dir.path().join(format!("extra-{i}.yaml"))).unwrap();
+    }
+    let (_, _, hits, misses) = check_counting(dir.path(), home.path(), &[]);
+    assert_eq!((hits, misses), (4, 0));
+    let small = fs::metadata(&file).unwrap().len();
+    assert!(small * 4 < big, "{small} bytes after, {big} before");
+}
+
+#[test]
+fn syntax_errors_are_still_reported_from_the_cache() {
+    let dir = tree();
+    fs::write(
+        dir.path().join("broken.yaml"),
+        "a: [b\nc: d # {\"$imagepolicy\": \"apps:app\"}\n",
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let out = apply_with_cache(dir.path(), home.path(), &["--check"]);
+        assert_eq!(out.status.code(), Some(2), "run {run}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("error: broken.yaml:1: syntax error"),
+            "run {run}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn cache_dir_is_honoured_and_an_unusable_one_only_warns() {
+    let dir = tree();
+    let home = tempfile::tempdir().unwrap();
+    let chosen = home.path().join("chosen");
+    let out = apply_with_cache(
+        dir.path(),
+        home.path(),
+        &["--check", "--cache-dir", chosen.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(fs::read_dir(&chosen).unwrap().count(), 1);
+    assert!(cache_files(home.path()).is_empty());
+
+    let file = home.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let unusable = file.join("cache");
+    let out = apply_with_cache(
+        dir.path(),
+        home.path(),
+        &["--check", "--cache-dir", unusable.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("running without a scan cache"),
+        "{}",
+        text(&out.stderr)
     );
 }

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use tagsmith::model::{ImageRef, PolicyId};
+use tagsmith::rewrite::ScanCache;
 use tagsmith::rewrite::walk::{Mode, TreeReport, rewrite_tree};
 
 fn fixtures() -> PathBuf {
@@ -84,16 +85,25 @@ fn run_case(name: &str) {
     // A dry run computes the same outcome and writes nothing.
     let dry = tempfile::tempdir().unwrap();
     copy_tree(&case.join("in"), dry.path());
-    let dry_report = rewrite_tree(dry.path(), &[], &selections, Mode::DryRun).unwrap();
+    let dry_report = rewrite_tree(dry.path(), &[], &selections, Mode::DryRun, None).unwrap();
     assert_eq!(
         files_under(dry.path()),
         input,
         "{name}: a dry run wrote files"
     );
 
+    // The scan cache changes nothing, cold or reloaded from its bytes; warm, it parses nothing.
+    let cache = ScanCache::new();
+    let cold = rewrite_tree(dry.path(), &[], &selections, Mode::DryRun, Some(&cache)).unwrap();
+    assert_eq!(cold, dry_report, "{name}: a cold cache changes the report");
+    let cache = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+    let warm = rewrite_tree(dry.path(), &[], &selections, Mode::DryRun, Some(&cache)).unwrap();
+    assert_eq!(warm, dry_report, "{name}: a warm cache changes the report");
+    assert_eq!(cache.stats().misses, 0, "{name}: a warm cache parsed");
+
     let work = tempfile::tempdir().unwrap();
     copy_tree(&case.join("in"), work.path());
-    let report = rewrite_tree(work.path(), &[], &selections, Mode::Write).unwrap();
+    let report = rewrite_tree(work.path(), &[], &selections, Mode::Write, Some(&cache)).unwrap();
     assert_eq!(report, dry_report, "{name}: dry run and write disagree");
     let output = files_under(work.path());
     let text = report_text(&report);
@@ -137,8 +147,12 @@ fn run_case(name: &str) {
     let expected_report = fs::read_to_string(case.join("report")).unwrap();
     assert_eq!(text, expected_report, "{name}: report");
 
-    // Same inputs again: nothing left to do.
-    let again = rewrite_tree(work.path(), &[], &selections, Mode::Write).unwrap();
+    // Same inputs again: nothing left to do, and the files as written were scanned (when
+    // their edits were verified), so nothing is parsed either.
+    let again = rewrite_tree(work.path(), &[], &selections, Mode::Write, Some(&cache)).unwrap();
+    assert_eq!(cache.stats().misses, 0, "{name}: the second run parsed");
+    let uncached = rewrite_tree(work.path(), &[], &selections, Mode::Write, None).unwrap();
+    assert_eq!(again, uncached, "{name}: second run, cached and not");
     assert!(
         again.changes.is_empty(),
         "{name}: second run still changes {:?}",

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use tagsmith::model::{ImageRef, PolicyId};
-use tagsmith::rewrite::{Edit, Lang, ProblemKind, apply, plan, rescan, scan};
+use tagsmith::rewrite::{
+    Edit, Lang, ProblemKind, ScanCache, apply, apply_with, plan, rescan, scan,
+};
 
 const POLICIES: [&str; 3] = ["ns:a", "ns:b", "team-x:c"];
 const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -128,8 +130,26 @@ fn check(
         .problems
         .iter()
         .any(|p| p.kind == ProblemKind::Syntax);
-    let planned = plan(path, lang, scanned, selections);
-    match apply(source, &planned) {
+    let planned = plan(path, lang, scanned.clone(), selections);
+    let applied = apply(source, &planned);
+
+    // The scan cache answers as scan does: on a miss, on a hit after a round trip through
+    // its file format, and for the edited bytes it keeps while verifying.
+    let cache = ScanCache::new();
+    prop_assert_eq!(&cache.scan(source, lang), &scanned);
+    let cache = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+    prop_assert_eq!(&cache.scan(source, lang), &scanned);
+    let cached = apply_with(source, &planned, |out| {
+        cache.rescan(lang, source, out, &planned.edits)
+    });
+    prop_assert_eq!(&cached, &applied);
+    if let Ok(output) = &cached {
+        let cache = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        prop_assert_eq!(cache.scan(output, lang), scan(output, lang));
+        prop_assert_eq!(cache.stats().misses, 0);
+    }
+
+    match applied {
         Ok(output) => {
             assert_only_edits_differ(source, &output, &planned.edits);
             prop_assert_eq!(output.is_empty() && !source.is_empty(), false);

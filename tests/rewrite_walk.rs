@@ -39,7 +39,7 @@ fn symlinks_are_never_followed_out_of_the_tree() {
     let real = write(tree.path(), "real/app.yaml", OLD);
     symlink(&real, tree.path().join("alias.yaml")).unwrap();
 
-    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write).unwrap();
+    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write, None).unwrap();
 
     assert_eq!(fs::read_to_string(&outside_file).unwrap(), OLD);
     assert_eq!(
@@ -63,7 +63,7 @@ fn git_directories_are_skipped_at_any_depth() {
     let top = write(tree.path(), ".git/x.yaml", OLD);
     let nested = write(tree.path(), "vendor/sub/.git/y.yaml", OLD);
     let dotted = write(tree.path(), ".github/z.yaml", OLD);
-    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write).unwrap();
+    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write, None).unwrap();
     assert_eq!(fs::read_to_string(top).unwrap(), OLD);
     assert_eq!(fs::read_to_string(nested).unwrap(), OLD);
     assert_eq!(
@@ -85,7 +85,7 @@ fn writes_are_atomic_keep_permissions_and_skip_unchanged_files() {
     let (changed_ino, current_ino, unmarked_ino) =
         (inode(&changed), inode(&current), inode(&unmarked));
 
-    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write).unwrap();
+    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write, None).unwrap();
 
     assert_eq!(fs::read_to_string(&changed).unwrap(), NEW);
     // A rename puts a new inode in place; files with nothing to change keep theirs.
@@ -113,7 +113,7 @@ fn sub_paths_limit_the_walk_and_may_not_leave_the_tree() {
     let inside = write(tree.path(), "clusters/prod/app.yaml", OLD);
     let other = write(tree.path(), "clusters/dev/app.yaml", OLD);
     let paths = vec![PathBuf::from("clusters/prod"), PathBuf::from("../")];
-    let report = rewrite_tree(tree.path(), &paths, &selections(), Mode::Write).unwrap();
+    let report = rewrite_tree(tree.path(), &paths, &selections(), Mode::Write, None).unwrap();
     assert_eq!(fs::read_to_string(inside).unwrap(), NEW);
     assert_eq!(fs::read_to_string(other).unwrap(), OLD);
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -124,7 +124,14 @@ fn sub_paths_limit_the_walk_and_may_not_leave_the_tree() {
 #[test]
 fn a_missing_tree_is_an_error() {
     let tree = tempfile::tempdir().unwrap();
-    let err = rewrite_tree(&tree.path().join("nope"), &[], &selections(), Mode::Write).unwrap_err();
+    let err = rewrite_tree(
+        &tree.path().join("nope"),
+        &[],
+        &selections(),
+        Mode::Write,
+        None,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
@@ -136,7 +143,7 @@ fn one_bad_file_does_not_stop_the_others() {
     let good: Vec<_> = (0..20)
         .map(|i| write(tree.path(), &format!("d{i}/ok.yaml"), OLD))
         .collect();
-    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write).unwrap();
+    let report = rewrite_tree(tree.path(), &[], &selections(), Mode::Write, None).unwrap();
     assert_eq!(fs::read_to_string(bad).unwrap(), broken);
     for path in good {
         assert_eq!(fs::read_to_string(path).unwrap(), NEW);
@@ -157,7 +164,7 @@ fn tenancy_refuses_policies_per_file() {
     let allowed =
         |file: &Path, policy: &PolicyId| file.starts_with(format!("apps/{}", policy.namespace()));
     let report =
-        rewrite_tree_allowed(tree.path(), &[], &selections(), Mode::Write, &allowed).unwrap();
+        rewrite_tree_allowed(tree.path(), &[], &selections(), Mode::Write, &allowed, None).unwrap();
     assert_eq!(fs::read_to_string(own).unwrap(), NEW);
     assert_eq!(fs::read_to_string(foreign).unwrap(), OLD);
     assert_eq!(report.problems.len(), 1);
@@ -186,7 +193,7 @@ fn overlapping_sub_paths_visit_each_file_once() {
     .iter()
     .map(PathBuf::from)
     .collect();
-    let report = rewrite_tree(tree.path(), &paths, &selections(), Mode::DryRun).unwrap();
+    let report = rewrite_tree(tree.path(), &paths, &selections(), Mode::DryRun, None).unwrap();
     assert_eq!(report.files_seen, 2);
     let files: Vec<_> = report.changes.iter().map(|c| c.file.clone()).collect();
     assert_eq!(

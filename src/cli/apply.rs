@@ -1,8 +1,12 @@
 //! `tagsmith apply DIR --set NS:NAME=IMAGE[:TAG][@DIGEST]... [--check] [--dry-run]`: offline
 //! rewrite of a tree, no registry and no git.
+//!
+//! Scans are cached across runs (see [`crate::rewrite::cache`]): one file per tree in the
+//! user's cache folder, so a CI job or pre-commit hook that runs `--check` over a tree that
+//! barely changed parses only what did.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
@@ -10,6 +14,7 @@ use serde_json::json;
 
 use super::{OutputFormat, Status};
 use crate::model::{ImageRef, PolicyId};
+use crate::rewrite::ScanCache;
 use crate::rewrite::walk::{Mode, TreeReport, rewrite_tree};
 
 #[derive(Debug, Args)]
@@ -28,6 +33,12 @@ pub struct ApplyArgs {
     /// Results as text for people or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Where scan caches live (default: $XDG_CACHE_HOME/tagsmith, else ~/.cache/tagsmith).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Parse every file with markers; neither read nor write the scan cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 fn parse_selection(s: &str) -> Result<(PolicyId, ImageRef), String> {
@@ -60,7 +71,21 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
     } else {
         base
     };
-    let report = rewrite_tree(&base, &paths, &selections, mode)?;
+    let cache_file = if args.no_cache {
+        None
+    } else {
+        cache_file(args.cache_dir, &args.dir)
+    };
+    let cache = cache_file.as_deref().map(ScanCache::load);
+    let report = rewrite_tree(&base, &paths, &selections, mode, cache.as_ref())?;
+    if let (Some(cache), Some(path)) = (&cache, &cache_file) {
+        cache.retain_used();
+        if cache.is_changed()
+            && let Err(err) = cache.save(path)
+        {
+            tracing::warn!(error = %err, "scan cache not saved; the next run parses again");
+        }
+    }
 
     match args.output {
         OutputFormat::Text => {
@@ -84,6 +109,33 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
         return Ok(Status::Pending);
     }
     Ok(Status::Ok)
+}
+
+/// The scan cache file for the tree (or file) `dir`: named by a hash of its canonical path,
+/// so each tree keeps its own and runs over other trees never evict it. `None`, with a
+/// warning, when there is no usable cache folder: the run goes on without a cache.
+fn cache_file(flag: Option<PathBuf>, dir: &Path) -> Option<PathBuf> {
+    let folder = flag.or_else(|| {
+        let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty());
+        match xdg {
+            Some(xdg) => Some(PathBuf::from(xdg).join("tagsmith")),
+            None => {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/tagsmith"))
+            }
+        }
+    });
+    let Some(folder) = folder else {
+        tracing::warn!("no --cache-dir, XDG_CACHE_HOME or HOME; running without a scan cache");
+        return None;
+    };
+    // The walk reports an unusable tree itself.
+    let canonical = std::fs::canonicalize(dir).ok()?;
+    if let Err(err) = std::fs::create_dir_all(&folder) {
+        tracing::warn!(dir = %folder.display(), error = %err, "cannot create the scan cache folder; running without a scan cache");
+        return None;
+    }
+    let hash = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex();
+    Some(folder.join(format!("{}.scan", &hash[..32])))
 }
 
 fn print_text(report: &TreeReport, dry_run: bool) {

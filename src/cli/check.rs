@@ -88,7 +88,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
                     .allows(&path.to_string_lossy(), policy.namespace())
             })
         };
-        let report = rewrite_tree_allowed(dir, &paths, &selections, Mode::DryRun, &allow)
+        let report = rewrite_tree_allowed(dir, &paths, &selections, Mode::DryRun, &allow, None)
             .with_context(|| format!("cannot check {}", dir.display()))?;
         markers += report.changes.len();
         for p in report.problems {

@@ -19,7 +19,10 @@ pub use self::pull_request::{DeliveryError, PullRequestAction, body as pull_requ
 pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
 pub use self::service::{Service, ServiceOptions, serve};
 pub use self::status::{ImageStatus, StatusView, TargetStatus};
-pub use self::target::{ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target};
+pub use self::target::{
+    ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target, run_target_cached,
+    save_cache,
+};
 use crate::config::Config;
 use crate::registry::Client;
 
@@ -50,6 +53,12 @@ pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
     state_dir.join("workspaces").join(target)
 }
 
+/// Where a target's scan cache lives under the state directory (beside, not inside, the
+/// workspaces, which hold only checkouts).
+pub fn scan_cache_file(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("cache").join(format!("{target}.scan"))
+}
+
 /// One full cycle over every target: what `tagsmith once` runs.
 pub async fn run_once(
     config: Arc<Config>,
@@ -64,10 +73,12 @@ pub async fn run_once(
         let config = Arc::clone(&config);
         let set = Arc::clone(&set);
         let workspace = workspace_dir(state_dir, &config.targets[i].name);
+        let cache_file = scan_cache_file(state_dir, &config.targets[i].name);
         tokio::task::spawn_blocking(move || {
             run_target(&TargetRun {
                 target: &config.targets[i],
                 workspace,
+                cache_file,
                 selections: &set,
                 dry_run,
             })

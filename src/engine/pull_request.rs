@@ -17,6 +17,7 @@ use crate::forge::{
     Desired, Existing, ForgeError, GitHub, Plan, PullRequestView, decide, render_body, rows,
 };
 use crate::git::{GitError, Workspace};
+use crate::rewrite::ScanCache;
 use crate::rewrite::walk::ChangedFile;
 
 /// Pushes lost to a concurrent writer before giving up for this cycle.
@@ -185,6 +186,7 @@ pub(super) fn attempt(
     run: &TargetRun<'_>,
     settings: &PullRequestSettings,
     report: &mut TargetReport,
+    cache: &ScanCache,
 ) -> Result<(), DeliveryError> {
     let target = run.target;
     let mut github: Option<GitHub> = None;
@@ -201,7 +203,7 @@ pub(super) fn attempt(
     ws.sign_commits_with(target.signing_key.clone());
     loop {
         let synced = ws.sync_onto_base(&settings.base, &settings.branch)?;
-        let tree = rewrite(run, &ws)?;
+        let tree = rewrite(run, &ws, cache)?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
         report.policies = tree.policies.iter().map(ToString::to_string).collect();
         report.problems = problems(run, &tree);

@@ -18,12 +18,13 @@ use tokio::time::Instant;
 
 use super::select::{ImageReport, SelectionSet, select_images};
 use super::status::{ImageStatus, StatusView, TargetStatus, timestamp};
-use super::target::{TargetReport, TargetRun, run_target};
-use super::{Outcome, PullRequestAction, workspace_dir};
+use super::target::{TargetReport, TargetRun, run_target_cached, save_cache};
+use super::{Outcome, PullRequestAction, scan_cache_file, workspace_dir};
 use crate::config::{Config, ImagePolicy};
 use crate::metrics::{label, metrics};
 use crate::model::{ImageRef, PolicyId};
 use crate::registry::Client;
+use crate::rewrite::ScanCache;
 use crate::server::ScanRequest;
 use crate::state::{Batch, ImageRecord, Snapshot, Store, TargetRecord, now_ms};
 
@@ -180,6 +181,8 @@ struct Loop {
     known: Known,
     images: Vec<ImageSlot>,
     targets: Vec<TargetSlot>,
+    /// Per target, loaded at its first run.
+    caches: Vec<Option<Arc<ScanCache>>>,
     tasks: JoinSet<(usize, TargetReport)>,
     status: watch::Sender<String>,
     started_at: u64,
@@ -294,7 +297,7 @@ impl Loop {
             .collect();
         // Every target runs once at start with what is known, so changes made in Git while
         // tagsmith was down are seen; a run with nothing to change commits nothing.
-        let targets = config
+        let targets: Vec<TargetSlot> = config
             .targets
             .iter()
             .map(|target| {
@@ -314,6 +317,7 @@ impl Loop {
             store,
             known,
             images,
+            caches: vec![None; targets.len()],
             targets,
             tasks: JoinSet::new(),
             status,
@@ -475,15 +479,24 @@ impl Loop {
             let config = Arc::clone(&self.config);
             let selections = self.known.snapshot();
             let workspace = workspace_dir(&self.options.state_dir, &config.targets[i].name);
+            let cache_file = scan_cache_file(&self.options.state_dir, &config.targets[i].name);
+            // Each target's scan cache stays in memory between runs (one run at a time uses it).
+            let cache = Arc::clone(
+                self.caches[i].get_or_insert_with(|| Arc::new(ScanCache::load(&cache_file))),
+            );
             self.tasks.spawn_blocking(move || {
                 // A panic must not leave the target marked as running forever.
                 let run = std::panic::AssertUnwindSafe(|| {
-                    run_target(&TargetRun {
+                    let run = TargetRun {
                         target: &config.targets[i],
                         workspace,
+                        cache_file,
                         selections: &selections,
                         dry_run: false,
-                    })
+                    };
+                    let report = run_target_cached(&run, &cache);
+                    save_cache(&run, &cache);
+                    report
                 });
                 let report = std::panic::catch_unwind(run).unwrap_or_else(|_| TargetReport {
                     target: config.targets[i].name.clone(),

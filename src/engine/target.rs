@@ -11,7 +11,7 @@ use crate::config::Target;
 use crate::git::{GitError, Workspace};
 use crate::model::PolicyId;
 use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
-use crate::rewrite::{Change, ProblemKind};
+use crate::rewrite::{Change, ProblemKind, ScanCache};
 
 /// Pushes lost to a concurrent writer before giving up for this cycle.
 const MAX_PUSH_ATTEMPTS: u32 = 3;
@@ -103,11 +103,34 @@ impl From<&Change> for ChangeReport {
 pub struct TargetRun<'a> {
     pub target: &'a Target,
     pub workspace: PathBuf,
+    /// The target's scan cache file (see [`super::scan_cache_file`]).
+    pub cache_file: PathBuf,
     pub selections: &'a SelectionSet,
     pub dry_run: bool,
 }
 
+/// Runs a target with its scan cache loaded from, and saved back to, `run.cache_file`:
+/// unchanged files are not parsed again, in this process or the next.
 pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
+    let cache = ScanCache::load(&run.cache_file);
+    let report = run_target_cached(run, &cache);
+    save_cache(run, &cache);
+    report
+}
+
+/// Writes the cache back when the run changed it; a cache that cannot be saved costs only
+/// parsing next time.
+pub fn save_cache(run: &TargetRun<'_>, cache: &ScanCache) {
+    if cache.is_changed()
+        && let Err(err) = cache.save(&run.cache_file)
+    {
+        tracing::warn!(target = %run.target.name, error = %err, "scan cache not saved");
+    }
+}
+
+/// [`run_target`] with a cache the caller keeps in memory across runs (one per target, not
+/// shared between targets run at once). Afterwards it holds just what this run used.
+pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport {
     let mut report = TargetReport {
         target: run.target.name.clone(),
         outcome: Outcome::Unchanged,
@@ -118,19 +141,23 @@ pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
         policies: Vec::new(),
     };
     let result = match &run.target.pull_request {
-        Some(settings) => {
-            super::pull_request::attempt(run, settings, &mut report).map_err(|e| e.to_string())
-        }
-        None => attempt(run, &mut report).map_err(|e| e.to_string()),
+        Some(settings) => super::pull_request::attempt(run, settings, &mut report, cache)
+            .map_err(|e| e.to_string()),
+        None => attempt(run, &mut report, cache).map_err(|e| e.to_string()),
     };
     if let Err(error) = result {
         tracing::error!(target = %run.target.name, %error, "target failed");
         report.outcome = Outcome::Failed { error };
     }
+    cache.retain_used();
     report
 }
 
-fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitError> {
+fn attempt(
+    run: &TargetRun<'_>,
+    report: &mut TargetReport,
+    cache: &ScanCache,
+) -> Result<(), GitError> {
     let target = run.target;
     let t = &mut report.timings;
     let mut ws = timed(&mut t.open_ms, || {
@@ -141,7 +168,7 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
     loop {
         let t = &mut report.timings;
         timed(&mut t.sync_ms, || ws.sync(&target.git.branch, push_branch))?;
-        let tree = timed(&mut t.rewrite_ms, || rewrite(run, &ws))?;
+        let tree = timed(&mut t.rewrite_ms, || rewrite(run, &ws, cache))?;
         report.changes = tree.changes.iter().map(ChangeReport::from).collect();
         report.policies = tree.policies.iter().map(ToString::to_string).collect();
         report.problems = problems(run, &tree);
@@ -189,7 +216,11 @@ fn attempt(run: &TargetRun<'_>, report: &mut TargetReport) -> Result<(), GitErro
 }
 
 /// Rewrites the workspace's files; it counts as clean again only when nothing was written.
-pub(super) fn rewrite(run: &TargetRun<'_>, ws: &Workspace) -> Result<TreeReport, GitError> {
+pub(super) fn rewrite(
+    run: &TargetRun<'_>,
+    ws: &Workspace,
+    cache: &ScanCache,
+) -> Result<TreeReport, GitError> {
     let root = ws.root();
     ws.forget_clean()?;
     let tenancy = &run.target.tenancy;
@@ -202,6 +233,7 @@ pub(super) fn rewrite(run: &TargetRun<'_>, ws: &Workspace) -> Result<TreeReport,
         &run.selections.selections,
         Mode::Write,
         &allow,
+        Some(cache),
     )
     .map_err(|e| GitError::Open {
         path: root.to_path_buf(),

@@ -78,7 +78,7 @@ pub fn scan(source: &[u8]) -> ScanResult {
             Some(Ok(site)) => result.sites.push(site),
             Some(Err(what)) => result.problems.push(Finding {
                 line,
-                kind: ProblemKind::UnsupportedValue { what },
+                kind: ProblemKind::UnsupportedValue { what: what.into() },
             }),
         }
     }
@@ -281,10 +281,11 @@ mod tests {
             .into_iter()
             .map(|(line, kind)| match kind {
                 ProblemKind::UnsupportedValue { what } => (line, what),
-                ProblemKind::NoValue => (line, "none"),
+                ProblemKind::NoValue => (line, "none".into()),
                 other => panic!("{other:?}"),
             })
             .collect();
+        let got: Vec<(usize, &str)> = got.iter().map(|(l, w)| (*l, w.as_ref())).collect();
         assert_eq!(
             got,
             vec![

@@ -12,7 +12,7 @@ use std::ops::Range;
 use thiserror::Error;
 
 /// How a CUE string literal is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CueForm {
     /// The number of `#` around the quotes (0 for a simple string).
     pub hashes: usize,

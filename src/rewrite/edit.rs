@@ -152,8 +152,22 @@ pub fn splice(source: &[u8], edits: &[Edit]) -> Vec<u8> {
 
 /// Applies a plan to the bytes it was made from and verifies the result.
 pub fn apply(source: &[u8], plan: &FilePlan) -> Result<Vec<u8>, super::VerifyError> {
+    apply_with(source, plan, |output| {
+        super::rescan(plan.lang, source, output, &plan.edits)
+    })
+}
+
+/// [`apply`], where `scan_output` gives the scan of the spliced bytes; it must return what
+/// [`super::scan`] would (a [`super::ScanCache`] lookup, or [`super::rescan`]).
+pub fn apply_with(
+    source: &[u8],
+    plan: &FilePlan,
+    scan_output: impl FnOnce(&[u8]) -> ScanResult,
+) -> Result<Vec<u8>, super::VerifyError> {
     super::verify::check_edits(source.len(), &plan.edits)?;
     let output = splice(source, &plan.edits);
-    super::verify(plan.lang, source, &output, &plan.sites, &plan.edits)?;
+    super::verify_with(source, &output, &plan.sites, &plan.edits, || {
+        scan_output(&output)
+    })?;
     Ok(output)
 }

@@ -4,12 +4,14 @@
 //! [`plan`] turns sites and selections into edits and [`Change`]s, [`apply`] splices the
 //! edits once and [`verify`]s the result. Language modules (`yaml`, `cue`) only locate
 //! markers and values and know the quoting rules of their literals. [`walk`] is the IO edge:
-//! file discovery, parallel processing and atomic writes.
+//! file discovery, parallel processing and atomic writes. [`cache`] memoises [`scan`] by the
+//! bytes' hash, in memory and in one file per tree or target.
 //!
 //! A language is a `Lang` variant chosen in [`Lang::from_path`] and an arm in [`scan`],
 //! [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and [`encode`];
 //! planning, splicing, verification and the walk are shared.
 
+pub mod cache;
 mod cue;
 mod cue_literal;
 mod edit;
@@ -19,23 +21,27 @@ pub mod walk;
 mod yaml;
 mod yaml_literal;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::PolicyId;
 
+pub use cache::{CacheError, CacheStats, ScanCache};
 pub use cue_literal::CueForm;
-pub use edit::{Edit, FilePlan, apply, plan, plan_allowed, value_for};
+pub use edit::{Edit, FilePlan, apply, apply_with, plan, plan_allowed, value_for};
 pub use marker::{MarkerParse, parse_marker};
-pub use verify::{VerifyError, verify};
+pub use verify::{VerifyError, verify, verify_with};
 pub use walk::{Mode, TreeReport, WalkError, rewrite_tree};
 
 /// The byte string every marker contains; files without it are never parsed.
 pub const MARKER_NEEDLE: &[u8] = b"$imagepolicy";
 
 /// A language tagsmith can rewrite, chosen by file name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Lang {
     Yaml,
     Cue,
@@ -58,7 +64,7 @@ impl Lang {
 }
 
 /// Which part of the reference a marker sets (`ns:name`, `ns:name:tag`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Part {
     /// `name:tag`, plus `@digest` when the selection carries one.
     Full,
@@ -79,7 +85,7 @@ impl Part {
 }
 
 /// A parsed `{"$imagepolicy": "ns:name[:part]"}` marker.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Marker {
     pub policy: PolicyId,
     pub part: Part,
@@ -92,7 +98,7 @@ impl fmt::Display for Marker {
 }
 
 /// How a scalar is written in the source; a rewrite keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Style {
     Plain,
     Single,
@@ -102,7 +108,7 @@ pub enum Style {
 }
 
 /// A marked value: where it is, how it is quoted and what it reads as now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
     pub marker: Marker,
     /// 1-based line of the marker (and of the value).
@@ -117,7 +123,7 @@ pub struct Site {
 }
 
 /// What is wrong at one line of a file. Problems never stop the rest of the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProblemKind {
     /// The file does not parse; it is not edited.
     Syntax,
@@ -128,7 +134,7 @@ pub enum ProblemKind {
     /// A marker with nothing to set on its line.
     NoValue,
     /// A marker on a value tagsmith does not rewrite (alias, block scalar, collection, ...).
-    UnsupportedValue { what: &'static str },
+    UnsupportedValue { what: Cow<'static, str> },
     /// A marker inside a block scalar's text, which is data, not a comment.
     MarkerInBlockScalar,
     /// A marker inside a CUE string's text, which is data, not a comment.
@@ -199,7 +205,7 @@ impl fmt::Display for ProblemKind {
 }
 
 /// A problem found by [`scan`]: a 1-based line and what is wrong there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub line: usize,
     pub kind: ProblemKind,
@@ -258,7 +264,7 @@ impl fmt::Display for Change {
 }
 
 /// Everything [`scan`] found in one file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanResult {
     pub sites: Vec<Site>,
     pub problems: Vec<Finding>,

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Edit, Lang, ProblemKind, Site, Style, rescan};
+use super::{Edit, Lang, ProblemKind, ScanResult, Site, Style, rescan};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -44,10 +44,22 @@ pub fn verify(
     sites: &[Site],
     edits: &[Edit],
 ) -> Result<(), VerifyError> {
+    verify_with(old, new, sites, edits, || rescan(lang, old, new, edits))
+}
+
+/// [`verify`], where `scan_new` gives the scan of `new` (from a cache, say); it is only
+/// called once the cheap byte checks have passed.
+pub fn verify_with(
+    old: &[u8],
+    new: &[u8],
+    sites: &[Site],
+    edits: &[Edit],
+    scan_new: impl FnOnce() -> ScanResult,
+) -> Result<(), VerifyError> {
     check_edits(old.len(), edits)?;
     outside_unchanged(old, new, edits)?;
 
-    let rescanned = rescan(lang, old, new, edits);
+    let rescanned = scan_new();
     if let Some(p) = rescanned
         .problems
         .iter()

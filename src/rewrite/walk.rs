@@ -10,7 +10,10 @@ use std::sync::{Mutex, PoisonError};
 use memchr::memmem;
 use thiserror::Error;
 
-use super::{Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, apply, plan_allowed, scan};
+use super::{
+    Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, ScanCache, apply, apply_with, plan_allowed,
+    scan,
+};
 use crate::model::{ImageRef, PolicyId};
 
 #[derive(Debug, Error)]
@@ -75,13 +78,16 @@ impl TreeReport {
 
 /// Rewrites the marked values under `paths` (relative to `base`; empty means all of it).
 /// Problems in one file never stop the others; only an unusable `base` is an error.
+/// With a `cache`, files whose bytes were scanned before are not parsed again, and the
+/// scans made here (of files as found and as edited) are added to it.
 pub fn rewrite_tree(
     base: &Path,
     paths: &[PathBuf],
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
+    cache: Option<&ScanCache>,
 ) -> Result<TreeReport, WalkError> {
-    rewrite_tree_allowed(base, paths, selections, mode, &|_, _| true)
+    rewrite_tree_allowed(base, paths, selections, mode, &|_, _| true, cache)
 }
 
 /// [`rewrite_tree`] with tenancy: `allowed(file, policy)` (file relative to `base`) says
@@ -92,6 +98,7 @@ pub fn rewrite_tree_allowed(
     selections: &BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
     allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
+    cache: Option<&ScanCache>,
 ) -> Result<TreeReport, WalkError> {
     let base = fs::canonicalize(base).map_err(|source| WalkError::Base {
         path: base.to_path_buf(),
@@ -104,8 +111,10 @@ pub fn rewrite_tree_allowed(
         selections,
         mode,
         allowed,
+        cache,
         report: Mutex::new(TreeReport::default()),
     };
+    let cache_before = cache.map(ScanCache::stats).unwrap_or_default();
     let (dirs, files) = roots(&base, paths, &job);
     // Directories are read and their files processed as tasks of one pool, so reading the
     // tree overlaps with parsing instead of preceding it.
@@ -126,10 +135,13 @@ pub fn rewrite_tree_allowed(
     report
         .problems
         .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    let cache_after = cache.map(ScanCache::stats).unwrap_or_default();
     tracing::info!(
         elapsed = ?started.elapsed(),
         files = report.files_seen,
         parsed = report.files_parsed,
+        cache_hits = cache_after.hits - cache_before.hits,
+        cache_misses = cache_after.misses - cache_before.misses,
         changed = report.changed.len(),
         problems = report.problems.len(),
         "rewrite done"
@@ -146,17 +158,9 @@ struct Outcome {
     problems: Vec<Problem>,
 }
 
-fn process(
-    base: &Path,
-    rel: &Path,
-    lang: Lang,
-    finder: &memmem::Finder<'_>,
-    selections: &BTreeMap<PolicyId, ImageRef>,
-    mode: Mode,
-    allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
-) -> Outcome {
+fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> Outcome {
     let mut outcome = Outcome::default();
-    let abs = base.join(rel);
+    let abs = job.base.join(rel);
     let io_problem = |what: &str, err: std::io::Error| Problem {
         path: rel.to_path_buf(),
         line: 0,
@@ -171,19 +175,30 @@ fn process(
             return outcome;
         }
     };
-    if finder.find(&before).is_none() {
+    if job.finder.find(&before).is_none() {
         return outcome;
     }
     outcome.parsed = true;
-    let plan = plan_allowed(rel, lang, scan(&before, lang), selections, |policy| {
-        allowed(rel, policy)
+    let scanned = match job.cache {
+        Some(cache) => cache.scan(&before, lang),
+        None => scan(&before, lang),
+    };
+    let plan = plan_allowed(rel, lang, scanned, job.selections, |policy| {
+        (job.allowed)(rel, policy)
     });
     outcome.problems = plan.problems.clone();
     outcome.policies = plan.sites.iter().map(|s| s.marker.policy.clone()).collect();
     if plan.is_noop() {
         return outcome;
     }
-    let after = match apply(&before, &plan) {
+    // The edited bytes' scan is cached too: they are what the next run reads.
+    let applied = match job.cache {
+        Some(cache) => apply_with(&before, &plan, |after| {
+            cache.rescan(lang, &before, after, &plan.edits)
+        }),
+        None => apply(&before, &plan),
+    };
+    let after = match applied {
         Ok(after) => after,
         Err(err) => {
             outcome.problems.push(Problem {
@@ -196,7 +211,7 @@ fn process(
             return outcome;
         }
     };
-    if mode == Mode::Write {
+    if job.mode == Mode::Write {
         if let Err(err) = write_atomic(&abs, &after) {
             outcome.problems.push(io_problem("write", err));
             return outcome;
@@ -218,6 +233,7 @@ struct Job<'a> {
     selections: &'a BTreeMap<PolicyId, ImageRef>,
     mode: Mode,
     allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
+    cache: Option<&'a ScanCache>,
     report: Mutex<TreeReport>,
 }
 
@@ -228,17 +244,7 @@ impl Job<'_> {
         }
         let outcomes: Vec<Outcome> = files
             .iter()
-            .map(|(rel, lang)| {
-                process(
-                    self.base,
-                    rel,
-                    *lang,
-                    &self.finder,
-                    self.selections,
-                    self.mode,
-                    self.allowed,
-                )
-            })
+            .map(|(rel, lang)| process(self, rel, *lang))
             .collect();
         let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
         report.files_seen += files.len();

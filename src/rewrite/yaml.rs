@@ -125,7 +125,7 @@ fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
             Some(Ok(site)) => result.sites.push(site),
             Some(Err(what)) => result.problems.push(Finding {
                 line,
-                kind: ProblemKind::UnsupportedValue { what },
+                kind: ProblemKind::UnsupportedValue { what: what.into() },
             }),
         }
     }
@@ -261,7 +261,7 @@ fn block_scalar_markers(node: Node<'_>, source: &[u8], out: &mut Vec<Finding>) {
         // scalar: that one is a marker on a block scalar value.
         let kind = if line == header {
             ProblemKind::UnsupportedValue {
-                what: "a block scalar",
+                what: "a block scalar".into(),
             }
         } else {
             ProblemKind::MarkerInBlockScalar
@@ -441,7 +441,7 @@ mod tests {
                 (2, std::mem::discriminant(&ProblemKind::NoValue)),
                 (
                     4,
-                    std::mem::discriminant(&ProblemKind::UnsupportedValue { what: "" })
+                    std::mem::discriminant(&ProblemKind::UnsupportedValue { what: "".into() })
                 ),
                 (
                     5,

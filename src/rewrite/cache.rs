@@ -1,0 +1,480 @@
+//! A content-addressed memo of [`scan`]: `scan(bytes, lang)` is a pure function of its
+//! inputs, so its result can be kept under a hash of the bytes and reused by any later run
+//! that meets the same bytes, whatever their path. Parsing is nearly all of a run's cost
+//! when a tree has not changed, and a rewritten file is met again (as the old bytes of the
+//! next edit, or unchanged) on the next run.
+//!
+//! The in-memory [`ScanCache`] is pure and shared by the walk's workers. [`ScanCache::load`]
+//! and [`ScanCache::save`] are its IO edge: one file, replaced atomically, trusted only when
+//! written by a build whose scanning code, grammars and dependencies are the same (see
+//! `build.rs`) and whose checksum matches. Anything else is ignored with a warning and
+//! rebuilt: a cache can cost a parse, never an error or a wrong result.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{Edit, Lang, ScanResult, rescan, scan};
+
+/// Bumped whenever the file layout below changes.
+const FORMAT: u32 = 1;
+const MAGIC: &[u8; 16] = b"tagsmith scans\n\0";
+
+/// The code a scan's result depends on (and this file's format), hashed into the build id, so
+/// that a changed scanner never trusts an old cache even at the same version, as in
+/// development. A test checks that every file of `rewrite` is listed.
+const SCAN_SOURCES: &[(&str, &str)] = &[
+    ("cache.rs", include_str!("cache.rs")),
+    ("cue.rs", include_str!("cue.rs")),
+    ("cue_literal.rs", include_str!("cue_literal.rs")),
+    ("edit.rs", include_str!("edit.rs")),
+    ("marker.rs", include_str!("marker.rs")),
+    ("mod.rs", include_str!("mod.rs")),
+    ("verify.rs", include_str!("verify.rs")),
+    ("walk.rs", include_str!("walk.rs")),
+    ("yaml.rs", include_str!("yaml.rs")),
+    ("yaml_literal.rs", include_str!("yaml_literal.rs")),
+    ("../model.rs", include_str!("../model.rs")),
+    ("../grammars.rs", include_str!("../grammars.rs")),
+];
+
+/// What a cache file must have been written by: tagsmith's version, the build script's
+/// fingerprint of the grammars and locked dependencies, and a hash of [`SCAN_SOURCES`].
+fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut sources = blake3::Hasher::new();
+        for (name, text) in SCAN_SOURCES {
+            sources.update(name.as_bytes());
+            sources.update(&(text.len() as u64).to_le_bytes());
+            sources.update(text.as_bytes());
+        }
+        format!(
+            "{}+{}+{}",
+            env!("CARGO_PKG_VERSION"),
+            env!("TAGSMITH_SCAN_FINGERPRINT"),
+            &sources.finalize().to_hex()[..16]
+        )
+    })
+}
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("cannot write the scan cache {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the scan cache: {0}")]
+    Encode(#[from] postcard::Error),
+}
+
+/// Why a cache file's bytes were not used.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("not a tagsmith scan cache")]
+    Magic,
+    #[error("unreadable header: {0}")]
+    Header(postcard::Error),
+    #[error("format {found}, this build reads {FORMAT}")]
+    Format { found: u32 },
+    #[error("written by build {found}, this is {expected}")]
+    Build { found: String, expected: String },
+    #[error("truncated or damaged (checksum mismatch)")]
+    Checksum,
+    #[error("unreadable entries: {0}")]
+    Body(postcard::Error),
+}
+
+type Key = (Lang, [u8; 32]);
+
+#[derive(Debug)]
+struct Entry {
+    result: ScanResult,
+    /// Hit or inserted since the last [`ScanCache::retain_used`], which keeps only these.
+    used: AtomicBool,
+}
+
+/// Counters for logs and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// Scan results by (language, BLAKE3 of the bytes). Cheap to share across threads: lookups
+/// take a read lock; only misses, which have just paid for a parse, take the write lock.
+#[derive(Debug, Default)]
+pub struct ScanCache {
+    entries: RwLock<HashMap<Key, Entry>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Entries added or dropped since loading or the last save.
+    changed: AtomicBool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    build: String,
+    body_len: u64,
+    body_hash: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    lang: Lang,
+    hash: [u8; 32],
+    result: ScanResult,
+}
+
+impl ScanCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`scan`], answered from the cache when these bytes were scanned before.
+    pub fn scan(&self, source: &[u8], lang: Lang) -> ScanResult {
+        self.get_or_insert(lang, source, || scan(source, lang))
+    }
+
+    /// [`rescan`]: the scan of `new` (which is `old` with `edits` applied), from the cache
+    /// when `new` was seen before, else re-parsed incrementally and kept under `new`'s hash.
+    pub fn rescan(&self, lang: Lang, old: &[u8], new: &[u8], edits: &[Edit]) -> ScanResult {
+        self.get_or_insert(lang, new, || rescan(lang, old, new, edits))
+    }
+
+    fn get_or_insert(
+        &self,
+        lang: Lang,
+        bytes: &[u8],
+        compute: impl FnOnce() -> ScanResult,
+    ) -> ScanResult {
+        let key = (lang, *blake3::hash(bytes).as_bytes());
+        {
+            let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = entries.get(&key) {
+                entry.used.store(true, Ordering::Relaxed);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return entry.result.clone();
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let result = compute();
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        // Another worker may have scanned the same bytes meanwhile; both results are equal.
+        entries.entry(key).or_insert_with(|| Entry {
+            result: result.clone(),
+            used: AtomicBool::new(true),
+        });
+        self.changed.store(true, Ordering::Relaxed);
+        result
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        CacheStats {
+            entries: entries.len(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Drops the entries not used since the last call and starts counting afresh: a cache
+    /// kept in memory across runs then holds what the latest run needed, no more. When
+    /// nothing was used (a run that failed before it scanned), everything is kept.
+    pub fn retain_used(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if !entries.values().any(|e| e.used.load(Ordering::Relaxed)) {
+            return;
+        }
+        let before = entries.len();
+        entries.retain(|_, e| e.used.swap(false, Ordering::Relaxed));
+        if entries.len() != before {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the cache differs from what was loaded or last saved: a run that only hit
+    /// need not write the file again.
+    pub fn is_changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+
+    /// The file's bytes: header (format, build, checksum of the rest), then every entry,
+    /// sorted so equal caches give equal files. Call [`Self::retain_used`] first to keep
+    /// the file to what the run needed.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let mut records: Vec<Record> = entries
+            .iter()
+            .map(|(&(lang, hash), e)| Record {
+                lang,
+                hash,
+                result: e.result.clone(),
+            })
+            .collect();
+        drop(entries);
+        records.sort_unstable_by_key(|r| (r.lang, r.hash));
+        let body = postcard::to_stdvec(&records)?;
+        let header = Header {
+            format: FORMAT,
+            build: build_id().to_string(),
+            body_len: body.len() as u64,
+            body_hash: *blake3::hash(&body).as_bytes(),
+        };
+        let mut out = MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(&header)?);
+        out.extend(body);
+        Ok(out)
+    }
+
+    /// Reads bytes written by [`Self::to_bytes`] of this very build; entries start unused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let rest = bytes.strip_prefix(MAGIC).ok_or(DecodeError::Magic)?;
+        let (header, body): (Header, _) =
+            postcard::take_from_bytes(rest).map_err(DecodeError::Header)?;
+        if header.format != FORMAT {
+            return Err(DecodeError::Format {
+                found: header.format,
+            });
+        }
+        if header.build != build_id() {
+            return Err(DecodeError::Build {
+                found: header.build,
+                expected: build_id().to_string(),
+            });
+        }
+        // The checksum stands between a damaged file and a wrong answer: postcard would
+        // happily decode flipped bits into a different, well-formed scan.
+        if body.len() as u64 != header.body_len
+            || *blake3::hash(body).as_bytes() != header.body_hash
+        {
+            return Err(DecodeError::Checksum);
+        }
+        let records: Vec<Record> = postcard::from_bytes(body).map_err(DecodeError::Body)?;
+        let entries = records
+            .into_iter()
+            .map(|r| {
+                let entry = Entry {
+                    result: r.result,
+                    used: AtomicBool::new(false),
+                };
+                ((r.lang, r.hash), entry)
+            })
+            .collect();
+        Ok(Self {
+            entries: RwLock::new(entries),
+            ..Self::default()
+        })
+    }
+
+    /// The cache saved at `path`, or an empty one when there is none or it cannot be used.
+    pub fn load(path: &Path) -> Self {
+        let started = std::time::Instant::now();
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(path = %path.display(), "no scan cache yet");
+                return Self::new();
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot read the scan cache; rebuilding it");
+                return Self::new();
+            }
+        };
+        match Self::from_bytes(&bytes) {
+            Ok(cache) => {
+                tracing::debug!(path = %path.display(), entries = cache.stats().entries, elapsed = ?started.elapsed(), "scan cache loaded");
+                cache
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring the scan cache; rebuilding it");
+                Self::new()
+            }
+        }
+    }
+
+    /// Writes every entry to `path`, atomically: a reader, or a concurrent tagsmith, sees
+    /// the old file or the new one.
+    pub fn save(&self, path: &Path) -> Result<(), CacheError> {
+        let started = std::time::Instant::now();
+        let bytes = self.to_bytes()?;
+        let write_err = |source| CacheError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(write_err)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // No fsync: losing the cache to a crash costs one cold run, while a sync would cost
+        // every run; the rename alone keeps readers from seeing a torn file.
+        let result = (|| {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            fs::rename(&tmp, path)
+        })();
+        if let Err(err) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(write_err(err));
+        }
+        self.changed.store(false, Ordering::Relaxed);
+        tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "scan cache saved");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &[u8] = b"a: ghcr.io/o/app:1 # {\"$imagepolicy\": \"ns:a\"}\nb: x\n";
+
+    #[test]
+    fn a_hit_returns_what_scan_returns() {
+        let cache = ScanCache::new();
+        let first = cache.scan(YAML, Lang::Yaml);
+        let second = cache.scan(YAML, Lang::Yaml);
+        assert_eq!(first, scan(YAML, Lang::Yaml));
+        assert_eq!(second, first);
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.hits, stats.misses), (1, 1, 1));
+    }
+
+    #[test]
+    fn the_language_is_part_of_the_key() {
+        let cache = ScanCache::new();
+        let src = b"a: \"x\" // {\"$imagepolicy\": \"ns:a\"}\n";
+        assert_eq!(cache.scan(src, Lang::Cue), scan(src, Lang::Cue));
+        assert_eq!(cache.scan(src, Lang::Yaml), scan(src, Lang::Yaml));
+        assert_eq!(cache.stats().misses, 2);
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let cache = ScanCache::new();
+        cache.scan(YAML, Lang::Yaml);
+        let loaded = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        assert_eq!(loaded.stats().entries, 1);
+        assert_eq!(loaded.scan(YAML, Lang::Yaml), scan(YAML, Lang::Yaml));
+        assert_eq!((loaded.stats().hits, loaded.stats().misses), (1, 0));
+        // Loaded entries count as unused until a run needs them.
+        let partly = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        partly.scan(b"other: 1\n", Lang::Yaml);
+        partly.retain_used();
+        assert_eq!(partly.stats().entries, 1);
+        assert_eq!(partly.scan(YAML, Lang::Yaml), scan(YAML, Lang::Yaml));
+        assert_eq!(partly.stats().misses, 2);
+    }
+
+    #[test]
+    fn damaged_bytes_are_refused() {
+        let cache = ScanCache::new();
+        cache.scan(YAML, Lang::Yaml);
+        let good = cache.to_bytes().unwrap();
+        for cut in [0, 5, MAGIC.len(), MAGIC.len() + 3, good.len() - 1] {
+            assert!(ScanCache::from_bytes(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = good.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x01;
+        assert_eq!(
+            ScanCache::from_bytes(&flipped).unwrap_err(),
+            DecodeError::Checksum
+        );
+        let mut longer = good;
+        longer.push(0);
+        assert_eq!(
+            ScanCache::from_bytes(&longer).unwrap_err(),
+            DecodeError::Checksum
+        );
+    }
+
+    #[test]
+    fn another_build_or_format_is_refused() {
+        let foreign = |format: u32, build: &str| {
+            let body = postcard::to_stdvec(&Vec::<Record>::new()).unwrap();
+            let header = Header {
+                format,
+                build: build.into(),
+                body_len: body.len() as u64,
+                body_hash: *blake3::hash(&body).as_bytes(),
+            };
+            let mut out = MAGIC.to_vec();
+            out.extend(postcard::to_stdvec(&header).unwrap());
+            out.extend(body);
+            out
+        };
+        assert!(ScanCache::from_bytes(&foreign(FORMAT, build_id())).is_ok());
+        assert!(matches!(
+            ScanCache::from_bytes(&foreign(FORMAT + 1, build_id())),
+            Err(DecodeError::Format { .. })
+        ));
+        assert!(matches!(
+            ScanCache::from_bytes(&foreign(FORMAT, "0.0.1+0000000000000000")),
+            Err(DecodeError::Build { .. })
+        ));
+    }
+
+    #[test]
+    fn every_rewrite_source_is_part_of_the_build_id() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rewrite");
+        let mut on_disk: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        on_disk.sort();
+        let listed: Vec<&str> = SCAN_SOURCES
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !n.starts_with("../"))
+            .collect();
+        assert_eq!(on_disk, listed, "update SCAN_SOURCES");
+    }
+
+    #[test]
+    fn retain_used_forgets_what_the_last_run_did_not_need() {
+        let cache = ScanCache::new();
+        let other = b"b: ghcr.io/o/b:1 # {\"$imagepolicy\": \"ns:b\"}\n";
+        cache.scan(YAML, Lang::Yaml);
+        cache.scan(other, Lang::Yaml);
+        cache.retain_used();
+        assert_eq!(cache.stats().entries, 2);
+        cache.scan(YAML, Lang::Yaml);
+        cache.retain_used();
+        assert_eq!(cache.stats().entries, 1);
+        assert_eq!(cache.stats().hits, 1);
+        assert!(cache.is_changed());
+        // A run that scanned nothing (it failed first) keeps what there was.
+        cache.retain_used();
+        assert_eq!(cache.stats().entries, 1);
+    }
+
+    #[test]
+    fn a_syntax_error_is_remembered_as_one() {
+        let broken = b"a: [unclosed # {\"$imagepolicy\": \"ns:a\"}\n";
+        let cache = ScanCache::new();
+        cache.scan(broken, Lang::Yaml);
+        let loaded = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        let hit = loaded.scan(broken, Lang::Yaml);
+        assert_eq!(loaded.stats().hits, 1);
+        assert_eq!(hit, scan(broken, Lang::Yaml));
+        assert!(
+            hit.problems
+                .iter()
+                .any(|p| p.kind == super::super::ProblemKind::Syntax)
+        );
+    }
+}
