@@ -1,5 +1,6 @@
 //! `tagsmith run` as a service, through the binary against a real registry and real Git
-//! remotes: webhook floods coalesce, a restart keeps its state and pushes nothing again, a
+//! remotes: the registry's own notifications alone bring a new tag to Git, webhook floods
+//! coalesce, a restart keeps its state and pushes nothing again, a
 //! corrupt state file is rebuilt, a registry outage backs off and recovers without a duplicate
 //! commit, and SIGTERM during a push lets the push finish. `/metrics` and `/status` are read
 //! the way an operator would.
@@ -52,7 +53,7 @@ impl Drop for Service {
 /// Writes a config for one image (`interval`) and one target (`git_url`) under `dir` and
 /// starts the service; the state lives in `dir/state`.
 fn start(dir: &Path, registry: &Registry, git_url: &str, interval: &str) -> Service {
-    start_with(dir, registry, git_url, interval, "")
+    start_with(dir, registry, git_url, interval, "", free_port())
 }
 
 /// [`start`] with more keys for the target (`, key: value`).
@@ -62,10 +63,10 @@ fn start_with(
     git_url: &str,
     interval: &str,
     target_extra: &str,
+    port: u16,
 ) -> Service {
     let reg = &registry.host;
     std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
-    let port = free_port();
     let metrics_port = free_port();
     let config = dir.join("tagsmith.yaml");
     std::fs::write(
@@ -76,6 +77,7 @@ fn start_with(
              registries:\n  - {{ host: '{reg}', insecure: true }}\n\
              server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
              receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
+             \x20 - {{ name: registry, type: distribution, secretFile: hook-token }}\n\
              state: {{ dir: state }}\n"
         ),
     )
@@ -388,7 +390,14 @@ fn a_target_outside_its_schedule_waits_with_its_changes() {
     let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
     let url = format!("file://{}", bare.display());
     // Midnight on the first of January: not today.
-    let mut service = start_with(tmp.path(), &registry, &url, "1h", ", schedule: '0 0 1 1 *'");
+    let mut service = start_with(
+        tmp.path(),
+        &registry,
+        &url,
+        "1h",
+        ", schedule: '0 0 1 1 *'",
+        free_port(),
+    );
     service.wait_until("the scan", Duration::from_secs(30), || {
         service.status()["images"][0]["selected"]
             .as_str()
@@ -408,5 +417,40 @@ fn a_target_outside_its_schedule_waits_with_its_changes() {
         1,
         "nothing delivered outside the schedule"
     );
+    assert_eq!(service.stop(), Some(0));
+}
+
+#[test]
+fn a_tag_pushed_to_the_registry_reaches_git_through_its_notifications_alone() {
+    // tagsmith's port first: the registry's config names it.
+    let port = free_port();
+    let notifications = format!(
+        "notifications:\n  endpoints:\n\
+         \x20   - name: tagsmith\n      url: http://127.0.0.1:{port}/hook/registry/hook-secret\n      timeout: 2s\n      threshold: 3\n      backoff: 200ms\n"
+    );
+    let registry = Registry::start_configured(Auth::None, None, &notifications);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
+    let url = format!("file://{}", bare.display());
+    // Polling is off: an hour between scans.
+    let mut service = start_with(tmp.path(), &registry, &url, "1h", "", port);
+    service.wait_until("the first commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    let scans_before = service.metric("tagsmith_scans_total", &[]);
+
+    push(&registry, &["1.2.0"]);
+    service.wait_until("the notification's commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.2.0")
+    });
+    assert_eq!(count_commits(&bare, "main"), 3);
+    assert!(
+        service.metric(
+            "tagsmith_webhook_requests_total",
+            &["receiver=\"registry\"", "result=\"queued\""]
+        ) >= 1.0
+    );
+    assert!(service.metric("tagsmith_scans_total", &[]) > scans_before);
     assert_eq!(service.stop(), Some(0));
 }
