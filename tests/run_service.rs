@@ -130,6 +130,16 @@ impl Service {
         })
     }
 
+    fn post(&self, port: u16, path: &str) -> u16 {
+        self.runtime.block_on(async {
+            reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16())
+        })
+    }
+
     fn status(&self) -> serde_json::Value {
         let (code, body) = self.get(self.metrics_port, "/status");
         assert_eq!(code, 200, "{body}");
@@ -268,6 +278,26 @@ fn a_restart_keeps_selections_without_scanning_and_pushes_nothing_again() {
         "nothing was due"
     );
     assert_eq!(count_commits(&bare, "main"), 2, "nothing pushed again");
+    // A manual rescan while the registry is down fails and keeps the selection.
+    let image = format!("{}/org/app", registry.host);
+    assert_eq!(
+        second.post(second.metrics_port, "/scan?image=ghcr.io/org/other"),
+        404
+    );
+    assert_eq!(
+        second.post(second.metrics_port, &format!("/scan?image={image}")),
+        202
+    );
+    second.wait_until("the manual scan", Duration::from_secs(30), || {
+        second.metric("tagsmith_scans_total", &["result=\"error\""]) >= 1.0
+    });
+    let status = second.status();
+    assert_eq!(
+        status["images"][0]["selected"],
+        selected.as_str(),
+        "{status}"
+    );
+    assert!(status["images"][0]["error"].as_str().is_some(), "{status}");
     assert_eq!(second.stop(), Some(0));
 
     // A corrupt state file is set aside with a warning and rebuilt from a scan.

@@ -82,7 +82,8 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
     let http = tokio::spawn(server.serve(listener, stop_signal(stopped.clone())));
     let (status, status_view) = watch::channel(String::from("{}"));
     let admin = admin_listener.map(|listener| {
-        let router = admin::router(status_view, queue.clone());
+        let images = config.images.iter().map(|i| i.image.clone()).collect();
+        let router = admin::router(status_view, queue.clone(), images);
         tokio::spawn(admin::serve(router, listener, stop_signal(stopped.clone())))
     });
     drop(queue);

@@ -1,32 +1,47 @@
 //! The operator's side of `tagsmith run`, on its own address (`server.metrics`) so it is not
-//! exposed with the webhooks: `/metrics` (Prometheus text) and `/status` (JSON).
+//! exposed with the webhooks: `/metrics` (Prometheus text), `/status` (JSON) and `POST /scan`
+//! (a manual trigger: rescan now, as a webhook would).
 
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use super::{ScanRequest, ServerError};
 use crate::metrics::metrics;
+use crate::model::ImageName;
 
 #[derive(Debug, Clone)]
 struct Admin {
     /// The latest `/status` document, published by the service.
     status: watch::Receiver<String>,
-    /// The webhook queue, to report its depth at scrape time.
+    /// The webhook queue, to report its depth at scrape time and to take manual triggers.
     queue: mpsc::Sender<ScanRequest>,
+    /// Every configured image: what `POST /scan` without `image` rescans.
+    images: Vec<ImageName>,
 }
 
-/// `/metrics` and `/status` over `status` (JSON text) and the webhook `queue`.
-pub fn router(status: watch::Receiver<String>, queue: mpsc::Sender<ScanRequest>) -> Router {
+/// `/metrics`, `/status` (the JSON text `status` holds) and `POST /scan` (onto `queue`, for
+/// `images` or the one named).
+pub fn router(
+    status: watch::Receiver<String>,
+    queue: mpsc::Sender<ScanRequest>,
+    images: Vec<ImageName>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/status", get(status_json))
-        .with_state(Admin { status, queue })
+        .route("/scan", post(scan))
+        .with_state(Admin {
+            status,
+            queue,
+            images,
+        })
 }
 
 /// Serves the admin router on `listener` until `shutdown` resolves.
@@ -66,4 +81,49 @@ async fn status_json(State(admin): State<Admin>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         body,
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct ScanQuery {
+    image: Option<String>,
+}
+
+/// `POST /scan` rescans every image now, `POST /scan?image=NAME` one of them; the scheduler
+/// treats it as a webhook (202), so selections and runs follow as usual.
+async fn scan(State(admin): State<Admin>, Query(query): Query<ScanQuery>) -> impl IntoResponse {
+    let images = match query.image.as_deref() {
+        None => admin.images.clone(),
+        Some(name) => match name.parse::<ImageName>() {
+            Ok(image)
+                if admin
+                    .images
+                    .iter()
+                    .any(|i| i.canonical() == image.canonical()) =>
+            {
+                vec![image]
+            }
+            Ok(_) => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("no image {name} is configured\n"),
+                );
+            }
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
+    };
+    let count = images.len();
+    let request = ScanRequest {
+        receiver: "manual".into(),
+        images,
+    };
+    match admin.queue.try_send(request) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            format!("rescanning {count} image(s)\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the scan queue is full or closed; try again\n".to_string(),
+        ),
+    }
 }
