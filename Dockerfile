@@ -60,7 +60,7 @@ USER 65532:65532
 WORKDIR /var/lib/tagsmith
 
 # 9292: webhooks (POST /hook/<receiver>), /healthz, /readyz (`server.listen`).
-# 9090: /metrics (`server.metrics`, only when configured).
+# 9090: /metrics, /status and POST /scan (`server.metrics`, only when configured).
 EXPOSE 9292 9090
 
 ENTRYPOINT ["tagsmith"]
