@@ -27,6 +27,17 @@ fn push(registry: &Registry, tags: &[&str]) {
         .block_on(registry.pusher().push_tags("org/app", &tags));
 }
 
+/// A registry holding `org/app` 1.0.0 and 1.1.0, and a bare repository (in a temp dir) whose
+/// marker still reads 1.0.0, with its file:// URL.
+fn seeded() -> (Registry, tempfile::TempDir, PathBuf, String) {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
+    let url = format!("file://{}", bare.display());
+    (registry, tmp, bare, url)
+}
+
 fn manifest(registry: &Registry) -> String {
     format!(
         "image: {}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n",
@@ -183,11 +194,7 @@ impl Service {
 
 #[test]
 fn a_flood_of_webhooks_for_one_image_makes_a_handful_of_runs_and_one_commit() {
-    let registry = Registry::start(Auth::None);
-    push(&registry, &["1.0.0", "1.1.0"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
-    let url = format!("file://{}", bare.display());
+    let (registry, tmp, bare, url) = seeded();
     let service = start(tmp.path(), &registry, &url, "1h");
     service.wait_until("the first commit", Duration::from_secs(60), || {
         show(&bare, "main", APP).contains("org/app:1.1.0")
@@ -243,11 +250,7 @@ fn a_flood_of_webhooks_for_one_image_makes_a_handful_of_runs_and_one_commit() {
 
 #[test]
 fn a_restart_keeps_selections_without_scanning_and_pushes_nothing_again() {
-    let mut registry = Registry::start(Auth::None);
-    push(&registry, &["1.0.0", "1.1.0"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
-    let url = format!("file://{}", bare.display());
+    let (mut registry, tmp, bare, url) = seeded();
     let selected = format!("{}/org/app:1.1.0", registry.host);
 
     let mut first = start(tmp.path(), &registry, &url, "1h");
@@ -326,11 +329,7 @@ fn a_restart_keeps_selections_without_scanning_and_pushes_nothing_again() {
 
 #[test]
 fn a_registry_outage_backs_off_and_recovers_with_one_commit() {
-    let mut registry = Registry::start(Auth::None);
-    push(&registry, &["1.0.0", "1.1.0"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
-    let url = format!("file://{}", bare.display());
+    let (mut registry, tmp, bare, url) = seeded();
     let mut service = start(tmp.path(), &registry, &url, "2s");
     service.wait_until("the first commit", Duration::from_secs(60), || {
         show(&bare, "main", APP).contains("org/app:1.1.0")
@@ -414,11 +413,7 @@ fn sigterm_during_a_push_lets_the_push_finish_and_exits_zero() {
 
 #[test]
 fn a_target_outside_its_schedule_waits_with_its_changes() {
-    let registry = Registry::start(Auth::None);
-    push(&registry, &["1.0.0", "1.1.0"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest(&registry))]);
-    let url = format!("file://{}", bare.display());
+    let (registry, tmp, bare, url) = seeded();
     // Midnight on the first of January: not today.
     let mut service = start_with(
         tmp.path(),

@@ -425,20 +425,7 @@ impl<'a> Validator<'a> {
             .parse::<ImageName>()
             .map_err(|e| self.problem(&raw.image, e.to_string()))
             .ok();
-        let interval = match &raw.interval {
-            None => Some(DEFAULT_INTERVAL),
-            Some(i) => match duration::parse(&i.value) {
-                Ok(d) if d >= Duration::from_secs(1) => Some(d),
-                Ok(_) => {
-                    self.problem(i, "interval must be at least 1s");
-                    None
-                }
-                Err(e) => {
-                    self.problem(i, e);
-                    None
-                }
-            },
-        };
+        let interval = self.interval(raw.interval.as_ref(), DEFAULT_INTERVAL);
         let rule = self.rule(&raw);
         let filter = raw.filter_tags.as_ref().map(|f| FilterSpec {
             pattern: f.pattern.value.clone(),
@@ -561,6 +548,24 @@ impl<'a> Validator<'a> {
         name
     }
 
+    /// An `interval` key: `default` when absent, `None` (and a problem) when unusable.
+    fn interval(&mut self, raw: Option<&Spanned<String>>, default: Duration) -> Option<Duration> {
+        let Some(raw) = raw else {
+            return Some(default);
+        };
+        match duration::parse(&raw.value) {
+            Ok(d) if d >= Duration::from_secs(1) => Some(d),
+            Ok(_) => {
+                self.problem(raw, "interval must be at least 1s");
+                None
+            }
+            Err(e) => {
+                self.problem(raw, e);
+                None
+            }
+        }
+    }
+
     fn target(&mut self, raw: raw::RawTarget, names: &mut BTreeSet<String>) -> Option<Target> {
         let before = self.problems.len();
         let name = self.unique_name("target", &raw.name, names);
@@ -657,20 +662,9 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(s, format!("target {name}: schedule: {e}")))
                 .ok()
         });
-        let interval = match &raw.interval {
-            None => DEFAULT_TARGET_INTERVAL,
-            Some(i) => match duration::parse(&i.value) {
-                Ok(d) if d >= Duration::from_secs(1) => d,
-                Ok(_) => {
-                    self.problem(i, "interval must be at least 1s");
-                    DEFAULT_TARGET_INTERVAL
-                }
-                Err(e) => {
-                    self.problem(i, e);
-                    DEFAULT_TARGET_INTERVAL
-                }
-            },
-        };
+        let interval = self
+            .interval(raw.interval.as_ref(), DEFAULT_TARGET_INTERVAL)
+            .unwrap_or(DEFAULT_TARGET_INTERVAL);
         if self.problems.len() > before {
             return None;
         }

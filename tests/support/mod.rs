@@ -70,6 +70,19 @@ fn require_registry_binary() {
     );
 }
 
+/// `docker-registry serve DIR/config.yml`, logging to `DIR/registry.log`.
+fn spawn_registry(dir: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+    Command::new(REGISTRY_BIN)
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"))
+}
+
 impl Registry {
     pub fn start(auth: Auth) -> Self {
         Self::start_with(auth, None)
@@ -137,15 +150,7 @@ impl Registry {
             );
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).unwrap();
-            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let child = Command::new(REGISTRY_BIN)
-                .arg("serve")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"));
+            let child = spawn_registry(dir.path());
             let mut registry = Registry {
                 child,
                 dir,
@@ -197,16 +202,7 @@ impl Registry {
 
     /// Starts the registry again on the same address with the same storage.
     pub fn restart(&mut self) {
-        let config_path = self.dir.path().join("config.yml");
-        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
-        self.child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"));
+        self.child = spawn_registry(self.dir.path());
         assert!(
             self.wait_ready(),
             "the registry did not come back on {}",
