@@ -53,6 +53,9 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub image: String,
+    /// A fingerprint of the policy that selected; another policy's selection is not reused.
+    #[serde(default)]
+    pub policy: String,
     /// When the last scan finished, successful or not.
     pub scanned_at: u64,
     /// When the last successful scan finished.
@@ -339,6 +342,7 @@ mod tests {
     fn record(selected: &str) -> ImageRecord {
         ImageRecord {
             image: "ghcr.io/org/app".into(),
+            policy: "0123456789abcdef".into(),
             scanned_at: 5,
             succeeded_at: Some(5),
             tags: Some(2),

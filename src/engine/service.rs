@@ -272,18 +272,26 @@ impl Loop {
             .iter()
             .map(|image| {
                 let id = image.id.to_string();
-                let record = snapshot.images.get(&id).cloned().unwrap_or_default();
+                let fingerprint = policy_fingerprint(image);
+                let record = snapshot
+                    .images
+                    .get(&id)
+                    .filter(|r| r.image == image.image.to_string() && r.policy == fingerprint)
+                    .cloned()
+                    // A policy edited while tagsmith was down starts over.
+                    .unwrap_or_else(|| ImageRecord {
+                        image: image.image.to_string(),
+                        policy: fingerprint,
+                        ..ImageRecord::default()
+                    });
                 // A restart scans only what is due; a failed or unknown last scan is due now.
                 let due = match record.succeeded_at {
-                    Some(at) if record.image == image.image.to_string() => {
-                        instant_of(at.saturating_add(
-                            u64::try_from(image.interval.as_millis()).unwrap_or(u64::MAX),
-                        ))
-                    }
+                    Some(at) if at == record.scanned_at => instant_of(at.saturating_add(
+                        u64::try_from(image.interval.as_millis()).unwrap_or(u64::MAX),
+                    )),
                     _ => now,
                 };
-                if record.image == image.image.to_string()
-                    && let Some(selected) = &record.selected
+                if let Some(selected) = &record.selected
                     && let Ok(reference) = selected.parse::<ImageRef>()
                 {
                     known.selections.insert(image.id.clone(), reference);
@@ -665,6 +673,15 @@ impl TargetSlot {
     }
 }
 
+/// What makes a stored selection reusable: the same image, rule, filter and digest mode. A
+/// fingerprint that changes with a new tagsmith build only costs one rescan.
+fn policy_fingerprint(image: &ImagePolicy) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    format!("{:?}|{:?}|{:?}", image.image, image.policy, image.digest).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
 fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Unchanged => "unchanged",
@@ -723,6 +740,20 @@ mod tests {
         };
         assert!(used.uses_any(&BTreeSet::from([a.clone(), b.clone()])));
         assert!(!used.uses_any(&BTreeSet::from([b])));
+    }
+
+    #[test]
+    fn an_edited_policy_does_not_reuse_the_stored_selection() {
+        let config = |range: &str| {
+            let text = format!(
+                "images:\n  - {{ policy: 'team-a:app', image: ghcr.io/org/app, semver: '{range}' }}\n\
+                 targets:\n  - {{ name: prod, git: {{ url: 'file:///tmp/none' }} }}\n"
+            );
+            Config::parse(&text, std::path::Path::new("/tmp/tagsmith.yaml")).unwrap()
+        };
+        let a = policy_fingerprint(&config("^1").images[0]);
+        assert_eq!(a, policy_fingerprint(&config("^1").images[0]));
+        assert_ne!(a, policy_fingerprint(&config("~1.2").images[0]));
     }
 
     #[test]
