@@ -10,7 +10,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::message;
-use super::target::{Outcome, TargetReport, TargetRun, problems, rewrite};
+use super::target::{Outcome, TargetReport, TargetRun, rewrite, to_deliver};
 use super::{ChangeReport, SelectionSet};
 use crate::config::{GitAuth, GitHubAuth, GitSource, PullRequestSettings, Secret, Username};
 use crate::forge::{
@@ -18,7 +18,6 @@ use crate::forge::{
 };
 use crate::git::{GitError, Workspace};
 use crate::rewrite::ScanCache;
-use crate::rewrite::walk::ChangedFile;
 
 /// Pushes lost to a concurrent writer before giving up for this cycle.
 const MAX_PUSH_ATTEMPTS: u32 = 3;
@@ -204,19 +203,12 @@ pub(super) fn attempt(
     loop {
         let synced = ws.sync_onto_base(&settings.base, &settings.branch)?;
         let tree = rewrite(run, &ws, cache)?;
-        report.changes = tree.changes.iter().map(ChangeReport::from).collect();
-        report.policies = tree.policies.iter().map(ToString::to_string).collect();
-        report.problems = problems(run, &tree);
-        if tree.changed.is_empty() {
-            // Also the case once the pull request is merged: nothing to push, nothing to close.
-            report.outcome = Outcome::Unchanged;
-            return Ok(());
-        }
-        if run.dry_run {
-            report.outcome = Outcome::WouldCommit {
-                diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
-            };
-            ws.sync_onto_base(&settings.base, &settings.branch)?;
+        // Unchanged is also the case once the pull request is merged: nothing to push, nothing
+        // to close.
+        if !to_deliver(run, &tree, report) {
+            if run.dry_run {
+                ws.sync_onto_base(&settings.base, &settings.branch)?;
+            }
             return Ok(());
         }
         if let Some(head) = synced.push_head

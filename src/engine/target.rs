@@ -169,19 +169,11 @@ fn attempt(
         let t = &mut report.timings;
         timed(&mut t.sync_ms, || ws.sync(&target.git.branch, push_branch))?;
         let tree = timed(&mut t.rewrite_ms, || rewrite(run, &ws, cache))?;
-        report.changes = tree.changes.iter().map(ChangeReport::from).collect();
-        report.policies = tree.policies.iter().map(ToString::to_string).collect();
-        report.problems = problems(run, &tree);
-        if tree.changed.is_empty() {
-            report.outcome = Outcome::Unchanged;
-            return Ok(());
-        }
-        if run.dry_run {
-            report.outcome = Outcome::WouldCommit {
-                diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
-            };
-            // Leave the workspace as the remote has it.
-            ws.sync(&target.git.branch, push_branch)?;
+        if !to_deliver(run, &tree, report) {
+            if run.dry_run {
+                // Leave the workspace as the remote has it.
+                ws.sync(&target.git.branch, push_branch)?;
+            }
             return Ok(());
         }
         let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
@@ -245,7 +237,30 @@ pub(super) fn rewrite(
     Ok(tree)
 }
 
-pub(super) fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
+/// Records a rewrite in `report`; true when there is something to deliver. Otherwise the
+/// outcome is set: unchanged, or (`--dry-run`) the diff that would be committed.
+pub(super) fn to_deliver(
+    run: &TargetRun<'_>,
+    tree: &TreeReport,
+    report: &mut TargetReport,
+) -> bool {
+    report.changes = tree.changes.iter().map(ChangeReport::from).collect();
+    report.policies = tree.policies.iter().map(ToString::to_string).collect();
+    report.problems = problems(run, tree);
+    if tree.changed.is_empty() {
+        report.outcome = Outcome::Unchanged;
+        return false;
+    }
+    if run.dry_run {
+        report.outcome = Outcome::WouldCommit {
+            diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
+        };
+        return false;
+    }
+    true
+}
+
+fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> Vec<String> {
     tree.problems
         .iter()
         .map(|p| match &p.kind {
