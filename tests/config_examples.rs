@@ -43,6 +43,21 @@ fn every_example_config_loads() {
         full.registries[5].ca.as_deref(),
         Some(root().join("config/certs/corp-ca.pem").as_path())
     );
+    let service = Config::load(&root().join("config/webhooks.yaml")).unwrap();
+    assert_eq!(service.receivers.len(), 2);
+    assert!(service.targets[0].schedule.is_none());
+    assert_eq!(
+        service.targets[1]
+            .schedule
+            .as_ref()
+            .map(ToString::to_string),
+        Some("*/15 8-17 * * Mon-Fri".to_string())
+    );
+    assert_eq!(
+        service.targets[1].interval,
+        std::time::Duration::from_secs(1800)
+    );
+    assert!(service.server.metrics.is_some());
 }
 
 /// Records the field (or variant) names serde's derive hands to the deserializer.
