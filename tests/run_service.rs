@@ -1,9 +1,9 @@
 //! `tagsmith run` as a service, through the binary against a real registry and real Git
 //! remotes: the registry's own notifications alone bring a new tag to Git, webhook floods
-//! coalesce, a restart keeps its state and pushes nothing again, a
-//! corrupt state file is rebuilt, a registry outage backs off and recovers without a duplicate
-//! commit, and SIGTERM during a push lets the push finish. `/metrics` and `/status` are read
-//! the way an operator would.
+//! coalesce, a restart keeps its state and pushes nothing again, a corrupt state file is
+//! rebuilt, a registry outage backs off and recovers without a duplicate commit, a target
+//! outside its schedule waits, a failed run is retried after a backoff, and SIGTERM during a
+//! push lets the push finish. `/metrics` and `/status` are read the way an operator would.
 
 #![allow(clippy::unwrap_used)]
 
@@ -477,5 +477,40 @@ fn a_tag_pushed_to_the_registry_reaches_git_through_its_notifications_alone() {
         ) >= 1.0
     );
     assert!(service.metric("tagsmith_scans_total", &[]) > scans_before);
+    assert_eq!(service.stop(), Some(0));
+}
+
+#[test]
+fn a_failed_target_run_is_retried_after_a_backoff() {
+    let (registry, tmp, _bare, _url) = seeded();
+    // A remote that does not exist: every run fails at the fetch.
+    let missing = format!("file://{}", tmp.path().join("missing.git").display());
+    let mut service = start(tmp.path(), &registry, &missing, "1h");
+    service.wait_until("the failed run", Duration::from_secs(60), || {
+        service.status()["targets"][0]["outcome"] == "failed"
+    });
+    let status = service.status();
+    let target = &status["targets"][0];
+    assert_eq!(target["failures"], 1, "{status}");
+    assert_eq!(target["pending"], true, "a failed run is retried: {status}");
+    assert!(
+        target["error"].as_str().unwrap().contains("missing.git"),
+        "{status}"
+    );
+    let at = |key: &str| {
+        chrono::DateTime::parse_from_rfc3339(target[key].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let wait = at("nextRun") - at("lastRun");
+    assert!(
+        (9_000..=12_000).contains(&wait),
+        "the first retry waits about 10 s, not {wait} ms: {status}"
+    );
+    assert_eq!(
+        service.metric("tagsmith_target_runs_total", &["outcome=\"failed\""]),
+        1.0,
+        "no retry before the backoff"
+    );
     assert_eq!(service.stop(), Some(0));
 }
