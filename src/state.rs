@@ -118,6 +118,17 @@ impl Batch {
     }
 }
 
+/// Why a store file cannot be used.
+#[derive(Debug, Error)]
+enum Unusable {
+    /// In use by another process, or not ours to open: leave it be.
+    #[error("{0}")]
+    Held(String),
+    /// Damaged or of another schema: set it aside and start again.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
 /// The open store.
 #[derive(Debug)]
 pub struct Store {
@@ -152,40 +163,54 @@ impl Store {
                 snapshot,
                 rebuilt: None,
             }),
-            Err(reason) if existed => {
+            // Moving it aside would take a live store from under its owner, or fail the same.
+            Err(Unusable::Held(reason)) => Err(StateError::Store { path, reason }),
+            Err(Unusable::Unreadable(reason)) if existed => {
                 let aside = dir.join(format!("{FILE}.corrupt"));
                 tracing::warn!(path = %path.display(), %reason, moved_to = %aside.display(), "state store unreadable; starting empty, the next scans rebuild it");
                 std::fs::rename(&path, &aside).map_err(|e| StateError::Store {
                     path: path.clone(),
                     reason: format!("{reason}; and it cannot be moved aside: {e}"),
                 })?;
-                let (store, snapshot) =
-                    Self::open_file(&path).map_err(|reason| StateError::Store {
-                        path: path.clone(),
-                        reason,
-                    })?;
+                let (store, snapshot) = Self::open_file(&path).map_err(|e| StateError::Store {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
                 Ok(Opened {
                     store,
                     snapshot,
                     rebuilt: Some(reason),
                 })
             }
-            Err(reason) => Err(StateError::Store { path, reason }),
+            Err(Unusable::Unreadable(reason)) => Err(StateError::Store { path, reason }),
         }
     }
 
-    fn open_file(path: &Path) -> Result<(Self, Snapshot), String> {
+    fn open_file(path: &Path) -> Result<(Self, Snapshot), Unusable> {
         let mut builder = Database::builder();
         // The store holds little; a small page cache keeps the service's memory flat.
         builder.set_cache_size(4 * 1024 * 1024);
-        let db = builder.create(path).map_err(|e| e.to_string())?;
+        let db = builder.create(path).map_err(|e| match &e {
+            redb::DatabaseError::DatabaseAlreadyOpen
+            | redb::DatabaseError::LockProtocolMismatch => Unusable::Held(format!(
+                "{e}: another tagsmith has it open; give each process its own state.dir"
+            )),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Unusable::Held(e.to_string())
+            }
+            _ => Unusable::Unreadable(e.to_string()),
+        })?;
         let store = Self {
             db,
             path: path.to_path_buf(),
             fingerprints: Mutex::new(BTreeMap::new()),
         };
-        store.ensure_schema()?;
-        let snapshot = store.read().map_err(|e| e.to_string())?;
+        store.ensure_schema().map_err(Unusable::Unreadable)?;
+        let snapshot = store
+            .read()
+            .map_err(|e| Unusable::Unreadable(e.to_string()))?;
         *store
             .fingerprints
             .lock()
@@ -401,6 +426,17 @@ mod tests {
         let mut changed = Batch::default();
         store.tags(&mut changed, "img", &["1", "2", "3"], 3);
         assert!(changed.tags[0].2.is_some());
+    }
+
+    #[test]
+    fn a_store_in_use_by_another_process_is_refused_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another tagsmith"), "{err}");
+        assert!(!dir.path().join("state.redb.corrupt").exists());
+        drop(first);
+        assert!(Store::open(dir.path()).unwrap().rebuilt.is_none());
     }
 
     #[test]
