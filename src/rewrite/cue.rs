@@ -17,7 +17,7 @@ use tree_sitter::{Node, Parser, Tree};
 
 use super::cue_literal;
 use super::marker::parse_marker;
-use super::yaml::{marker_rows, parsed_root};
+use super::yaml::{parsed_root, visit_marker_rows};
 use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style};
 
 thread_local! {
@@ -97,58 +97,32 @@ struct Collected<'t> {
     strings: Vec<Node<'t>>,
 }
 
-/// Walks only the nodes on lines that mention `imagepolicy`: a marker's comment and the
-/// value it sets lie on such a line, and the rest of a file is most of its nodes.
+/// Collects comments, values and strings from the nodes on lines that mention `imagepolicy`.
 fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
-    let rows = marker_rows(source);
-    if rows.is_empty() {
-        return;
-    }
-    let on_marker_row = |node: Node<'_>| {
-        let (start, end) = (node.start_position().row, node.end_position().row);
-        rows.range(start..=end).next().is_some()
-    };
-    let mut cursor = root.walk();
-    // Kinds of the cursor's ancestors: `Node::parent` costs a walk from the root.
-    let mut parents: Vec<&'t str> = Vec::new();
-    loop {
-        let node = cursor.node();
-        let mut descend = on_marker_row(node);
-        if descend {
-            let is_value = match parents.last().copied() {
-                Some("field" | "let_clause") => cursor.field_name() == Some("value"),
-                Some("list") => node.is_named() && !matches!(node.kind(), "comment" | "ellipsis"),
-                _ => false,
-            };
-            if is_value {
-                out.values
-                    .entry(node.end_position().row)
-                    .or_default()
-                    .push(node);
-            }
-            match node.kind() {
-                "comment" => {
-                    out.comments.insert(node.start_position().row, node);
-                    descend = false;
-                }
-                "string" => out.strings.push(node),
-                _ => {}
-            }
+    visit_marker_rows(root, source, |node, field, parent| {
+        let is_value = match parent {
+            Some("field" | "let_clause") => field == Some("value"),
+            Some("list") => node.is_named() && !matches!(node.kind(), "comment" | "ellipsis"),
+            _ => false,
+        };
+        if is_value {
+            out.values
+                .entry(node.end_position().row)
+                .or_default()
+                .push(node);
         }
-        if descend && cursor.goto_first_child() {
-            parents.push(node.kind());
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
+        match node.kind() {
+            "comment" => {
+                out.comments.insert(node.start_position().row, node);
+                false
             }
-            if !cursor.goto_parent() {
-                return;
+            "string" => {
+                out.strings.push(node);
+                true
             }
-            parents.pop();
+            _ => true,
         }
-    }
+    });
 }
 
 /// `$imagepolicy` on a line without a comment: inside a string, where it is text, or

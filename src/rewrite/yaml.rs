@@ -145,10 +145,41 @@ struct Collected<'t> {
     block_scalar_markers: Vec<Finding>,
 }
 
-/// Walks only the parts of the tree on lines that mention `imagepolicy`: everything a
-/// marker needs (its comment, the values on its line, their ancestors) lies on those lines,
-/// and the rest of a manifest is most of its nodes.
+/// Collects what a marker needs (its comment, the values on its line) from the nodes on
+/// lines that mention `imagepolicy`.
 fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
+    visit_marker_rows(root, source, |node, field, parent| match node.kind() {
+        "comment" => {
+            out.markers.insert(node.start_position().row, node);
+            false
+        }
+        "flow_node" | "block_node" if is_value(parent, field) => {
+            let (start, end) = (node.start_position().row, node.end_position().row);
+            out.values.entry(start).or_default().push(node);
+            // A multi-line flow value ending on a marker's line is that marker's value (and
+            // gets reported as unsupported); block values end where their last child does,
+            // which may be an unrelated comment line.
+            if end != start && node.kind() == "flow_node" {
+                out.values.entry(end).or_default().push(node);
+            }
+            true
+        }
+        "block_scalar" => {
+            block_scalar_markers(node, source, &mut out.block_scalar_markers);
+            false
+        }
+        kind => !kind.ends_with("_scalar"),
+    });
+}
+
+/// Visits, depth first, only the nodes that touch a line mentioning `imagepolicy`: a marker's
+/// comment, the value it sets and their ancestors lie on such lines, and the rest of a file
+/// is most of its nodes. `visit(node, field name, parent kind)` says whether to descend.
+pub(super) fn visit_marker_rows<'t>(
+    root: Node<'t>,
+    source: &[u8],
+    mut visit: impl FnMut(Node<'t>, Option<&'t str>, Option<&'t str>) -> bool,
+) {
     let rows = marker_rows(source);
     if rows.is_empty() {
         return;
@@ -162,33 +193,8 @@ fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
     let mut parents: Vec<&'t str> = Vec::new();
     loop {
         let node = cursor.node();
-        let mut descend = on_marker_row(node);
-        if descend {
-            match node.kind() {
-                "comment" => {
-                    out.markers.insert(node.start_position().row, node);
-                    descend = false;
-                }
-                "flow_node" | "block_node"
-                    if is_value(parents.last().copied(), cursor.field_name()) =>
-                {
-                    let (start, end) = (node.start_position().row, node.end_position().row);
-                    out.values.entry(start).or_default().push(node);
-                    // A multi-line flow value ending on a marker's line is that marker's value
-                    // (and gets reported as unsupported); block values end where their last
-                    // child does, which may be an unrelated comment line.
-                    if end != start && node.kind() == "flow_node" {
-                        out.values.entry(end).or_default().push(node);
-                    }
-                }
-                "block_scalar" => {
-                    block_scalar_markers(node, source, &mut out.block_scalar_markers);
-                    descend = false;
-                }
-                kind if kind.ends_with("_scalar") => descend = false,
-                _ => {}
-            }
-        }
+        let descend =
+            on_marker_row(node) && visit(node, cursor.field_name(), parents.last().copied());
         if descend && cursor.goto_first_child() {
             parents.push(node.kind());
             continue;
