@@ -165,6 +165,18 @@ impl TargetSlot {
         )
     }
 
+    /// When the target runs next, if nothing else happens: its pending run, else its resync;
+    /// `None` while it runs.
+    fn next_run(&self, now: Instant) -> Option<Instant> {
+        if self.running {
+            None
+        } else if self.pending {
+            self.ready_at(now)
+        } else {
+            self.resync_at
+        }
+    }
+
     fn uses_any(&self, changed: &BTreeSet<PolicyId>) -> bool {
         match &self.policies {
             None => true,
@@ -339,15 +351,8 @@ impl Loop {
 
     fn next_wake(&self) -> Instant {
         let images = self.images.iter().map(|i| i.due);
-        let targets = self.targets.iter().filter_map(|t| {
-            if t.running {
-                None
-            } else if t.pending {
-                t.ready_at(Instant::now())
-            } else {
-                t.resync_at
-            }
-        });
+        let now = Instant::now();
+        let targets = self.targets.iter().filter_map(|t| t.next_run(now));
         images
             .chain(targets)
             .min()
@@ -631,14 +636,10 @@ impl Loop {
             .iter()
             .zip(&self.targets)
             .map(|(target, slot)| {
-                let next_ms = if slot.pending {
-                    match slot.ready_at(Instant::now()) {
-                        // Exactly the schedule's time, not a round trip through the clock.
-                        Some(at) if Some(at) == slot.window => slot.window_ms,
-                        other => other.map(wall_of),
-                    }
-                } else {
-                    slot.resync_at.map(wall_of)
+                let next_ms = match slot.next_run(Instant::now()) {
+                    // Exactly the schedule's time, not a round trip through the clock.
+                    Some(at) if Some(at) == slot.window => slot.window_ms,
+                    other => other.map(wall_of),
                 };
                 TargetStatus {
                     name: target.name.clone(),
@@ -648,7 +649,7 @@ impl Loop {
                     error: slot.record.as_ref().and_then(|r| r.error.clone()),
                     running: slot.running,
                     pending: slot.pending,
-                    next_run: next_ms.filter(|_| !slot.running).and_then(timestamp),
+                    next_run: next_ms.and_then(timestamp),
                     schedule: target.schedule.as_ref().map(ToString::to_string),
                     failures: slot.failures,
                 }
