@@ -9,6 +9,10 @@ use crate::rewrite::Change;
 /// Above this many images the subject says how many instead of naming them.
 const NAMED_IN_SUBJECT: usize = 3;
 
+/// The longest subject line written: what `git log --oneline`, forges and mail clients show
+/// without cutting. A longer one names the image count instead, and is cut as a last resort.
+pub const MAX_SUBJECT: usize = 72;
+
 /// `selections` name each image in full: a `:tag` marker's change alone says only the tag.
 pub fn render(
     template: &Template,
@@ -19,17 +23,15 @@ pub fn render(
     // Each policy's new reference once, in policy order.
     let mut images: BTreeMap<&PolicyId, String> = BTreeMap::new();
     for change in changes {
-        images.entry(&change.policy).or_insert_with(|| {
-            selections
-                .get(&change.policy)
-                .map_or_else(|| change.new.clone(), ToString::to_string)
-        });
+        images
+            .entry(&change.policy)
+            .or_insert_with(|| subject_name(change, changes, selections));
     }
-    let image_list = if images.len() > NAMED_IN_SUBJECT {
-        format!("{} images", images.len())
-    } else {
-        images.values().cloned().collect::<Vec<_>>().join(", ")
+    let counted = match images.len() {
+        1 => "1 image".to_owned(),
+        n => format!("{n} images"),
     };
+    let named = images.values().cloned().collect::<Vec<_>>().join(", ");
     let change_lines = changes
         .iter()
         .map(|c| {
@@ -44,16 +46,70 @@ pub fn render(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let mut text = template.render(|var| match var {
-        "target" => target.to_string(),
-        "count" => changes.len().to_string(),
-        "images" => image_list.clone(),
-        _ => change_lines.clone(),
-    });
+    let render = |image_list: &str| {
+        template.render(|var| match var {
+            "target" => target.to_string(),
+            "count" => changes.len().to_string(),
+            "images" => image_list.to_owned(),
+            _ => change_lines.clone(),
+        })
+    };
+    let mut text = if images.len() <= NAMED_IN_SUBJECT {
+        Some(render(&named)).filter(|t| subject_len(t) <= MAX_SUBJECT)
+    } else {
+        None
+    }
+    .unwrap_or_else(|| render(&counted));
+    if subject_len(&text) > MAX_SUBJECT {
+        text = cut_subject(&text);
+    }
     if !text.ends_with('\n') {
         text.push('\n');
     }
     text
+}
+
+/// How the subject names a policy's image: its selection (a `:tag` change alone says only the
+/// tag), with the digest only when a file received it, so the subject never names a digest
+/// that no file holds.
+fn subject_name(
+    change: &Change,
+    changes: &[Change],
+    selections: &BTreeMap<PolicyId, ImageRef>,
+) -> String {
+    let Some(selection) = selections.get(&change.policy) else {
+        return change.new.clone();
+    };
+    let mut reference = selection.clone();
+    let written = |digest: &str| {
+        changes
+            .iter()
+            .any(|c| c.policy == change.policy && c.new.contains(digest))
+    };
+    if reference
+        .digest
+        .as_ref()
+        .is_some_and(|d| !written(d.as_str()))
+    {
+        reference.digest = None;
+    }
+    reference.to_string()
+}
+
+fn subject_len(text: &str) -> usize {
+    text.lines().next().unwrap_or("").chars().count()
+}
+
+/// The subject cut to `MAX_SUBJECT` characters with an ellipsis; the body as it was.
+fn cut_subject(text: &str) -> String {
+    let (subject, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let mut cut: String = subject.chars().take(MAX_SUBJECT - 1).collect();
+    cut.push('…');
+    if text.contains('\n') {
+        format!("{cut}\n{rest}")
+    } else {
+        cut
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +150,68 @@ mod tests {
             .collect();
         let text = render(&Template::default(), "prod", &changes, &BTreeMap::new());
         assert!(text.starts_with("Update 4 images in prod\n"), "{text}");
+    }
+
+    #[test]
+    fn a_long_subject_counts_its_images_and_never_names_an_unwritten_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let long = |n: &str| format!("registry.example.com/platform/team/{n}:1.2.3@{digest}");
+        // :tag markers only: the digest of the selection reached no file.
+        let changes: Vec<Change> = ["alpha", "beta"]
+            .iter()
+            .map(|n| {
+                let mut c = change(&format!("team-a:{n}"), "1.2.3", "values.yaml");
+                c.old = "1.2.2".into();
+                c
+            })
+            .collect();
+        let selections: BTreeMap<_, _> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.policy.clone(),
+                    long(c.policy.name()).parse::<ImageRef>().unwrap(),
+                )
+            })
+            .collect();
+        let text = render(&Template::default(), "production-eu", &changes, &selections);
+        let subject = text.lines().next().unwrap();
+        assert_eq!(subject, "Update 2 images in production-eu");
+        assert!(!text.contains("sha256:"), "{text}");
+
+        let one = render(&Template::default(), "prod", &changes[..1], &selections);
+        assert_eq!(
+            one.lines().next().unwrap(),
+            "Update registry.example.com/platform/team/alpha:1.2.3 in prod"
+        );
+    }
+
+    #[test]
+    fn a_digest_a_file_received_is_named_and_the_subject_is_cut_at_72() {
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let full = format!("ghcr.io/org/app:1.1.0@{digest}");
+        let c = change("team-a:app", &full, "apps/a.yaml");
+        let selections = BTreeMap::from([(c.policy.clone(), full.parse::<ImageRef>().unwrap())]);
+        let template =
+            Template::parse("Deploy {{images}} to {{target}} now\n\n{{changes}}").unwrap();
+        let text = render(&template, "prod", std::slice::from_ref(&c), &selections);
+        // Named, it would exceed 72; counted, it fits.
+        assert_eq!(text.lines().next().unwrap(), "Deploy 1 image to prod now");
+        assert!(
+            text.contains(&digest),
+            "the body keeps the full change: {text}"
+        );
+        let long_target = "t".repeat(100);
+        let text = render(
+            &template,
+            &long_target,
+            std::slice::from_ref(&c),
+            &selections,
+        );
+        let subject = text.lines().next().unwrap();
+        assert_eq!(subject.chars().count(), MAX_SUBJECT);
+        assert!(subject.ends_with('…'));
+        assert!(text.contains("- team-a:app:"), "the body stays: {text}");
     }
 
     #[test]
