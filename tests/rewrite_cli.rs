@@ -70,6 +70,16 @@ fn check_reports_pending_changes_without_writing() {
         stdout.contains("base/Kustomization:3: apps:app: 1.0.0 -> 1.10"),
         "{stdout}"
     );
+    // A partial --set is not a problem: only a count of the markers left alone...
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("unknown policy apps:other"), "{stderr}");
+    assert!(
+        stderr.contains("1 marker(s) name policies no --set gives"),
+        "{stderr}"
+    );
+    // ...unless asked for each of them.
+    let out = apply(dir.path(), &["--check", "--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("warning: deploy.yaml:6: unknown policy apps:other"),

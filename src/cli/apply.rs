@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::{OutputFormat, Status};
 use crate::model::{ImageRef, PolicyId};
-use crate::rewrite::ScanCache;
 use crate::rewrite::walk::{Mode, TreeReport, rewrite_tree};
+use crate::rewrite::{ProblemKind, ScanCache};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -39,6 +39,10 @@ pub struct ApplyArgs {
     /// Parse every file with markers; neither read nor write the scan cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Also warn about each marker naming a policy that no --set gives (text output otherwise
+    /// reports only their count)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 fn parse_selection(s: &str) -> Result<(PolicyId, ImageRef), String> {
@@ -77,7 +81,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
         cache_file(args.cache_dir, &args.dir)
     };
     let cache = cache_file.as_deref().map(ScanCache::load);
-    let report = rewrite_tree(&base, &paths, &selections, mode, cache.as_ref())?;
+    let mut report = rewrite_tree(&base, &paths, &selections, mode, cache.as_ref())?;
     if let (Some(cache), Some(path)) = (&cache, &cache_file) {
         cache.retain_used();
         if cache.is_changed()
@@ -89,7 +93,23 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
 
     match args.output {
         OutputFormat::Text => {
+            // A partial --set is the usual way to move a few images: the markers of the others
+            // are not warnings unless asked for (JSON keeps every problem for scripts).
+            let unset = if args.strict {
+                0
+            } else {
+                let before = report.problems.len();
+                report
+                    .problems
+                    .retain(|p| !matches!(p.kind, ProblemKind::UnknownPolicy { .. }));
+                before - report.problems.len()
+            };
             print_text(&report, args.dry_run);
+            if unset > 0 {
+                eprintln!(
+                    "{unset} marker(s) name policies no --set gives; left as they are (--strict lists them)"
+                );
+            }
             let done = if write { "written" } else { "not written" };
             eprintln!(
                 "{} change(s) in {} file(s), {done}; {} file(s) with markers of {} scanned",
