@@ -69,7 +69,7 @@ fn a_damaged_workspace_is_set_aside_and_cloned_again() {
     drop(ws);
 
     type Damage = fn(&Path);
-    let damages: [(&str, Damage); 4] = [
+    let damages: [(&str, Damage); 5] = [
         ("HEAD overwritten", |git| {
             std::fs::write(git.join("HEAD"), b"\0\0garbage\n").unwrap()
         }),
@@ -79,6 +79,9 @@ fn a_damaged_workspace_is_set_aside_and_cloned_again() {
         ("objects lost", |git| {
             std::fs::remove_dir_all(git.join("objects")).unwrap();
             std::fs::create_dir(git.join("objects")).unwrap();
+        }),
+        ("a remote-tracking reference garbled", |git| {
+            std::fs::write(git.join("refs/remotes/origin/main"), b"not a sha\n").unwrap()
         }),
         ("config garbled", |git| {
             std::fs::write(

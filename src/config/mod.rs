@@ -680,7 +680,7 @@ impl<'a> Validator<'a> {
             );
         }
         let schedule = raw.schedule.as_ref().and_then(|s| {
-            Schedule::parse(&s.value, timezone.unwrap_or_default())
+            Schedule::parse_in(&s.value, timezone.unwrap_or_default())
                 .map_err(|e| self.problem(s, format!("target {name}: schedule: {e}")))
                 .ok()
         });

@@ -221,9 +221,14 @@ impl Spec {
 }
 
 impl Schedule {
+    /// [`Self::parse_in`] UTC.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_in(text, Zone::default())
+    }
+
     /// Five fields (minute hour day month weekday, as crontab), six with seconds first, or
     /// one of crontab's `@` names; read in `zone`.
-    pub fn parse(text: &str, zone: Zone) -> Result<Self, String> {
+    pub fn parse_in(text: &str, zone: Zone) -> Result<Self, String> {
         let expanded = match text.trim() {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -357,11 +362,11 @@ mod tests {
     }
 
     fn utc(text: &str) -> Schedule {
-        Schedule::parse(text, Zone::default()).unwrap()
+        Schedule::parse(text).unwrap()
     }
 
     fn zoned(text: &str, zone: &str) -> Schedule {
-        Schedule::parse(text, zone.parse().unwrap()).unwrap()
+        Schedule::parse_in(text, zone.parse().unwrap()).unwrap()
     }
 
     /// (expression, now, next). Expressions and their meaning from crontab(5) (Debian cron
@@ -594,7 +599,7 @@ mod tests {
 
     #[test]
     fn bad_expressions_and_zones_say_why() {
-        let err = |t: &str| Schedule::parse(t, Zone::default()).unwrap_err();
+        let err = |t: &str| Schedule::parse(t).unwrap_err();
         assert!(err("* * *").contains("3 fields"));
         assert!(err("0 0 9 * * 1 2027").contains("7 fields"));
         assert!(err("99 * * * *").contains("minute: 99 is outside 0-59"));
@@ -608,5 +613,47 @@ mod tests {
         let zone = "Mars/Olympus".parse::<Zone>().unwrap_err();
         assert!(zone.contains("unknown time zone"), "{zone}");
         assert_eq!("UTC".parse::<Zone>().unwrap(), Zone::default());
+    }
+
+    #[test]
+    fn a_targets_timezone_is_read_with_its_schedule_and_checked_where_it_is_written() {
+        let config = |extra: &str| {
+            crate::config::Config::parse(
+                &format!(
+                    "targets:\n  - name: prod\n    git: {{ url: 'file:///r.git' }}\n    schedule: '0 9 * * 1'\n{extra}"
+                ),
+                std::path::Path::new("/t.yaml"),
+            )
+        };
+        let ok = config("    timezone: Europe/Berlin\n").unwrap();
+        let schedule = ok.targets[0].schedule.as_ref().unwrap();
+        assert_eq!(schedule.zone().to_string(), "Europe/Berlin");
+        // Saturday: the next Monday 09:00 in Berlin is 08:00 UTC.
+        assert_eq!(
+            schedule.next_from(at("2026-11-28T10:00:00Z")),
+            Some(at("2026-11-30T08:00:00Z"))
+        );
+        let utc = config("").unwrap();
+        assert_eq!(
+            utc.targets[0].schedule.as_ref().unwrap().zone(),
+            Zone::default()
+        );
+        let bad = config("    timezone: Mars/Olympus\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("/t.yaml:5:15: target prod: timezone: unknown time zone \"Mars/Olympus\""),
+            "{bad}"
+        );
+        let alone = crate::config::Config::parse(
+            "targets:\n  - name: prod\n    git: { url: 'file:///r.git' }\n    timezone: UTC\n",
+            std::path::Path::new("/t.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            alone.contains("4:15: target prod: timezone is only read with a schedule"),
+            "{alone}"
+        );
     }
 }

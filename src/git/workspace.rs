@@ -294,7 +294,8 @@ fn init(dir: &Path) -> Result<Repository, git2::Error> {
 }
 
 /// Why an opened repository cannot be worked with, if it cannot: the checks are the reads
-/// every run makes first (config, index, the commit HEAD names and its tree).
+/// every run makes first (config, index, the commit HEAD names and its tree, references).
+/// Damage deeper in the object store is found only when a run needs those objects.
 fn damage(repo: &Repository) -> Option<String> {
     if let Err(e) = repo.config().and_then(|mut c| c.snapshot()) {
         return Some(format!("its config is unreadable: {}", message(&e)));
@@ -315,10 +316,38 @@ fn damage(repo: &Repository) -> Option<String> {
         Err(e) if e.code() == ErrorCode::UnbornBranch => {}
         Err(e) => return Some(format!("its HEAD is unreadable: {}", message(&e))),
     }
+    // libgit2's listing skips a loose reference it cannot parse; looking each file up does not.
+    let mut names = Vec::new();
+    loose_refs(&repo.path().join("refs"), "refs", &mut names);
+    let refs = repo.references().map(drop).and_then(|()| {
+        names.iter().try_for_each(|name| {
+            repo.find_reference(name)
+                .and_then(|r| r.resolve())
+                .map(drop)
+        })
+    });
+    if let Err(e) = refs {
+        return Some(format!("its references are unreadable: {}", message(&e)));
+    }
     match repo.find_remote(REMOTE) {
         Ok(_) => None,
         Err(e) if e.code() == ErrorCode::NotFound => None,
         Err(e) => Some(format!("its remote is unreadable: {}", message(&e))),
+    }
+}
+
+/// The names of the loose references under `dir` (`refs/...`).
+fn loose_refs(dir: &Path, name: &str, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => loose_refs(&entry.path(), &child, out),
+            Ok(_) => out.push(child),
+            Err(_) => {}
+        }
     }
 }
 
