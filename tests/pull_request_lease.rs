@@ -227,6 +227,14 @@ fn an_amend_keeping_tagsmith_as_author_is_not_tagsmiths_commit() {
         None
     );
 
+    // A damaged record is no record: it cannot stop every run.
+    std::fs::write(tmp.path().join("ws/.git/tagsmith-pushed.json"), b"{garbage").unwrap();
+    assert_eq!(
+        ws.foreign_commit(HEAD, head, synced.base, &author())
+            .unwrap(),
+        None
+    );
+
     // Two commits of tagsmith's, one on the other: tagsmith never writes that.
     fresh.sync(HEAD, HEAD).unwrap();
     std::fs::write(fresh.root().join("a.yaml"), "x: 5\n").unwrap();

@@ -160,12 +160,16 @@ impl Workspace {
         Ok(None)
     }
 
+    /// The record of the last push; an unreadable one counts as none (identities still
+    /// decide), so a damaged record cannot stop every run.
     fn pushed_head(&self) -> Result<Option<PushedHead>, GitError> {
-        let path = pushed_record(self.repo.path());
-        PushedHead::load(&path).map_err(|e| GitError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })
+        match PushedHead::load(&pushed_record(self.repo.path())) {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the record of the last pushed head");
+                Ok(None)
+            }
+        }
     }
 
     /// Records `commit` as pending (before the push) or pushed (after it) to `branch`.
