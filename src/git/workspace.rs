@@ -2,11 +2,10 @@
 //! nothing from an earlier (perhaps interrupted) run can leak into a commit.
 
 use std::cell::Cell;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use git2::build::CheckoutBuilder;
-use std::os::unix::fs::PermissionsExt as _;
-
 use git2::{ErrorCode, FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
 
 use super::auth::{Credentials, HostKeys, callbacks};
@@ -320,11 +319,10 @@ fn damage(repo: &Repository) -> Option<String> {
     let mut names = Vec::new();
     loose_refs(&repo.path().join("refs"), "refs", &mut names);
     let refs = repo.references().map(drop).and_then(|()| {
-        names.iter().try_for_each(|name| {
-            repo.find_reference(name)
-                .and_then(|r| r.resolve())
-                .map(drop)
-        })
+        // Parsed, not resolved: a symbolic reference to a branch not fetched is no damage.
+        names
+            .iter()
+            .try_for_each(|name| repo.find_reference(name).map(drop))
     });
     if let Err(e) = refs {
         return Some(format!("its references are unreadable: {}", message(&e)));
