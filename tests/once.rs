@@ -602,3 +602,42 @@ fn once_beside_run_on_the_same_state_dir_is_refused() {
         "{said}"
     );
 }
+
+/// A workspace whose `.git` was damaged (here: HEAD overwritten, as a full disk can leave it)
+/// is set aside with a warning and cloned again; the run delivers as if nothing happened.
+#[test]
+fn a_damaged_workspace_is_cloned_again_with_a_warning() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let state = tmp.path().join("state");
+    let once = || tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    let out = once();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(state.join("workspaces/prod/.git/HEAD"), b"").unwrap();
+    push(&registry, "org/app", &["1.2.0"]);
+    let out = once();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}{stderr}", text(&out.stdout));
+    assert!(
+        stderr.contains("workspace damaged; set aside, cloning again"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("target prod: committed"));
+    assert!(show(&bare, "main", "apps/app.yaml").contains("org/app:1.2.0 #"));
+    let aside: Vec<_> = std::fs::read_dir(state.join("workspaces"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("prod.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+}
