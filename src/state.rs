@@ -6,6 +6,12 @@
 //! torn write leaves the previous commit), pure Rust (nothing to install), and a small API.
 //! The store is a cache of what registries and Git say: a file that cannot be read is moved
 //! aside and rebuilt by the next scans, never a reason to stop.
+//!
+//! Beside the store: [`lock`], the one-process-per-state-dir lock every command takes, and
+//! [`PushedHead`], the head tagsmith last pushed to a branch it owns (a small file in the
+//! workspace, since `tagsmith once` runs without the store).
+
+pub mod lock;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash as _, Hasher as _};
@@ -17,9 +23,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use self::lock::{LockError, StateDirLock, create_private_dir};
+
 /// Bumped when a record's shape changes; an older file is rebuilt.
 const SCHEMA: u64 = 1;
 const FILE: &str = "state.redb";
+/// Unreadable store files kept for a person to look at; older ones are deleted.
+const KEEP_CORRUPT: usize = 5;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Policy id -> [`ImageRecord`] as JSON.
@@ -38,8 +48,15 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state store {path}: {reason}")]
+    #[error("state store {path}: {reason}", path = path.display())]
     Store { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}", path = path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is unreadable: {reason}", path = path.display())]
+    Record { path: PathBuf, reason: String },
 }
 
 /// Milliseconds since the Unix epoch.
@@ -149,9 +166,10 @@ pub struct Opened {
 
 impl Store {
     /// Opens `dir/state.redb`, creating it when missing. A file that cannot be opened or read
-    /// is renamed to `state.redb.corrupt` and replaced by an empty store.
+    /// is renamed to `state.redb.corrupt-<UTC time>` (the newest [`KEEP_CORRUPT`] are kept)
+    /// and replaced by an empty store.
     pub fn open(dir: &Path) -> Result<Opened, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+        create_private_dir(dir).map_err(|source| StateError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -166,12 +184,11 @@ impl Store {
             // Moving it aside would take a live store from under its owner, or fail the same.
             Err(Unusable::Held(reason)) => Err(StateError::Store { path, reason }),
             Err(Unusable::Unreadable(reason)) if existed => {
-                let aside = dir.join(format!("{FILE}.corrupt"));
-                tracing::warn!(path = %path.display(), %reason, moved_to = %aside.display(), "state store unreadable; starting empty, the next scans rebuild it");
-                std::fs::rename(&path, &aside).map_err(|e| StateError::Store {
+                let aside = set_aside(dir, &path).map_err(|e| StateError::Store {
                     path: path.clone(),
                     reason: format!("{reason}; and it cannot be moved aside: {e}"),
                 })?;
+                tracing::warn!(path = %path.display(), %reason, moved_to = %aside.display(), "state store unreadable; starting empty, the next scans rebuild it");
                 let (store, snapshot) = Self::open_file(&path).map_err(|e| StateError::Store {
                     path: path.clone(),
                     reason: e.to_string(),
@@ -346,6 +363,100 @@ impl Store {
     }
 }
 
+/// Moves an unreadable store to a new `state.redb.corrupt-<UTC time>` (never over an earlier
+/// one), then deletes all but the newest [`KEEP_CORRUPT`] of them, so a store that keeps
+/// breaking cannot fill the disk.
+fn set_aside(dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let mut aside = dir.join(format!("{FILE}.corrupt-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = dir.join(format!("{FILE}.corrupt-{stamp}-{n}"));
+    }
+    std::fs::rename(path, &aside)?;
+    let prefix = format!("{FILE}.corrupt");
+    // The names' UTC stamps sort by time; the older unstamped `state.redb.corrupt` first.
+    let mut earlier: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .filter(|p| p != &aside)
+        .collect();
+    earlier.sort_unstable_by(|a, b| b.cmp(a));
+    for old in earlier.iter().skip(KEEP_CORRUPT.saturating_sub(1)) {
+        if let Err(e) = std::fs::remove_file(old) {
+            tracing::warn!(path = %old.display(), error = %e, "cannot delete an old corrupt state file");
+        }
+    }
+    Ok(aside)
+}
+
+/// The head tagsmith last pushed to a branch it owns (a pull request's head), and the one it
+/// was about to push. Written before the push (`pending`) and after it (`pushed`), so a crash
+/// between the two still recognises the pushed commit as ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedHead {
+    pub branch: String,
+    pub pushed: Option<String>,
+    pub pending: Option<String>,
+}
+
+impl PushedHead {
+    /// The record at `path`; `None` when there is none yet.
+    pub fn load(path: &Path) -> Result<Option<Self>, StateError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StateError::Record {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Record {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Whether `commit` is one this record says tagsmith pushed (or was pushing) to `branch`.
+    pub fn names(&self, branch: &str, commit: &str) -> bool {
+        self.branch == branch
+            && (self.pushed.as_deref() == Some(commit) || self.pending.as_deref() == Some(commit))
+    }
+
+    /// Replaces the record atomically (a temporary file renamed over it, owner-only).
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+
+        let write_err = |source| StateError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(self).map_err(|e| StateError::Record {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(write_err)?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+}
+
 fn read_table<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<BTreeMap<String, T>, Box<dyn std::error::Error>> {
@@ -434,7 +545,7 @@ mod tests {
         let first = Store::open(dir.path()).unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("another tagsmith"), "{err}");
-        assert!(!dir.path().join("state.redb.corrupt").exists());
+        assert!(corrupt_files(dir.path()).is_empty());
         drop(first);
         assert!(Store::open(dir.path()).unwrap().rebuilt.is_none());
     }
@@ -446,9 +557,66 @@ mod tests {
         let opened = Store::open(dir.path()).unwrap();
         assert!(opened.rebuilt.is_some());
         assert_eq!(opened.snapshot, Snapshot::default());
-        assert!(dir.path().join("state.redb.corrupt").exists());
+        assert_eq!(corrupt_files(dir.path()).len(), 1);
         let mut batch = Batch::default();
         batch.image("team-a:app", record("x:1"));
         opened.store.write(batch).unwrap();
+    }
+
+    fn corrupt_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("state.redb.corrupt"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn each_corrupt_file_is_kept_apart_and_only_the_newest_few_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        // One set aside by an older tagsmith, under the name it used.
+        std::fs::write(dir.path().join("state.redb.corrupt"), b"oldest").unwrap();
+        let mut contents = Vec::new();
+        for i in 0..KEEP_CORRUPT + 2 {
+            let content = format!("broken store number {i}");
+            std::fs::write(dir.path().join(FILE), &content).unwrap();
+            let opened = Store::open(dir.path()).unwrap();
+            assert!(opened.rebuilt.is_some());
+            drop(opened);
+            contents.push(content);
+            let names = corrupt_files(dir.path());
+            assert_eq!(names.len(), (i + 2).min(KEEP_CORRUPT), "{names:?}");
+        }
+        // The newest KEEP_CORRUPT survive, each with its own bytes: none overwrote another.
+        let mut kept: Vec<String> = corrupt_files(dir.path())
+            .iter()
+            .map(|n| std::fs::read_to_string(dir.path().join(n)).unwrap())
+            .collect();
+        kept.sort();
+        let mut newest = contents[contents.len() - KEEP_CORRUPT..].to_vec();
+        newest.sort();
+        assert_eq!(kept, newest);
+    }
+
+    #[test]
+    fn a_pushed_head_record_survives_a_reload_and_names_only_its_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pushed");
+        assert_eq!(PushedHead::load(&path).unwrap(), None);
+        let record = PushedHead {
+            branch: "tagsmith/prod".into(),
+            pushed: Some("aaa".into()),
+            pending: Some("bbb".into()),
+        };
+        record.save(&path).unwrap();
+        let back = PushedHead::load(&path).unwrap().unwrap();
+        assert_eq!(back, record);
+        assert!(back.names("tagsmith/prod", "aaa") && back.names("tagsmith/prod", "bbb"));
+        assert!(!back.names("tagsmith/prod", "ccc"));
+        assert!(!back.names("tagsmith/other", "aaa"));
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(PushedHead::load(&path).is_err());
     }
 }

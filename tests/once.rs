@@ -446,3 +446,198 @@ fn commits_are_signed_when_a_signing_key_is_configured() {
         "the pushed commit carries a good signature"
     );
 }
+
+/// Every "- policy: old -> new (path:line)" line of `rev`'s message names a value its files
+/// hold at that line: the commit's files agree with what it says.
+fn assert_files_match_message(bare: &Path, rev: &str) {
+    let message = git(bare, &["log", "-1", "--format=%B", rev]);
+    let mut checked = 0;
+    for line in message.lines().filter(|l| l.starts_with("- ")) {
+        let (_, change) = line.split_once(": ").unwrap();
+        let (_, rest) = change.split_once(" -> ").unwrap();
+        let (new, place) = rest.rsplit_once(" (").unwrap();
+        let (path, number) = place.trim_end_matches(')').rsplit_once(':').unwrap();
+        let file = show(bare, rev, path);
+        let at: usize = number.parse().unwrap();
+        let held = file.lines().nth(at - 1).unwrap();
+        assert!(
+            held.contains(new),
+            "{rev}: message says {path}:{at} is {new}, the file holds {held:?}\n{message}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no changes listed in {message}");
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Fault injection: a second `tagsmith once` starts on the same state dir while the first is
+/// pushing (an overlapping CronJob). It refuses at once, naming the first; the first's commit
+/// holds what its message says, and a lone run afterwards finds nothing stale.
+#[test]
+fn a_second_once_on_the_same_state_dir_refuses_while_the_first_runs() {
+    use std::sync::{Arc, Mutex};
+
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    push(&registry, "org/worker", &["main-a-100", "main-b-200"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let state = tmp.path().join("state");
+    let cfg_slot: Arc<Mutex<String>> = Arc::default();
+    let second: Arc<Mutex<Option<Output>>> = Arc::default();
+    let server = {
+        let (cfg_slot, second, state) = (cfg_slot.clone(), second.clone(), state.clone());
+        GitHttpServer::start(
+            tmp.path(),
+            None,
+            // Runs while the first process waits for its push to be taken.
+            Some(Box::new(move || {
+                let cfg = cfg_slot.lock().unwrap().clone();
+                let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+                *second.lock().unwrap() = Some(out);
+            })),
+        )
+    };
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("{}/manifests.git", server.base_url),
+        "",
+        "",
+    );
+    *cfg_slot.lock().unwrap() = cfg.clone();
+
+    let first = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()])
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first_pid = first.id();
+    let out = first.wait_with_output().unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("target prod: committed"), "{said}");
+
+    let second = second.lock().unwrap().take().expect("the second once ran");
+    let second_said = format!("{}{}", text(&second.stdout), text(&second.stderr));
+    assert_eq!(second.status.code(), Some(2), "{second_said}");
+    assert!(
+        second_said.contains(&format!(
+            "is in use by another tagsmith (tagsmith once, pid {first_pid}, since "
+        )),
+        "{second_said}"
+    );
+    assert!(!second_said.contains("committed"), "{second_said}");
+
+    assert_eq!(count_commits(&bare, "main"), 2, "one commit, by the first");
+    assert_files_match_message(&bare, "main");
+    assert!(show(&bare, "main", "apps/app.yaml").contains("org/app:1.1.0 #"));
+
+    // A lone run: nothing stale, nothing to do.
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("target prod: unchanged"), "{said}");
+    assert_eq!(count_commits(&bare, "main"), 2);
+
+    // Owner-only: the state dir, the workspaces folder and the checkout.
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("workspaces")), 0o700);
+    assert_eq!(mode(&state.join("workspaces/prod")), 0o700);
+}
+
+/// `once` beside a running `tagsmith run` on the same state dir is refused, naming the service.
+#[test]
+fn once_beside_run_on_the_same_state_dir_is_refused() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    text_cfg.push_str(&format!(
+        "server:\n  listen: 127.0.0.1:{}\n",
+        support::free_port()
+    ));
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let state = tmp.path().join("state");
+    let mut service = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["run", "-c", &cfg, "--state-dir", state.to_str().unwrap()])
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", "/nonexistent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let wanted = format!("tagsmith run, pid {}", service.id());
+    while !std::fs::read_to_string(state.join("lock")).is_ok_and(|l| l.contains(&wanted)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tagsmith run did not take the state dir"
+        );
+        assert!(service.try_wait().unwrap().is_none(), "tagsmith run exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    service.kill().unwrap();
+    service.wait().unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("is in use by another tagsmith ({wanted}")),
+        "{said}"
+    );
+}
+
+/// A workspace whose `.git` was damaged (here: HEAD overwritten, as a full disk can leave it)
+/// is set aside with a warning and cloned again; the run delivers as if nothing happened.
+#[test]
+fn a_damaged_workspace_is_cloned_again_with_a_warning() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.1.0"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let state = tmp.path().join("state");
+    let once = || tagsmith(&["once", "-c", &cfg, "--state-dir", state.to_str().unwrap()]);
+    let out = once();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(state.join("workspaces/prod/.git/HEAD"), b"").unwrap();
+    push(&registry, "org/app", &["1.2.0"]);
+    let out = once();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}{stderr}", text(&out.stdout));
+    assert!(
+        stderr.contains("workspace damaged; set aside, cloning again"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("target prod: committed"));
+    assert!(show(&bare, "main", "apps/app.yaml").contains("org/app:1.2.0 #"));
+    let aside: Vec<_> = std::fs::read_dir(state.join("workspaces"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("prod.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+}

@@ -322,7 +322,14 @@ fn a_restart_keeps_selections_without_scanning_and_pushes_nothing_again() {
         "{}",
         third.log()
     );
-    assert!(tmp.path().join("state/state.redb.corrupt").exists());
+    let set_aside = std::fs::read_dir(tmp.path().join("state"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("state.redb.corrupt-")
+        })
+        .count();
+    assert_eq!(set_aside, 1, "kept under its own timestamped name");
     assert_eq!(count_commits(&bare, "main"), 2, "nothing pushed again");
     assert_eq!(third.stop(), Some(0));
 }

@@ -10,6 +10,7 @@ use super::{OutputFormat, Status};
 use crate::config::Config;
 use crate::engine::{CycleReport, Outcome, run_once};
 use crate::registry::{Client, Options};
+use crate::state::StateDirLock;
 
 #[derive(Debug, Args)]
 pub struct OnceArgs {
@@ -43,6 +44,8 @@ pub fn state_dir(flag: Option<PathBuf>, config: &Config) -> anyhow::Result<PathB
 pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
     let config = Arc::new(Config::load(&args.config)?);
     let state_dir = state_dir(args.state_dir.clone(), &config)?;
+    // Held until the cycle is over: workspaces are never shared with another process.
+    let _lock = StateDirLock::acquire(&state_dir, "once")?;
     let client = Client::new(config.registries.clone(), Options::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

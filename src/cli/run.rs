@@ -16,7 +16,7 @@ use crate::engine::{Service, ServiceOptions, serve};
 use crate::metrics::metrics;
 use crate::registry::{Client, Options};
 use crate::server::{Observer, Readiness, Server, admin, bind};
-use crate::state::Store;
+use crate::state::{StateDirLock, Store};
 
 /// Webhook events waiting for the scheduler; a full queue answers 503 with Retry-After.
 const QUEUE: usize = 1024;
@@ -40,6 +40,8 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<Status> {
     let config = Arc::new(Config::load(&args.config)?);
     let state_dir = super::once::state_dir(args.state_dir.clone(), &config)?;
+    // Held until the process exits: workspaces and the store are never shared with another.
+    let _lock = StateDirLock::acquire(&state_dir, "run")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

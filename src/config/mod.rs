@@ -18,7 +18,7 @@ use serde_saphyr::Spanned;
 use thiserror::Error;
 
 pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
-pub use self::schedule::Schedule;
+pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
 use crate::model::{ImageName, PolicyId};
@@ -165,7 +165,8 @@ pub struct Target {
     pub message: Template,
     /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
     pub signing_key: Option<PathBuf>,
-    /// `tagsmith run` delivers changes only at the times this cron expression (UTC) names.
+    /// `tagsmith run` delivers changes only at the times this cron expression names (crontab
+    /// semantics, in `timezone`, default UTC).
     pub schedule: Option<Schedule>,
     /// `tagsmith run` re-reads the repository this often even when no selection changed, to
     /// pick up markers added or edited in Git.
@@ -572,6 +573,15 @@ impl<'a> Validator<'a> {
         if raw.git.url.value.trim().is_empty() {
             self.problem(&raw.git.url, "git url is empty");
         }
+        // Never repeats the URL: it holds the secret.
+        if let Some(what) = crate::git::credentials_in_url(&raw.git.url.value) {
+            self.problem(
+                &raw.git.url,
+                format!(
+                    "target {name}: git.url carries {what}; remove it from the URL and give the token as auth.tokenEnv or auth.tokenFile (a user name as auth.username)"
+                ),
+            );
+        }
         let branch = raw
             .git
             .branch
@@ -657,8 +667,20 @@ impl<'a> Validator<'a> {
             .as_ref()
             .and_then(|c| c.signing_key.as_deref())
             .map(|k| self.resolve(k));
+        let timezone = raw.timezone.as_ref().and_then(|z| {
+            z.value
+                .parse::<Zone>()
+                .map_err(|e| self.problem(z, format!("target {name}: timezone: {e}")))
+                .ok()
+        });
+        if let (Some(z), None) = (&raw.timezone, &raw.schedule) {
+            self.problem(
+                z,
+                format!("target {name}: timezone is only read with a schedule"),
+            );
+        }
         let schedule = raw.schedule.as_ref().and_then(|s| {
-            Schedule::parse(&s.value)
+            Schedule::parse_in(&s.value, timezone.unwrap_or_default())
                 .map_err(|e| self.problem(s, format!("target {name}: schedule: {e}")))
                 .ok()
         });
@@ -689,85 +711,114 @@ impl<'a> Validator<'a> {
 
     fn git_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
         let ssh = raw.ssh_key_file.as_ref().map(|key| SshAuth {
-            key_file: self.resolve(key),
-            passphrase: raw.ssh_key_passphrase_env.clone().map(Secret::Env),
+            key_file: self.resolve(&key.value),
+            passphrase: raw
+                .ssh_key_passphrase_env
+                .as_ref()
+                .map(|e| Secret::Env(e.value.clone())),
             known_hosts: self.resolve(
                 raw.known_hosts_file
-                    .as_deref()
-                    .unwrap_or("~/.ssh/known_hosts"),
+                    .as_ref()
+                    .map_or("~/.ssh/known_hosts", |k| k.value.as_str()),
             ),
         });
-        if ssh.is_none() && (raw.ssh_key_passphrase_env.is_some() || raw.known_hosts_file.is_some())
+        if ssh.is_none()
+            && let Some(at) = raw
+                .ssh_key_passphrase_env
+                .as_ref()
+                .or(raw.known_hosts_file.as_ref())
         {
-            self.problem_here(format!(
-                "target {target}: sshKeyPassphraseEnv and knownHostsFile go with sshKeyFile"
-            ));
+            self.problem(
+                at,
+                format!(
+                    "target {target}: sshKeyPassphraseEnv and knownHostsFile go with sshKeyFile"
+                ),
+            );
         }
         let mut auth = self.http_auth(target, raw);
         auth.ssh = ssh;
         auth
     }
 
+    /// One secret from an env/file pair; both given is a problem at the second.
+    fn secret_pair(
+        &mut self,
+        target: &str,
+        (env_key, env): (&str, Option<Spanned<String>>),
+        (file_key, file): (&str, Option<Spanned<String>>),
+    ) -> Option<(Secret, Spanned<String>)> {
+        match (env, file) {
+            (Some(env), None) => Some((Secret::Env(env.value.clone()), env)),
+            (None, Some(file)) => Some((Secret::File(self.resolve(&file.value)), file)),
+            (Some(_), Some(file)) => {
+                self.problem(
+                    &file,
+                    format!("target {target}: give {env_key} or {file_key}, not both"),
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
     fn http_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {
         let ssh = raw.ssh_key_file.is_some();
-        let token = match (raw.token_env, raw.token_file) {
-            (Some(env), None) => Some(Secret::Env(env)),
-            (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
-            (Some(_), Some(_)) => {
-                self.problem_here(format!(
-                    "target {target}: give tokenEnv or tokenFile, not both"
-                ));
-                None
-            }
-            (None, None) => None,
-        };
-        let password = match (raw.password_env, raw.password_file) {
-            (Some(env), None) => Some(Secret::Env(env)),
-            (None, Some(file)) => Some(Secret::File(self.resolve(&file))),
-            (Some(_), Some(_)) => {
-                self.problem_here(format!(
-                    "target {target}: give passwordEnv or passwordFile, not both"
-                ));
-                None
-            }
-            (None, None) => None,
-        };
+        let token = self.secret_pair(
+            target,
+            ("tokenEnv", raw.token_env),
+            ("tokenFile", raw.token_file),
+        );
+        let password = self.secret_pair(
+            target,
+            ("passwordEnv", raw.password_env),
+            ("passwordFile", raw.password_file),
+        );
         let username = match (raw.username, raw.username_env) {
-            (Some(u), None) => Some(Username::Literal(u)),
-            (None, Some(env)) => Some(Username::Env(env)),
-            (Some(_), Some(_)) => {
-                self.problem_here(format!(
-                    "target {target}: give username or usernameEnv, not both"
-                ));
+            (Some(u), None) => Some((Username::Literal(u.value.clone()), u)),
+            (None, Some(env)) => Some((Username::Env(env.value.clone()), env)),
+            (Some(_), Some(env)) => {
+                self.problem(
+                    &env,
+                    format!("target {target}: give username or usernameEnv, not both"),
+                );
                 None
             }
             (None, None) => None,
         };
         match (token, password) {
-            (Some(_), Some(_)) => {
-                self.problem_here(format!(
-                    "target {target}: give a token or a password, not both"
-                ));
+            (Some(_), Some((_, at))) => {
+                self.problem(
+                    &at,
+                    format!("target {target}: give a token or a password, not both"),
+                );
                 GitAuth::default()
             }
-            (Some(token), None) => GitAuth {
+            (Some((token, _)), None) => GitAuth {
                 // Forges accept any user name with a token; GitHub documents this one.
-                username: Some(username.unwrap_or(Username::Literal("x-access-token".into()))),
+                username: Some(
+                    username
+                        .map(|(u, _)| u)
+                        .unwrap_or(Username::Literal("x-access-token".into())),
+                ),
                 password: Some(token),
                 ssh: None,
             },
             (None, password) => {
-                // Over SSH a user name stands alone (the key authenticates).
-                if password.is_some() && username.is_none()
-                    || username.is_some() && password.is_none() && !ssh
-                {
-                    self.problem_here(format!(
-                        "target {target}: a username needs a password and a password a username"
-                    ));
+                match (&username, &password) {
+                    (None, Some((_, at))) => self.problem(
+                        at,
+                        format!("target {target}: a password needs a username (auth.username or auth.usernameEnv)"),
+                    ),
+                    // Over SSH a user name stands alone (the key authenticates).
+                    (Some((_, at)), None) if !ssh => self.problem(
+                        at,
+                        format!("target {target}: a username needs a password (auth.passwordEnv or auth.passwordFile), or give a token alone"),
+                    ),
+                    _ => {}
                 }
                 GitAuth {
-                    username,
-                    password,
+                    username: username.map(|(u, _)| u),
+                    password: password.map(|(p, _)| p),
                     ssh: None,
                 }
             }

@@ -67,6 +67,9 @@ pub struct RawTarget {
     pub commit: Option<RawCommit>,
     #[serde(default)]
     pub schedule: Option<Spanned<String>>,
+    /// IANA time zone `schedule` is read in; default UTC.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
 }
@@ -85,23 +88,23 @@ pub struct RawGit {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGitAuth {
     #[serde(default)]
-    pub token_env: Option<String>,
+    pub token_env: Option<Spanned<String>>,
     #[serde(default)]
-    pub token_file: Option<String>,
+    pub token_file: Option<Spanned<String>>,
     #[serde(default)]
-    pub username: Option<String>,
+    pub username: Option<Spanned<String>>,
     #[serde(default)]
-    pub username_env: Option<String>,
+    pub username_env: Option<Spanned<String>>,
     #[serde(default)]
-    pub password_env: Option<String>,
+    pub password_env: Option<Spanned<String>>,
     #[serde(default)]
-    pub password_file: Option<String>,
+    pub password_file: Option<Spanned<String>>,
     #[serde(default)]
-    pub ssh_key_file: Option<String>,
+    pub ssh_key_file: Option<Spanned<String>>,
     #[serde(default)]
-    pub ssh_key_passphrase_env: Option<String>,
+    pub ssh_key_passphrase_env: Option<Spanned<String>>,
     #[serde(default)]
-    pub known_hosts_file: Option<String>,
+    pub known_hosts_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

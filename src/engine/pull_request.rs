@@ -52,9 +52,12 @@ pub enum DeliveryError {
     #[error(transparent)]
     Forge(#[from] ForgeError),
     #[error(
-        "branch {branch} holds commits tagsmith did not write (head {commit}); not overwriting them: merge or close the pull request, or delete the branch"
+        "branch {branch} holds commits tagsmith did not write ({foreign}); not overwriting them: merge or close the pull request, or delete the branch"
     )]
-    ForeignCommits { branch: String, commit: String },
+    ForeignCommits {
+        branch: String,
+        foreign: crate::git::ForeignCommit,
+    },
     #[error("cannot start the async runtime: {message}")]
     Runtime { message: String },
     #[error("cannot hand the installation token to git through {path}: {message}", path = path.display())]
@@ -212,11 +215,12 @@ pub(super) fn attempt(
             return Ok(());
         }
         if let Some(head) = synced.push_head
-            && !ws.is_own_commit(head, synced.base, &target.author)?
+            && let Some(foreign) =
+                ws.foreign_commit(&settings.branch, head, synced.base, &target.author)?
         {
             return Err(DeliveryError::ForeignCommits {
                 branch: settings.branch.clone(),
-                commit: head.to_string(),
+                foreign,
             });
         }
         let rt = match &runtime {

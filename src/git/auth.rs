@@ -256,9 +256,46 @@ pub fn redact_url(text: &str) -> String {
     out
 }
 
+/// What secret `url` carries in its user info, if any: a password (`user:secret@`), or over
+/// HTTP(S) a user name alone, which forges also take a token in (`TOKEN@host`). An SSH user
+/// name (`ssh://git@host`, `git@host:org/repo`) is no secret.
+pub fn credentials_in_url(url: &str) -> Option<&'static str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, _host) = authority.rsplit_once('@')?;
+    if userinfo.contains(':') {
+        Some("a password or token")
+    } else if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+        Some("a user name, which forges also read as a token")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_found_and_ssh_users_are_not() {
+        for url in [
+            "https://x:ghp_secret@github.com/org/r.git",
+            "https://ghp_secret@github.com/org/r.git",
+            "HTTP://user:pw@127.0.0.1:8080/r.git",
+            "ssh://git:pw@host/r.git",
+        ] {
+            assert!(credentials_in_url(url).is_some(), "{url}");
+        }
+        for url in [
+            "https://github.com/org/r.git",
+            "https://github.com/org/r@v1.git",
+            "ssh://git@github.com/org/r.git",
+            "git@github.com:org/r.git",
+            "file:///tmp/r.git",
+        ] {
+            assert_eq!(credentials_in_url(url), None, "{url}");
+        }
+    }
 
     #[test]
     fn urls_lose_their_credentials() {

@@ -98,8 +98,16 @@ impl Workspace {
             }
         };
         self.repo.set_head_detached(id).map_err(err)?;
-        // Every changed file is in the commit, so the files are exactly the new HEAD's.
-        self.remember_clean()?;
+        // The files are exactly the new HEAD's only if what was committed is still what is on
+        // disk: a file written again meanwhile leaves the workspace to a full reset next time.
+        let unchanged = changed.iter().all(|path| {
+            self.repo
+                .status_file(path)
+                .is_ok_and(|s| s == git2::Status::CURRENT)
+        });
+        if unchanged {
+            self.remember_clean()?;
+        }
         Ok(CommitInfo {
             id,
             parent: parent_id,

@@ -7,11 +7,49 @@ use std::cell::Cell;
 use git2::Oid;
 
 use super::auth::callbacks;
-use super::workspace::Synced;
+use super::workspace::{Synced, pushed_record};
 use super::{GitError, PushOutcome, Workspace, message};
 use crate::config::Author;
+use crate::state::PushedHead;
 
 const LEASE_REF: &str = "refs/tagsmith/lease";
+
+/// A commit on a branch tagsmith owns that it may not replace, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignCommit {
+    pub commit: Oid,
+    pub reason: ForeignReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForeignReason {
+    /// Written by someone else (`name <email>`).
+    Author(String),
+    /// Authored as tagsmith but committed by someone else: an amend or a rebase.
+    Committer(String),
+    /// More than one commit beyond the base: tagsmith makes one.
+    Stacked(usize),
+    /// Looks like tagsmith's, but is not the head tagsmith last pushed.
+    NotPushedByUs,
+}
+
+impl std::fmt::Display for ForeignCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "commit {}", self.commit)?;
+        match &self.reason {
+            ForeignReason::Author(who) => write!(f, " is authored by {who}"),
+            ForeignReason::Committer(who) => {
+                write!(f, " is committed by {who} (amended or rebased by hand?)")
+            }
+            ForeignReason::Stacked(n) => {
+                write!(f, " heads {n} commits beyond the base; tagsmith writes one")
+            }
+            ForeignReason::NotPushedByUs => {
+                write!(f, " is not the commit tagsmith last pushed there")
+            }
+        }
+    }
+}
 
 impl Workspace {
     /// Fetches `base` and `head`, then resets the working tree to the base: updates are always
@@ -34,23 +72,128 @@ impl Workspace {
         })
     }
 
-    /// Whether `head` is a commit tagsmith wrote: a single commit by `author` directly on top
-    /// of a commit of the base's history. Anything else means someone else pushed to the branch.
+    /// The first commit on `branch` (head `head`) that tagsmith did not make, if any; `None`
+    /// means the branch may be replaced. A commit is tagsmith's when its author and its
+    /// committer are both `author` (a person's `git commit --amend` keeps the author but makes
+    /// them the committer), and tagsmith never stacks commits, so the branch holds exactly one
+    /// beyond `base`'s history. When this workspace has pushed to `branch` before, the head
+    /// must also be the commit it last pushed: a commit made to look like tagsmith's is not.
+    /// With no record (a new state directory) identities alone decide.
+    pub fn foreign_commit(
+        &self,
+        branch: &str,
+        head: Oid,
+        base: Oid,
+        author: &Author,
+    ) -> Result<Option<ForeignCommit>, GitError> {
+        let record = self.pushed_head()?;
+        self.check_branch(head, base, author, |commit| match &record {
+            Some(record) if record.branch == branch => record.names(branch, &commit.to_string()),
+            _ => true,
+        })
+    }
+
+    /// Whether `head` is a commit tagsmith wrote (see [`Self::foreign_commit`], which also
+    /// names the commit that is not; this checks against the last pushed head whatever branch
+    /// it was pushed to).
     pub fn is_own_commit(&self, head: Oid, base: Oid, author: &Author) -> Result<bool, GitError> {
+        let record = self.pushed_head()?;
+        let foreign = self.check_branch(head, base, author, |commit| match &record {
+            Some(record) => record.names(&record.branch, &commit.to_string()),
+            None => true,
+        })?;
+        Ok(foreign.is_none())
+    }
+
+    fn check_branch(
+        &self,
+        head: Oid,
+        base: Oid,
+        author: &Author,
+        pushed_by_us: impl Fn(Oid) -> bool,
+    ) -> Result<Option<ForeignCommit>, GitError> {
         let err = |e: git2::Error| GitError::Open {
             path: self.root().to_path_buf(),
             message: message(&e),
         };
-        let commit = self.repo.find_commit(head).map_err(err)?;
-        if commit.parent_count() != 1 {
-            return Ok(false);
+        let mut walk = self.repo.revwalk().map_err(err)?;
+        walk.push(head).map_err(err)?;
+        walk.hide(base).map_err(err)?;
+        let mut beyond = Vec::new();
+        for id in walk {
+            beyond.push(id.map_err(err)?);
         }
-        let signature = commit.author();
-        let by_us = signature.email().ok() == Some(author.email.as_str())
-            && signature.name().ok() == Some(author.name.as_str());
-        let parent = commit.parent_id(0).map_err(err)?;
-        let on_base = parent == base || self.repo.graph_descendant_of(base, parent).map_err(err)?;
-        Ok(by_us && on_base)
+        let identity = |s: &git2::Signature<'_>| {
+            format!(
+                "{} <{}>",
+                String::from_utf8_lossy(s.name_bytes()),
+                String::from_utf8_lossy(s.email_bytes())
+            )
+        };
+        let ours = format!("{} <{}>", author.name, author.email);
+        // Oldest first, so the message names where someone else's work begins.
+        for &id in beyond.iter().rev() {
+            let commit = self.repo.find_commit(id).map_err(err)?;
+            let reason = if identity(&commit.author()) != ours {
+                Some(ForeignReason::Author(identity(&commit.author())))
+            } else if identity(&commit.committer()) != ours {
+                Some(ForeignReason::Committer(identity(&commit.committer())))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Ok(Some(ForeignCommit { commit: id, reason }));
+            }
+        }
+        if beyond.len() > 1 {
+            return Ok(Some(ForeignCommit {
+                commit: head,
+                reason: ForeignReason::Stacked(beyond.len()),
+            }));
+        }
+        if !beyond.is_empty() && !pushed_by_us(head) {
+            return Ok(Some(ForeignCommit {
+                commit: head,
+                reason: ForeignReason::NotPushedByUs,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The record of the last push; an unreadable one counts as none (identities still
+    /// decide), so a damaged record cannot stop every run.
+    fn pushed_head(&self) -> Result<Option<PushedHead>, GitError> {
+        match PushedHead::load(&pushed_record(self.repo.path())) {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the record of the last pushed head");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records `commit` as pending (before the push) or pushed (after it) to `branch`.
+    fn record_push(&self, branch: &str, commit: Oid, pushed: bool) -> Result<(), GitError> {
+        let path = pushed_record(self.repo.path());
+        let mut record = self
+            .pushed_head()
+            .ok()
+            .flatten()
+            .filter(|r| r.branch == branch)
+            .unwrap_or_else(|| PushedHead {
+                branch: branch.to_string(),
+                ..PushedHead::default()
+            });
+        if pushed {
+            record.pushed = Some(commit.to_string());
+            record.pending = None;
+        } else {
+            record.pending = Some(commit.to_string());
+        }
+        record.save(&path).map_err(|e| GitError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })
     }
 
     /// Whether two commits hold the same tree (the same files, whatever their history).
@@ -83,6 +226,8 @@ impl Workspace {
         self.repo
             .reference(LEASE_REF, commit, true, "tagsmith lease push")
             .map_err(|e| push_err(message(&e)))?;
+        // Before the push: a crash right after it must still find the new head ours.
+        self.record_push(branch, commit, false)?;
         let dst = format!("refs/heads/{branch}");
         let attempts = Cell::new(0);
         let lease_broken = Cell::new(false);
@@ -131,6 +276,10 @@ impl Workspace {
             } else {
                 failure
             });
+        }
+        if let Err(e) = self.record_push(branch, commit, true) {
+            // The pending record already names this commit: the next run still knows it.
+            tracing::warn!(%branch, error = %e, "cannot record the pushed head");
         }
         Ok(PushOutcome {
             branch: branch.to_string(),

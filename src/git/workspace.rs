@@ -2,14 +2,16 @@
 //! nothing from an earlier (perhaps interrupted) run can leak into a commit.
 
 use std::cell::Cell;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use git2::build::CheckoutBuilder;
-use git2::{FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
+use git2::{ErrorCode, FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
 
 use super::auth::{Credentials, HostKeys, callbacks};
 use super::{GitError, message, redact_url};
 use crate::config::GitSource;
+use crate::state::{PushedHead, create_private_dir};
 
 const REMOTE: &str = "origin";
 
@@ -45,7 +47,10 @@ fn remote_ref(branch: &str) -> String {
 }
 
 impl Workspace {
-    /// Opens the workspace in `dir`, creating it (an empty repository with the remote set) if needed.
+    /// Opens the workspace in `dir`, creating it (an empty repository with the remote set) if
+    /// needed. Folders it creates are owner-only (0700), and so is the workspace itself. A
+    /// workspace whose `.git` is damaged is set aside (`<dir>.damaged-<UTC time>`, the newest
+    /// one kept) and created again, with a warning: the next sync fetches it anew.
     pub fn open(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
         let creds = Credentials::resolve(&source.auth)?;
         let host_keys = HostKeys::load(&source.url, &source.auth)?;
@@ -53,15 +58,49 @@ impl Workspace {
             path: dir.to_path_buf(),
             message: message(&e),
         };
-        let repo = if dir.join(".git").exists() {
-            Repository::open(dir).map_err(open_err)?
-        } else {
-            std::fs::create_dir_all(dir).map_err(|e| GitError::Open {
-                path: dir.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            Repository::init(dir).map_err(open_err)?
+        let io_err = |e: std::io::Error| GitError::Open {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
         };
+        let existing = if dir.join(".git").exists() {
+            match Repository::open(dir)
+                .map_err(|e| message(&e))
+                .and_then(|repo| damage(&repo).map_or(Ok(repo), Err))
+            {
+                Ok(repo) => Some(repo),
+                Err(reason) => {
+                    let kept = PushedHead::load(&pushed_record(&dir.join(".git")))
+                        .ok()
+                        .flatten();
+                    let aside = set_aside(dir).map_err(|e| GitError::Open {
+                        path: dir.to_path_buf(),
+                        message: format!("{reason}; and it cannot be set aside: {e}"),
+                    })?;
+                    tracing::warn!(workspace = %dir.display(), %reason, moved_to = %aside.display(), "workspace damaged; set aside, cloning again");
+                    let repo = init(dir).map_err(open_err)?;
+                    if let Some(record) = kept {
+                        // Which head tagsmith pushed is not the damaged clone's to forget.
+                        let _ = record.save(&pushed_record(repo.path()));
+                    }
+                    Some(repo)
+                }
+            }
+        } else {
+            None
+        };
+        let repo = match existing {
+            Some(repo) => repo,
+            None => {
+                create_private_dir(dir).map_err(io_err)?;
+                init(dir).map_err(open_err)?
+            }
+        };
+        // Older tagsmiths created workspaces world-readable; they hold private repositories.
+        let mode = std::fs::metadata(dir).map_err(io_err)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err)?;
+        }
         match repo.find_remote(REMOTE) {
             Ok(remote) if remote.url().ok() == Some(source.url.as_str()) => {}
             Ok(_) => repo.remote_set_url(REMOTE, &source.url).map_err(open_err)?,
@@ -246,6 +285,93 @@ impl Workspace {
                 message: "workspace has no commit checked out".into(),
             })
     }
+}
+
+fn init(dir: &Path) -> Result<Repository, git2::Error> {
+    create_private_dir(dir).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+    Repository::init(dir)
+}
+
+/// Why an opened repository cannot be worked with, if it cannot: the checks are the reads
+/// every run makes first (config, index, the commit HEAD names and its tree, references).
+/// Damage deeper in the object store is found only when a run needs those objects.
+fn damage(repo: &Repository) -> Option<String> {
+    if let Err(e) = repo.config().and_then(|mut c| c.snapshot()) {
+        return Some(format!("its config is unreadable: {}", message(&e)));
+    }
+    if let Err(e) = repo.index() {
+        return Some(format!("its index is unreadable: {}", message(&e)));
+    }
+    match repo.head() {
+        Ok(head) => {
+            if let Err(e) = head.peel_to_commit().and_then(|c| c.tree().map(drop)) {
+                return Some(format!(
+                    "the commit HEAD names is unreadable: {}",
+                    message(&e)
+                ));
+            }
+        }
+        // A workspace created but never synced.
+        Err(e) if e.code() == ErrorCode::UnbornBranch => {}
+        Err(e) => return Some(format!("its HEAD is unreadable: {}", message(&e))),
+    }
+    // libgit2's listing skips a loose reference it cannot parse; looking each file up does not.
+    let mut names = Vec::new();
+    loose_refs(&repo.path().join("refs"), "refs", &mut names);
+    let refs = repo.references().map(drop).and_then(|()| {
+        // Parsed, not resolved: a symbolic reference to a branch not fetched is no damage.
+        names
+            .iter()
+            .try_for_each(|name| repo.find_reference(name).map(drop))
+    });
+    if let Err(e) = refs {
+        return Some(format!("its references are unreadable: {}", message(&e)));
+    }
+    match repo.find_remote(REMOTE) {
+        Ok(_) => None,
+        Err(e) if e.code() == ErrorCode::NotFound => None,
+        Err(e) => Some(format!("its remote is unreadable: {}", message(&e))),
+    }
+}
+
+/// The names of the loose references under `dir` (`refs/...`).
+fn loose_refs(dir: &Path, name: &str, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => loose_refs(&entry.path(), &child, out),
+            Ok(_) => out.push(child),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Moves a damaged workspace to `<dir>.damaged-<UTC time>` for a person to look at, and
+/// deletes the ones set aside before it: one damaged copy per target is kept, not a pile.
+fn set_aside(dir: &Path) -> std::io::Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let prefix = format!("{name}.damaged-");
+    for entry in std::fs::read_dir(parent)?.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let aside = parent.join(format!("{prefix}{stamp}"));
+    std::fs::rename(dir, &aside)?;
+    Ok(aside)
+}
+
+/// Where the workspace keeps its [`PushedHead`] record: inside `.git`, where no reset reaches.
+pub(super) fn pushed_record(git_dir: &Path) -> PathBuf {
+    git_dir.join("tagsmith-pushed.json")
 }
 
 /// Git does not track folders, so removing untracked files can leave empty ones behind.
