@@ -17,7 +17,7 @@ use tree_sitter::{Node, Parser, Tree};
 
 use super::cue_literal;
 use super::marker::parse_marker;
-use super::yaml::{parsed_root, visit_marker_rows};
+use super::yaml::{marker_rows, parsed_root, visit_marker_rows};
 use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style};
 
 thread_local! {
@@ -99,7 +99,7 @@ struct Collected<'t> {
 
 /// Collects comments, values and strings from the nodes on lines that mention `imagepolicy`.
 fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
-    visit_marker_rows(root, source, |node, field, parent| {
+    visit_marker_rows(root, &marker_rows(source), |node, field, parent| {
         let is_value = match parent {
             Some("field" | "let_clause") => field == Some("value"),
             Some("list") => node.is_named() && !matches!(node.kind(), "comment" | "ellipsis"),

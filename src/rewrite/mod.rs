@@ -111,7 +111,8 @@ pub enum Style {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
     pub marker: Marker,
-    /// 1-based line of the marker (and of the value).
+    /// 1-based line of the value: the marker's, or for a marker above or before its value
+    /// (a YAML sequence item's head comment, `- # marker`), the value's.
     pub line: usize,
     /// Bytes of the literal, quotes included (CUE: its content, between the delimiters).
     pub range: Range<usize>,

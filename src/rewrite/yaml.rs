@@ -1,8 +1,17 @@
 //! YAML: locates marker comments and the scalar each one sets, with tree-sitter-yaml.
 //!
-//! tree-sitter-yaml puts a trailing comment after its key/value pair as a sibling, so a
-//! marker is matched to a value by line: the last value starting on the marker's line,
-//! before the comment.
+//! A marker sets the scalar Flux would set (image-automation-controller's
+//! `internal/update/filter.go` sets only scalars, reading each one's comments as kyaml's
+//! `fieldmeta.FieldMeta.Read` does: its line comment, else its head comment). tree-sitter-yaml
+//! puts a trailing comment after its key/value pair as a sibling, so a marker is matched by
+//! position instead:
+//! - a trailing marker belongs to the value it directly follows: of the values ending on its
+//!   line before it, the one ending last, and of those ending at the same byte the innermost.
+//!   After a flow collection (`c: {a: x, b: y} # marker`) that is the collection, which is
+//!   reported and never edited, as Flux edits nothing there;
+//! - a marker alone on its line sets the sequence item on the next line, as the item's head
+//!   comment does in Flux, under the conditions of [`head_marker_target`];
+//! - a marker right after an item's `-` sets that item's value on the next line.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -102,8 +111,8 @@ fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
     result.problems.extend(stray_markers(source, &collected));
 
     for (&row, &comment) in &collected.markers {
-        let line = row + 1;
-        let marker = match parse_marker(comment_body(comment, source)).at_line(line) {
+        let parsed = parse_marker(&comment_body(comment, source)).at_line(row + 1);
+        let marker = match parsed {
             Ok(Some(marker)) => marker,
             Ok(None) => continue,
             Err(finding) => {
@@ -111,19 +120,25 @@ fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
                 continue;
             }
         };
-        let value = collected.values.get(&row).and_then(|values| {
-            values
-                .iter()
-                .filter(|v| v.start_byte() < comment.start_byte())
-                .max_by_key(|v| v.start_byte())
-        });
-        match value.map(|v| site(*v, source, marker, line)) {
-            None => result.problems.push(Finding {
-                line,
-                kind: ProblemKind::NoValue,
-            }),
-            Some(Ok(site)) => result.sites.push(site),
-            Some(Err(what)) => result.problems.push(Finding {
+        let target = match trailing_target(&collected, row, comment) {
+            Some(value) => Ok(value),
+            None => head_marker_target(&collected, source, row, comment),
+        };
+        let value = match target {
+            Ok(value) => value,
+            Err(kind) => {
+                result.problems.push(Finding {
+                    line: row + 1,
+                    kind,
+                });
+                continue;
+            }
+        };
+        // A marker above its value reports at the value's line, where the change is.
+        let line = value.start_position().row.max(row) + 1;
+        match site(value, source, marker, line) {
+            Ok(site) => result.sites.push(site),
+            Err(what) => result.problems.push(Finding {
                 line,
                 kind: ProblemKind::UnsupportedValue { what: what.into() },
             }),
@@ -139,8 +154,10 @@ fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
 struct Collected<'t> {
     /// Comments that may be markers, by 0-based row.
     markers: BTreeMap<usize, Node<'t>>,
-    /// Value nodes (mapping values, sequence items, document roots) by start row.
+    /// Value nodes (mapping values, sequence items, document roots) by end row.
     values: BTreeMap<usize, Vec<Node<'t>>>,
+    /// Block sequence items by start row, for markers above an item or after its `-`.
+    items: BTreeMap<usize, Node<'t>>,
     /// `$imagepolicy` inside block scalars.
     block_scalar_markers: Vec<Finding>,
 }
@@ -148,20 +165,24 @@ struct Collected<'t> {
 /// Collects what a marker needs (its comment, the values on its line) from the nodes on
 /// lines that mention `imagepolicy`.
 fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
-    visit_marker_rows(root, source, |node, field, parent| match node.kind() {
+    let mut rows = marker_rows(source);
+    // A marker alone on its line may set the sequence item on the next one.
+    rows.extend(rows.iter().map(|row| row + 1).collect::<Vec<_>>());
+    visit_marker_rows(root, &rows, |node, field, parent| match node.kind() {
         "comment" => {
             out.markers.insert(node.start_position().row, node);
             false
         }
         "flow_node" | "block_node" if is_value(parent, field) => {
-            let (start, end) = (node.start_position().row, node.end_position().row);
-            out.values.entry(start).or_default().push(node);
-            // A multi-line flow value ending on a marker's line is that marker's value (and
-            // gets reported as unsupported); block values end where their last child does,
-            // which may be an unrelated comment line.
-            if end != start && node.kind() == "flow_node" {
-                out.values.entry(end).or_default().push(node);
-            }
+            out.values
+                .entry(node.end_position().row)
+                .or_default()
+                .push(node);
+            true
+        }
+        "block_sequence_item" => {
+            // The outermost item of a row (`- - x`): a head comment belongs to it.
+            out.items.entry(node.start_position().row).or_insert(node);
             true
         }
         "block_scalar" => {
@@ -172,15 +193,112 @@ fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
     });
 }
 
+/// The value a marker directly follows on its line, if any: of the values ending before the
+/// comment, the one ending last (a flow collection rather than its last scalar), and of
+/// those ending at the same byte (a block mapping and its last value) the innermost.
+fn trailing_target<'t>(
+    collected: &Collected<'t>,
+    row: usize,
+    comment: Node<'t>,
+) -> Option<Node<'t>> {
+    collected
+        .values
+        .get(&row)?
+        .iter()
+        .filter(|v| v.end_byte() <= comment.start_byte())
+        .max_by_key(|v| (v.end_byte(), v.start_byte()))
+        .copied()
+}
+
+/// The value of a sequence item that a marker with nothing before it on its line sets, or
+/// the problem to report. Flux (go-yaml v3 comments, read by kyaml
+/// `fieldmeta.FieldMeta.Read`) honours such a marker as the item's head comment; go-yaml's
+/// rules for which comment lines become a head are intricate, so tagsmith honours the
+/// unambiguous form Flux always honours and reports the rest:
+/// - right after the item's `-`, with the value on a later line (`- # marker`);
+/// - on the line directly above the item (no blank line between), at the item's column;
+/// - with no comment line above the marker (go-yaml would join them into one head comment
+///   of several lines, which is no longer one JSON object);
+/// - with no comment on the item's own line (kyaml reads the line comment first).
+fn head_marker_target<'t>(
+    collected: &Collected<'t>,
+    source: &[u8],
+    row: usize,
+    comment: Node<'t>,
+) -> Result<Node<'t>, ProblemKind> {
+    let item_value = |item: Node<'t>| {
+        let mut cursor = item.walk();
+        let value = item
+            .children(&mut cursor)
+            .find(|c| matches!(c.kind(), "flow_node" | "block_node"));
+        value.ok_or(ProblemKind::UnsupportedValue {
+            what: "an empty sequence item".into(),
+        })
+    };
+    let near_miss = |reason: &str| ProblemKind::NearMiss {
+        reason: reason.to_string(),
+    };
+    if let Some(&item) = collected.items.get(&row)
+        && item.start_byte() < comment.start_byte()
+    {
+        let value = item_value(item)?;
+        if value.start_byte() > comment.start_byte() {
+            return Ok(value);
+        }
+        return Err(ProblemKind::NoValue);
+    }
+    let line_start = memchr::memrchr(b'\n', &source[..comment.start_byte()]).map_or(0, |i| i + 1);
+    if !is_blank(&source[line_start..comment.start_byte()]) {
+        return Err(ProblemKind::NoValue);
+    }
+    let Some(&item) = collected.items.get(&(row + 1)) else {
+        return Err(ProblemKind::NoValue);
+    };
+    if item.start_position().column != comment.start_position().column {
+        return Err(near_miss(
+            "a marker above a sequence item must start in the column of the item's '-'",
+        ));
+    }
+    if comment_line_above(source, line_start) {
+        return Err(near_miss(
+            "a marker above a sequence item must be the only comment line above it",
+        ));
+    }
+    if collected.markers.contains_key(&(row + 1)) {
+        return Err(near_miss(
+            "the sequence item below has a comment on its own line, which is read instead",
+        ));
+    }
+    item_value(item)
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// Whether the nearest non-blank line above the line starting at `line_start` is a comment
+/// line. A `#` line inside a block scalar counts too, which errs on the side of reporting.
+fn comment_line_above(source: &[u8], line_start: usize) -> bool {
+    let mut end = line_start;
+    while end > 0 {
+        let start = memchr::memrchr(b'\n', &source[..end - 1]).map_or(0, |i| i + 1);
+        let line = &source[start..end - 1];
+        if !is_blank(line) {
+            return line.iter().find(|b| !matches!(b, b' ' | b'\t')) == Some(&b'#');
+        }
+        end = start;
+    }
+    false
+}
+
 /// Visits, depth first, only the nodes that touch a line mentioning `imagepolicy`: a marker's
 /// comment, the value it sets and their ancestors lie on such lines, and the rest of a file
 /// is most of its nodes. `visit(node, field name, parent kind)` says whether to descend.
 pub(super) fn visit_marker_rows<'t>(
     root: Node<'t>,
-    source: &[u8],
+    rows: &std::collections::BTreeSet<usize>,
     mut visit: impl FnMut(Node<'t>, Option<&'t str>, Option<&'t str>) -> bool,
 ) {
-    let rows = marker_rows(source);
     if rows.is_empty() {
         return;
     }
@@ -328,11 +446,12 @@ fn site(value: Node<'_>, source: &[u8], marker: Marker, line: usize) -> Result<S
     })
 }
 
-/// The comment's text after `#`, without the line end.
-fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
+/// The comment's text after all its leading `#` (kyaml `fieldmeta.FieldMeta.Read` trims them
+/// all, so `## {...}` is a marker); invalid UTF-8 is replaced, as Go's JSON decoder does.
+fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> std::borrow::Cow<'s, str> {
     let text = &source[comment.byte_range()];
-    let text = text.strip_prefix(b"#").unwrap_or(text);
-    std::str::from_utf8(text).unwrap_or("")
+    let hashes = text.iter().take_while(|&&b| b == b'#').count();
+    String::from_utf8_lossy(&text[hashes..])
 }
 
 /// The root of a tree that parsed cleanly, or the syntax problem to report instead: a file
