@@ -7,14 +7,17 @@
 //! file discovery, parallel processing and atomic writes. [`cache`] memoises [`scan`] by the
 //! bytes' hash, in memory and in one file per tree or target.
 //!
-//! A language is a `Lang` variant chosen in [`Lang::from_path`] and an arm in [`scan`],
-//! [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and [`encode`];
-//! planning, splicing, verification and the walk are shared.
+//! A language is one file implementing `frame::Language` (which nodes are values, how a
+//! value becomes a site, what a stray `$imagepolicy` means in it; the frame of a scan,
+//! parsing aside, is shared), a `Lang` variant chosen in [`Lang::from_path`] and an arm in
+//! [`scan`], [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and
+//! [`encode`]; planning, splicing, verification and the walk are shared.
 
 pub mod cache;
 mod cue;
 mod cue_literal;
 mod edit;
+mod frame;
 mod marker;
 mod verify;
 pub mod walk;

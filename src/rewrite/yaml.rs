@@ -13,15 +13,16 @@
 //!   comment does in Flux, under the conditions of [`head_marker_target`];
 //! - a marker right after an item's `-` sets that item's value on the next line.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
-use super::marker::parse_marker;
-use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, yaml_literal};
+use super::{
+    Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, frame, yaml_literal,
+};
 
 thread_local! {
     // A parser per thread: creating one per file costs more than parsing a small manifest.
@@ -97,117 +98,115 @@ fn point_of(source: &[u8], offset: usize) -> Point {
 }
 
 fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
-    let mut result = ScanResult::default();
-    let root = match parsed_root(tree.as_ref()) {
-        Ok(root) => root,
-        Err(finding) => {
-            result.problems.push(finding);
-            return result;
-        }
-    };
-
-    let mut collected = Collected::default();
-    collect(root, source, &mut collected);
-    result.problems.extend(stray_markers(source, &collected));
-
-    for (&row, &comment) in &collected.markers {
-        let parsed = parse_marker(&comment_body(comment, source)).at_line(row + 1);
-        let marker = match parsed {
-            Ok(Some(marker)) => marker,
-            Ok(None) => continue,
-            Err(finding) => {
-                result.problems.push(finding);
-                continue;
-            }
-        };
-        let target = match trailing_target(&collected, row, comment) {
-            Some(value) => Ok(value),
-            None => head_marker_target(&collected, source, row, comment),
-        };
-        let value = match target {
-            Ok(value) => value,
-            Err(kind) => {
-                result.problems.push(Finding {
-                    line: row + 1,
-                    kind,
-                });
-                continue;
-            }
-        };
-        // A marker above its value reports at the value's line, where the change is.
-        let line = value.start_position().row.max(row) + 1;
-        match site(value, source, marker, line) {
-            Ok(site) => result.sites.push(site),
-            Err(what) => result.problems.push(Finding {
-                line,
-                kind: ProblemKind::UnsupportedValue { what: what.into() },
-            }),
-        }
-    }
-    result.problems.extend(collected.block_scalar_markers);
-    result.sites.sort_by_key(|s| s.range.start);
-    result.problems.sort_by_key(|p| p.line);
-    result
+    frame::analyze::<Yaml>(tree.as_ref(), source)
 }
 
+/// YAML's parts of the scan frame.
+pub(super) struct Yaml;
+
 #[derive(Default)]
-struct Collected<'t> {
-    /// Comments that may be markers, by 0-based row.
-    markers: BTreeMap<usize, Node<'t>>,
-    /// Value nodes (mapping values, sequence items, document roots) by end row.
-    values: BTreeMap<usize, Vec<Node<'t>>>,
+pub(super) struct Extra<'t> {
     /// Block sequence items by start row, for markers above an item or after its `-`.
     items: BTreeMap<usize, Node<'t>>,
     /// `$imagepolicy` inside block scalars.
     block_scalar_markers: Vec<Finding>,
 }
 
-/// Collects what a marker needs (its comment, the values on its line) from the nodes on
-/// lines that mention `imagepolicy`.
-fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
-    let mut rows = marker_rows(source);
-    // A marker alone on its line may set the sequence item on the next one.
-    rows.extend(rows.iter().map(|row| row + 1).collect::<Vec<_>>());
-    visit_marker_rows(root, &rows, |node, field, parent| match node.kind() {
+type Collected<'t> = frame::Collected<'t, Extra<'t>>;
+
+impl frame::Language for Yaml {
+    type Extra<'t> = Extra<'t>;
+
+    fn rows(source: &[u8]) -> BTreeSet<usize> {
+        let mut rows = frame::marker_rows(source);
+        // A marker alone on its line may set the sequence item on the next one.
+        rows.extend(rows.iter().map(|row| row + 1).collect::<Vec<_>>());
+        rows
+    }
+
+    fn visit<'t>(
+        node: Node<'t>,
+        field: Option<&'t str>,
+        parent: Option<&'t str>,
+        source: &[u8],
+        out: &mut Collected<'t>,
+    ) -> bool {
+        visit(node, field, parent, source, out)
+    }
+
+    fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> Cow<'s, str> {
+        comment_body(comment, source)
+    }
+
+    fn value_below<'t>(
+        collected: &Collected<'t>,
+        source: &[u8],
+        row: usize,
+        comment: Node<'t>,
+    ) -> Result<Node<'t>, ProblemKind> {
+        head_marker_target(collected, source, row, comment)
+    }
+
+    fn site(
+        value: Node<'_>,
+        source: &[u8],
+        marker: Marker,
+        line: usize,
+    ) -> Result<Site, &'static str> {
+        site(value, source, marker, line)
+    }
+
+    /// `$imagepolicy` on a line with no comment and no block scalar holding it, e.g.
+    /// `image: app:1#{"$imagepolicy": …}`, where the missing space makes `#` part of the value.
+    fn stray<'t>(_at: usize, line: usize, collected: &Collected<'t>) -> Option<ProblemKind> {
+        let in_block_scalar = collected
+            .extra
+            .block_scalar_markers
+            .iter()
+            .any(|f| f.line == line);
+        (!in_block_scalar).then(|| ProblemKind::NearMiss {
+            reason: "\"$imagepolicy\" outside a comment (a comment needs a space before '#')"
+                .to_string(),
+        })
+    }
+
+    fn finish<'t>(collected: Collected<'t>, problems: &mut Vec<Finding>) {
+        problems.extend(collected.extra.block_scalar_markers);
+    }
+}
+
+/// Records what a marker needs (its comment, the values and items on its line) from a node
+/// on a line that mentions `imagepolicy`.
+fn visit<'t>(
+    node: Node<'t>,
+    field: Option<&'t str>,
+    parent: Option<&'t str>,
+    source: &[u8],
+    out: &mut Collected<'t>,
+) -> bool {
+    match node.kind() {
         "comment" => {
-            out.markers.insert(node.start_position().row, node);
+            out.comment(node);
             false
         }
         "flow_node" | "block_node" if is_value(parent, field) => {
-            out.values
-                .entry(node.end_position().row)
-                .or_default()
-                .push(node);
+            out.value(node);
             true
         }
         "block_sequence_item" => {
             // The outermost item of a row (`- - x`): a head comment belongs to it.
-            out.items.entry(node.start_position().row).or_insert(node);
+            out.extra
+                .items
+                .entry(node.start_position().row)
+                .or_insert(node);
             true
         }
         "block_scalar" => {
-            block_scalar_markers(node, source, &mut out.block_scalar_markers);
+            block_scalar_markers(node, source, &mut out.extra.block_scalar_markers);
             false
         }
         kind => !kind.ends_with("_scalar"),
-    });
-}
-
-/// The value a marker directly follows on its line, if any: of the values ending before the
-/// comment, the one ending last (a flow collection rather than its last scalar), and of
-/// those ending at the same byte (a block mapping and its last value) the innermost.
-fn trailing_target<'t>(
-    collected: &Collected<'t>,
-    row: usize,
-    comment: Node<'t>,
-) -> Option<Node<'t>> {
-    collected
-        .values
-        .get(&row)?
-        .iter()
-        .filter(|v| v.end_byte() <= comment.start_byte())
-        .max_by_key(|v| (v.end_byte(), v.start_byte()))
-        .copied()
+    }
 }
 
 /// The value of a sequence item that a marker with nothing before it on its line sets, or
@@ -238,7 +237,7 @@ fn head_marker_target<'t>(
     let near_miss = |reason: &str| ProblemKind::NearMiss {
         reason: reason.to_string(),
     };
-    if let Some(&item) = collected.items.get(&row)
+    if let Some(&item) = collected.extra.items.get(&row)
         && item.start_byte() < comment.start_byte()
     {
         let value = item_value(item)?;
@@ -251,7 +250,7 @@ fn head_marker_target<'t>(
     if !is_blank(&source[line_start..comment.start_byte()]) {
         return Err(ProblemKind::NoValue);
     }
-    let Some(&item) = collected.items.get(&(row + 1)) else {
+    let Some(&item) = collected.extra.items.get(&(row + 1)) else {
         return Err(ProblemKind::NoValue);
     };
     if item.start_position().column != comment.start_position().column {
@@ -264,7 +263,7 @@ fn head_marker_target<'t>(
             "a marker above a sequence item must be the only comment line above it",
         ));
     }
-    if collected.markers.contains_key(&(row + 1)) {
+    if collected.comments.contains_key(&(row + 1)) {
         return Err(near_miss(
             "the sequence item below has a comment on its own line, which is read instead",
         ));
@@ -289,91 +288,6 @@ fn comment_line_above(source: &[u8], line_start: usize) -> bool {
         end = start;
     }
     false
-}
-
-/// Visits, depth first, only the nodes that touch a line mentioning `imagepolicy`: a marker's
-/// comment, the value it sets and their ancestors lie on such lines, and the rest of a file
-/// is most of its nodes. `visit(node, field name, parent kind)` says whether to descend.
-pub(super) fn visit_marker_rows<'t>(
-    root: Node<'t>,
-    rows: &std::collections::BTreeSet<usize>,
-    mut visit: impl FnMut(Node<'t>, Option<&'t str>, Option<&'t str>) -> bool,
-) {
-    if rows.is_empty() {
-        return;
-    }
-    let on_marker_row = |node: Node<'_>| {
-        let (start, end) = (node.start_position().row, node.end_position().row);
-        rows.range(start..=end).next().is_some()
-    };
-    let mut cursor = root.walk();
-    // Kinds of the ancestors of the cursor's node: `Node::parent` costs a walk from the root.
-    let mut parents: Vec<&'t str> = Vec::new();
-    loop {
-        let node = cursor.node();
-        let descend =
-            on_marker_row(node) && visit(node, cursor.field_name(), parents.last().copied());
-        if descend && cursor.goto_first_child() {
-            parents.push(node.kind());
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return;
-            }
-            parents.pop();
-        }
-    }
-}
-
-/// 0-based rows holding `imagepolicy` in any case (markers and near-misses).
-pub(super) fn marker_rows(source: &[u8]) -> std::collections::BTreeSet<usize> {
-    static NEEDLE: std::sync::LazyLock<Option<regex::bytes::Regex>> =
-        std::sync::LazyLock::new(|| regex::bytes::Regex::new("(?i)imagepolicy").ok());
-    let mut rows = std::collections::BTreeSet::new();
-    let Some(needle) = NEEDLE.as_ref() else {
-        return rows;
-    };
-    let (mut row, mut counted) = (0, 0);
-    for found in needle.find_iter(source) {
-        row += memchr::memchr_iter(b'\n', &source[counted..found.start()]).count();
-        counted = found.start();
-        rows.insert(row);
-    }
-    rows
-}
-
-/// `$imagepolicy` on a line with no comment and no block scalar holding it, e.g.
-/// `image: app:1#{"$imagepolicy": …}`, where the missing space makes `#` part of the value.
-fn stray_markers(source: &[u8], collected: &Collected<'_>) -> Vec<Finding> {
-    let mut rows: Vec<usize> = Vec::new();
-    let (mut row, mut counted) = (0, 0);
-    for at in memchr::memmem::find_iter(source, MARKER_NEEDLE) {
-        row += memchr::memchr_iter(b'\n', &source[counted..at]).count();
-        counted = at;
-        if rows.last() != Some(&row) {
-            rows.push(row);
-        }
-    }
-    rows.into_iter()
-        .filter(|row| !collected.markers.contains_key(row))
-        .filter(|row| {
-            !collected
-                .block_scalar_markers
-                .iter()
-                .any(|f| f.line == row + 1)
-        })
-        .map(|row| Finding {
-            line: row + 1,
-            kind: ProblemKind::NearMiss {
-                reason: "\"$imagepolicy\" outside a comment (a comment needs a space before '#')"
-                    .to_string(),
-            },
-        })
-        .collect()
 }
 
 fn block_scalar_markers(node: Node<'_>, source: &[u8], out: &mut Vec<Finding>) {
@@ -448,62 +362,10 @@ fn site(value: Node<'_>, source: &[u8], marker: Marker, line: usize) -> Result<S
 
 /// The comment's text after all its leading `#` (kyaml `fieldmeta.FieldMeta.Read` trims them
 /// all, so `## {...}` is a marker); invalid UTF-8 is replaced, as Go's JSON decoder does.
-fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> std::borrow::Cow<'s, str> {
+fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> Cow<'s, str> {
     let text = &source[comment.byte_range()];
     let hashes = text.iter().take_while(|&&b| b == b'#').count();
     String::from_utf8_lossy(&text[hashes..])
-}
-
-/// The root of a tree that parsed cleanly, or the syntax problem to report instead: a file
-/// that does not parse is never edited.
-pub(super) fn parsed_root(tree: Option<&Tree>) -> Result<Node<'_>, Finding> {
-    let Some(tree) = tree else {
-        return Err(Finding {
-            line: 1,
-            kind: ProblemKind::Syntax,
-        });
-    };
-    let root = tree.root_node();
-    if root.has_error() {
-        return Err(Finding {
-            line: first_error_line(root),
-            kind: ProblemKind::Syntax,
-        });
-    }
-    Ok(root)
-}
-
-/// The line of the innermost first ERROR or MISSING node. tree-sitter may wrap the whole
-/// file in one ERROR; its nested error, or else its last child, is nearer the actual mistake.
-pub(super) fn first_error_line(root: Node<'_>) -> usize {
-    let mut node = first_error(root).unwrap_or(root);
-    while let Some(inner) = first_error_below(node) {
-        node = inner;
-    }
-    if node.is_error()
-        && node.start_byte() == root.start_byte()
-        && node.child_count() > 0
-        && let Some(last) = node.child(node.child_count() - 1)
-    {
-        return last.start_position().row + 1;
-    }
-    node.start_position().row + 1
-}
-
-fn first_error(node: Node<'_>) -> Option<Node<'_>> {
-    if node.is_error() || node.is_missing() {
-        return Some(node);
-    }
-    first_error_below(node)
-}
-
-fn first_error_below(node: Node<'_>) -> Option<Node<'_>> {
-    if !node.has_error() {
-        return None;
-    }
-    let mut cursor = node.walk();
-    let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
-    children.into_iter().find_map(first_error)
 }
 
 pub fn encode(style: Style, value: &str) -> (Style, String) {
