@@ -188,6 +188,12 @@ fn head_comments_flux_also_reads_are_reported_not_guessed() {
             "{case:?}: {found:?}"
         );
     }
+    // The report says what to change.
+    let found = problems("args:\n  # M\n\n  - x:1\n");
+    assert!(
+        matches!(&found[..], [(2, ProblemKind::NearMiss { reason })] if reason.contains("directly above")),
+        "{found:?}"
+    );
 }
 
 /// A marker after a flow collection must never edit the collection's last scalar (the

@@ -251,6 +251,11 @@ fn head_marker_target<'t>(
         return Err(ProblemKind::NoValue);
     }
     let Some(&item) = collected.extra.items.get(&(row + 1)) else {
+        if item_after_blank_lines(source, comment.end_byte()) {
+            return Err(near_miss(
+                "a marker above a sequence item must be on the line directly above it",
+            ));
+        }
         return Err(ProblemKind::NoValue);
     };
     if item.start_position().column != comment.start_position().column {
@@ -273,6 +278,28 @@ fn head_marker_target<'t>(
 
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// Whether the line after the one holding `offset` is blank and the next non-blank line
+/// starts a block sequence item (`-` then a space or the line end).
+fn item_after_blank_lines(source: &[u8], offset: usize) -> bool {
+    let Some(eol) = memchr::memchr(b'\n', &source[offset..]) else {
+        return false;
+    };
+    let mut skipped = 0;
+    for line in source[offset + eol + 1..].split(|&b| b == b'\n') {
+        if is_blank(line) {
+            skipped += 1;
+            continue;
+        }
+        let text = line.trim_ascii_start();
+        let is_item = text.first() == Some(&b'-')
+            && text
+                .get(1)
+                .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\r'));
+        return skipped > 0 && is_item;
+    }
+    false
 }
 
 /// Whether the nearest non-blank line above the line starting at `line_start` is a comment
