@@ -437,3 +437,47 @@ fn cache_dir_is_honoured_and_an_unusable_one_only_warns() {
         text(&out.stderr)
     );
 }
+
+/// Issue 13 item 17: a UTF-16 file's marker bytes are interleaved with NULs, so the byte
+/// search for `$imagepolicy` misses it; such a file is named, left as it is, and the run
+/// fails, instead of passing over it without a word.
+#[test]
+fn a_utf16_file_with_a_marker_is_reported_by_name() {
+    let dir = tree();
+    let mut utf16le = vec![0xff, 0xfe];
+    for unit in DEPLOY.encode_utf16() {
+        utf16le.extend_from_slice(&unit.to_le_bytes());
+    }
+    let utf16be: Vec<u8> = DEPLOY
+        .encode_utf16()
+        .flat_map(|unit| unit.to_be_bytes())
+        .collect();
+    fs::write(dir.path().join("wide.yaml"), &utf16le).unwrap();
+    fs::write(dir.path().join("base/wide-be.yml"), &utf16be).unwrap();
+    let plain: Vec<u8> = "a: b\n"
+        .encode_utf16()
+        .flat_map(|unit| unit.to_le_bytes())
+        .collect();
+    fs::write(dir.path().join("no-marker.yaml"), &plain).unwrap();
+
+    let out = apply(dir.path(), &["--no-cache"]);
+
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for (file, encoding) in [("wide.yaml", "UTF-16LE"), ("base/wide-be.yml", "UTF-16BE")] {
+        assert!(
+            stderr.contains(&format!(
+                "error: {file}: holds a marker but is encoded as {encoding}; tagsmith rewrites only UTF-8 files"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("no-marker.yaml"), "{stderr}");
+    assert_eq!(fs::read(dir.path().join("wide.yaml")).unwrap(), utf16le);
+    assert_eq!(
+        fs::read(dir.path().join("base/wide-be.yml")).unwrap(),
+        utf16be
+    );
+    let deploy = fs::read_to_string(dir.path().join("deploy.yaml")).unwrap();
+    assert!(deploy.contains("ghcr.io/org/app:1.10"), "{deploy}");
+}

@@ -188,6 +188,8 @@ golden! {
     kustomize_patch => "kustomize-patch",
     helm_values => "helm-values",
     flow_collections => "flow-collections",
+    head_markers => "head-markers",
+    typed_values => "typed-values",
     anchors_aliases => "anchors-aliases",
     quote_styles => "quote-styles",
     byte_exact => "byte-exact",

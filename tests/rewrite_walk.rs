@@ -204,3 +204,55 @@ fn overlapping_sub_paths_visit_each_file_once() {
         ]
     );
 }
+
+/// Issue 13 item 4: someone saves a file while tagsmith rewrites it. The hook runs at the
+/// last moment before the rename, so the race is the same on every run.
+#[test]
+fn an_edit_made_meanwhile_is_kept_and_reported() {
+    use tagsmith::rewrite::walk::{Hooks, rewrite_tree_with};
+
+    let tree = tempfile::tempdir().unwrap();
+    let raced = write(tree.path(), "raced.yaml", OLD);
+    let calm = write(tree.path(), "calm.yaml", OLD);
+    let theirs = "# edited by a person\n".to_string() + OLD;
+    let edit = |path: &Path| {
+        if path.ends_with("raced.yaml") {
+            fs::write(path, &theirs).unwrap();
+        }
+    };
+    let hooks = Hooks {
+        before_replace: Some(&edit),
+    };
+    let report = rewrite_tree_with(
+        tree.path(),
+        &[],
+        &selections(),
+        Mode::Write,
+        &|_, _| true,
+        None,
+        &hooks,
+    )
+    .unwrap();
+
+    assert_eq!(fs::read_to_string(&raced).unwrap(), theirs);
+    assert_eq!(fs::read_to_string(&calm).unwrap(), NEW);
+    assert!(report.has_errors());
+    let shown: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "raced.yaml: changed on disk while tagsmith was rewriting it; kept as it is now, not written (run again)"
+                .to_string()
+        ]
+    );
+    let changed: Vec<_> = report.changed.iter().map(|c| c.path.clone()).collect();
+    assert_eq!(changed, vec![PathBuf::from("calm.yaml")]);
+    let files: Vec<_> = report.changes.iter().map(|c| c.file.clone()).collect();
+    assert_eq!(files, vec![PathBuf::from("calm.yaml")]);
+    let mut names: Vec<_> = fs::read_dir(tree.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["calm.yaml", "raced.yaml"], "temp files left");
+}

@@ -34,6 +34,7 @@ const SCAN_SOURCES: &[(&str, &str)] = &[
     ("cue.rs", include_str!("cue.rs")),
     ("cue_literal.rs", include_str!("cue_literal.rs")),
     ("edit.rs", include_str!("edit.rs")),
+    ("frame.rs", include_str!("frame.rs")),
     ("marker.rs", include_str!("marker.rs")),
     ("mod.rs", include_str!("mod.rs")),
     ("verify.rs", include_str!("verify.rs")),

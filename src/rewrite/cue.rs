@@ -10,15 +10,12 @@
 //! Byte strings (`'...'`) are reported too: an image reference is text, and a `bytes` field
 //! holding one is a mistake to point out rather than to keep up to date.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use tree_sitter::{Node, Parser, Tree};
 
-use super::cue_literal;
-use super::marker::parse_marker;
-use super::yaml::{parsed_root, visit_marker_rows};
-use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style};
+use super::{Marker, ProblemKind, ScanResult, Site, Style, cue_literal, frame};
 
 thread_local! {
     // A parser per thread: creating one per file costs more than parsing a small file.
@@ -38,120 +35,84 @@ fn parse(source: &[u8]) -> Option<Tree> {
 }
 
 pub fn scan(source: &[u8]) -> ScanResult {
-    let mut result = ScanResult::default();
-    let tree = parse(source);
-    let root = match parsed_root(tree.as_ref()) {
-        Ok(root) => root,
-        Err(finding) => {
-            result.problems.push(finding);
-            return result;
-        }
-    };
-
-    let mut collected = Collected::default();
-    collect(root, source, &mut collected);
-    result.problems.extend(stray_markers(source, &collected));
-
-    for (&row, &comment) in &collected.comments {
-        let line = row + 1;
-        let marker = match parse_marker(&comment_body(comment, source)).at_line(line) {
-            Ok(Some(marker)) => marker,
-            Ok(None) => continue,
-            Err(finding) => {
-                result.problems.push(finding);
-                continue;
-            }
-        };
-        // The value right before the comment; of values ending at the same byte (a label
-        // chain `a: b: "x"`), the innermost.
-        let value = collected.values.get(&row).and_then(|values| {
-            values
-                .iter()
-                .filter(|v| v.end_byte() <= comment.start_byte())
-                .max_by_key(|v| (v.end_byte(), v.start_byte()))
-        });
-        match value.map(|v| site(*v, source, marker, line)) {
-            None => result.problems.push(Finding {
-                line,
-                kind: ProblemKind::NoValue,
-            }),
-            Some(Ok(site)) => result.sites.push(site),
-            Some(Err(what)) => result.problems.push(Finding {
-                line,
-                kind: ProblemKind::UnsupportedValue { what: what.into() },
-            }),
-        }
-    }
-    result.sites.sort_by_key(|s| s.range.start);
-    result.problems.sort_by_key(|p| p.line);
-    result
+    frame::analyze::<Cue>(parse(source).as_ref(), source)
 }
 
+/// CUE's parts of the scan frame.
+pub(super) struct Cue;
+
 #[derive(Default)]
-struct Collected<'t> {
-    /// Comments on rows that mention `imagepolicy`, by 0-based row.
-    comments: BTreeMap<usize, Node<'t>>,
-    /// Field values, `let` values and list elements by the row they end on.
-    values: BTreeMap<usize, Vec<Node<'t>>>,
-    /// String literals on those rows, to tell a marker written inside a string.
+pub(super) struct Extra<'t> {
+    /// String literals on the visited rows, to tell a marker written inside a string.
     strings: Vec<Node<'t>>,
 }
 
-/// Collects comments, values and strings from the nodes on lines that mention `imagepolicy`.
-fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
-    visit_marker_rows(root, source, |node, field, parent| {
+type Collected<'t> = frame::Collected<'t, Extra<'t>>;
+
+impl frame::Language for Cue {
+    type Extra<'t> = Extra<'t>;
+
+    /// Field values, `let` values and list elements are values, by the row they end on: a
+    /// marker sets the value right before it (of values ending at the same byte, a label
+    /// chain `a: b: "x"`, the innermost).
+    fn visit<'t>(
+        node: Node<'t>,
+        field: Option<&'t str>,
+        parent: Option<&'t str>,
+        _source: &[u8],
+        out: &mut Collected<'t>,
+    ) -> bool {
         let is_value = match parent {
             Some("field" | "let_clause") => field == Some("value"),
             Some("list") => node.is_named() && !matches!(node.kind(), "comment" | "ellipsis"),
             _ => false,
         };
         if is_value {
-            out.values
-                .entry(node.end_position().row)
-                .or_default()
-                .push(node);
+            out.value(node);
         }
         match node.kind() {
             "comment" => {
-                out.comments.insert(node.start_position().row, node);
+                out.comment(node);
                 false
             }
             "string" => {
-                out.strings.push(node);
+                out.extra.strings.push(node);
                 true
             }
             _ => true,
         }
-    });
-}
+    }
 
-/// `$imagepolicy` on a line without a comment: inside a string, where it is text, or
-/// elsewhere (`$imagepolicy` is a valid CUE identifier), where it is a likely typo.
-fn stray_markers(source: &[u8], collected: &Collected<'_>) -> Vec<Finding> {
-    let mut out: Vec<Finding> = Vec::new();
-    let (mut row, mut counted) = (0, 0);
-    for at in memchr::memmem::find_iter(source, MARKER_NEEDLE) {
-        row += memchr::memchr_iter(b'\n', &source[counted..at]).count();
-        counted = at;
-        let line = row + 1;
-        if collected.comments.contains_key(&row) || out.last().is_some_and(|f| f.line == line) {
-            continue;
-        }
+    fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> Cow<'s, str> {
+        comment_body(comment, source)
+    }
+
+    fn site(
+        value: Node<'_>,
+        source: &[u8],
+        marker: Marker,
+        line: usize,
+    ) -> Result<Site, &'static str> {
+        site(value, source, marker, line)
+    }
+
+    /// `$imagepolicy` on a line without a comment: inside a string, where it is text, or
+    /// elsewhere (`$imagepolicy` is a valid CUE identifier), where it is a likely typo.
+    fn stray<'t>(at: usize, _line: usize, collected: &Collected<'t>) -> Option<ProblemKind> {
         let in_string = collected
+            .extra
             .strings
             .iter()
             .any(|s| s.start_byte() < at && at < s.end_byte());
-        let kind = if in_string {
+        Some(if in_string {
             ProblemKind::MarkerInString
         } else {
             ProblemKind::NearMiss {
                 reason: "\"$imagepolicy\" outside a comment (a CUE comment starts with //)"
                     .to_string(),
             }
-        };
-        out.push(Finding { line, kind });
+        })
     }
-    out
 }
 
 /// Turns a value node into a site, or names why it cannot be one.
@@ -190,7 +151,7 @@ fn site(value: Node<'_>, source: &[u8], marker: Marker, line: usize) -> Result<S
 
 /// The comment's text after `//`; invalid UTF-8 is replaced so that a marker in a comment
 /// holding a stray byte is still reported rather than ignored.
-fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> std::borrow::Cow<'s, str> {
+fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> Cow<'s, str> {
     let text = &source[comment.byte_range()];
     String::from_utf8_lossy(text.strip_prefix(b"//").unwrap_or(text))
 }
@@ -210,6 +171,7 @@ pub fn encode(style: Style, value: &str) -> (Style, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::Finding;
 
     const M: &str = r#"// {"$imagepolicy": "ns:a"}"#;
 

@@ -39,24 +39,40 @@ impl MarkerParse {
 }
 
 /// Parses the text of a comment (after `#` or `//`).
+///
+/// This is the reading Flux gives a comment (kyaml `fieldmeta.FieldMeta.processShortHand`
+/// in kubernetes-sigs/kustomize): Go's `json.Unmarshal` into a `map[string]string`, so the
+/// text must be one JSON object, with only JSON whitespace around it, whose values are all
+/// strings or `null`, and whose `$imagepolicy` is a non-empty string. Any other comment is
+/// not a marker for Flux; one that mentions `imagepolicy` is reported as a near miss here.
 pub fn parse_marker(body: &str) -> MarkerParse {
     if !contains_ignore_ascii_case(body.as_bytes(), b"imagepolicy") {
         return MarkerParse::NotMarker;
     }
-    let text = body.trim();
+    // Go's JSON decoder skips exactly these around a value, as serde_json does.
+    let text = body.trim_matches([' ', '\t', '\n', '\r']);
     let object: Map<String, Value> = match serde_json::from_str(text) {
         Ok(object) => object,
         Err(err) => {
             return MarkerParse::NearMiss(format!("{text:?} is not one JSON object ({err})"));
         }
     };
-    let Some(value) = object.get(KEY) else {
-        return MarkerParse::NearMiss(format!("{text:?} has no \"{KEY}\" key"));
-    };
-    let Some(value) = value.as_str() else {
-        return MarkerParse::Bad(format!("\"{KEY}\" must be a string, found {value}"));
-    };
-    parse_policy_value(value).map_or_else(MarkerParse::Bad, MarkerParse::Marker)
+    // Go decodes `null` into a string as a no-op; anything else fails the whole comment.
+    if let Some((key, value)) = object
+        .iter()
+        .find(|(_, v)| !matches!(v, Value::String(_) | Value::Null))
+    {
+        return MarkerParse::NearMiss(format!(
+            "{text:?} has the non-string value {value} for {key:?} (every value of a marker must be a string)"
+        ));
+    }
+    match object.get(KEY) {
+        None => MarkerParse::NearMiss(format!("{text:?} has no \"{KEY}\" key")),
+        Some(Value::String(value)) if !value.is_empty() => {
+            parse_policy_value(value).map_or_else(MarkerParse::Bad, MarkerParse::Marker)
+        }
+        Some(_) => MarkerParse::NearMiss(format!("{text:?} has an empty \"{KEY}\"")),
+    }
 }
 
 fn parse_policy_value(value: &str) -> Result<Marker, String> {
@@ -119,8 +135,37 @@ mod tests {
 
     #[test]
     fn extra_keys_are_ignored() {
-        let m = marker(r#"{"other": 1, "$imagepolicy": "a:b"}"#);
+        let m = marker(r#"{"other": "x", "$imagepolicy": "a:b", "n": null}"#);
         assert_eq!(m.policy.to_string(), "a:b");
+        // Go's json.Unmarshal: for a duplicated key the last one wins.
+        let m = marker(r#"{"$imagepolicy": "a:b", "$imagepolicy": "c:d"}"#);
+        assert_eq!(m.policy.to_string(), "c:d");
+    }
+
+    /// kyaml `fieldmeta.FieldMeta.processShortHand` (kubernetes-sigs/kustomize) unmarshals
+    /// the comment into a `map[string]string`: a number, boolean, list or object anywhere in
+    /// it fails the whole comment, which Flux then ignores; `null` decodes to nothing, and an
+    /// empty name is no marker. Only JSON whitespace may surround the object.
+    #[test]
+    fn flux_ignores_non_string_values_and_empty_names() {
+        for s in [
+            r#"{"$imagepolicy": "ns:app", "n": 1}"#,
+            r#"{"$imagepolicy": "ns:app", "b": true}"#,
+            r#"{"$imagepolicy": "ns:app", "o": {"k": "v"}}"#,
+            r#"{"$imagepolicy": "ns:app", "l": []}"#,
+            r#"{"$imagepolicy": 3}"#,
+            r#"{"$imagepolicy": null}"#,
+            r#"{"$imagepolicy": ""}"#,
+            "{\"$imagepolicy\": \"ns:app\"}\u{a0}",
+        ] {
+            assert!(matches!(parse_marker(s), MarkerParse::NearMiss(_)), "{s}");
+        }
+        assert_eq!(
+            marker(" \t{\"$imagepolicy\": \"ns:app\"}\r\n")
+                .policy
+                .to_string(),
+            "ns:app"
+        );
     }
 
     #[test]
@@ -153,7 +198,6 @@ mod tests {
             r#"{"$imagepolicy": "app"}"#,
             r#"{"$imagepolicy": "a:b:version"}"#,
             r#"{"$imagepolicy": "A:b"}"#,
-            r#"{"$imagepolicy": 3}"#,
             r#"{"$imagepolicy": "a:b:tag:x"}"#,
         ] {
             assert!(matches!(parse_marker(s), MarkerParse::Bad(_)), "{s}");

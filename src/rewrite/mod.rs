@@ -7,14 +7,17 @@
 //! file discovery, parallel processing and atomic writes. [`cache`] memoises [`scan`] by the
 //! bytes' hash, in memory and in one file per tree or target.
 //!
-//! A language is a `Lang` variant chosen in [`Lang::from_path`] and an arm in [`scan`],
-//! [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and [`encode`];
-//! planning, splicing, verification and the walk are shared.
+//! A language is one file implementing `frame::Language` (which nodes are values, how a
+//! value becomes a site, what a stray `$imagepolicy` means in it; the frame of a scan,
+//! parsing aside, is shared), a `Lang` variant chosen in [`Lang::from_path`] and an arm in
+//! [`scan`], [`rescan`] (CUE re-parses fully, which is correct, just not incremental) and
+//! [`encode`]; planning, splicing, verification and the walk are shared.
 
 pub mod cache;
 mod cue;
 mod cue_literal;
 mod edit;
+mod frame;
 mod marker;
 mod verify;
 pub mod walk;
@@ -35,7 +38,7 @@ pub use cue_literal::CueForm;
 pub use edit::{Edit, FilePlan, apply, apply_with, plan, plan_allowed, value_for};
 pub use marker::{MarkerParse, parse_marker};
 pub use verify::{VerifyError, verify, verify_with};
-pub use walk::{Mode, TreeReport, WalkError, rewrite_tree};
+pub use walk::{Hooks, Mode, TreeReport, WalkError, rewrite_tree, rewrite_tree_with};
 
 /// The byte string every marker contains; files without it are never parsed.
 pub const MARKER_NEEDLE: &[u8] = b"$imagepolicy";
@@ -111,7 +114,8 @@ pub enum Style {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
     pub marker: Marker,
-    /// 1-based line of the marker (and of the value).
+    /// 1-based line of the value: the marker's, or for a marker above or before its value
+    /// (a YAML sequence item's head comment, `- # marker`), the value's.
     pub line: usize,
     /// Bytes of the literal, quotes included (CUE: its content, between the delimiters).
     pub range: Range<usize>,
@@ -147,6 +151,11 @@ pub enum ProblemKind {
     MissingPart { marker: Marker },
     /// The edited bytes failed verification; the file is left as it was.
     Verify { reason: String },
+    /// The file changed on disk while it was being rewritten; it is left as it is now.
+    ChangedMeanwhile,
+    /// The file holds a marker in an encoding other than UTF-8 (UTF-16, UTF-32), which
+    /// tagsmith does not rewrite.
+    Encoding { encoding: String },
     /// Reading, writing or walking failed.
     Io { reason: String },
     /// A path outside the tree, or one that cannot be used.
@@ -161,6 +170,8 @@ impl ProblemKind {
             Self::Syntax
                 | Self::MissingPart { .. }
                 | Self::Verify { .. }
+                | Self::ChangedMeanwhile
+                | Self::Encoding { .. }
                 | Self::Io { .. }
                 | Self::Path { .. }
         )
@@ -198,6 +209,14 @@ impl fmt::Display for ProblemKind {
             Self::Verify { reason } => {
                 write!(f, "edit failed verification, file left untouched: {reason}")
             }
+            Self::ChangedMeanwhile => write!(
+                f,
+                "changed on disk while tagsmith was rewriting it; kept as it is now, not written (run again)"
+            ),
+            Self::Encoding { encoding } => write!(
+                f,
+                "holds a marker but is encoded as {encoding}; tagsmith rewrites only UTF-8 files, so it is not edited (convert it to UTF-8)"
+            ),
             Self::Io { reason } => write!(f, "{reason}"),
             Self::Path { reason } => write!(f, "{reason}"),
         }
@@ -302,8 +321,112 @@ pub fn encode(lang: Lang, style: Style, value: &str) -> (Style, String) {
     }
 }
 
+/// The encoding of a file that holds [`MARKER_NEEDLE`] as UTF-16 or UTF-32 text, whose bytes
+/// interleave it with NULs so that the byte search for it misses; `None` for anything else.
+/// YAML and CUE text in UTF-8 never holds a NUL, so files without one are answered at once.
+pub fn wide_encoding_with_marker(source: &[u8]) -> Option<&'static str> {
+    let bom = match source {
+        [0, 0, 0xfe, 0xff, ..] => Some("UTF-32BE"),
+        [0xff, 0xfe, 0, 0, ..] => Some("UTF-32LE"),
+        [0xfe, 0xff, ..] => Some("UTF-16BE"),
+        [0xff, 0xfe, ..] => Some("UTF-16LE"),
+        _ => None,
+    };
+    if bom.is_none() && memchr::memchr(0, source).is_none() {
+        return None;
+    }
+    let widened = |width: usize, big_endian: bool| -> Vec<u8> {
+        MARKER_NEEDLE
+            .iter()
+            .flat_map(|&b| {
+                let mut unit = vec![0; width];
+                unit[if big_endian { width - 1 } else { 0 }] = b;
+                unit
+            })
+            .collect()
+    };
+    // Text in one byte order also holds the other order's needle one byte off, so a form
+    // counts only where it starts on a code unit boundary.
+    let forms = [
+        ("UTF-32LE", 4, widened(4, false)),
+        ("UTF-32BE", 4, widened(4, true)),
+        ("UTF-16LE", 2, widened(2, false)),
+        ("UTF-16BE", 2, widened(2, true)),
+    ];
+    let found = forms.iter().find(|(_, width, needle)| {
+        memchr::memmem::find_iter(source, needle).any(|at| at % width == 0)
+    })?;
+    Some(bom.unwrap_or(found.0))
+}
+
 /// 1-based line of a byte offset.
 pub(crate) fn line_of(source: &[u8], offset: usize) -> usize {
     let end = offset.min(source.len());
     memchr::memchr_iter(b'\n', &source[..end]).count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode_utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let units = bom.then_some(0xfeff).into_iter().chain(text.encode_utf16());
+        for unit in units {
+            let bytes = if big_endian {
+                unit.to_be_bytes()
+            } else {
+                unit.to_le_bytes()
+            };
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    fn encode_utf32(text: &str, big_endian: bool) -> Vec<u8> {
+        text.chars()
+            .flat_map(|c| {
+                let n = u32::from(c);
+                if big_endian {
+                    n.to_be_bytes()
+                } else {
+                    n.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn markers_in_wide_encodings_are_found_with_their_byte_order() {
+        let text = "a: x:1 # {\"$imagepolicy\": \"ns:app\"}\n";
+        for (bom, le, be) in [
+            (true, "UTF-16LE", "UTF-16BE"),
+            (false, "UTF-16LE", "UTF-16BE"),
+        ] {
+            assert_eq!(
+                wide_encoding_with_marker(&encode_utf16(text, false, bom)),
+                Some(le)
+            );
+            assert_eq!(
+                wide_encoding_with_marker(&encode_utf16(text, true, bom)),
+                Some(be)
+            );
+        }
+        assert_eq!(
+            wide_encoding_with_marker(&encode_utf32(text, false)),
+            Some("UTF-32LE")
+        );
+        assert_eq!(
+            wide_encoding_with_marker(&encode_utf32(text, true)),
+            Some("UTF-32BE")
+        );
+    }
+
+    #[test]
+    fn other_files_are_not_wide() {
+        assert_eq!(wide_encoding_with_marker(b"a: b\n"), None);
+        assert_eq!(wide_encoding_with_marker(b"\0\0binary"), None);
+        let plain = encode_utf16("a: x:1 # no marker\n", false, true);
+        assert_eq!(wide_encoding_with_marker(&plain), None);
+    }
 }

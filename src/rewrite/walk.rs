@@ -100,6 +100,44 @@ pub fn rewrite_tree_allowed(
     allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
     cache: Option<&ScanCache>,
 ) -> Result<TreeReport, WalkError> {
+    rewrite_tree_with(
+        base,
+        paths,
+        selections,
+        mode,
+        allowed,
+        cache,
+        &Hooks::default(),
+    )
+}
+
+/// Points in the IO edge where a caller can step in; a seam that lets tests make races
+/// deterministic.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Called with a file's absolute path once its new bytes are in the temporary file, just
+    /// before tagsmith checks the file still holds the bytes it read and replaces it.
+    pub before_replace: Option<&'a (dyn Fn(&Path) + Sync)>,
+}
+
+impl std::fmt::Debug for Hooks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("before_replace", &self.before_replace.is_some())
+            .finish()
+    }
+}
+
+/// [`rewrite_tree_allowed`] with [`Hooks`].
+pub fn rewrite_tree_with(
+    base: &Path,
+    paths: &[PathBuf],
+    selections: &BTreeMap<PolicyId, ImageRef>,
+    mode: Mode,
+    allowed: &(dyn Fn(&Path, &PolicyId) -> bool + Sync),
+    cache: Option<&ScanCache>,
+    hooks: &Hooks<'_>,
+) -> Result<TreeReport, WalkError> {
     let base = fs::canonicalize(base).map_err(|source| WalkError::Base {
         path: base.to_path_buf(),
         source,
@@ -112,6 +150,7 @@ pub fn rewrite_tree_allowed(
         mode,
         allowed,
         cache,
+        hooks,
         report: Mutex::new(TreeReport::default()),
     };
     let cache_before = cache.map(ScanCache::stats).unwrap_or_default();
@@ -176,6 +215,15 @@ fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> Outcome {
         }
     };
     if job.finder.find(&before).is_none() {
+        if let Some(encoding) = super::wide_encoding_with_marker(&before) {
+            outcome.problems.push(Problem {
+                path: rel.to_path_buf(),
+                line: 0,
+                kind: ProblemKind::Encoding {
+                    encoding: encoding.to_string(),
+                },
+            });
+        }
         return outcome;
     }
     outcome.parsed = true;
@@ -212,9 +260,20 @@ fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> Outcome {
         }
     };
     if job.mode == Mode::Write {
-        if let Err(err) = write_atomic(&abs, &after) {
-            outcome.problems.push(io_problem("write", err));
-            return outcome;
+        match write_atomic(&abs, &before, &after, job.hooks) {
+            Ok(()) => {}
+            Err(WriteError::Changed) => {
+                outcome.problems.push(Problem {
+                    path: rel.to_path_buf(),
+                    line: 0,
+                    kind: ProblemKind::ChangedMeanwhile,
+                });
+                return outcome;
+            }
+            Err(WriteError::Io(err)) => {
+                outcome.problems.push(io_problem("write", err));
+                return outcome;
+            }
         }
         tracing::debug!(path = %rel.display(), edits = plan.edits.len(), "file rewritten");
     }
@@ -234,6 +293,7 @@ struct Job<'a> {
     mode: Mode,
     allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
     cache: Option<&'a ScanCache>,
+    hooks: &'a Hooks<'a>,
     report: Mutex<TreeReport>,
 }
 
@@ -348,9 +408,29 @@ fn walk_dir<'s>(scope: &rayon::Scope<'s>, job: &'s Job<'s>, rel: PathBuf) {
     job.process_files(files);
 }
 
+enum WriteError {
+    /// The file no longer holds the bytes the edit was made from.
+    Changed,
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for WriteError {
+    fn from(err: std::io::Error) -> Self {
+        Self::Io(err)
+    }
+}
+
 /// Temp file in the same directory, same permissions, then rename: readers see the old or
-/// the new file, never a half-written one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// the new file, never a half-written one. Right before the rename the file must still hold
+/// `expected`, the bytes the edit was made from: an edit someone made meanwhile (an editor
+/// saving, another tool) is kept and reported rather than replaced. A write landing between
+/// that check and the rename is not caught; the window is one comparison long.
+fn write_atomic(
+    path: &Path,
+    expected: &[u8],
+    bytes: &[u8],
+    hooks: &Hooks<'_>,
+) -> Result<(), WriteError> {
     let permissions = fs::metadata(path)?.permissions();
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -363,7 +443,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.set_permissions(permissions)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        if let Some(hook) = hooks.before_replace {
+            hook(path);
+        }
+        if fs::read(path)? != expected {
+            return Err(WriteError::Changed);
+        }
+        fs::rename(&tmp, path)?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -1,18 +1,28 @@
 //! YAML: locates marker comments and the scalar each one sets, with tree-sitter-yaml.
 //!
-//! tree-sitter-yaml puts a trailing comment after its key/value pair as a sibling, so a
-//! marker is matched to a value by line: the last value starting on the marker's line,
-//! before the comment.
+//! A marker sets the scalar Flux would set (image-automation-controller's
+//! `internal/update/filter.go` sets only scalars, reading each one's comments as kyaml's
+//! `fieldmeta.FieldMeta.Read` does: its line comment, else its head comment). tree-sitter-yaml
+//! puts a trailing comment after its key/value pair as a sibling, so a marker is matched by
+//! position instead:
+//! - a trailing marker belongs to the value it directly follows: of the values ending on its
+//!   line before it, the one ending last, and of those ending at the same byte the innermost.
+//!   After a flow collection (`c: {a: x, b: y} # marker`) that is the collection, which is
+//!   reported and never edited, as Flux edits nothing there;
+//! - a marker alone on its line sets the sequence item on the next line, as the item's head
+//!   comment does in Flux, under the conditions of [`head_marker_target`];
+//! - a marker right after an item's `-` sets that item's value on the next line.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
-use super::marker::parse_marker;
-use super::{Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, yaml_literal};
+use super::{
+    Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, frame, yaml_literal,
+};
 
 thread_local! {
     // A parser per thread: creating one per file costs more than parsing a small manifest.
@@ -88,174 +98,223 @@ fn point_of(source: &[u8], offset: usize) -> Point {
 }
 
 fn analyze(tree: Option<Tree>, source: &[u8]) -> ScanResult {
-    let mut result = ScanResult::default();
-    let root = match parsed_root(tree.as_ref()) {
-        Ok(root) => root,
-        Err(finding) => {
-            result.problems.push(finding);
-            return result;
-        }
-    };
-
-    let mut collected = Collected::default();
-    collect(root, source, &mut collected);
-    result.problems.extend(stray_markers(source, &collected));
-
-    for (&row, &comment) in &collected.markers {
-        let line = row + 1;
-        let marker = match parse_marker(comment_body(comment, source)).at_line(line) {
-            Ok(Some(marker)) => marker,
-            Ok(None) => continue,
-            Err(finding) => {
-                result.problems.push(finding);
-                continue;
-            }
-        };
-        let value = collected.values.get(&row).and_then(|values| {
-            values
-                .iter()
-                .filter(|v| v.start_byte() < comment.start_byte())
-                .max_by_key(|v| v.start_byte())
-        });
-        match value.map(|v| site(*v, source, marker, line)) {
-            None => result.problems.push(Finding {
-                line,
-                kind: ProblemKind::NoValue,
-            }),
-            Some(Ok(site)) => result.sites.push(site),
-            Some(Err(what)) => result.problems.push(Finding {
-                line,
-                kind: ProblemKind::UnsupportedValue { what: what.into() },
-            }),
-        }
-    }
-    result.problems.extend(collected.block_scalar_markers);
-    result.sites.sort_by_key(|s| s.range.start);
-    result.problems.sort_by_key(|p| p.line);
-    result
+    frame::analyze::<Yaml>(tree.as_ref(), source)
 }
 
+/// YAML's parts of the scan frame.
+pub(super) struct Yaml;
+
 #[derive(Default)]
-struct Collected<'t> {
-    /// Comments that may be markers, by 0-based row.
-    markers: BTreeMap<usize, Node<'t>>,
-    /// Value nodes (mapping values, sequence items, document roots) by start row.
-    values: BTreeMap<usize, Vec<Node<'t>>>,
+pub(super) struct Extra<'t> {
+    /// Block sequence items by start row, for markers above an item or after its `-`.
+    items: BTreeMap<usize, Node<'t>>,
     /// `$imagepolicy` inside block scalars.
     block_scalar_markers: Vec<Finding>,
 }
 
-/// Collects what a marker needs (its comment, the values on its line) from the nodes on
-/// lines that mention `imagepolicy`.
-fn collect<'t>(root: Node<'t>, source: &[u8], out: &mut Collected<'t>) {
-    visit_marker_rows(root, source, |node, field, parent| match node.kind() {
+type Collected<'t> = frame::Collected<'t, Extra<'t>>;
+
+impl frame::Language for Yaml {
+    type Extra<'t> = Extra<'t>;
+
+    fn rows(source: &[u8]) -> BTreeSet<usize> {
+        let mut rows = frame::marker_rows(source);
+        // A marker alone on its line may set the sequence item on the next one.
+        rows.extend(rows.iter().map(|row| row + 1).collect::<Vec<_>>());
+        rows
+    }
+
+    fn visit<'t>(
+        node: Node<'t>,
+        field: Option<&'t str>,
+        parent: Option<&'t str>,
+        source: &[u8],
+        out: &mut Collected<'t>,
+    ) -> bool {
+        visit(node, field, parent, source, out)
+    }
+
+    fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> Cow<'s, str> {
+        comment_body(comment, source)
+    }
+
+    fn value_below<'t>(
+        collected: &Collected<'t>,
+        source: &[u8],
+        row: usize,
+        comment: Node<'t>,
+    ) -> Result<Node<'t>, ProblemKind> {
+        head_marker_target(collected, source, row, comment)
+    }
+
+    fn site(
+        value: Node<'_>,
+        source: &[u8],
+        marker: Marker,
+        line: usize,
+    ) -> Result<Site, &'static str> {
+        site(value, source, marker, line)
+    }
+
+    /// `$imagepolicy` on a line with no comment and no block scalar holding it, e.g.
+    /// `image: app:1#{"$imagepolicy": …}`, where the missing space makes `#` part of the value.
+    fn stray<'t>(_at: usize, line: usize, collected: &Collected<'t>) -> Option<ProblemKind> {
+        let in_block_scalar = collected
+            .extra
+            .block_scalar_markers
+            .iter()
+            .any(|f| f.line == line);
+        (!in_block_scalar).then(|| ProblemKind::NearMiss {
+            reason: "\"$imagepolicy\" outside a comment (a comment needs a space before '#')"
+                .to_string(),
+        })
+    }
+
+    fn finish<'t>(collected: Collected<'t>, problems: &mut Vec<Finding>) {
+        problems.extend(collected.extra.block_scalar_markers);
+    }
+}
+
+/// Records what a marker needs (its comment, the values and items on its line) from a node
+/// on a line that mentions `imagepolicy`.
+fn visit<'t>(
+    node: Node<'t>,
+    field: Option<&'t str>,
+    parent: Option<&'t str>,
+    source: &[u8],
+    out: &mut Collected<'t>,
+) -> bool {
+    match node.kind() {
         "comment" => {
-            out.markers.insert(node.start_position().row, node);
+            out.comment(node);
             false
         }
         "flow_node" | "block_node" if is_value(parent, field) => {
-            let (start, end) = (node.start_position().row, node.end_position().row);
-            out.values.entry(start).or_default().push(node);
-            // A multi-line flow value ending on a marker's line is that marker's value (and
-            // gets reported as unsupported); block values end where their last child does,
-            // which may be an unrelated comment line.
-            if end != start && node.kind() == "flow_node" {
-                out.values.entry(end).or_default().push(node);
-            }
+            out.value(node);
+            true
+        }
+        "block_sequence_item" => {
+            // The outermost item of a row (`- - x`): a head comment belongs to it.
+            out.extra
+                .items
+                .entry(node.start_position().row)
+                .or_insert(node);
             true
         }
         "block_scalar" => {
-            block_scalar_markers(node, source, &mut out.block_scalar_markers);
+            block_scalar_markers(node, source, &mut out.extra.block_scalar_markers);
             false
         }
         kind => !kind.ends_with("_scalar"),
-    });
+    }
 }
 
-/// Visits, depth first, only the nodes that touch a line mentioning `imagepolicy`: a marker's
-/// comment, the value it sets and their ancestors lie on such lines, and the rest of a file
-/// is most of its nodes. `visit(node, field name, parent kind)` says whether to descend.
-pub(super) fn visit_marker_rows<'t>(
-    root: Node<'t>,
+/// The value of a sequence item that a marker with nothing before it on its line sets, or
+/// the problem to report. Flux (go-yaml v3 comments, read by kyaml
+/// `fieldmeta.FieldMeta.Read`) honours such a marker as the item's head comment; go-yaml's
+/// rules for which comment lines become a head are intricate, so tagsmith honours the
+/// unambiguous form Flux always honours and reports the rest:
+/// - right after the item's `-`, with the value on a later line (`- # marker`);
+/// - on the line directly above the item (no blank line between), at the item's column;
+/// - with no comment line above the marker (go-yaml would join them into one head comment
+///   of several lines, which is no longer one JSON object);
+/// - with no comment on the item's own line (kyaml reads the line comment first).
+fn head_marker_target<'t>(
+    collected: &Collected<'t>,
     source: &[u8],
-    mut visit: impl FnMut(Node<'t>, Option<&'t str>, Option<&'t str>) -> bool,
-) {
-    let rows = marker_rows(source);
-    if rows.is_empty() {
-        return;
-    }
-    let on_marker_row = |node: Node<'_>| {
-        let (start, end) = (node.start_position().row, node.end_position().row);
-        rows.range(start..=end).next().is_some()
+    row: usize,
+    comment: Node<'t>,
+) -> Result<Node<'t>, ProblemKind> {
+    let item_value = |item: Node<'t>| {
+        let mut cursor = item.walk();
+        let value = item
+            .children(&mut cursor)
+            .find(|c| matches!(c.kind(), "flow_node" | "block_node"));
+        value.ok_or(ProblemKind::UnsupportedValue {
+            what: "an empty sequence item".into(),
+        })
     };
-    let mut cursor = root.walk();
-    // Kinds of the ancestors of the cursor's node: `Node::parent` costs a walk from the root.
-    let mut parents: Vec<&'t str> = Vec::new();
-    loop {
-        let node = cursor.node();
-        let descend =
-            on_marker_row(node) && visit(node, cursor.field_name(), parents.last().copied());
-        if descend && cursor.goto_first_child() {
-            parents.push(node.kind());
+    let near_miss = |reason: &str| ProblemKind::NearMiss {
+        reason: reason.to_string(),
+    };
+    if let Some(&item) = collected.extra.items.get(&row)
+        && item.start_byte() < comment.start_byte()
+    {
+        let value = item_value(item)?;
+        if value.start_byte() > comment.start_byte() {
+            return Ok(value);
+        }
+        return Err(ProblemKind::NoValue);
+    }
+    let line_start = memchr::memrchr(b'\n', &source[..comment.start_byte()]).map_or(0, |i| i + 1);
+    if !is_blank(&source[line_start..comment.start_byte()]) {
+        return Err(ProblemKind::NoValue);
+    }
+    let Some(&item) = collected.extra.items.get(&(row + 1)) else {
+        if item_after_blank_lines(source, comment.end_byte()) {
+            return Err(near_miss(
+                "a marker above a sequence item must be on the line directly above it",
+            ));
+        }
+        return Err(ProblemKind::NoValue);
+    };
+    if item.start_position().column != comment.start_position().column {
+        return Err(near_miss(
+            "a marker above a sequence item must start in the column of the item's '-'",
+        ));
+    }
+    if comment_line_above(source, line_start) {
+        return Err(near_miss(
+            "a marker above a sequence item must be the only comment line above it",
+        ));
+    }
+    if collected.comments.contains_key(&(row + 1)) {
+        return Err(near_miss(
+            "the sequence item below has a comment on its own line, which is read instead",
+        ));
+    }
+    item_value(item)
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// Whether the line after the one holding `offset` is blank and the next non-blank line
+/// starts a block sequence item (`-` then a space or the line end).
+fn item_after_blank_lines(source: &[u8], offset: usize) -> bool {
+    let Some(eol) = memchr::memchr(b'\n', &source[offset..]) else {
+        return false;
+    };
+    let mut skipped = 0;
+    for line in source[offset + eol + 1..].split(|&b| b == b'\n') {
+        if is_blank(line) {
+            skipped += 1;
             continue;
         }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return;
-            }
-            parents.pop();
-        }
+        let text = line.trim_ascii_start();
+        let is_item = text.first() == Some(&b'-')
+            && text
+                .get(1)
+                .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\r'));
+        return skipped > 0 && is_item;
     }
+    false
 }
 
-/// 0-based rows holding `imagepolicy` in any case (markers and near-misses).
-pub(super) fn marker_rows(source: &[u8]) -> std::collections::BTreeSet<usize> {
-    static NEEDLE: std::sync::LazyLock<Option<regex::bytes::Regex>> =
-        std::sync::LazyLock::new(|| regex::bytes::Regex::new("(?i)imagepolicy").ok());
-    let mut rows = std::collections::BTreeSet::new();
-    let Some(needle) = NEEDLE.as_ref() else {
-        return rows;
-    };
-    let (mut row, mut counted) = (0, 0);
-    for found in needle.find_iter(source) {
-        row += memchr::memchr_iter(b'\n', &source[counted..found.start()]).count();
-        counted = found.start();
-        rows.insert(row);
-    }
-    rows
-}
-
-/// `$imagepolicy` on a line with no comment and no block scalar holding it, e.g.
-/// `image: app:1#{"$imagepolicy": …}`, where the missing space makes `#` part of the value.
-fn stray_markers(source: &[u8], collected: &Collected<'_>) -> Vec<Finding> {
-    let mut rows: Vec<usize> = Vec::new();
-    let (mut row, mut counted) = (0, 0);
-    for at in memchr::memmem::find_iter(source, MARKER_NEEDLE) {
-        row += memchr::memchr_iter(b'\n', &source[counted..at]).count();
-        counted = at;
-        if rows.last() != Some(&row) {
-            rows.push(row);
+/// Whether the nearest non-blank line above the line starting at `line_start` is a comment
+/// line. A `#` line inside a block scalar counts too, which errs on the side of reporting.
+fn comment_line_above(source: &[u8], line_start: usize) -> bool {
+    let mut end = line_start;
+    while end > 0 {
+        let start = memchr::memrchr(b'\n', &source[..end - 1]).map_or(0, |i| i + 1);
+        let line = &source[start..end - 1];
+        if !is_blank(line) {
+            return line.iter().find(|b| !matches!(b, b' ' | b'\t')) == Some(&b'#');
         }
+        end = start;
     }
-    rows.into_iter()
-        .filter(|row| !collected.markers.contains_key(row))
-        .filter(|row| {
-            !collected
-                .block_scalar_markers
-                .iter()
-                .any(|f| f.line == row + 1)
-        })
-        .map(|row| Finding {
-            line: row + 1,
-            kind: ProblemKind::NearMiss {
-                reason: "\"$imagepolicy\" outside a comment (a comment needs a space before '#')"
-                    .to_string(),
-            },
-        })
-        .collect()
+    false
 }
 
 fn block_scalar_markers(node: Node<'_>, source: &[u8], out: &mut Vec<Finding>) {
@@ -328,63 +387,12 @@ fn site(value: Node<'_>, source: &[u8], marker: Marker, line: usize) -> Result<S
     })
 }
 
-/// The comment's text after `#`, without the line end.
-fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> &'s str {
+/// The comment's text after all its leading `#` (kyaml `fieldmeta.FieldMeta.Read` trims them
+/// all, so `## {...}` is a marker); invalid UTF-8 is replaced, as Go's JSON decoder does.
+fn comment_body<'s>(comment: Node<'_>, source: &'s [u8]) -> Cow<'s, str> {
     let text = &source[comment.byte_range()];
-    let text = text.strip_prefix(b"#").unwrap_or(text);
-    std::str::from_utf8(text).unwrap_or("")
-}
-
-/// The root of a tree that parsed cleanly, or the syntax problem to report instead: a file
-/// that does not parse is never edited.
-pub(super) fn parsed_root(tree: Option<&Tree>) -> Result<Node<'_>, Finding> {
-    let Some(tree) = tree else {
-        return Err(Finding {
-            line: 1,
-            kind: ProblemKind::Syntax,
-        });
-    };
-    let root = tree.root_node();
-    if root.has_error() {
-        return Err(Finding {
-            line: first_error_line(root),
-            kind: ProblemKind::Syntax,
-        });
-    }
-    Ok(root)
-}
-
-/// The line of the innermost first ERROR or MISSING node. tree-sitter may wrap the whole
-/// file in one ERROR; its nested error, or else its last child, is nearer the actual mistake.
-pub(super) fn first_error_line(root: Node<'_>) -> usize {
-    let mut node = first_error(root).unwrap_or(root);
-    while let Some(inner) = first_error_below(node) {
-        node = inner;
-    }
-    if node.is_error()
-        && node.start_byte() == root.start_byte()
-        && node.child_count() > 0
-        && let Some(last) = node.child(node.child_count() - 1)
-    {
-        return last.start_position().row + 1;
-    }
-    node.start_position().row + 1
-}
-
-fn first_error(node: Node<'_>) -> Option<Node<'_>> {
-    if node.is_error() || node.is_missing() {
-        return Some(node);
-    }
-    first_error_below(node)
-}
-
-fn first_error_below(node: Node<'_>) -> Option<Node<'_>> {
-    if !node.has_error() {
-        return None;
-    }
-    let mut cursor = node.walk();
-    let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
-    children.into_iter().find_map(first_error)
+    let hashes = text.iter().take_while(|&&b| b == b'#').count();
+    String::from_utf8_lossy(&text[hashes..])
 }
 
 pub fn encode(style: Style, value: &str) -> (Style, String) {
