@@ -26,7 +26,7 @@ fn armed(name: &str, kind: ReceiverKind, registry: Option<&str>) -> ArmedReceive
         Receiver {
             name: name.into(),
             kind,
-            secret: tagsmith::config::Secret::Env("UNUSED".into()),
+            secret: tagsmith::secret::Secret::Env("UNUSED".into()),
             registry: registry.map(str::to_string),
         },
         SecretKey::new(SECRET),
@@ -734,7 +734,7 @@ fn servers_refuse_duplicate_receivers_and_missing_secrets() {
     let missing = Receiver {
         name: "hub".into(),
         kind: ReceiverKind::DockerHub,
-        secret: tagsmith::config::Secret::Env("TAGSMITH_TEST_HOOK_SECRET_SURELY_UNSET".into()),
+        secret: tagsmith::secret::Secret::Env("TAGSMITH_TEST_HOOK_SECRET_SURELY_UNSET".into()),
         registry: None,
     };
     let err = Server::new(&[missing], tx, Readiness::new()).unwrap_err();
