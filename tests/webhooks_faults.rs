@@ -184,13 +184,15 @@ fn connect(addr: &str) -> TcpStream {
     TcpStream::connect(addr).unwrap()
 }
 
+/// The report was 1,100 idle connections under `ulimit -n 1024`; this is the same ratio at half
+/// the size, so the test itself stays well under a 1,024 limit of its own.
 #[test]
-fn with_1100_idle_connections_under_a_1024_open_files_limit_the_probes_answer() {
-    let mut service = Service::start(1024, 30);
+fn more_idle_connections_than_the_open_files_limit_leave_the_probes_answering() {
+    let mut service = Service::start(512, 30);
     assert_eq!(service.webhook(), Some(202), "{}", service.log());
     let addr = service.addr();
     // More connections than the process may open files, each left idle.
-    let idle: Vec<TcpStream> = (0..1100).map(|_| connect(&addr)).collect();
+    let idle: Vec<TcpStream> = (0..600).map(|_| connect(&addr)).collect();
 
     // Probes get in (past the cap, in the probe lane) and are answered within their budget.
     service.wait_until("a probe answered", Duration::from_secs(20), |s| {
@@ -216,7 +218,7 @@ fn with_1100_idle_connections_under_a_1024_open_files_limit_the_probes_answer() 
 #[test]
 fn sigterm_exits_within_the_deadline_while_a_client_trickles_a_request_head() {
     const DEADLINE: u64 = 3;
-    let mut service = Service::start(1024, DEADLINE);
+    let mut service = Service::start(512, DEADLINE);
     // One byte every 200 ms: the head would take two minutes.
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&sent);
