@@ -97,47 +97,26 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let cap = limits.max_connections.unwrap_or_else(default_cap);
-    let slots = Arc::new(Semaphore::new(cap));
     let (stop, stopped) = watch::channel(false);
-    let full_timeouts = Timeouts {
-        header: limits.header_timeout,
-        idle: limits.idle_timeout,
-    };
-    let lane_timeouts = Timeouts {
-        header: limits.header_timeout.min(LANE_TIMEOUT),
-        idle: limits.idle_timeout.min(LANE_TIMEOUT),
-    };
-    let mut lane_queue: VecDeque<oneshot::Sender<()>> = VecDeque::new();
+    let mut admit = Admission::new(full, lane, &limits, stopped);
     let mut tasks = JoinSet::new();
-    let mut warned = Warned::default();
+    let mut warned = Every::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        accept_failed(e, &mut warned).await;
-                        continue;
-                    }
-                };
-                let conn = Conn { stream, stopped: stopped.clone() };
-                match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(permit) => {
-                        tasks.spawn(conn.serve(full.clone(), full_timeouts, Slot::Full { _permit: permit }));
-                    }
-                    Err(_) => {
-                        if warned.cap.due() {
-                            tracing::warn!(cap, lane = LANE, "connection cap reached: new connections get /healthz and /readyz only, webhooks 503, until some close");
-                        }
-                        let evicted = make_room(&mut lane_queue);
-                        tasks.spawn(conn.serve(lane.clone(), lane_timeouts, Slot::Lane(evicted)));
-                    }
+            // Reaps ended connections, so the set holds only open ones.
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = joined {
+                    tracing::error!(error = %e, "a connection's task failed");
                 }
             }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tasks.spawn(admit.connection(stream));
+                }
+                Err(e) => accept_failed(e, &mut warned).await,
+            },
         }
     }
     drop(listener);
@@ -155,6 +134,68 @@ pub async fn serve(
     }
 }
 
+/// Decides where each accepted connection goes: a place under the cap, or the lane.
+struct Admission {
+    full: Router,
+    lane: Router,
+    slots: Arc<Semaphore>,
+    cap: usize,
+    full_timeouts: Timeouts,
+    lane_timeouts: Timeouts,
+    lane_queue: VecDeque<oneshot::Sender<()>>,
+    stopped: watch::Receiver<bool>,
+    warned: Every,
+}
+
+impl Admission {
+    fn new(full: Router, lane: Router, limits: &Limits, stopped: watch::Receiver<bool>) -> Self {
+        let cap = limits.max_connections.unwrap_or_else(default_cap);
+        Self {
+            full,
+            lane,
+            slots: Arc::new(Semaphore::new(cap)),
+            cap,
+            full_timeouts: Timeouts {
+                header: limits.header_timeout,
+                idle: limits.idle_timeout,
+            },
+            lane_timeouts: Timeouts {
+                header: limits.header_timeout.min(LANE_TIMEOUT),
+                idle: limits.idle_timeout.min(LANE_TIMEOUT),
+            },
+            lane_queue: VecDeque::new(),
+            stopped,
+            warned: Every::default(),
+        }
+    }
+
+    /// The task that serves `stream`.
+    fn connection(&mut self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        let conn = Conn {
+            stream,
+            stopped: self.stopped.clone(),
+        };
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => conn.serve(
+                self.full.clone(),
+                self.full_timeouts,
+                Slot::Full { _permit: permit },
+            ),
+            Err(_) => {
+                if self.warned.due() {
+                    tracing::warn!(
+                        cap = self.cap,
+                        lane = LANE,
+                        "connection cap reached: new connections get /healthz and /readyz only, webhooks 503, until some close"
+                    );
+                }
+                let evicted = make_room(&mut self.lane_queue);
+                conn.serve(self.lane.clone(), self.lane_timeouts, Slot::Lane(evicted))
+            }
+        }
+    }
+}
+
 /// Queues a new lane connection, closing the oldest open one if the lane is full; returns
 /// what tells the new one it was closed in turn.
 fn make_room(queue: &mut VecDeque<oneshot::Sender<()>>) -> oneshot::Receiver<()> {
@@ -168,23 +209,17 @@ fn make_room(queue: &mut VecDeque<oneshot::Sender<()>>) -> oneshot::Receiver<()>
     closed
 }
 
-async fn accept_failed(e: std::io::Error, warned: &mut Warned) {
+async fn accept_failed(e: std::io::Error, warned: &mut Every) {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
     // Those concern one connection that is gone already.
     if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
         return;
     }
     // Out of descriptors (EMFILE, ENFILE) or memory: the backlog waits while some close.
-    if warned.accept.due() {
+    if warned.due() {
         tracing::warn!(error = %e, "cannot accept connections");
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-#[derive(Debug, Default)]
-struct Warned {
-    cap: Every,
-    accept: Every,
 }
 
 /// True at most once per [`WARN_EVERY`].
