@@ -967,3 +967,32 @@ async fn shutdown_closes_a_trickling_connection_at_once_and_bounds_requests_in_f
     closed_within(&mut slow, Duration::from_secs(5)).await;
     trickler.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_answers_503_past_its_own_connection_cap() {
+    use tagsmith::server::admin;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (_status, view) = tokio::sync::watch::channel(String::from("{\"ok\":true}"));
+    let (queue, _requests) = mpsc::channel(1);
+    let router = admin::router(view, queue, vec![image("acme/web")]);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(admin::serve(router, listener, async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(raw_get(&addr, "/status").await, Some(200));
+    let held = connect_many(&addr, admin::MAX_CONNECTIONS).await;
+    assert_eq!(raw_get(&addr, "/status").await, Some(503));
+    drop(held);
+    let started = Instant::now();
+    while raw_get(&addr, "/status").await != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(10), "still refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
