@@ -14,5 +14,6 @@ pub mod model;
 pub mod policy;
 pub mod registry;
 pub mod rewrite;
+pub mod secret;
 pub mod server;
 pub mod state;

@@ -26,7 +26,7 @@ fn armed(name: &str, kind: ReceiverKind, registry: Option<&str>) -> ArmedReceive
         Receiver {
             name: name.into(),
             kind,
-            secret: tagsmith::config::Secret::Env("UNUSED".into()),
+            secret: tagsmith::secret::Secret::Env("UNUSED".into()),
             registry: registry.map(str::to_string),
         },
         SecretKey::new(SECRET),
@@ -734,7 +734,7 @@ fn servers_refuse_duplicate_receivers_and_missing_secrets() {
     let missing = Receiver {
         name: "hub".into(),
         kind: ReceiverKind::DockerHub,
-        secret: tagsmith::config::Secret::Env("TAGSMITH_TEST_HOOK_SECRET_SURELY_UNSET".into()),
+        secret: tagsmith::secret::Secret::Env("TAGSMITH_TEST_HOOK_SECRET_SURELY_UNSET".into()),
         registry: None,
     };
     let err = Server::new(&[missing], tx, Readiness::new()).unwrap_err();
@@ -742,4 +742,257 @@ fn servers_refuse_duplicate_receivers_and_missing_secrets() {
         err.to_string(),
         "cannot read the secret of receiver hub from env TAGSMITH_TEST_HOOK_SECRET_SURELY_UNSET: not set"
     );
+}
+
+// Connections: timeouts, the cap and its lane, shutdown. Raw sockets, as a slow or hostile
+// client would hold them.
+
+fn connection_options(limits: tagsmith::server::Limits) -> Options {
+    Options {
+        connections: limits,
+        ..Options::default()
+    }
+}
+
+/// Waits until the server closes `stream` (EOF or reset); the time it took.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Err(_) => panic!("the server kept the connection open for {limit:?}"),
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One request on a fresh connection, as a kubelet probe makes it: the status, or `None` if
+/// the connection was refused, closed or not answered within two seconds.
+async fn raw_get(addr: &str, path: &str) -> Option<u16> {
+    raw_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    )
+    .await
+}
+
+async fn raw_request(addr: &str, request: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = vec![0u8; 1024];
+        let n = stream.read(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response[..n]).to_string();
+        text.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn connect_many(addr: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        streams.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    streams
+}
+
+/// Sends a request head one byte every 100 ms and never finishes it.
+fn trickle(mut stream: tokio::net::TcpStream) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let head = format!(
+            "POST /hook/generic HTTP/1.1\r\nHost: x\r\nX-Slow: {}",
+            "a".repeat(600)
+        );
+        for byte in head.bytes() {
+            if stream.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let limits = tagsmith::server::Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let server = start(all_receivers(), 4, connection_options(limits)).await;
+    let addr = server.base.trim_start_matches("http://");
+    // Never a byte sent.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(10)).await;
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    // Kept alive after a request: the idle time counts from the response.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = vec![0u8; 512];
+    let n = kept.read(&mut response).await.unwrap();
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    closed_within(&mut kept, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_trickled_request_head_is_closed_after_the_header_timeout() {
+    let limits = tagsmith::server::Limits {
+        header_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let server = start(all_receivers(), 4, connection_options(limits)).await;
+    let addr = server.base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let watch = stream.into_std().unwrap();
+    watch.set_nonblocking(true).unwrap();
+    let mut reader = tokio::net::TcpStream::from_std(watch.try_clone().unwrap()).unwrap();
+    let writer = trickle(tokio::net::TcpStream::from_std(watch).unwrap());
+    // Closed long before the idle timeout and before the 60 s the head would take.
+    let took = closed_within(&mut reader, Duration::from_secs(10)).await;
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_probes_answer_and_webhooks_get_503() {
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = outcomes.clone();
+    let observer = Observer::new(move |receiver: &str, outcome: Outcome| {
+        seen.lock().unwrap().push((receiver.to_string(), outcome));
+    });
+    let limits = tagsmith::server::Limits {
+        max_connections: Some(4),
+        ..Default::default()
+    };
+    let mut server = start_observed(
+        all_receivers(),
+        4,
+        connection_options(limits),
+        Some(observer),
+    )
+    .await;
+    server.readiness.set(true);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let body = r#"{"images":["acme/web"]}"#;
+    let hook = format!(
+        "POST /hook/generic HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {SECRET}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(raw_request(&addr, &hook).await, Some(202));
+    assert!(server.queue.try_recv().is_ok());
+
+    // The cap's connections, held idle; then more than the lane holds.
+    let held = connect_many(&addr, 4).await;
+    let lane = connect_many(&addr, 3 * tagsmith::server::connections::LANE).await;
+    assert_eq!(raw_get(&addr, "/healthz").await, Some(200));
+    assert_eq!(raw_get(&addr, "/readyz").await, Some(200));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut refused = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    refused.write_all(hook.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = refused.read(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.to_lowercase().contains("retry-after: 5"), "{text}");
+    assert!(text.contains("too many open connections"), "{text}");
+    assert!(server.queue.try_recv().is_err());
+    assert!(
+        outcomes
+            .lock()
+            .unwrap()
+            .contains(&("generic".to_string(), Outcome::Overloaded))
+    );
+    drop(lane);
+
+    // Once the held connections close, webhooks go through again.
+    drop(held);
+    let started = Instant::now();
+    while raw_request(&addr, &hook).await != Some(202) {
+        assert!(started.elapsed() < Duration::from_secs(10), "still refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.queue.try_recv().is_ok());
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_trickling_connection_at_once_and_bounds_requests_in_flight() {
+    use tokio::io::AsyncWriteExt;
+    let limits = tagsmith::server::Limits {
+        drain: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let options = Options {
+        read_timeout: Duration::from_secs(60),
+        ..connection_options(limits)
+    };
+    let mut server = start(all_receivers(), 4, options).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let trickler = trickle(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    // A request in flight whose body never comes (it would be read for 60 s).
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /hook/quay/{SECRET} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Both are in: a probe after them is answered (connections are served in order).
+    assert_eq!(raw_get(&addr, "/healthz").await, Some(200));
+    let started = Instant::now();
+    server.shutdown.take().unwrap().send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), &mut server.task)
+        .await
+        .expect("the server stops within its drain time")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    // Well under the 10 s header timeout and the 60 s body timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    closed_within(&mut slow, Duration::from_secs(5)).await;
+    trickler.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_answers_503_past_its_own_connection_cap() {
+    use tagsmith::server::admin;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (_status, view) = tokio::sync::watch::channel(String::from("{\"ok\":true}"));
+    let (queue, _requests) = mpsc::channel(1);
+    let router = admin::router(view, queue, vec![image("acme/web")]);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(admin::serve(router, listener, async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(raw_get(&addr, "/status").await, Some(200));
+    let held = connect_many(&addr, admin::MAX_CONNECTIONS).await;
+    assert_eq!(raw_get(&addr, "/status").await, Some(503));
+    drop(held);
+    let started = Instant::now();
+    while raw_get(&addr, "/status").await != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(10), "still refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

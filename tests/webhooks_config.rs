@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use tagsmith::config::{Config, Secret};
+use tagsmith::config::Config;
+use tagsmith::secret::Secret;
 use tagsmith::server::webhooks::ReceiverKind;
 
 fn parse(text: &str) -> Result<Config, String> {
@@ -112,4 +113,38 @@ fn the_example_and_the_docs_cover_every_receiver_type() {
         );
     }
     assert!(example.server.metrics.is_some());
+}
+
+/// `config` builds the server's settings types, so the server must not import `config` back:
+/// the two would form an import cycle. What both need (where a secret comes from) lives in the
+/// leaf module `secret`, which imports nothing from the crate.
+#[test]
+fn the_server_does_not_import_config_and_secret_is_a_leaf() {
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut server = Vec::new();
+    sources(&src.join("server"), &mut server);
+    assert!(server.len() > 5, "{server:?}");
+    for path in &server {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            !text.contains("crate::config"),
+            "{} imports crate::config",
+            path.display()
+        );
+    }
+    let secret = std::fs::read_to_string(src.join("secret.rs")).unwrap();
+    assert!(
+        !secret.contains("crate::"),
+        "src/secret.rs imports the crate"
+    );
 }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use tagsmith::config::Secret;
+use tagsmith::secret::Secret;
 use tagsmith::server::webhooks::{ArmedReceiver, Receiver, ReceiverKind, SecretKey, sign};
 use tagsmith::server::{Readiness, Server};
 use tokio::sync::mpsc;

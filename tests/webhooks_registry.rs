@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::{Auth, OCI_MANIFEST, Registry};
-use tagsmith::config::Secret;
+use tagsmith::secret::Secret;
 use tagsmith::server::webhooks::{ArmedReceiver, Receiver, ReceiverKind, SecretKey};
 use tagsmith::server::{Readiness, ScanRequest, Server};
 use tokio::sync::mpsc;

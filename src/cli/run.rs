@@ -66,8 +66,9 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
             ])
             .inc();
     });
-    let server =
-        Server::new(&config.receivers, queue.clone(), readiness.clone())?.with_observer(observer);
+    let server = Server::new(&config.receivers, queue.clone(), readiness.clone())?
+        .with_observer(observer)
+        .with_shutdown_deadline(Duration::from_secs(args.shutdown_deadline));
     let listener = bind(config.server.listen).await?;
     let admin_listener = match config.server.metrics {
         Some(addr) => Some(bind(addr).await?),

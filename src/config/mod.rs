@@ -23,6 +23,8 @@ pub use self::template::Template;
 pub use self::tenancy::Tenancy;
 use crate::model::{ImageName, PolicyId};
 use crate::policy::{FilterSpec, Order, Policy, PolicySpec, RuleSpec};
+/// Kept here as well: settings across the crate name secrets as `config::Secret`.
+pub use crate::secret::Secret;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often `tagsmith run` re-reads a target's repository when nothing else triggers it.
@@ -87,23 +89,7 @@ pub struct ImagePolicy {
     pub digest: DigestMode,
 }
 
-/// Where a secret comes from. The value is read only when needed and never stored in the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Secret {
-    Env(String),
-    File(PathBuf),
-}
-
-impl fmt::Display for Secret {
-    /// Names the source, never the value.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Env(name) => write!(f, "env {name}"),
-            Self::File(path) => write!(f, "file {}", path.display()),
-        }
-    }
-}
-
+/// A Git user name: as written, or read from an environment variable when needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Username {
     Literal(String),

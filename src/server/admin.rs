@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
+use super::connections::{self, Limits};
 use super::{ScanRequest, ServerError};
 use crate::metrics::metrics;
 use crate::model::ImageName;
@@ -44,7 +45,12 @@ pub fn router(
         })
 }
 
-/// Serves the admin router on `listener` until `shutdown` resolves.
+/// Connections served on the admin port: scrapers and operators need few, and what it keeps
+/// stays out of the webhook port's reserve of file descriptors.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Serves the admin router on `listener` until `shutdown` resolves, with the webhook port's
+/// timeouts and [`MAX_CONNECTIONS`]; connections past it get 503.
 pub async fn serve(
     router: Router,
     listener: tokio::net::TcpListener,
@@ -53,10 +59,18 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /metrics and /status");
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
+    let limits = Limits {
+        max_connections: Some(MAX_CONNECTIONS),
+        ..Limits::default()
+    };
+    let lane = Router::new().fallback(|| async {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open connections, retry later\n",
+        )
+    });
+    connections::serve(listener, router, lane, limits, shutdown).await;
+    Ok(())
 }
 
 async fn metrics_text(State(admin): State<Admin>) -> impl IntoResponse {

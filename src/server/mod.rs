@@ -5,8 +5,12 @@
 //! the server is given, and the answer (202) goes out at once; the scheduler on the other end
 //! rescans, coalesces and delivers. When the queue stays full for [`Options::enqueue_wait`] the
 //! sender gets 503 with `Retry-After`, so vendors that retry do, and nothing is lost silently.
+//!
+//! Connections are capped and timed out ([`connections`]); past the cap only the probes are
+//! answered, so a flood of idle connections cannot make `/healthz` fail.
 
 pub mod admin;
+pub mod connections;
 mod health;
 pub mod webhooks;
 
@@ -19,13 +23,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use self::connections::Limits;
 pub use self::health::Readiness;
 use self::webhooks::{ArmedReceiver, Event, Proof, Receiver, WebhookError};
 use crate::model::ImageName;
@@ -45,8 +50,6 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot serve http: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// `server:` in `tagsmith.yaml`.
@@ -87,6 +90,8 @@ pub struct Options {
     pub read_timeout: Duration,
     /// Seconds sent in `Retry-After` with a 503.
     pub retry_after: u32,
+    /// Connection cap and timeouts; `drain` is how long shutdown waits for requests in flight.
+    pub connections: Limits,
 }
 
 impl Default for Options {
@@ -96,6 +101,7 @@ impl Default for Options {
             enqueue_wait: Duration::from_millis(250),
             read_timeout: Duration::from_secs(10),
             retry_after: 5,
+            connections: Limits::default(),
         }
     }
 }
@@ -119,6 +125,8 @@ pub enum Outcome {
     Timeout,
     /// 503: the queue stayed full or is closed.
     Busy,
+    /// 503: the connection came past the connection cap, where only probes are answered.
+    Overloaded,
 }
 
 impl Outcome {
@@ -132,6 +140,7 @@ impl Outcome {
             Self::TooLarge => "too_large",
             Self::Timeout => "timeout",
             Self::Busy => "busy",
+            Self::Overloaded => "overloaded",
         }
     }
 
@@ -226,43 +235,89 @@ impl Server {
         self
     }
 
+    /// How long shutdown waits for webhook requests in flight (`--shutdown-deadline`).
+    pub fn with_shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.options.connections.drain = deadline;
+        self
+    }
+
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self
     }
 
     fn observe(&self, receiver: &str, status: StatusCode) {
+        self.observe_outcome(receiver, Outcome::of(status));
+    }
+
+    fn observe_outcome(&self, receiver: &str, outcome: Outcome) {
         if let Some(observer) = &self.observer {
-            (observer.0)(receiver, Outcome::of(status));
+            (observer.0)(receiver, outcome);
         }
     }
 
-    pub fn router(self) -> Router {
-        let health = Router::new()
+    fn health(&self) -> Router {
+        Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .with_state(self.readiness.clone());
-        let hooks = Router::new()
-            .route("/hook/{receiver}", post(hook))
-            .route("/hook/{receiver}/{token}", post(hook_with_token))
-            .with_state(Arc::new(self));
-        health.merge(hooks)
+            .with_state(self.readiness.clone())
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then lets requests in flight finish.
+    /// Webhooks and probes.
+    pub fn router(self) -> Router {
+        let hooks = Router::new()
+            .route("/hook/{receiver}", post(hook))
+            .route("/hook/{receiver}/{token}", post(hook_with_token));
+        self.health().merge(hooks.with_state(Arc::new(self)))
+    }
+
+    /// What connections past the cap get: the probes, and 503 for everything else.
+    fn lane_router(self) -> Router {
+        self.health().merge(
+            Router::new()
+                .fallback(overloaded)
+                .with_state(Arc::new(self)),
+        )
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then closes the connections that are not
+    /// serving a request and lets those that are finish, for at most `connections.drain`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let limits = self.options.connections.clone();
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, receivers = self.receivers.len(), "serving webhooks");
+            let max_connections = limits
+                .max_connections
+                .unwrap_or_else(connections::default_cap);
+            tracing::info!(%addr, receivers = self.receivers.len(), max_connections, "serving webhooks");
         }
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Serve)
+        let lane = self.clone().lane_router();
+        connections::serve(listener, self.router(), lane, limits, shutdown).await;
+        Ok(())
     }
+}
+
+/// A request on a connection past the cap that is not a probe.
+async fn overloaded(State(server): State<Arc<Server>>, uri: Uri) -> Response {
+    let receiver = uri
+        .path()
+        .strip_prefix("/hook/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|name| server.receivers.contains_key(*name))
+        .unwrap_or("unknown");
+    server.observe_outcome(receiver, Outcome::Overloaded);
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many open connections, retry later",
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(server.options.retry_after),
+    );
+    response
 }
 
 async fn hook(

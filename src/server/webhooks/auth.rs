@@ -7,7 +7,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{Proof, ReceiverKind, WebhookError};
-use crate::config::Secret;
+use crate::secret::{Secret, SecretError};
 
 /// A receiver's secret. `Debug` prints its length only.
 #[derive(Clone)]
@@ -24,18 +24,10 @@ impl SecretKey {
         Self(bytes.into())
     }
 
-    /// Reads an env var or file; a trailing newline (as editors and `echo` leave) is not part
-    /// of the secret. The error names the problem, never the value.
-    pub fn read(secret: &Secret) -> Result<Self, String> {
-        let value = match secret {
-            Secret::Env(name) => std::env::var(name).map_err(|_| "not set".to_string())?,
-            Secret::File(path) => std::fs::read_to_string(path).map_err(|e| e.to_string())?,
-        };
-        let value = value.trim_end_matches(['\r', '\n']);
-        if value.is_empty() {
-            return Err("empty".into());
-        }
-        Ok(Self(value.as_bytes().to_vec()))
+    /// Reads an env var or file (see [`Secret::read`]). The error names the problem, never
+    /// the value.
+    pub fn read(secret: &Secret) -> Result<Self, SecretError> {
+        secret.read().map(Self::new)
     }
 
     fn matches(&self, candidate: &[u8]) -> bool {
@@ -225,6 +217,6 @@ mod tests {
         assert!(key.matches(b"abc"));
         assert_eq!(format!("{key:?}"), "SecretKey(3 bytes)");
         let unset = Secret::Env("TAGSMITH_TEST_HOOK_SURELY_UNSET".into());
-        assert_eq!(SecretKey::read(&unset).unwrap_err(), "not set");
+        assert_eq!(SecretKey::read(&unset).unwrap_err().to_string(), "not set");
     }
 }

@@ -20,8 +20,8 @@ use axum::http::HeaderMap;
 use thiserror::Error;
 
 pub use self::auth::{SecretKey, sign, verify};
-use crate::config::Secret;
 use crate::model::{ImageName, ImageRef};
+use crate::secret::Secret;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum WebhookError {
@@ -168,7 +168,7 @@ impl Receiver {
         let key = SecretKey::read(&self.secret).map_err(|reason| WebhookError::Secret {
             receiver: self.name.clone(),
             source_name: self.secret.to_string(),
-            reason,
+            reason: reason.to_string(),
         })?;
         Ok(ArmedReceiver {
             receiver: self.clone(),
