@@ -31,7 +31,7 @@ fn fast_options() -> Options {
 fn settings(host: &str) -> RegistrySettings {
     RegistrySettings {
         host: host.to_string(),
-        insecure: true,
+        insecure: Some(true),
         ..RegistrySettings::default()
     }
 }

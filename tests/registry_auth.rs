@@ -64,7 +64,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     let private: ImageName = format!("{}/priv/app", registry.host).parse().unwrap();
     let host_settings = |auth| RegistrySettings {
         host: registry.host.clone(),
-        insecure: true,
+        insecure: Some(true),
         auth: Some(auth),
         ..RegistrySettings::default()
     };
@@ -150,7 +150,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     let client = Client::new(
         vec![RegistrySettings {
             host: proxy.host(),
-            insecure: true,
+            insecure: Some(true),
             auth: Some(basic.clone()),
             ..RegistrySettings::default()
         }],
@@ -238,6 +238,7 @@ async fn tls_with_a_custom_ca() {
     // Without the CA the certificate is refused, at once and for good.
     let strict = RegistrySettings {
         host: registry.host.clone(),
+        insecure: Some(false),
         ..RegistrySettings::default()
     };
     let client = Client::new(vec![strict], options());
@@ -249,7 +250,10 @@ async fn tls_with_a_custom_ca() {
     let config = dir.path().join("tagsmith.yaml");
     std::fs::write(
         &config,
-        format!("registries:\n  - host: {}\n", registry.host),
+        format!(
+            "registries:\n  - host: {}\n    insecure: false\n",
+            registry.host
+        ),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagsmith"))
@@ -270,4 +274,23 @@ async fn tls_with_a_custom_ca() {
         .map(str::to_string)
         .collect();
     assert_eq!(listed, expected(&tags));
+
+    // Loopback without `insecure: false` or a `ca` is plain http; a TLS registry says so.
+    std::fs::write(
+        &config,
+        format!("registries:\n  - host: {}\n", registry.host),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["tags", image.as_str(), "-c", config.to_str().unwrap()])
+        .env("HOME", dir.path())
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("answers https") && stderr.contains("insecure: false"),
+        "{stderr}"
+    );
 }

@@ -244,3 +244,114 @@ fn an_unreachable_registry_exits_2_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("insecur"));
 }
+
+#[test]
+fn check_reports_invalid_registry_values_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        "registries:
+  - host: https://ghcr.io
+  - host: a.example
+    requestsPerSecond: -1
+  - host: b.example
+    requestsPerSecond: 1e-300
+    timeout: 0s
+  - host: A.example
+    auth: { basic: { username: bot } }
+  - host: c.example
+    auth: { exec: { command: [] } }
+",
+    )
+    .unwrap();
+    let out = tagsmith(&["check", "-c", config.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = config.display().to_string();
+    for (at, says) in [
+        ("2:11", "scheme"),
+        ("4:24", "requestsPerSecond"),
+        ("6:24", "requestsPerSecond"),
+        ("7:14", "timeout"),
+        ("8:11", "configured twice"),
+        ("9:11", "passwordEnv or passwordFile"),
+        ("11:11", "command is empty"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("{file}:{at}:")))
+            .unwrap_or_else(|| panic!("nothing at {at}:\n{stderr}"));
+        assert!(line.contains(says), "{line}");
+    }
+}
+
+#[test]
+fn a_loopback_registry_is_plain_http_with_or_without_an_entry() {
+    let registry = Registry::start(Auth::Htpasswd {
+        user: "ci".into(),
+        password: "pw".into(),
+    });
+    let tags = tag_names("7.", 5);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(registry.pusher().push_tags("loop/app", &tags));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tagsmith.yaml");
+    let image = format!("{}/loop/app", registry.host);
+    let envs = [
+        ("REG_PASSWORD", "pw".to_string()),
+        ("HOME", dir.path().display().to_string()),
+    ];
+    // An entry that only adds credentials: still plain http, as without an entry.
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {}\n    auth: {{ basic: {{ username: ci, passwordEnv: REG_PASSWORD }} }}\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let out = tagsmith(&["tags", &image, "-c", config.to_str().unwrap()], &envs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_lines(&out).len(), tags.len());
+
+    // Asking for https from a registry that speaks plain http says so, at once.
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {}\n    insecure: false\n    auth: {{ basic: {{ username: ci, passwordEnv: REG_PASSWORD }} }}\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let out = tagsmith(&["tags", &image, "-c", config.to_str().unwrap()], &envs);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("answers plain http") && stderr.contains("insecure: true"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 attempt"), "not retried: {stderr}");
+}
+
+#[test]
+fn a_token_that_never_expires_does_not_crash_tags() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(support::token::scripted_registry("18446744073709551615"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = tagsmith(
+        &["tags", &format!("{}/team/app", server.host())],
+        &[("HOME", dir.path().display().to_string())],
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_lines(&out), ["1.0"]);
+}
