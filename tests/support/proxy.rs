@@ -51,6 +51,8 @@ pub struct Logged {
     pub method: String,
     pub uri: String,
     pub fault: Option<Fault>,
+    /// Whether the request carried an `Authorization` header.
+    pub authorized: bool,
 }
 
 #[derive(Debug)]
@@ -172,6 +174,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Result<Answer, std
         method: request.method().to_string(),
         uri: request.uri().to_string(),
         fault,
+        authorized: request.headers().contains_key("authorization"),
     });
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
