@@ -743,7 +743,9 @@ async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8
     if announced.is_some_and(|len| len > limit) {
         return Err(Failure::TooLarge { limit });
     }
-    let mut body = Vec::new();
+    // Sized once from the announced length (within the limit), rather than doubled up to it.
+    let mut body =
+        Vec::with_capacity(usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0));
     while let Some(chunk) = response
         .chunk()
         .await
