@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::pki::Pki;
-use support::proxy::{Paging, Proxy};
+use support::proxy::{Fault, Paging, Proxy};
 use support::token::TokenIssuer;
 use support::{Auth, Registry, Tls, tag_names};
 use tagsmith::model::ImageName;
@@ -293,4 +293,54 @@ async fn tls_with_a_custom_ca() {
         stderr.contains("answers https") && stderr.contains("insecure: false"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_registry_redirecting_within_itself_keeps_the_token() {
+    let pki = Pki::new();
+    let keys = pki.token_keys("tagsmith-test-issuer", "tagsmith-test-registry");
+    let issuer = TokenIssuer::start(
+        keys.clone(),
+        vec![("bot".into(), "token-pw".into())],
+        Vec::new(),
+        Vec::new(),
+        300,
+    )
+    .await;
+    let registry = Registry::start(Auth::Token {
+        realm: issuer.realm(),
+        keys,
+        ca_pem: pki.ca_pem.clone(),
+    });
+    let tags = tag_names("9.", 12);
+    registry.pusher().push_tags("priv/app", &tags).await;
+    let proxy = Proxy::start(&registry.host, Paging::PassThrough).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "token-pw").unwrap();
+    let client = Client::new(
+        vec![RegistrySettings {
+            host: proxy.host(),
+            auth: Some(AuthSettings::Basic(BasicAuth {
+                username: Some("bot".into()),
+                password_file: Some(password),
+                ..BasicAuth::default()
+            })),
+            ..RegistrySettings::default()
+        }],
+        options(),
+    );
+    // The challenge passes; the request with the token is redirected within the registry.
+    proxy.push_faults([Fault::Pass, Fault::Redirect("{uri}")]);
+    let name: ImageName = format!("{}/priv/app", proxy.host()).parse().unwrap();
+    assert_eq!(
+        set(&client.list_tags(&name).await.unwrap()),
+        expected(&tags)
+    );
+    let log = proxy.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(!log[0].authorized && log[1].authorized && log[2].authorized);
+    let minted = issuer.log();
+    assert_eq!(minted.len(), 1, "{minted:?}");
+    assert_eq!(minted[0].user.as_deref(), Some("bot"));
 }
