@@ -88,7 +88,7 @@ fn main() {
         let total = runtime.block_on(async {
             let settings = RegistrySettings {
                 host: registry.host.clone(),
-                insecure: true,
+                insecure: Some(true),
                 max_concurrency: Some(concurrency),
                 ..RegistrySettings::default()
             };

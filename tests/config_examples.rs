@@ -8,7 +8,8 @@ use std::path::Path;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use tagsmith::config::Config;
 use tagsmith::config::raw;
-use tagsmith::registry::{AuthSettings, BasicAuth, ExecAuth, RegistrySettings};
+use tagsmith::registry::settings::RawRegistrySettings;
+use tagsmith::registry::{AuthSettings, BasicAuth, ExecAuth};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -146,7 +147,7 @@ fn the_reference_documents_every_key() {
     keys.extend(names::<raw::RawState>());
     keys.extend(names::<raw::RawServer>());
     keys.extend(names::<raw::RawReceiver>());
-    keys.extend(names::<RegistrySettings>());
+    keys.extend(names::<RawRegistrySettings>());
     keys.extend(names::<AuthSettings>());
     keys.extend(names::<BasicAuth>());
     keys.extend(names::<ExecAuth>());

@@ -31,7 +31,7 @@ fn fast_options() -> Options {
 fn settings(host: &str) -> RegistrySettings {
     RegistrySettings {
         host: host.to_string(),
-        insecure: true,
+        insecure: Some(true),
         ..RegistrySettings::default()
     }
 }
@@ -472,4 +472,52 @@ async fn a_repository_without_tags_lists_empty_not_failed() {
         .await
         .unwrap();
     assert!(tags.is_empty(), "{tags:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_keep_credentials_within_the_registry_and_drop_them_outside() {
+    let registry = Registry::start(Auth::Htpasswd {
+        user: "bot".into(),
+        password: "s3cret-pw".into(),
+    });
+    let tags = tag_names("8.", 30);
+    registry.pusher().push_tags("moved/app", &tags).await;
+    let proxy = Proxy::start(&registry.host, Paging::PassThrough).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "s3cret-pw").unwrap();
+    let client = Client::new(
+        vec![RegistrySettings {
+            host: proxy.host(),
+            auth: Some(AuthSettings::Basic(BasicAuth {
+                username: Some("bot".into()),
+                password_file: Some(password),
+                ..BasicAuth::default()
+            })),
+            ..RegistrySettings::default()
+        }],
+        fast_options(),
+    );
+    let name = image(&proxy.host(), "moved/app");
+
+    // The challenge passes, the request with credentials is redirected within the registry
+    // (same origin) and followed with them.
+    proxy.push_faults([Fault::Pass, Fault::Redirect("{uri}")]);
+    assert_eq!(
+        set(&names(&client.list_tags(&name).await.unwrap())),
+        set(&tags)
+    );
+    let log = proxy.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(!log[0].authorized && log[1].authorized && log[2].authorized);
+
+    // Redirected to another origin (the registry's own port), the credentials stay behind and
+    // its 401 is an error that says why.
+    proxy.clear_log();
+    let away: &'static str = Box::leak(format!("http://{}{{uri}}", registry.host).into_boxed_str());
+    proxy.push_faults([Fault::Redirect(away)]);
+    let err = client.list_tags(&name).await.unwrap_err();
+    assert!(matches!(err, Error::Redirected { .. }), "{err}");
+    assert!(err.to_string().contains(&registry.host), "{err}");
+    assert_eq!(proxy.log().len(), 1);
 }

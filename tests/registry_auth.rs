@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::pki::Pki;
-use support::proxy::{Paging, Proxy};
+use support::proxy::{Fault, Paging, Proxy};
 use support::token::TokenIssuer;
 use support::{Auth, Registry, Tls, tag_names};
 use tagsmith::model::ImageName;
@@ -64,7 +64,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     let private: ImageName = format!("{}/priv/app", registry.host).parse().unwrap();
     let host_settings = |auth| RegistrySettings {
         host: registry.host.clone(),
-        insecure: true,
+        insecure: Some(true),
         auth: Some(auth),
         ..RegistrySettings::default()
     };
@@ -150,7 +150,7 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     let client = Client::new(
         vec![RegistrySettings {
             host: proxy.host(),
-            insecure: true,
+            insecure: Some(true),
             auth: Some(basic.clone()),
             ..RegistrySettings::default()
         }],
@@ -238,6 +238,7 @@ async fn tls_with_a_custom_ca() {
     // Without the CA the certificate is refused, at once and for good.
     let strict = RegistrySettings {
         host: registry.host.clone(),
+        insecure: Some(false),
         ..RegistrySettings::default()
     };
     let client = Client::new(vec![strict], options());
@@ -249,7 +250,10 @@ async fn tls_with_a_custom_ca() {
     let config = dir.path().join("tagsmith.yaml");
     std::fs::write(
         &config,
-        format!("registries:\n  - host: {}\n", registry.host),
+        format!(
+            "registries:\n  - host: {}\n    insecure: false\n",
+            registry.host
+        ),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagsmith"))
@@ -270,4 +274,73 @@ async fn tls_with_a_custom_ca() {
         .map(str::to_string)
         .collect();
     assert_eq!(listed, expected(&tags));
+
+    // Loopback without `insecure: false` or a `ca` is plain http; a TLS registry says so.
+    std::fs::write(
+        &config,
+        format!("registries:\n  - host: {}\n", registry.host),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["tags", image.as_str(), "-c", config.to_str().unwrap()])
+        .env("HOME", dir.path())
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("answers https") && stderr.contains("insecure: false"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_registry_redirecting_within_itself_keeps_the_token() {
+    let pki = Pki::new();
+    let keys = pki.token_keys("tagsmith-test-issuer", "tagsmith-test-registry");
+    let issuer = TokenIssuer::start(
+        keys.clone(),
+        vec![("bot".into(), "token-pw".into())],
+        Vec::new(),
+        Vec::new(),
+        300,
+    )
+    .await;
+    let registry = Registry::start(Auth::Token {
+        realm: issuer.realm(),
+        keys,
+        ca_pem: pki.ca_pem.clone(),
+    });
+    let tags = tag_names("9.", 12);
+    registry.pusher().push_tags("priv/app", &tags).await;
+    let proxy = Proxy::start(&registry.host, Paging::PassThrough).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "token-pw").unwrap();
+    let client = Client::new(
+        vec![RegistrySettings {
+            host: proxy.host(),
+            auth: Some(AuthSettings::Basic(BasicAuth {
+                username: Some("bot".into()),
+                password_file: Some(password),
+                ..BasicAuth::default()
+            })),
+            ..RegistrySettings::default()
+        }],
+        options(),
+    );
+    // The challenge passes; the request with the token is redirected within the registry.
+    proxy.push_faults([Fault::Pass, Fault::Redirect("{uri}")]);
+    let name: ImageName = format!("{}/priv/app", proxy.host()).parse().unwrap();
+    assert_eq!(
+        set(&client.list_tags(&name).await.unwrap()),
+        expected(&tags)
+    );
+    let log = proxy.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(!log[0].authorized && log[1].authorized && log[2].authorized);
+    let minted = issuer.log();
+    assert_eq!(minted.len(), 1, "{minted:?}");
+    assert_eq!(minted[0].user.as_deref(), Some("bot"));
 }

@@ -6,8 +6,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use support::proxy::{Canned, Scripted};
 use support::{Auth, Registry, tag_names};
 
 fn tagsmith(args: &[&str], envs: &[(&str, String)]) -> Output {
@@ -243,4 +248,257 @@ fn an_unreachable_registry_exits_2_with_the_reason() {
     let out = tagsmith(&["tags", "x/app", "-c", config.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("insecur"));
+}
+
+#[test]
+fn check_reports_invalid_registry_values_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        "registries:
+  - host: https://ghcr.io
+  - host: a.example
+    requestsPerSecond: -1
+  - host: b.example
+    requestsPerSecond: 1e-300
+    timeout: 0s
+  - host: A.example
+    auth: { basic: { username: bot } }
+  - host: c.example
+    auth: { exec: { command: [] } }
+",
+    )
+    .unwrap();
+    let out = tagsmith(&["check", "-c", config.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = config.display().to_string();
+    for (at, says) in [
+        ("2:11", "scheme"),
+        ("4:24", "requestsPerSecond"),
+        ("6:24", "requestsPerSecond"),
+        ("7:14", "timeout"),
+        ("8:11", "configured twice"),
+        ("9:11", "passwordEnv or passwordFile"),
+        ("11:11", "command is empty"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("{file}:{at}:")))
+            .unwrap_or_else(|| panic!("nothing at {at}:\n{stderr}"));
+        assert!(line.contains(says), "{line}");
+    }
+}
+
+#[test]
+fn a_loopback_registry_is_plain_http_with_or_without_an_entry() {
+    let registry = Registry::start(Auth::Htpasswd {
+        user: "ci".into(),
+        password: "pw".into(),
+    });
+    let tags = tag_names("7.", 5);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(registry.pusher().push_tags("loop/app", &tags));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tagsmith.yaml");
+    let image = format!("{}/loop/app", registry.host);
+    let envs = [
+        ("REG_PASSWORD", "pw".to_string()),
+        ("HOME", dir.path().display().to_string()),
+    ];
+    // An entry that only adds credentials: still plain http, as without an entry.
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {}\n    auth: {{ basic: {{ username: ci, passwordEnv: REG_PASSWORD }} }}\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let out = tagsmith(&["tags", &image, "-c", config.to_str().unwrap()], &envs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_lines(&out).len(), tags.len());
+
+    // Asking for https from a registry that speaks plain http says so, at once.
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {}\n    insecure: false\n    auth: {{ basic: {{ username: ci, passwordEnv: REG_PASSWORD }} }}\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let out = tagsmith(&["tags", &image, "-c", config.to_str().unwrap()], &envs);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("answers plain http") && stderr.contains("insecure: true"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 attempt"), "not retried: {stderr}");
+}
+
+#[test]
+fn a_token_that_never_expires_does_not_crash_tags() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(support::token::scripted_registry("18446744073709551615"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = tagsmith(
+        &["tags", &format!("{}/team/app", server.host())],
+        &[("HOME", dir.path().display().to_string())],
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_lines(&out), ["1.0"]);
+}
+
+/// Runs tagsmith, killing it if it has not ended within `limit`.
+fn tagsmith_within(args: &[&str], envs: &[(&str, String)], limit: Duration) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tagsmith"));
+    command
+        .args(args)
+        .env_remove("DOCKER_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "tagsmith {args:?} still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn tags_keeps_credentials_from_a_realm_a_redirect_target_names() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, other, realm) = runtime.block_on(async {
+        let realm = Scripted::start(|_| Canned::json(401, "{}")).await;
+        let realm_url = format!("{}/token", realm.url());
+        let other = Scripted::start(move |_| {
+            Canned::json(401, "{}").header(
+                "www-authenticate",
+                format!(r#"Bearer realm="{realm_url}",service="evil""#),
+            )
+        })
+        .await;
+        let other_url = other.url();
+        let registry =
+            Scripted::start(move |seen| Canned::redirect(307, format!("{other_url}{}", seen.uri)))
+                .await;
+        (registry, other, realm)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {}\n    insecure: true\n    auth: {{ basic: {{ username: bot, passwordEnv: REG_PASSWORD }} }}\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let out = tagsmith_within(
+        &[
+            "tags",
+            &format!("{}/team/app", registry.host()),
+            "-c",
+            config.to_str().unwrap(),
+        ],
+        &[
+            ("REG_PASSWORD", "s3cret-pw".to_string()),
+            ("HOME", dir.path().display().to_string()),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("redirected to"), "{stderr}");
+    assert!(realm.log().is_empty(), "{:?}", realm.log());
+    assert!(
+        other.log().iter().all(|s| s.authorization.is_none()),
+        "{:?}",
+        other.log()
+    );
+}
+
+#[test]
+fn tags_stops_at_the_answer_size_limit_naming_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let huge = runtime.block_on(async {
+        // About 17 MiB, sent in chunks without a content length.
+        let chunk = Bytes::from(format!("\"{}\",", "x".repeat(1022)));
+        Scripted::start(move |_| Canned {
+            body: Bytes::from_static(br#"{"name":"team/app","tags":["#),
+            repeat: Some((chunk.clone(), 17 * 1024)),
+            ..Canned::json(200, "")
+        })
+        .await
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = tagsmith_within(
+        &["tags", &format!("{}/team/app", huge.host())],
+        &[("HOME", dir.path().display().to_string())],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&huge.host()) && stderr.contains("larger than 16777216 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tags_stops_endless_paging_at_the_tag_limit_naming_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endless = runtime.block_on(async {
+        let page = Arc::new(AtomicUsize::new(0));
+        Scripted::start(move |_| {
+            let n = page.fetch_add(1, Ordering::SeqCst);
+            let tags: Vec<String> = (0..1000).map(|i| format!("p{n}-{i}")).collect();
+            Canned::json(
+                200,
+                serde_json::json!({ "name": "team/app", "tags": tags }).to_string(),
+            )
+            .header(
+                "link",
+                format!("</v2/team/app/tags/list?page={}>; rel=\"next\"", n + 1),
+            )
+        })
+        .await
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = tagsmith_within(
+        &["tags", &format!("{}/team/app", endless.host())],
+        &[("HOME", dir.path().display().to_string())],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&endless.host()) && stderr.contains("more than 500000 distinct tags"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no partial list");
+    assert_eq!(endless.log().len(), 501);
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{OutputFormat, Status};
-use crate::model::ImageName;
+use crate::model::{ImageName, Tag};
 use crate::registry::{Client, Options, RegistrySettings};
 
 #[derive(Debug, Args)]
@@ -29,12 +29,13 @@ pub struct TagsArgs {
 #[derive(Debug, Serialize)]
 struct Listing<'a> {
     image: &'a str,
-    tags: Vec<Entry>,
+    tags: Vec<Entry<'a>>,
 }
 
+/// A tag as printed; it borrows the listed tag, so printing a large listing copies none.
 #[derive(Debug, Serialize)]
-struct Entry {
-    tag: String,
+struct Entry<'a> {
+    tag: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
 }
@@ -49,8 +50,16 @@ pub fn run(args: TagsArgs) -> anyhow::Result<Status> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let entries = runtime.block_on(list(&args, registries))?;
-    let mut out = std::io::stdout().lock();
+    let (tags, digests) = runtime.block_on(list(&args, registries))?;
+    let mut digests = digests.into_iter();
+    let entries: Vec<Entry<'_>> = tags
+        .iter()
+        .map(|tag| Entry {
+            tag: tag.as_str(),
+            digest: digests.next(),
+        })
+        .collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.output {
         OutputFormat::Json => {
             let listing = Listing {
@@ -69,27 +78,23 @@ pub fn run(args: TagsArgs) -> anyhow::Result<Status> {
             }
         }
     }
+    out.flush()?;
     Ok(Status::Ok)
 }
 
-async fn list(args: &TagsArgs, registries: Vec<RegistrySettings>) -> anyhow::Result<Vec<Entry>> {
+/// The tags and, with `--digests`, one digest per tag in the same order.
+async fn list(
+    args: &TagsArgs,
+    registries: Vec<RegistrySettings>,
+) -> anyhow::Result<(Vec<Tag>, Vec<String>)> {
     let client = Client::new(registries, Options::default());
     let tags = client.list_tags(&args.image).await?;
     if !args.digests {
-        return Ok(tags
-            .into_iter()
-            .map(|tag| Entry {
-                tag: tag.to_string(),
-                digest: None,
-            })
-            .collect());
+        return Ok((tags, Vec::new()));
     }
-    let mut entries = Vec::with_capacity(tags.len());
-    for (tag, digest) in client.resolve_digests(&args.image, &tags).await {
-        entries.push(Entry {
-            tag: tag.to_string(),
-            digest: Some(digest?.to_string()),
-        });
+    let mut digests = Vec::with_capacity(tags.len());
+    for (_, digest) in client.resolve_digests(&args.image, &tags).await {
+        digests.push(digest?.to_string());
     }
-    Ok(entries)
+    Ok((tags, digests))
 }

@@ -258,11 +258,7 @@ impl<'a> Validator<'a> {
             }
         }
         let state_dir = raw.state.map(|s| self.resolve(&s.dir));
-        let registries = raw
-            .registries
-            .into_iter()
-            .map(|r| self.registry(r))
-            .collect();
+        let registries = self.registries(raw.registries);
         let server = self.server(raw.server);
         let mut receivers = Vec::new();
         let mut receiver_names = BTreeSet::new();
@@ -371,6 +367,22 @@ impl<'a> Validator<'a> {
             secret: secret?,
             registry,
         })
+    }
+
+    fn registries(
+        &mut self,
+        raw: Vec<crate::registry::settings::RawRegistrySettings>,
+    ) -> Vec<crate::registry::RegistrySettings> {
+        let (valid, problems) = crate::registry::settings::validate(raw);
+        for p in problems {
+            self.problems.push(Problem {
+                path: self.path.to_path_buf(),
+                line: p.line,
+                column: p.column,
+                message: p.message,
+            });
+        }
+        valid.into_iter().map(|r| self.registry(r)).collect()
     }
 
     /// Files a registry entry names are relative to the config file, like every other path.

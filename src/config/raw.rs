@@ -14,7 +14,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub targets: Vec<RawTarget>,
     #[serde(default)]
-    pub registries: Vec<crate::registry::RegistrySettings>,
+    pub registries: Vec<crate::registry::settings::RawRegistrySettings>,
     #[serde(default)]
     pub state: Option<RawState>,
     #[serde(default)]

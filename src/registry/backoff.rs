@@ -34,7 +34,13 @@ impl RetryPolicy {
             .saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX));
         let delay = exp.min(self.cap);
         let half = delay / 2;
-        half + half.mul_f64(unit.clamp(0.0, 1.0))
+        // `mul_f64` panics on NaN, which `clamp` passes through.
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        half + half.mul_f64(unit)
     }
 }
 
@@ -67,6 +73,13 @@ mod tests {
         assert_eq!(p.backoff(2, 0.5), Duration::from_millis(300));
         assert_eq!(p.backoff(10, 1.0), Duration::from_secs(1));
         assert_eq!(p.backoff(200, 0.0), Duration::from_millis(500));
+        assert_eq!(p.backoff(0, f64::NAN), Duration::from_millis(50));
+        let huge = RetryPolicy {
+            base: Duration::MAX,
+            cap: Duration::MAX,
+            ..p
+        };
+        assert!(huge.backoff(u32::MAX, f64::INFINITY) <= Duration::MAX);
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, HeaderMap, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode, Url};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -14,6 +16,7 @@ use super::auth::{CredentialProvider, Lookup, Secret, normalise_host};
 use super::backoff::{self, RetryPolicy};
 use super::challenge::{self, Challenge};
 use super::limit::{Bucket, Limiter};
+use super::link::ListingLimits;
 use super::settings::RegistrySettings;
 use super::token;
 use crate::model::ImageName;
@@ -30,6 +33,8 @@ pub struct Options {
     pub scan_concurrency: usize,
     /// Manifest requests at once when resolving many digests.
     pub digest_concurrency: usize,
+    /// Bounds on answers and on one repository's tag listing.
+    pub limits: ListingLimits,
 }
 
 impl Default for Options {
@@ -41,6 +46,7 @@ impl Default for Options {
             max_concurrency: 8,
             scan_concurrency: 32,
             digest_concurrency: 8,
+            limits: ListingLimits::default(),
         }
     }
 }
@@ -94,8 +100,15 @@ impl Client {
     }
 }
 
+/// Redirects followed for one request. Registries redirect manifests and blobs to storage
+/// once; a longer chain is a loop or a trap.
+const MAX_REDIRECTS: usize = 5;
+
+/// The largest token service answer read: a token is a few KiB.
+const MAX_TOKEN_REPLY: u64 = 1024 * 1024;
+
 /// Loopback registries are plain http unless configured otherwise, as Docker treats them.
-fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     let name = host
         .strip_prefix('[')
         .and_then(|h| h.split_once(']').map(|(h, _)| h))
@@ -129,8 +142,11 @@ impl AuthState {
 /// One registry host: its http client, limits, credentials and auth state.
 #[derive(Debug)]
 pub(super) struct Host {
+    /// As users name it (`127.0.0.1:5000`, `docker.io`), for messages.
+    pub(super) registry: String,
     pub(super) base: Url,
     pub(super) page_size: Option<u32>,
+    pub(super) limits: ListingLimits,
     http: reqwest::Client,
     limiter: Limiter,
     credentials: CredentialProvider,
@@ -144,6 +160,47 @@ pub(super) struct Host {
 pub(super) struct Reply {
     pub(super) headers: HeaderMap,
     pub(super) body: Vec<u8>,
+    /// Where the answer came from after redirects, when that is not where the credentials
+    /// may go: its 401 must not be answered with them.
+    foreign: Option<Url>,
+}
+
+/// Why an exchange brought no answer.
+#[derive(Debug)]
+enum Failure {
+    /// Transport trouble that another attempt may not meet.
+    Transient(String),
+    /// Retrying cannot help: an untrusted certificate, https against plain http, a refused
+    /// redirect.
+    Permanent(String),
+    /// The answer is larger than the limit.
+    TooLarge { limit: u64 },
+}
+
+/// What a request carries that only its own origin may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carries {
+    /// Nothing secret: redirects anywhere are followed.
+    Nothing,
+    /// An `Authorization` header for a registry: a redirect to another origin is followed
+    /// without it (registries send manifests and blobs to storage hosts).
+    RegistryCredentials,
+    /// Credentials for a token service (a header or a refresh token in the body): a redirect
+    /// to another origin is refused, since the token would be minted by someone else.
+    TokenCredentials,
+}
+
+/// One request to send, its redirects followed by hand (the `reqwest` client follows none:
+/// its own policy keeps a 307's body, refresh token included, for any host).
+#[derive(Debug)]
+struct Outgoing<'a> {
+    method: Method,
+    url: &'a Url,
+    accept: Option<&'a str>,
+    authorization: Option<&'a str>,
+    form: Option<&'a [(&'static str, &'a str)]>,
+    carries: Carries,
+    max_body: u64,
 }
 
 impl Host {
@@ -155,10 +212,14 @@ impl Host {
         let registry = image.registry().to_string();
         let settings = settings.unwrap_or_else(|| RegistrySettings {
             host: registry.clone(),
-            insecure: is_loopback(&registry),
             ..RegistrySettings::default()
         });
-        let scheme = if settings.insecure { "http" } else { "https" };
+        // One rule with or without an entry: loopback is plain http unless the entry asks for
+        // TLS (`insecure: false`, or a `ca` to trust); every other host is https.
+        let insecure = settings
+            .insecure
+            .unwrap_or_else(|| settings.ca.is_none() && is_loopback(&registry));
+        let scheme = if insecure { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{}", image.api_host())).map_err(|e| {
             Error::Settings {
                 host: registry.clone(),
@@ -170,7 +231,8 @@ impl Host {
             .user_agent(concat!("tagsmith/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.connect_timeout.unwrap_or(options.connect_timeout))
             .timeout(settings.timeout.unwrap_or(options.timeout))
-            .pool_max_idle_per_host(max_concurrency);
+            .pool_max_idle_per_host(max_concurrency)
+            .redirect(reqwest::redirect::Policy::none());
         let env_bundle = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
         for path in settings.ca.iter().chain(env_bundle.iter()) {
             let pem = std::fs::read(path).map_err(|e| Error::CaBundle {
@@ -201,11 +263,13 @@ impl Host {
             None => None,
         };
         Ok(Self {
+            registry,
             base,
             page_size: settings.page_size,
+            limits: options.limits,
             http,
             limiter: Limiter::new(max_concurrency, rate),
-            credentials: CredentialProvider::new(&registry, settings.auth.clone()),
+            credentials: CredentialProvider::new(image.registry(), settings.auth.clone()),
             retry: options.retry,
             auth: Mutex::new(AuthState::default()),
         })
@@ -245,11 +309,34 @@ impl Host {
             let authorization = self.authorization(image, &scope).await?;
             let outcome = {
                 let _permit = self.limiter.acquire().await;
-                self.exchange(method.clone(), url, accept, authorization.as_deref())
-                    .await
+                self.exchange(Outgoing {
+                    method: method.clone(),
+                    url,
+                    accept: Some(accept),
+                    authorization: authorization.as_deref(),
+                    form: None,
+                    carries: Carries::RegistryCredentials,
+                    max_body: self.limits.max_response_bytes,
+                })
+                .await
             };
             let (reason, retry_after) = match outcome {
                 Ok((status, reply)) if status.is_success() => return Ok(reply),
+                // Only the registry itself may ask for its credentials: a host it redirected
+                // to, and any token service that host names, gets none of them.
+                Ok((StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, reply))
+                    if reply.foreign.is_some() =>
+                {
+                    return Err(Error::Redirected {
+                        image: image.to_string(),
+                        what: what.to_string(),
+                        to: reply
+                            .foreign
+                            .map(|u| u.origin().ascii_serialization())
+                            .unwrap_or_default(),
+                        registry: self.registry.clone(),
+                    });
+                }
                 Ok((StatusCode::UNAUTHORIZED, reply)) if auth_rounds < 2 => {
                     auth_rounds += 1;
                     let refused = authorization.as_deref();
@@ -288,6 +375,19 @@ impl Host {
                         (format!("http {status}"), after)
                     }
                     408 | 500..=599 => (format!("http {status}"), None),
+                    400 if url.scheme() == "http" && speaks_https(&reply.body) => {
+                        return Err(Error::Request {
+                            image: image.to_string(),
+                            what: what.to_string(),
+                            attempts: failures + 1,
+                            reason: format!(
+                                "http 400: {} answers https, not plain http; set \
+                                 `insecure: false` in its registries entry",
+                                url.origin().ascii_serialization()
+                            ),
+                            transient: false,
+                        });
+                    }
                     code => {
                         return Err(Error::Status {
                             image: image.to_string(),
@@ -296,9 +396,7 @@ impl Host {
                         });
                     }
                 },
-                // A certificate the client does not trust stays untrusted; retrying only delays
-                // the answer.
-                Err(reason) if reason.contains("certificate") => {
+                Err(Failure::Permanent(reason)) => {
                     return Err(Error::Request {
                         image: image.to_string(),
                         what: what.to_string(),
@@ -307,7 +405,15 @@ impl Host {
                         transient: false,
                     });
                 }
-                Err(reason) => (reason, None),
+                Err(Failure::TooLarge { limit }) => {
+                    return Err(Error::TooLarge {
+                        image: image.to_string(),
+                        what: what.to_string(),
+                        registry: self.registry.clone(),
+                        limit,
+                    });
+                }
+                Err(Failure::Transient(reason)) => (reason, None),
             };
             failures += 1;
             let give_up = |reason: String| Error::Request {
@@ -334,36 +440,101 @@ impl Host {
         }
     }
 
-    /// One request and its whole body; transport failures come back as a reason to retry.
-    async fn exchange(
-        &self,
-        method: Method,
-        url: &Url,
-        accept: &str,
-        authorization: Option<&str>,
-    ) -> Result<(StatusCode, Reply), String> {
-        let mut request = self
-            .http
-            .request(method, url.clone())
-            .header(ACCEPT, accept);
-        if let Some(value) = authorization {
-            request = request.header(AUTHORIZATION, value);
+    /// One request and its whole body, redirects followed by hand: credentials go only to the
+    /// origin of the first url (the registry, or the token service it named).
+    async fn exchange(&self, out: Outgoing<'_>) -> Result<(StatusCode, Reply), Failure> {
+        let origin = out.url.origin();
+        let mut url = out.url.clone();
+        let mut method = out.method;
+        let mut form = out.form;
+        for _ in 0..=MAX_REDIRECTS {
+            let home = url.origin() == origin;
+            let mut request = self.http.request(method.clone(), url.clone());
+            if let Some(accept) = out.accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let (Some(value), true) = (out.authorization, home) {
+                request = request.header(AUTHORIZATION, value);
+            }
+            if let Some(form) = form {
+                request = request.form(form);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    count_request(None);
+                    return Err(self.classify(&url, &e).await);
+                }
+            };
+            let status = response.status();
+            count_request(Some(status));
+            if status.is_redirection()
+                && let Some(location) = response.headers().get(LOCATION)
+            {
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| url.join(l).ok())
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        Failure::Permanent(format!("{url} redirected to an invalid location"))
+                    })?;
+                if next.origin() != origin && out.carries == Carries::TokenCredentials {
+                    return Err(Failure::Permanent(format!(
+                        "the token service {} redirected to {}; credentials are not sent there",
+                        origin.ascii_serialization(),
+                        next.origin().ascii_serialization()
+                    )));
+                }
+                // As browsers do: 301/302/303 turn a POST into a GET without its body.
+                if status != StatusCode::TEMPORARY_REDIRECT
+                    && status != StatusCode::PERMANENT_REDIRECT
+                {
+                    if method == Method::POST {
+                        method = Method::GET;
+                    }
+                    form = None;
+                }
+                url = next;
+                continue;
+            }
+            let headers = response.headers().clone();
+            let body = read_body(response, out.max_body).await?;
+            let foreign = (!home && out.carries != Carries::Nothing).then_some(url);
+            return Ok((
+                status,
+                Reply {
+                    headers,
+                    body,
+                    foreign,
+                },
+            ));
         }
-        let response = request.send().await.map_err(|e| {
-            count_request(None);
-            describe(&e)
-        })?;
-        let status = response.status();
-        count_request(Some(status));
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| describe(&e))?;
-        Ok((
-            status,
-            Reply {
-                headers,
-                body: body.to_vec(),
-            },
-        ))
+        Err(Failure::Permanent(format!(
+            "more than {MAX_REDIRECTS} redirects from {}",
+            out.url
+        )))
+    }
+
+    /// Sorts a transport error into worth-retrying or not, and says what it means.
+    async fn classify(&self, url: &Url, error: &reqwest::Error) -> Failure {
+        let reason = describe(error);
+        // A certificate the client does not trust stays untrusted; retrying only delays the
+        // answer.
+        if reason.contains("certificate") {
+            return Failure::Permanent(reason);
+        }
+        if url.scheme() == "https"
+            && (reason.contains("InvalidContentType") || reason.contains("corrupt message"))
+            && answers_plain_http(url).await
+        {
+            return Failure::Permanent(format!(
+                "{reason}: {} answers plain http, not https; set `insecure: true` in its \
+                 registries entry if plain http is intended",
+                url.origin().ascii_serialization()
+            ));
+        }
+        Failure::Transient(reason)
     }
 
     /// Remembers how the registry wants to be authenticated after a 401, and drops what was
@@ -480,39 +651,49 @@ impl Host {
             .ok_or_else(|| fail("realm is not a url".into(), false))?;
         let mut failures = 0u32;
         loop {
-            let request = match &lookup.credentials {
+            let basic;
+            let refresh;
+            let (method, target, authorization, form, carries) = match &lookup.credentials {
                 Some(credentials) if credentials.identity_token => {
-                    self.http.post(realm_url.clone()).form(&token::refresh_form(
-                        service,
-                        scope,
-                        credentials.password.expose(),
-                    ))
+                    refresh = token::refresh_form(service, scope, credentials.password.expose());
+                    (
+                        Method::POST,
+                        &realm_url,
+                        None,
+                        Some(refresh.as_slice()),
+                        Carries::TokenCredentials,
+                    )
                 }
-                Some(credentials) => self
-                    .http
-                    .get(url.clone())
-                    .header(AUTHORIZATION, token::basic_header(credentials)),
-                None => self.http.get(url.clone()),
+                Some(credentials) => {
+                    basic = token::basic_header(credentials);
+                    (
+                        Method::GET,
+                        &url,
+                        Some(basic.as_str()),
+                        None,
+                        Carries::TokenCredentials,
+                    )
+                }
+                None => (Method::GET, &url, None, None, Carries::Nothing),
             };
-            let result = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    count_request(Some(status));
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, body)),
-                        Err(e) => Err(describe(&e)),
-                    }
-                }
-                Err(e) => {
-                    count_request(None);
-                    Err(describe(&e))
-                }
-            };
+            let result = self
+                .exchange(Outgoing {
+                    method,
+                    url: target,
+                    accept: Some("application/json"),
+                    authorization,
+                    form,
+                    carries,
+                    max_body: MAX_TOKEN_REPLY,
+                })
+                .await
+                .map(|(status, reply)| (status, reply.body));
             let reason = match result {
                 Ok((status, body)) if status.is_success() => {
                     let (token, lifetime) =
                         token::parse_reply(&body).map_err(|reason| fail(reason.into(), false))?;
-                    return Ok((Secret::new(token), Instant::now() + lifetime));
+                    let now = Instant::now();
+                    return Ok((Secret::new(token), now.checked_add(lifetime).unwrap_or(now)));
                 }
                 Ok((status, _))
                     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
@@ -520,7 +701,11 @@ impl Host {
                     format!("http {status}")
                 }
                 Ok((status, _)) => return Err(fail(format!("http {status}"), false)),
-                Err(reason) => reason,
+                Err(Failure::Transient(reason)) => reason,
+                Err(Failure::Permanent(reason)) => return Err(fail(reason, false)),
+                Err(Failure::TooLarge { limit }) => {
+                    return Err(fail(format!("answer larger than {limit} bytes"), false));
+                }
             };
             failures += 1;
             if failures >= self.retry.max_attempts {
@@ -546,6 +731,61 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The body, chunk by chunk, failing as soon as it passes `limit` (or says it will).
+async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, Failure> {
+    let announced = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(Failure::TooLarge { limit });
+    }
+    // Sized once from the announced length (within the limit), rather than doubled up to it.
+    let mut body =
+        Vec::with_capacity(usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Failure::Transient(describe(&e)))?
+    {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(Failure::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Go's TLS servers answer a plain http request with this 400.
+fn speaks_https(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body).contains("HTTP request to an HTTPS server")
+}
+
+/// Whether the server at `url`'s host and port speaks plain http: a TLS handshake failure
+/// there means `insecure: true` is missing, which a bare TLS error does not tell.
+async fn answers_plain_http(url: &Url) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+            .await
+            .ok()?;
+        let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(&head == b"HTTP/")
+    };
+    tokio::time::timeout(Duration::from_secs(2), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Registry requests by status code, `error` when no response came.
@@ -576,7 +816,7 @@ mod tests {
         let configured = Client::new(
             vec![RegistrySettings {
                 host: "localhost:5000".into(),
-                insecure: false,
+                insecure: Some(false),
                 ..RegistrySettings::default()
             }],
             Options::default(),
@@ -585,6 +825,19 @@ mod tests {
             .host(&"localhost:5000/app".parse().unwrap())
             .unwrap();
         assert_eq!(host.base.as_str(), "https://localhost:5000/");
+        // An entry that only adds credentials keeps the rule for loopback: plain http.
+        let with_entry = Client::new(
+            vec![RegistrySettings {
+                host: "localhost:5000".into(),
+                auth: Some(super::super::AuthSettings::Anonymous),
+                ..RegistrySettings::default()
+            }],
+            Options::default(),
+        );
+        let host = with_entry
+            .host(&"localhost:5000/app".parse().unwrap())
+            .unwrap();
+        assert_eq!(host.base.as_str(), "http://localhost:5000/");
     }
 
     #[test]

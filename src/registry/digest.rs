@@ -32,9 +32,13 @@ impl Client {
                     return Ok(digest);
                 }
             }
-            // The name or the credentials are wrong; a GET will not say otherwise.
+            // The name or the credentials are wrong, or the answer is refused; a GET will not
+            // say otherwise.
             Err(
-                e @ (Error::NotFound { .. } | Error::Unauthorized { .. } | Error::Denied { .. }),
+                e @ (Error::NotFound { .. }
+                | Error::Unauthorized { .. }
+                | Error::Denied { .. }
+                | Error::Redirected { .. }),
             ) => {
                 return Err(e);
             }

@@ -7,12 +7,40 @@
 //! probe is made, and a probe that brings no new tags ends it too.
 
 use std::collections::HashSet;
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::BuildHasher as _;
+use std::time::Duration;
 
 use reqwest::Url;
 
-/// Upper bound on pages for one repository; a registry that keeps sending new links forever
-/// must not keep a scan running forever.
-pub const MAX_PAGES: usize = 100_000;
+/// Bounds on one repository's listing: a registry that keeps sending new links or new tags,
+/// or huge answers, must not keep a scan running or growing forever. Each limit that is hit
+/// fails the listing with an error that names it; a partial list is never passed off as whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingLimits {
+    /// Pages read for one repository.
+    pub max_pages: usize,
+    /// Distinct tags kept for one repository.
+    pub max_tags: usize,
+    /// Bytes of one tag list answer (and of one manifest or token answer).
+    pub max_response_bytes: u64,
+    /// Bytes of all the answers of one listing together.
+    pub max_listing_bytes: u64,
+    /// Time for a whole listing, every page and retry included.
+    pub max_time: Duration,
+}
+
+impl Default for ListingLimits {
+    fn default() -> Self {
+        Self {
+            max_pages: 10_000,
+            max_tags: 500_000,
+            max_response_bytes: 16 * 1024 * 1024,
+            max_listing_bytes: 256 * 1024 * 1024,
+            max_time: Duration::from_secs(600),
+        }
+    }
+}
 
 /// Links followed in a row without a single new tag before the listing is declared stuck.
 /// Ending quietly there would pass off a partial list as the whole.
@@ -89,32 +117,60 @@ pub enum PagingError {
     BadLink { link: String },
     #[error("next link {link} leaves the registry {origin}")]
     OtherOrigin { link: String, origin: String },
-    #[error("more than {max} pages", max = MAX_PAGES)]
-    TooManyPages,
+    #[error("more than {max} pages (the limit per listing)")]
+    TooManyPages { max: usize },
+    #[error("more than {max} distinct tags (the limit per listing)")]
+    TooManyTags { max: usize },
+    #[error("more than {max} bytes of tag lists (the limit per listing)")]
+    TooManyBytes { max: u64 },
+    #[error("not done after {max:?} (the time limit per listing)")]
+    TooLong { max: Duration },
     #[error("{pages} pages in a row brought no new tags")]
     NoProgress { pages: usize },
 }
 
-/// Collects tags across pages in registry order, without duplicates.
+/// Collects tags across pages in registry order, without duplicates. Tags are fed one at a
+/// time as the answer is parsed, so only new tags are ever copied; each is kept once, with
+/// an index of hashes to find duplicates.
 #[derive(Debug)]
 pub struct Pager {
     page_size: Option<u32>,
-    seen: HashSet<String>,
-    tags: Vec<String>,
+    limits: ListingLimits,
+    tags: Vec<Box<str>>,
+    /// Hash of a tag to the index of the first kept tag with that hash.
+    index: HashMap<u64, u32>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Tags whose hash another, different tag already has (a 64-bit collision).
+    collided: HashSet<Box<str>>,
     visited: HashSet<Url>,
     pages: usize,
+    bytes: u64,
     pages_without_progress: usize,
+    page: PageStats,
+}
+
+/// What the page being read has brought so far.
+#[derive(Debug, Default)]
+struct PageStats {
+    len: usize,
+    new: usize,
+    last: String,
 }
 
 impl Pager {
-    pub fn new(page_size: Option<u32>) -> Self {
+    pub fn new(page_size: Option<u32>, limits: ListingLimits) -> Self {
         Self {
             page_size,
-            seen: HashSet::new(),
+            limits,
             tags: Vec::new(),
+            index: HashMap::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            collided: HashSet::new(),
             visited: HashSet::new(),
             pages: 0,
+            bytes: 0,
             pages_without_progress: 0,
+            page: PageStats::default(),
         }
     }
 
@@ -128,6 +184,55 @@ impl Pager {
         url
     }
 
+    /// Counts one answer's size against the listing's byte limit, before it is parsed.
+    pub fn count_bytes(&mut self, len: usize) -> Result<(), PagingError> {
+        self.bytes = self.bytes.saturating_add(len as u64);
+        if self.bytes > self.limits.max_listing_bytes {
+            return Err(PagingError::TooManyBytes {
+                max: self.limits.max_listing_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// One tag of the page being read, in the order sent.
+    pub fn add(&mut self, tag: &str) -> Result<(), PagingError> {
+        self.page.len += 1;
+        self.page.last.clear();
+        self.page.last.push_str(tag);
+        if self.insert(tag) {
+            self.page.new += 1;
+            if self.tags.len() > self.limits.max_tags {
+                return Err(PagingError::TooManyTags {
+                    max: self.limits.max_tags,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `tag` unless it was seen before; says whether it was new.
+    fn insert(&mut self, tag: &str) -> bool {
+        let hash = self.hasher.hash_one(tag);
+        let Ok(position) = u32::try_from(self.tags.len()) else {
+            // Far beyond any tag limit; refusing more tags beats wrapping the index.
+            return false;
+        };
+        match self.index.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert(position);
+            }
+            Entry::Occupied(slot) => {
+                if *self.tags[*slot.get() as usize] == *tag || self.collided.contains(tag) {
+                    return false;
+                }
+                self.collided.insert(tag.into());
+            }
+        }
+        self.tags.push(tag.into());
+        true
+    }
+
     /// Takes one page (its url, its tags in the order sent, its `rel="next"` link) and decides
     /// what to fetch next.
     pub fn accept(
@@ -136,20 +241,36 @@ impl Pager {
         page_tags: Vec<String>,
         link: Option<&str>,
     ) -> Result<Next, PagingError> {
+        for tag in &page_tags {
+            self.add(tag)?;
+        }
+        self.end_page(page_url, link)
+    }
+
+    /// Ends the page whose tags were given to [`Pager::add`] and decides what to fetch next.
+    pub fn end_page(&mut self, page_url: &Url, link: Option<&str>) -> Result<Next, PagingError> {
+        let page = std::mem::take(&mut self.page);
+        let (page_len, new_tags) = (page.len, page.new);
+        let last_on_page = (page_len > 0).then_some(page.last);
         self.pages += 1;
         self.visited.insert(page_url.clone());
-        let page_len = page_tags.len();
-        let last_on_page = page_tags.last().cloned();
-        let mut new_tags = 0usize;
-        for tag in page_tags {
-            if self.seen.insert(tag.clone()) {
-                self.tags.push(tag);
-                new_tags += 1;
-            }
+        let next = self.decide(page_url, link, page_len, new_tags, last_on_page)?;
+        if matches!(next, Next::Fetch(_)) && self.pages >= self.limits.max_pages {
+            return Err(PagingError::TooManyPages {
+                max: self.limits.max_pages,
+            });
         }
-        if self.pages >= MAX_PAGES {
-            return Err(PagingError::TooManyPages);
-        }
+        Ok(next)
+    }
+
+    fn decide(
+        &mut self,
+        page_url: &Url,
+        link: Option<&str>,
+        page_len: usize,
+        new_tags: usize,
+        last_on_page: Option<String>,
+    ) -> Result<Next, PagingError> {
         if new_tags == 0 {
             self.pages_without_progress += 1;
         } else {
@@ -212,7 +333,7 @@ impl Pager {
     }
 
     pub fn into_tags(self) -> Vec<String> {
-        self.tags
+        self.tags.into_iter().map(String::from).collect()
     }
 }
 
@@ -252,7 +373,7 @@ mod tests {
 
     #[test]
     fn follows_links_relative_to_the_page_and_dedups_in_order() {
-        let mut p = Pager::new(None);
+        let mut p = Pager::new(None, ListingLimits::default());
         let first = p.first_url(&url("http://r:5000"), "org/app");
         assert_eq!(first.as_str(), "http://r:5000/v2/org/app/tags/list");
         let next = p
@@ -278,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_full_page_without_link_is_probed_once_with_last() {
-        let mut p = Pager::new(Some(2));
+        let mut p = Pager::new(Some(2), ListingLimits::default());
         let first = p.first_url(&url("http://r"), "app");
         assert_eq!(first.query(), Some("n=2"));
         let Next::Fetch(probe) = p.accept(&first, tags(&["a", "b"]), None).unwrap() else {
@@ -295,7 +416,7 @@ mod tests {
 
     #[test]
     fn registry_ignoring_n_ends_after_one_probe() {
-        let mut p = Pager::new(Some(2));
+        let mut p = Pager::new(Some(2), ListingLimits::default());
         let first = p.first_url(&url("http://r"), "app");
         let all = tags(&["x", "a", "q"]);
         let Next::Fetch(probe) = p.accept(&first, all.clone(), None).unwrap() else {
@@ -307,16 +428,16 @@ mod tests {
 
     #[test]
     fn short_page_without_link_ends() {
-        let mut p = Pager::new(Some(5));
+        let mut p = Pager::new(Some(5), ListingLimits::default());
         let first = p.first_url(&url("http://r"), "app");
         assert_eq!(p.accept(&first, tags(&["a"]), None).unwrap(), Next::Done);
-        let mut p = Pager::new(Some(5));
+        let mut p = Pager::new(Some(5), ListingLimits::default());
         assert_eq!(p.accept(&first, vec![], None).unwrap(), Next::Done);
     }
 
     #[test]
     fn endless_fresh_links_without_new_tags_fail_instead_of_truncating() {
-        let mut p = Pager::new(None);
+        let mut p = Pager::new(None, ListingLimits::default());
         let mut page = url("http://r/v2/app/tags/list");
         let mut result = p.accept(&page, tags(&["a"]), Some("/v2/app/tags/list?c=0"));
         let mut i = 0;
@@ -339,15 +460,49 @@ mod tests {
     }
 
     #[test]
+    fn limits_on_pages_tags_and_bytes_fail_the_listing() {
+        let limits = ListingLimits {
+            max_pages: 3,
+            max_tags: 5,
+            max_listing_bytes: 100,
+            ..ListingLimits::default()
+        };
+        let mut p = Pager::new(None, limits);
+        let page = |i: usize| url(&format!("http://r/v2/app/tags/list?p={i}"));
+        let next = Some("/v2/app/tags/list?p=next");
+        assert!(p.accept(&page(0), tags(&["a"]), next).is_ok());
+        assert!(p.accept(&page(1), tags(&["b"]), next).is_ok());
+        assert_eq!(
+            p.accept(&page(2), tags(&["c"]), next),
+            Err(PagingError::TooManyPages { max: 3 })
+        );
+        // The last page may be the limit's own: only a page that wants more fails.
+        let mut p = Pager::new(None, limits);
+        p.accept(&page(0), tags(&["a"]), next).unwrap();
+        p.accept(&page(1), tags(&["b"]), next).unwrap();
+        assert_eq!(p.accept(&page(2), tags(&["c"]), None), Ok(Next::Done));
+
+        let mut p = Pager::new(None, limits);
+        let err = p.accept(&page(0), tags(&["a", "b", "a", "c", "d", "e", "f"]), None);
+        assert_eq!(err, Err(PagingError::TooManyTags { max: 5 }));
+        let mut p = Pager::new(None, limits);
+        assert!(p.count_bytes(60).is_ok());
+        assert_eq!(
+            p.count_bytes(41),
+            Err(PagingError::TooManyBytes { max: 100 })
+        );
+    }
+
+    #[test]
     fn link_loops_end_and_foreign_links_fail() {
-        let mut p = Pager::new(None);
+        let mut p = Pager::new(None, ListingLimits::default());
         let first = url("http://r/v2/app/tags/list");
         assert_eq!(
             p.accept(&first, tags(&["a"]), Some("/v2/app/tags/list"))
                 .unwrap(),
             Next::Done
         );
-        let mut p = Pager::new(None);
+        let mut p = Pager::new(None, ListingLimits::default());
         let err = p
             .accept(&first, tags(&["a"]), Some("http://evil/v2/app/tags/list"))
             .unwrap_err();

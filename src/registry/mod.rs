@@ -29,8 +29,9 @@ mod token;
 use thiserror::Error;
 
 pub use backoff::RetryPolicy;
-pub use client::{Client, Options};
+pub use client::{Client, Options, is_loopback};
 pub use digest::MANIFEST_ACCEPT;
+pub use link::ListingLimits;
 pub use settings::{AuthSettings, BasicAuth, ExecAuth, RegistrySettings};
 
 #[derive(Debug, Error)]
@@ -101,11 +102,29 @@ pub enum Error {
         url: String,
         reason: String,
     },
-    #[error("{image}: paging through the tag list failed")]
+    #[error("{image}: listing tags at {registry} stopped: {source}")]
     Paging {
         image: String,
+        registry: String,
         #[source]
         source: link::PagingError,
+    },
+    #[error("{image}: {what} from {registry} is larger than {limit} bytes (the limit per answer)")]
+    TooLarge {
+        image: String,
+        what: String,
+        registry: String,
+        limit: u64,
+    },
+    #[error(
+        "{image}: {what} was redirected to {to}, which asks for credentials; the credentials for \
+         {registry} go only to {registry} and the token service it names"
+    )]
+    Redirected {
+        image: String,
+        what: String,
+        to: String,
+        registry: String,
     },
     #[error("{image}:{tag}: no usable manifest digest: {reason}")]
     Digest {

@@ -3,38 +3,145 @@
 use futures_util::StreamExt as _;
 use reqwest::Method;
 use reqwest::header::LINK;
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::link::{Next, Pager};
+use super::client::Host;
+use super::link::{Next, Pager, PagingError};
 use super::{Client, Error};
 use crate::model::{ImageName, Tag};
 
-#[derive(Debug, Deserialize)]
-struct TagList {
-    /// Distribution sends `null` for a repository whose tags were all deleted.
-    #[serde(default)]
-    tags: Option<Vec<String>>,
+/// `{"name": .., "tags": [..]}`, read straight into the pager: each tag is looked at where it
+/// lies in the answer and copied only when it is new.
+struct TagListSeed<'a> {
+    pager: &'a mut Pager,
+    /// The first limit the answer ran into; parsing stops there.
+    limit: &'a mut Option<PagingError>,
+}
+
+impl<'de> DeserializeSeed<'de> for TagListSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TagListSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a tag list object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "tags" {
+                // Distribution sends `null` for a repository whose tags were all deleted.
+                map.next_value_seed(OptionalTags {
+                    pager: &mut *self.pager,
+                    limit: &mut *self.limit,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct OptionalTags<'a> {
+    pager: &'a mut Pager,
+    limit: &'a mut Option<PagingError>,
+}
+
+impl<'de> DeserializeSeed<'de> for OptionalTags<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptionalTags<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of tags or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(tag) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+            if let Err(e) = self.pager.add(&tag) {
+                *self.limit = Some(e);
+                return Err(de::Error::custom("listing limit reached"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Client {
     /// Every tag of `image`, in the order the registry sent them, without duplicates.
     /// A failed scan is an error, never an empty list; an empty list means the registry
-    /// answered that there are no tags.
+    /// answered that there are no tags. A listing beyond its limits (pages, tags, bytes,
+    /// time) fails with the limit named.
     #[tracing::instrument(level = "debug", skip_all, fields(%image))]
     pub async fn list_tags(&self, image: &ImageName) -> Result<Vec<Tag>, Error> {
         let host = self.host(image)?;
-        let mut pager = Pager::new(host.page_size);
+        let max = host.limits.max_time;
+        match tokio::time::timeout(max, self.list_tags_on(&host, image)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Paging {
+                image: image.to_string(),
+                registry: host.registry.clone(),
+                source: PagingError::TooLong { max },
+            }),
+        }
+    }
+
+    async fn list_tags_on(&self, host: &Host, image: &ImageName) -> Result<Vec<Tag>, Error> {
+        let mut pager = Pager::new(host.page_size, host.limits);
         let mut url = pager.first_url(&host.base, &image.repository());
+        let paging = |source| Error::Paging {
+            image: image.to_string(),
+            registry: host.registry.clone(),
+            source,
+        };
         loop {
             let reply = host
                 .send(image, Method::GET, &url, "application/json", "tag list")
                 .await?;
-            let list: TagList =
-                serde_json::from_slice(&reply.body).map_err(|e| Error::TagList {
-                    image: image.to_string(),
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                })?;
+            pager.count_bytes(reply.body.len()).map_err(paging)?;
+            let mut limit = None;
+            let parsed = {
+                let mut json = serde_json::Deserializer::from_slice(&reply.body);
+                TagListSeed {
+                    pager: &mut pager,
+                    limit: &mut limit,
+                }
+                .deserialize(&mut json)
+                .and_then(|()| json.end())
+            };
+            if let Some(limit) = limit {
+                return Err(paging(limit));
+            }
+            parsed.map_err(|e| Error::TagList {
+                image: image.to_string(),
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
             let link = super::link::next_link(
                 reply
                     .headers
@@ -42,13 +149,8 @@ impl Client {
                     .iter()
                     .filter_map(|v| v.to_str().ok()),
             );
-            let next = pager
-                .accept(&url, list.tags.unwrap_or_default(), link.as_deref())
-                .map_err(|source| Error::Paging {
-                    image: image.to_string(),
-                    source,
-                })?;
-            match next {
+            drop(reply);
+            match pager.end_page(&url, link.as_deref()).map_err(paging)? {
                 Next::Fetch(next_url) => url = next_url,
                 Next::Done => break,
             }

@@ -1,39 +1,34 @@
-//! One `registries:` entry of `tagsmith.yaml`, as the config loader embeds it.
+//! One `registries:` entry of `tagsmith.yaml`: as written (`RawRegistrySettings`, with source
+//! locations) and validated (`RegistrySettings`, what the client uses).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::auth::normalise_host;
 
 /// How tagsmith talks to one registry host.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RegistrySettings {
     /// Host as written in image names (`ghcr.io`, `127.0.0.1:5000`, `docker.io`).
     pub host: String,
-    /// Plain http instead of https.
-    #[serde(default)]
-    pub insecure: bool,
+    /// Plain http (`true`) or https (`false`); unset: http for loopback hosts, https for the
+    /// rest, the same rule as for a registry with no entry at all.
+    pub insecure: Option<bool>,
     /// PEM bundle of extra CA certificates trusted for this host.
-    #[serde(default)]
     pub ca: Option<PathBuf>,
-    #[serde(default)]
     pub auth: Option<AuthSettings>,
     /// Requests in flight to this host at once.
-    #[serde(default)]
     pub max_concurrency: Option<usize>,
     /// Requests per second to this host (token bucket, `burst` saved up).
-    #[serde(default)]
     pub requests_per_second: Option<f64>,
-    #[serde(default)]
     pub burst: Option<u32>,
     /// `n` sent with tag listings; unset lets the registry pick its page size.
-    #[serde(default)]
     pub page_size: Option<u32>,
     /// Time limit for one request, body included (`30s`, `2m`).
-    #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
     pub connect_timeout: Option<Duration>,
 }
 
@@ -82,12 +77,230 @@ pub struct ExecAuth {
     pub cache_for: Option<Duration>,
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|t| crate::config::duration::parse(&t).map_err(serde::de::Error::custom))
         .transpose()
 }
 
+/// A `registries:` entry as written, each checked value with its place in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRegistrySettings {
+    pub host: Spanned<String>,
+    #[serde(default)]
+    pub insecure: Option<bool>,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub auth: Option<Spanned<AuthSettings>>,
+    #[serde(default)]
+    pub max_concurrency: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub requests_per_second: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub page_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub connect_timeout: Option<Spanned<String>>,
+}
+
+/// The slowest rate `requestsPerSecond` may ask for: one request every 100 s. Slower would
+/// stall a scan for hours on a registry's first page; the limiter itself copes with any value.
+pub const MIN_REQUESTS_PER_SECOND: f64 = 0.01;
+/// The longest `timeout` / `connectTimeout`: a request that may take longer than this is
+/// indistinguishable from a hung one.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One invalid value in a `registries:` entry, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsProblem {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+fn problem<T>(at: &Spanned<T>, message: String) -> SettingsProblem {
+    SettingsProblem {
+        line: at.referenced.line(),
+        column: at.referenced.column(),
+        message,
+    }
+}
+
+/// Checks every entry and the set of them (one entry per host); returns the valid entries and
+/// every problem found.
+pub fn validate(raw: Vec<RawRegistrySettings>) -> (Vec<RegistrySettings>, Vec<SettingsProblem>) {
+    let mut problems = Vec::new();
+    let mut valid = Vec::new();
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    for entry in raw {
+        let key = normalise_host(entry.host.value.trim());
+        if let Some((_, line)) = seen.iter().find(|(k, _)| *k == key) {
+            problems.push(problem(
+                &entry.host,
+                format!(
+                    "registry {:?} is configured twice (first at line {line}); give each host one entry",
+                    entry.host.value
+                ),
+            ));
+        } else {
+            seen.push((key, entry.host.referenced.line()));
+        }
+        let before = problems.len();
+        let settings = validate_one(entry, &mut problems);
+        if problems.len() == before {
+            valid.push(settings);
+        }
+    }
+    (valid, problems)
+}
+
+fn validate_one(raw: RawRegistrySettings, problems: &mut Vec<SettingsProblem>) -> RegistrySettings {
+    let host = raw.host.value.trim().to_string();
+    if let Some(reason) = host_problem(&host) {
+        problems.push(problem(&raw.host, reason));
+    }
+    let rate = raw.requests_per_second.as_ref().and_then(|r| {
+        let v = r.value;
+        if v.is_finite() && v >= MIN_REQUESTS_PER_SECOND {
+            Some(v)
+        } else {
+            problems.push(problem(
+                r,
+                format!(
+                    "requestsPerSecond must be a number of at least {MIN_REQUESTS_PER_SECOND} (one request every 100s), not {v}"
+                ),
+            ));
+            None
+        }
+    });
+    let mut at_least_one = |name: &str, v: Option<&Spanned<u64>>| {
+        if let Some(v) = v
+            && v.value == 0
+        {
+            problems.push(problem(v, format!("{name} must be at least 1")));
+        }
+    };
+    let widen = |v: &Option<Spanned<u32>>| {
+        v.as_ref()
+            .map(|s| Spanned::new(u64::from(s.value), s.referenced, s.defined))
+    };
+    let concurrency = raw
+        .max_concurrency
+        .as_ref()
+        .map(|s| Spanned::new(s.value as u64, s.referenced, s.defined));
+    at_least_one("maxConcurrency", concurrency.as_ref());
+    at_least_one("burst", widen(&raw.burst).as_ref());
+    at_least_one("pageSize", widen(&raw.page_size).as_ref());
+    let mut duration = |name: &str, v: &Option<Spanned<String>>| {
+        let v = v.as_ref()?;
+        match crate::config::duration::parse(&v.value) {
+            Ok(d) if d.is_zero() => {
+                problems.push(problem(
+                    v,
+                    format!("{name} must be longer than 0s: every request would time out"),
+                ));
+                None
+            }
+            Ok(d) if d > MAX_TIMEOUT => {
+                problems.push(problem(
+                    v,
+                    format!("{name} {:?} is longer than the limit of 1h", v.value),
+                ));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                problems.push(problem(v, format!("{name}: {e}")));
+                None
+            }
+        }
+    };
+    let timeout = duration("timeout", &raw.timeout);
+    let connect_timeout = duration("connectTimeout", &raw.connect_timeout);
+    if let Some(auth) = &raw.auth
+        && let Some(reason) = auth_problem(&auth.value)
+    {
+        problems.push(problem(auth, reason));
+    }
+    RegistrySettings {
+        host,
+        insecure: raw.insecure,
+        ca: raw.ca,
+        auth: raw.auth.map(|a| a.value),
+        max_concurrency: raw.max_concurrency.map(|v| v.value),
+        requests_per_second: rate,
+        burst: raw.burst.map(|v| v.value),
+        page_size: raw.page_size.map(|v| v.value),
+        timeout,
+        connect_timeout,
+    }
+}
+
+fn host_problem(host: &str) -> Option<String> {
+    if let Some((scheme, rest)) = host.split_once("://") {
+        let plain = if scheme.eq_ignore_ascii_case("http") {
+            " and `insecure: true` for plain http"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "host {host:?} has a scheme: write the host as image names spell it ({:?}){plain}",
+            rest.trim_end_matches('/')
+        ));
+    }
+    let bad_char = host
+        .chars()
+        .any(|c| c == '/' || c.is_whitespace() || c == '@');
+    if host.is_empty() || bad_char {
+        return Some(format!(
+            "invalid registry host {host:?}: expected e.g. ghcr.io, registry.example.com or 127.0.0.1:5000"
+        ));
+    }
+    None
+}
+
+fn auth_problem(auth: &AuthSettings) -> Option<String> {
+    match auth {
+        AuthSettings::Anonymous => None,
+        AuthSettings::DockerConfig(path) if path.as_os_str().is_empty() => {
+            Some("auth.dockerConfig needs the path of a Docker config.json".into())
+        }
+        AuthSettings::DockerConfig(_) => None,
+        AuthSettings::Helper(name) if name.trim().is_empty() => {
+            Some("auth.helper needs a helper name (docker-credential-<name>)".into())
+        }
+        AuthSettings::Helper(_) => None,
+        AuthSettings::Basic(basic) => {
+            let user = match (&basic.username, &basic.username_env) {
+                (Some(_), Some(_)) => Some("give username or usernameEnv, not both"),
+                (None, None) => Some("needs username or usernameEnv"),
+                _ => None,
+            };
+            let password = match (&basic.password_env, &basic.password_file) {
+                (Some(_), Some(_)) => Some("give passwordEnv or passwordFile, not both"),
+                (None, None) => Some("needs passwordEnv or passwordFile"),
+                _ => None,
+            };
+            let reasons: Vec<&str> = user.into_iter().chain(password).collect();
+            (!reasons.is_empty()).then(|| format!("auth.basic {}", reasons.join("; ")))
+        }
+        AuthSettings::Exec(exec) => match exec.command.first() {
+            None => Some(
+                "auth.exec.command is empty: give the program and its arguments, e.g. [gcloud, auth, print-access-token]"
+                    .into(),
+            ),
+            Some(program) if program.trim().is_empty() => {
+                Some("auth.exec.command names no program (its first item is empty)".into())
+            }
+            Some(_) => None,
+        },
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,9 +322,12 @@ mod tests {
 - host: example.io
   auth: { helper: pass }
 "#;
-        let parsed: Vec<RegistrySettings> = serde_saphyr::from_str(yaml).unwrap();
+        let raw: Vec<RawRegistrySettings> = serde_saphyr::from_str(yaml).unwrap();
+        let (parsed, problems) = validate(raw);
+        assert_eq!(problems, []);
         assert_eq!(parsed.len(), 5);
-        assert!(parsed[0].insecure);
+        assert_eq!(parsed[0].insecure, Some(true));
+        assert_eq!(parsed[1].insecure, None);
         assert_eq!(parsed[0].max_concurrency, Some(4));
         assert_eq!(parsed[0].timeout, Some(Duration::from_secs(10)));
         assert_eq!(
@@ -138,7 +354,77 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         let err =
-            serde_saphyr::from_str::<RegistrySettings>("host: a\ninsecur: true\n").unwrap_err();
+            serde_saphyr::from_str::<RawRegistrySettings>("host: a\ninsecur: true\n").unwrap_err();
         assert!(err.to_string().contains("insecur"), "{err}");
+    }
+
+    fn problems_of(yaml: &str) -> Vec<(u64, u64, String)> {
+        let raw: Vec<RawRegistrySettings> = serde_saphyr::from_str(yaml).unwrap();
+        validate(raw)
+            .1
+            .into_iter()
+            .map(|p| (p.line, p.column, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn invalid_values_are_reported_where_they_are() {
+        let yaml = "\
+- host: https://ghcr.io
+  requestsPerSecond: -1
+- host: a.io
+  requestsPerSecond: 1e-300
+  timeout: 0s
+  connectTimeout: 18446744073709551615s
+- host: A.io
+  auth: { basic: { username: bot } }
+- host: b.io
+  auth: { exec: { command: [] } }
+  maxConcurrency: 0
+  pageSize: 0
+  burst: 0
+- host: c.io
+  requestsPerSecond: .nan
+";
+        let found = problems_of(yaml);
+        let at: Vec<(u64, u64)> = found.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(
+            at,
+            [
+                (1, 9),
+                (2, 22),
+                (4, 22),
+                (5, 12),
+                (6, 19),
+                (7, 9),
+                (8, 9),
+                (11, 19),
+                (13, 10),
+                (12, 13),
+                (10, 9),
+                (15, 22)
+            ],
+            "{found:#?}"
+        );
+        let text: Vec<&str> = found.iter().map(|(_, _, m)| m.as_str()).collect();
+        assert!(
+            text[0].contains("scheme") && text[0].contains("\"ghcr.io\""),
+            "{}",
+            text[0]
+        );
+        assert!(text[1].contains("at least 0.01"), "{}", text[1]);
+        assert!(text[3].contains("longer than 0s"), "{}", text[3]);
+        assert!(text[4].contains("1h"), "{}", text[4]);
+        assert!(
+            text[5].contains("twice") && text[5].contains("line 3"),
+            "{}",
+            text[5]
+        );
+        assert!(
+            text[6].contains("passwordEnv or passwordFile"),
+            "{}",
+            text[6]
+        );
+        assert!(text[10].contains("command is empty"), "{}", text[10]);
     }
 }

@@ -21,6 +21,9 @@ pub fn token_url(realm: &str, service: Option<&str>, scope: &str) -> Option<Url>
     Some(url)
 }
 
+/// The longest a token is reused, whatever `expires_in` says; past it a new one is fetched.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Deserialize)]
 struct TokenReply {
     #[serde(default)]
@@ -42,8 +45,12 @@ pub fn parse_reply(body: &[u8]) -> Result<(String, Duration), &'static str> {
         .filter(|t| !t.is_empty())
         .or(reply.access_token.filter(|t| !t.is_empty()))
         .ok_or("token reply holds no token")?;
-    let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60).max(1));
-    Ok((token, lifetime.mul_f64(0.9)))
+    // Capped: a registry's u64::MAX would overflow the `Instant` the token is kept until.
+    let seconds = reply
+        .expires_in
+        .unwrap_or(60)
+        .clamp(1, MAX_TOKEN_LIFETIME.as_secs());
+    Ok((token, Duration::from_secs(seconds).mul_f64(0.9)))
 }
 
 /// The OAuth2 form that trades a refresh token (Docker's identity token) for an access token,
@@ -99,6 +106,9 @@ mod tests {
         let (token, life) = parse_reply(br#"{"token":"","access_token":"t2"}"#).unwrap();
         assert_eq!((token.as_str(), life), ("t2", Duration::from_secs(54)));
         assert!(parse_reply(br#"{"expires_in":3}"#).is_err());
+        let (_, life) = parse_reply(br#"{"token":"t","expires_in":18446744073709551615}"#).unwrap();
+        assert_eq!(life, MAX_TOKEN_LIFETIME.mul_f64(0.9));
+        assert!(tokio::time::Instant::now().checked_add(life).is_some());
         assert!(parse_reply(b"<html>").is_err());
     }
 

@@ -39,6 +39,10 @@ pub enum Fault {
     Slow(Duration),
     /// Close the connection without an answer.
     Drop,
+    /// Answer normally (a place holder in the queue, so a later request gets the fault).
+    Pass,
+    /// `307` to this location (absolute, or a path on the proxy itself).
+    Redirect(&'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ pub struct Logged {
     pub method: String,
     pub uri: String,
     pub fault: Option<Fault>,
+    /// Whether the request carried an `Authorization` header.
+    pub authorized: bool,
 }
 
 #[derive(Debug)]
@@ -168,6 +174,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Result<Answer, std
         method: request.method().to_string(),
         uri: request.uri().to_string(),
         fault,
+        authorized: request.headers().contains_key("authorization"),
     });
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
@@ -192,7 +199,15 @@ async fn answer(state: &State, request: Request<Incoming>) -> Result<Answer, std
             ));
         }
         Some(Fault::Slow(wait)) => tokio::time::sleep(wait).await,
-        None => {}
+        Some(Fault::Redirect(to)) => {
+            let location = to.replace("{uri}", &request.uri().to_string());
+            return Ok(Response::builder()
+                .status(307)
+                .header("location", location)
+                .body(Full::new(Bytes::new()))
+                .unwrap());
+        }
+        Some(Fault::Pass) | None => {}
     }
     let paging = *state.paging.lock().unwrap();
     let path = request.uri().path().to_string();
@@ -309,4 +324,161 @@ async fn answer(state: &State, request: Request<Incoming>) -> Result<Answer, std
     }
     let body = serde_json::json!({ "name": list.name, "tags": page }).to_string();
     Ok(response.body(Full::new(Bytes::from(body))).unwrap())
+}
+
+/// A request a [`Scripted`] server saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub authorization: Option<String>,
+    pub body: String,
+}
+
+/// What a [`Scripted`] server answers.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Sent after `body`, this chunk this many times, without a content length: a large
+    /// answer that is never held whole by the server.
+    pub repeat: Option<(Bytes, usize)>,
+}
+
+impl Canned {
+    pub fn status(status: u16) -> Canned {
+        Canned {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            repeat: None,
+        }
+    }
+
+    pub fn json(status: u16, body: impl Into<String>) -> Canned {
+        Canned {
+            body: Bytes::from(body.into()),
+            ..Canned::status(status)
+        }
+        .header("content-type", "application/json")
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Canned {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn redirect(status: u16, location: impl Into<String>) -> Canned {
+        Canned::status(status).header("location", location)
+    }
+}
+
+type Script = dyn Fn(&Seen) -> Canned + Send + Sync;
+
+/// A hostile (or just odd) HTTP server on a free loopback port: every request is logged with
+/// its `Authorization` header and body, and answered by a script.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scripted")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type ScriptedBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+impl Scripted {
+    pub async fn start(script: impl Fn(&Seen) -> Canned + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let serving = Arc::clone(&log);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = Arc::clone(&serving);
+                let script = Arc::clone(&script);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = Arc::clone(&log);
+                        let script = Arc::clone(&script);
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let seen = Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                authorization: parts
+                                    .headers
+                                    .get("authorization")
+                                    .map(|v| v.to_str().unwrap_or_default().to_string()),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                            };
+                            let canned = script(&seen);
+                            log.lock().unwrap().push(seen);
+                            Ok::<_, std::convert::Infallible>(respond(canned))
+                        }
+                    });
+                    // The client may hang up on a large answer; that is the point of some tests.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Scripted { addr, log, task }
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn respond(canned: Canned) -> Response<ScriptedBody> {
+    let mut response = Response::builder().status(canned.status);
+    for (name, value) in &canned.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    let body: ScriptedBody = match canned.repeat {
+        None => Full::new(canned.body).boxed(),
+        Some((chunk, times)) => {
+            let first = std::iter::once(canned.body);
+            let frames = first
+                .chain(std::iter::repeat_n(chunk, times))
+                .map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)));
+            http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+        }
+    };
+    response.body(body).unwrap()
 }

@@ -202,3 +202,34 @@ fn issue(state: &State, request: &Parts, body: &[u8]) -> Response<Full<Bytes>> {
         serde_json::json!({ "token": token, "access_token": token, "expires_in": state.expires_in }).to_string(),
     )
 }
+
+/// A token registry in one scripted server: `/token` answers `{"token":"t0k","expires_in":
+/// <expires_in>}` (written as given, so it may be any JSON number), every other request with
+/// `Bearer t0k` gets the tag list `["1.0"]`, anything else a challenge naming `/token`.
+pub async fn scripted_registry(expires_in: &'static str) -> super::proxy::Scripted {
+    use super::proxy::{Canned, Scripted};
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let port = Arc::new(AtomicU16::new(0));
+    let seen_port = Arc::clone(&port);
+    let server = Scripted::start(move |seen| {
+        if seen.uri.starts_with("/token") {
+            return Canned::json(
+                200,
+                format!(r#"{{"token":"t0k","expires_in":{expires_in}}}"#),
+            );
+        }
+        match seen.authorization.as_deref() {
+            Some("Bearer t0k") => Canned::json(200, r#"{"name":"team/app","tags":["1.0"]}"#),
+            _ => Canned::json(401, "{}").header(
+                "www-authenticate",
+                format!(
+                    r#"Bearer realm="http://127.0.0.1:{}/token",service="reg""#,
+                    seen_port.load(Ordering::SeqCst)
+                ),
+            ),
+        }
+    })
+    .await;
+    port.store(server.addr.port(), Ordering::SeqCst);
+    server
+}
