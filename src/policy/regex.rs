@@ -317,6 +317,13 @@ mod tests {
             assert!(e.to_string().contains("Flux refuses it too"), "{e}");
         }
         assert!(compile(r"a{1000}").is_ok());
+        // Go accepts these; Rust's engine does not (docs/policies.md lists them).
+        for pattern in [r"\101", r"(?P<1a>x)", r"[[]"] {
+            assert!(
+                matches!(compile(pattern), Err(PatternError::Syntax(_))),
+                "{pattern}"
+            );
+        }
         assert!(matches!(compile(r"(a"), Err(PatternError::Syntax(_))));
     }
 }
