@@ -248,10 +248,26 @@ struct Best {
 }
 
 impl Best {
-    fn key(&self) -> Key<'_> {
-        Key {
+    fn key(&self) -> KeyRef<'_> {
+        KeyRef {
             text: &self.text,
-            value: self.value.clone(),
+            value: &self.value,
+        }
+    }
+}
+
+/// A key borrowed for one comparison, so comparing never clones a version.
+#[derive(Clone, Copy)]
+struct KeyRef<'a> {
+    text: &'a str,
+    value: &'a Value,
+}
+
+impl Key<'_> {
+    fn by_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            text: self.text,
+            value: &self.value,
         }
     }
 }
@@ -370,7 +386,9 @@ impl Policy {
                     stats.candidates += 1;
                     let wins = match &best {
                         None => true,
-                        Some(b) => self.beats(&key, tag, &b.key(), tags[b.index - offset].as_ref()),
+                        Some(b) => {
+                            self.beats(key.by_ref(), tag, b.key(), tags[b.index - offset].as_ref())
+                        }
                     };
                     if wins {
                         best = Some(Best {
@@ -397,7 +415,7 @@ impl Policy {
                 Ok(key) => {
                     let wins = match &best {
                         None => true,
-                        Some(b) => self.beats(&key, tag, &b.key(), tags[b.index].as_ref()),
+                        Some(b) => self.beats(key.by_ref(), tag, b.key(), tags[b.index].as_ref()),
                     };
                     if wins {
                         best = Some(Best {
@@ -465,8 +483,8 @@ impl Policy {
     }
 
     /// Does the new key (of `tag`) beat the best so far (of `best_tag`)?
-    fn beats(&self, new: &Key<'_>, tag: &str, best: &Key<'_>, best_tag: &str) -> bool {
-        let primary = match (&self.rule, &new.value, &best.value) {
+    fn beats(&self, new: KeyRef<'_>, tag: &str, best: KeyRef<'_>, best_tag: &str) -> bool {
+        let primary = match (&self.rule, new.value, best.value) {
             (Rule::Semver(_), Value::Version(a), Value::Version(b)) => a.precedence(b),
             (Rule::Alphabetical(order), Value::Text, Value::Text) => {
                 alphabetical::compare(*order, new.text, best.text)
@@ -504,9 +522,9 @@ impl Policy {
 
     fn beats_owned<S: AsRef<str>>(&self, new: &Best, best: &Best, tags: &[S]) -> bool {
         self.beats(
-            &new.key(),
+            new.key(),
             tags[new.index].as_ref(),
-            &best.key(),
+            best.key(),
             tags[best.index].as_ref(),
         )
     }

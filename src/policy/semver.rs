@@ -281,10 +281,17 @@ impl Comparator {
         let minor_wild = matches!(self.wild, Wild::Minor);
         let patch_wild = matches!(self.wild, Wild::Patch);
         if self.wild == Wild::All {
+            // Masterminds constraints.go: `*` (or `x`) is the version 0.0.0 (with any prerelease
+            // given) marked dirty but neither minor- nor patch-dirty, and each operator's
+            // function treats that case as below; so `^*` is only 0.0.0 and `<=*` only 0.0.x.
+            let ord = v.precedence(c);
             return match self.op {
-                Op::Eq | Op::Ge | Op::Le | Op::Tilde | Op::Caret => true,
-                Op::Gt => v.precedence(c) == Ordering::Greater,
-                Op::Lt | Op::Ne => false,
+                Op::Eq | Op::Tilde | Op::Ge => ord != Ordering::Less,
+                Op::Caret => ord != Ordering::Less && (v.major, v.minor, v.patch) == (0, 0, 0),
+                Op::Ne => ord != Ordering::Equal,
+                Op::Gt => ord == Ordering::Greater,
+                Op::Lt => ord == Ordering::Less,
+                Op::Le => v.major == 0 && v.minor == 0,
             };
         }
         match self.op {
@@ -657,7 +664,13 @@ mod tests {
         for (range, yes, no) in [
             ("*", "0.0.1", None),
             ("x", "3.0.0", None),
-            ("^*", "3.0.0", None),
+            // Masterminds constraints.go constraintCaret: for `^*` the constraint is 0.0.0 and
+            // only the major-0, minor-0, patch-0 path matches (its doc comment says "any", its
+            // code does not).
+            ("^*", "0.0.0", Some("3.0.0")),
+            ("<=*", "0.0.9", Some("0.1.0")),
+            ("!=*", "1.0.0", Some("0.0.0")),
+            ("~*", "2.1.1", None),
             ("1.x", "1.9.0", Some("2.0.0")),
             ("1.X.x", "1.0.0", Some("0.9.0")),
             ("~1.2", "1.2.9", Some("1.3.0")),
