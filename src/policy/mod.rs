@@ -312,8 +312,8 @@ impl Policy {
 
     /// Picks the best tag: the highest version in range, or the largest (`asc`) or smallest
     /// (`desc`) key. Ties are broken as Flux breaks them on the tag list its scanner stores
-    /// (sorted byte-wise descending), so the result never depends on the input order; see
-    /// [`Policy::tie`].
+    /// (sorted byte-wise descending), so the result never depends on the input order (the
+    /// rules are in `docs/policies.md`, "Ties").
     pub fn select<'t, S: AsRef<str> + Sync>(&self, tags: &'t [S]) -> Selection<'t> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         if tags.len() < PARALLEL_THRESHOLD || threads < 2 {
@@ -539,7 +539,7 @@ impl fmt::Display for Drop {
             Self::OutOfRange => f.write_str("outside the range"),
             Self::Prerelease => f.write_str("prerelease, and the range names no prerelease"),
             Self::NotNumeric => f.write_str("not numeric, skipped"),
-            Self::NotFinite => f.write_str("infinite or NaN, skipped"),
+            Self::NotFinite => f.write_str("infinite, NaN or too large for a float, skipped"),
         }
     }
 }

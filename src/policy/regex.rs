@@ -5,9 +5,11 @@
 //! text differently, the pattern is translated so it means what it means in Go; where Go refuses
 //! a construct that Rust accepts, it is refused here too, naming the construct:
 //! - `\Q...\E` (Go: literal text; Rust has none) becomes escaped literal text.
+//! - A `{` that does not start a valid repeat (`a{`, `a{,5}`, `a{01}`) is a literal in Go and an
+//!   error or a repeat in Rust; it becomes `\{`.
 //! - `\d`, `\s`, `\w`, `\b` and their negations are ASCII-only in Go and Unicode-aware in Rust;
 //!   they are rewritten to Go's ASCII classes.
-//! - The flags `x`, `R` and `u`, the word-boundary forms `\<`, `\>`, `\b{start}` and friends,
+//! - The flags `x`, `R` and `u`, the word-boundary forms `\<` and `\>`,
 //!   repeat counts above 1000, a repetition of a repetition (`a**`) and group names with `.`,
 //!   `[` or `]` are refused, as Go refuses them.
 //!
@@ -36,7 +38,7 @@ pub enum PatternError {
 
 /// Compiles `pattern` with Go's meaning.
 pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
-    let unquoted = expand_quotes(pattern);
+    let unquoted = go_literals(pattern);
     let parsed = ast::parse::Parser::new()
         .parse(&unquoted)
         .map_err(|e| PatternError::Syntax(e.kind().to_string()))?;
@@ -67,10 +69,11 @@ fn last_line(s: &str) -> String {
         )
 }
 
-/// Go's `\Q...\E` outside a character class: the text between is literal; a missing `\E` runs
-/// to the end of the pattern (`regexp/syntax/parse.go`).
-fn expand_quotes(pattern: &str) -> String {
-    if !pattern.contains(r"\Q") {
+/// Go's literal text outside a character class, written so Rust reads it the same
+/// (`regexp/syntax/parse.go`): `\Q...\E` is literal (a missing `\E` runs to the end), and so is
+/// a `{` that `parseRepeat` does not accept.
+fn go_literals(pattern: &str) -> String {
+    if !pattern.contains(r"\Q") && !pattern.contains('{') {
         return pattern.to_string();
     }
     let mut out = String::with_capacity(pattern.len());
@@ -88,6 +91,12 @@ fn expand_quotes(pattern: &str) -> String {
                     let (literal, after) = body.split_once(r"\E").unwrap_or((body, ""));
                     out.push_str(&regex_syntax::escape(literal));
                     rest = after;
+                }
+                // `\x{41}`, `\p{Greek}`: the braces belong to the escape.
+                Some('x' | 'p' | 'P') if rest[2..].starts_with('{') => {
+                    let len = rest[2..].find('}').map_or(rest.len(), |end| 2 + end + 1);
+                    out.push_str(&rest[..len]);
+                    rest = &rest[len..];
                 }
                 Some(next) => {
                     out.push('\\');
@@ -115,6 +124,13 @@ fn expand_quotes(pattern: &str) -> String {
                 in_class = false;
             }
             class_start = false;
+        } else if c == '{' {
+            match go_repeat_len(rest) {
+                Some(len) => out.push_str(&rest[..len]),
+                None => out.push_str(r"\{"),
+            }
+            rest = &rest[go_repeat_len(rest).unwrap_or(1)..];
+            continue;
         } else if c == '[' {
             in_class = true;
             class_start = true;
@@ -130,6 +146,25 @@ fn expand_quotes(pattern: &str) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// The length of a repeat `{n}`, `{n,}` or `{n,m}` at the start of `s` as Go's `parseRepeat`
+/// accepts it (decimal numbers without a leading zero), or `None` when the `{` is a literal.
+fn go_repeat_len(s: &str) -> Option<usize> {
+    fn number(s: &[u8], at: usize) -> Option<usize> {
+        let digits = s[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let leading_zero = digits >= 2 && s[at] == b'0';
+        (digits > 0 && !leading_zero).then_some(at + digits)
+    }
+    let b = s.as_bytes();
+    let mut at = number(b, 1)?;
+    if b.get(at) == Some(&b',') {
+        at += 1;
+        if b.get(at) != Some(&b'}') {
+            at = number(b, at)?;
+        }
+    }
+    (b.get(at) == Some(&b'}')).then_some(at + 1)
 }
 
 /// Replacements at byte ranges of the pattern, and the first construct Go refuses.
@@ -190,7 +225,7 @@ impl ast::Visitor for &mut Translate {
                 | AssertionKind::WordBoundaryEndAngle
                 | AssertionKind::WordBoundaryStartHalf
                 | AssertionKind::WordBoundaryEndHalf => {
-                    return self.refuse("the word-boundary form `\\<`, `\\>` or `\\b{...}`");
+                    return self.refuse("the word boundary `\\<` or `\\>`");
                 }
                 _ => {}
             },
@@ -300,6 +335,23 @@ mod tests {
     }
 
     #[test]
+    fn braces_that_are_no_repeat_are_literal_as_in_go() {
+        // Go regexp/syntax/parse.go: "If the repeat cannot be parsed, { is a literal."
+        assert!(is_match(r"^a{$", "a{"));
+        assert!(is_match(r"^a{,5}$", "a{,5}"));
+        assert!(is_match(r"^a{01}$", "a{01}"));
+        assert!(is_match(r"^a{x}$", "a{x}"));
+        assert!(is_match(r"^a}$", "a}"));
+        assert!(is_match(r"^a{2}$", "aa"));
+        assert!(is_match(r"^a{1,}$", "aaa"));
+        assert!(is_match(r"^a{0,2}b$", "ab"));
+        assert!(is_match(r"^[{]$", "{"));
+        // Go reads `\b{start}` as a boundary and the text `{start}`.
+        assert!(is_match(r"x\b{start}", "x{start}"));
+        assert!(is_match(r"^\x{41}\p{Greek}\PL$", "Aα1"));
+    }
+
+    #[test]
     fn constructs_go_refuses_are_refused() {
         for pattern in [
             r"(?x) a",
@@ -307,7 +359,6 @@ mod tests {
             r"(?-u:a)",
             r"\<word",
             r"word\>",
-            r"\b{start}x",
             r"a{1001}",
             r"a**",
             r"(?P<a.b>x)",
