@@ -613,6 +613,17 @@ mod tests {
             Ordering::Less
         );
         assert_eq!(v("v1.0.0").precedence(&v("1.0.0")), Ordering::Equal);
+        // Masterminds comparePrePart reads identifiers with strconv.ParseUint: one above 64 bits
+        // is text, so it sorts after every number and among texts byte-wise.
+        assert_eq!(
+            v("1.0.0-18446744073709551615").precedence(&v("1.0.0-18446744073709551616")),
+            Ordering::Less
+        );
+        assert_eq!(
+            v("1.0.0-100000000000000000000").precedence(&v("1.0.0-99999999999999999999")),
+            Ordering::Less
+        );
+        assert_eq!(v("1.2.3+a").precedence(&v("1.2.3+b")), Ordering::Equal);
     }
 
     #[test]
