@@ -130,3 +130,76 @@ fn json_output_with_extracted_keys() {
     assert_eq!(v["tags"][1]["verdict"], "selected");
     assert_eq!(v["tags"][2]["reason"], "filtered out");
 }
+
+#[test]
+fn issue_14_examples_select_what_flux_selects() {
+    // Each expected tag is Flux's answer, from the code cited in tests/conformance/policy.yaml.
+    for (args, stdin, want) in [
+        // fluxcd/pkg version.ParseVersion + Masterminds coerceNewVersion.
+        (
+            &["--semver", ">=16.0.0-0"][..],
+            "16.1-alpine3.19\n16.0.0\n",
+            "16.1-alpine3.19\n",
+        ),
+        // Tags stored descending; semver keeps the first of equal versions.
+        (&["--semver", "*"][..], "1.2.3\nv1.2.3\n", "v1.2.3\n"),
+        (&["--semver", "*"][..], "v1.2.3\n1.2.3\n", "v1.2.3\n"),
+        // filter.go's map keeps the last of an identical key: the byte-wise smallest.
+        (
+            &[
+                "--alphabetical",
+                "asc",
+                "--filter",
+                "^(a|b)-(.*)$",
+                "--extract",
+                "$2",
+            ][..],
+            "b-x\na-x\n",
+            "a-x\n",
+        ),
+        // numerical.go keeps the last of equal numbers.
+        (&["--numerical", "asc"][..], "01\n1.00\n1.0\n", "01\n"),
+        (&["--numerical", "asc"][..], "1.0\n01\n1.00\n", "01\n"),
+        // strconv.ParseFloat accepts underscores between digits.
+        (
+            &["--numerical", "asc"][..],
+            "20240101_1200\n999\n",
+            "20240101_1200\n",
+        ),
+        // GetExclusionList: no list given means the default one.
+        (&["--alphabetical", "asc"][..], "a\nz.sig\n", "a\n"),
+    ] {
+        let o = eval(args, stdin);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), want, "{args:?} on {stdin:?}");
+    }
+}
+
+#[test]
+fn patterns_and_templates_go_reads_differently_are_refused_naming_why() {
+    let o = eval(&["--alphabetical", "asc", "--exclude", r"(?x) ^a"], "a\n");
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("invalid exclude pattern") && err.contains("the flag `x` is not in Go's"),
+        "{err}"
+    );
+
+    let o = eval(
+        &[
+            "--numerical",
+            "asc",
+            "--filter",
+            r"^b(\d+)$",
+            "--extract",
+            "$01",
+        ],
+        "b1\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains(r#"no group "01""#) && err.contains("write ${1}"),
+        "{err}"
+    );
+}

@@ -77,6 +77,16 @@ fn policy_cases() {
                         case.id, case.expect
                     ));
                 }
+                // Flux sorts the tags before any policy sees them: the input order never matters.
+                let mut reversed = case.tags.clone();
+                reversed.reverse();
+                let again = policy.select(&reversed).tag;
+                if again != got {
+                    failures.push(format!(
+                        "{}: reversed input gave {again:?}, not {got:?}",
+                        case.id
+                    ));
+                }
                 let explained = policy
                     .explain(&case.tags)
                     .selected
@@ -172,10 +182,12 @@ fn prerelease_numbering_edge_cases() {
 }
 
 #[test]
-fn v_and_plain_duplicates_keep_the_first_seen() {
+fn equal_versions_go_to_the_byte_wise_greatest_tag() {
+    // image-reflector-controller imagerepository_controller.go sorts tags descending and
+    // internal/policy/semver.go keeps the first of equal versions.
     let p = semver("*");
     assert_eq!(select(&p, &["v1.2.3", "1.2.3"]), Some("v1.2.3"));
-    assert_eq!(select(&p, &["1.2.3", "v1.2.3"]), Some("1.2.3"));
+    assert_eq!(select(&p, &["1.2.3", "v1.2.3"]), Some("v1.2.3"));
 }
 
 #[test]
@@ -216,7 +228,9 @@ fn numerical_skips_and_reports_non_numeric_tags() {
 }
 
 #[test]
-fn extracted_key_ties_break_on_the_tag_whatever_the_order() {
+fn identical_extracted_keys_go_to_the_byte_wise_smallest_tag() {
+    // internal/policy/filter.go: the map keyed by the extracted text keeps the last tag stored,
+    // and the tags arrive sorted descending.
     let p = Policy::new(&PolicySpec {
         rule: RuleSpec::Numerical(Order::Asc),
         filter: Some(FilterSpec {
@@ -228,8 +242,8 @@ fn extracted_key_ties_break_on_the_tag_whatever_the_order() {
     .unwrap();
     let a = ["main-aaa-100", "main-bbb-100", "main-ccc-99"];
     let b = ["main-bbb-100", "main-ccc-99", "main-aaa-100"];
-    assert_eq!(p.select(&a).tag, Some("main-bbb-100"));
-    assert_eq!(p.select(&b).tag, Some("main-bbb-100"));
+    assert_eq!(p.select(&a).tag, Some("main-aaa-100"));
+    assert_eq!(p.select(&b).tag, Some("main-aaa-100"));
 }
 
 #[test]
@@ -247,7 +261,132 @@ fn a_given_exclude_list_replaces_the_default() {
         exclude: Some(vec![]),
     })
     .unwrap();
-    assert_eq!(none.select(&["a", "z.sig"]).tag, Some("z.sig"));
+    // Flux api/v1/imagerepository_types.go GetExclusionList: an empty list means the default.
+    assert_eq!(none.select(&["a", "z.sig"]).tag, Some("a"));
+}
+
+#[test]
+fn different_keys_of_equal_rank_follow_tagsmith_s_rule() {
+    // Flux iterates a Go map here (internal/policy/filter.go `Items`), so its answer changes from
+    // run to run; tagsmith decides as if the keys were the tags: semver the byte-wise greatest
+    // key, numerical the smallest (docs/policies.md, deliberate deviations).
+    let filtered = |rule: RuleSpec| {
+        Policy::new(&PolicySpec {
+            rule,
+            filter: Some(FilterSpec {
+                pattern: r"^[a-z]+-(.*)$".into(),
+                extract: Some("$1".into()),
+            }),
+            exclude: None,
+        })
+        .unwrap()
+    };
+    let p = filtered(RuleSpec::Semver("*".into()));
+    assert_eq!(
+        p.select(&["a-v1.0.0", "b-1.0.0", "c-1.0.0+x"]).tag,
+        Some("a-v1.0.0")
+    );
+    let p = filtered(RuleSpec::Numerical(Order::Asc));
+    assert_eq!(p.select(&["a-1.0", "b-01", "c-1"]).tag, Some("b-01"));
+    // Without an extract template the keys are the tags, and the answer is Flux's unfiltered one.
+    let p = Policy::new(&PolicySpec {
+        rule: RuleSpec::Numerical(Order::Asc),
+        filter: Some(FilterSpec {
+            pattern: "^[0-9.]+$".into(),
+            extract: None,
+        }),
+        exclude: None,
+    })
+    .unwrap();
+    assert_eq!(p.select(&["1.0", "01", "1"]).tag, Some("01"));
+}
+
+#[test]
+fn numerical_reports_what_parse_float_rejects_and_skips_non_finite() {
+    let p = Policy::new(&PolicySpec {
+        rule: RuleSpec::Numerical(Order::Asc),
+        filter: None,
+        exclude: None,
+    })
+    .unwrap();
+    // Go's ParseFloat: "Inf" and "NaN" parse (skipped here, by choice), "1_" and "_1" do not.
+    let s = p.select(&["Inf", "NaN", "1_", "_1", "0x1p3", "7"]);
+    assert_eq!(s.tag, Some("0x1p3"));
+    assert_eq!(s.stats.non_numeric, 4);
+    assert_eq!(s.stats.non_numeric_examples, ["Inf", "NaN", "1_"]);
+}
+
+#[derive(Debug, Deserialize)]
+struct Masterminds {
+    versions: Vec<VersionRow>,
+    compare: Vec<CompareRow>,
+    constraints: Vec<RangeCase>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionRow {
+    version: String,
+    ok: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompareRow {
+    a: String,
+    b: String,
+    #[serde(default)]
+    order: Option<i8>,
+    #[serde(default)]
+    greater: Option<bool>,
+}
+
+#[test]
+fn masterminds_test_tables_for_tags_flux_accepts() {
+    let t: Masterminds = load("masterminds.yaml");
+    assert!(t.versions.len() >= 30 && t.compare.len() >= 10 && t.constraints.len() >= 150);
+    let mut failures = Vec::new();
+    for row in &t.versions {
+        if Version::parse_tag(&row.version).is_ok() != row.ok {
+            failures.push(format!(
+                "NewVersion({:?}): expected ok={}",
+                row.version, row.ok
+            ));
+        }
+    }
+    for row in &t.compare {
+        let (a, b) = (Version::parse_tag(&row.a), Version::parse_tag(&row.b));
+        let (Ok(a), Ok(b)) = (a, b) else {
+            failures.push(format!("{:?} or {:?} did not parse", row.a, row.b));
+            continue;
+        };
+        let ord = a.precedence(&b);
+        let want_ok = match (row.order, row.greater) {
+            (Some(o), _) => ord as i8 == o,
+            (None, Some(g)) => (ord == std::cmp::Ordering::Greater) == g,
+            (None, None) => false,
+        };
+        if !want_ok {
+            failures.push(format!(
+                "Compare({:?}, {:?}) gave {ord:?}: {row:?}",
+                row.a, row.b
+            ));
+        }
+    }
+    for c in &t.constraints {
+        let range = Range::parse(&c.range).map_err(|e| e.to_string());
+        let version = Version::parse_tag(&c.version).map_err(|e| e.to_string());
+        match (range, version) {
+            (Ok(r), Ok(v)) if r.matches(&v) == c.matches => {}
+            (r, v) => failures.push(format!(
+                "{:?} vs {:?}: expected match={} ({:?} {:?})",
+                c.range,
+                c.version,
+                c.matches,
+                r.map(|_| ()),
+                v.map(|v| v.to_string())
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -266,7 +405,7 @@ fn large_lists_select_the_same_as_small_ones() {
     let sequential = p.explain(&tags);
     assert_eq!(whole.index, sequential.selected);
     assert_eq!(whole.tag, Some("5.12.100"));
-    // First seen among equal precedence: the earliest index holding 5.12.100.
+    // The same tag listed many times: the first of them is the one reported.
     let first = tags.iter().position(|t| t == "5.12.100");
     assert_eq!(whole.index, first);
     assert_eq!(whole.stats.tags, tags.len());

@@ -1,12 +1,13 @@
 #![allow(clippy::unwrap_used)]
 
 //! Property tests: whatever the tags and range, the selection is a member of the input,
-//! satisfies the policy, and no other acceptable tag beats it.
+//! satisfies the policy, no other acceptable tag beats it, and it does not depend on the order
+//! the tags come in.
 
 use std::cmp::Ordering;
 
 use proptest::prelude::*;
-use tagsmith::policy::{Order, Policy, PolicySpec, Range, RuleSpec, Version};
+use tagsmith::policy::{FilterSpec, Order, Policy, PolicySpec, Range, RuleSpec, Version};
 
 fn tag() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -28,6 +29,37 @@ fn tag() -> impl Strategy<Value = String> {
         1 => "[a-z0-9._-]{1,12}",
         1 => "[0-9]{1,3}(\\.[0-9]{1,3}){0,3}(\\.sig)?",
     ]
+}
+
+/// Tags that often tie: equal versions spelled differently, equal numbers, shared suffixes.
+fn tie_prone_tag() -> impl Strategy<Value = String> {
+    let body = prop_oneof![
+        Just("1.2.3"),
+        Just("v1.2.3"),
+        Just("1.2.3+b1"),
+        Just("1.2.3+b2"),
+        Just("01.2.3"),
+        Just("1.2-rc.1"),
+        Just("1.2.0-rc.1"),
+        Just("1.2.3-rc.1"),
+        Just("2.0.0"),
+        Just("1"),
+        Just("01"),
+        Just("1.0"),
+        Just("1.00"),
+        Just("1e0"),
+        Just("0x1p0"),
+        Just("1_0"),
+        Just("10"),
+        Just("x"),
+        Just("latest"),
+        Just("1.2.3.sig"),
+    ];
+    (
+        prop::option::of(prop_oneof![Just("a-"), Just("b-"), Just("c-")]),
+        body,
+    )
+        .prop_map(|(prefix, body)| format!("{}{body}", prefix.unwrap_or("")))
 }
 
 fn range() -> impl Strategy<Value = String> {
@@ -98,7 +130,12 @@ proptest! {
                     let ord = other.precedence(&v);
                     prop_assert!(ord != Ordering::Greater, "{} beats {}", tags[*j], tags[i]);
                     if ord == Ordering::Equal {
-                        prop_assert!(*j >= i, "first seen must win a tie");
+                        prop_assert!(
+                            tags[*j].as_bytes() <= tags[i].as_bytes(),
+                            "the byte-wise greatest of equal versions must win: {} over {}",
+                            tags[*j],
+                            tags[i]
+                        );
                     }
                 }
             }
@@ -115,18 +152,58 @@ proptest! {
         let expected = if asc { kept.iter().max() } else { kept.iter().min() };
         prop_assert_eq!(alpha.as_ref(), expected.copied());
 
-        let numbers: Vec<f64> = kept.iter().filter_map(|t| t.parse::<f64>().ok()).filter(|n| n.is_finite()).collect();
+        // Without `_` Rust's float syntax is Go's for these tags; with it, Go's rules are stricter
+        // (`_` only between digits), so those tags only count once selected.
+        let numbers: Vec<f64> = kept
+            .iter()
+            .filter(|t| !t.contains('_'))
+            .filter_map(|t| t.parse::<f64>().ok())
+            .filter(|n| n.is_finite())
+            .collect();
         let num = policy(RuleSpec::Numerical(order)).select(&tags).tag;
         match num {
             None => prop_assert!(numbers.is_empty()),
             Some(t) => {
-                let n: f64 = t.parse().unwrap();
+                let n: f64 = t.replace('_', "").parse().unwrap();
                 for other in &numbers {
                     let ok = if asc { *other <= n } else { *other >= n };
                     prop_assert!(ok, "{} beats {}", other, n);
                 }
             }
         }
+    }
+
+    #[test]
+    fn selection_does_not_depend_on_the_order_of_tags(
+        (tags, shuffled) in prop::collection::vec(tie_prone_tag(), 0..30)
+            .prop_flat_map(|tags| (Just(tags.clone()), Just(tags).prop_shuffle())),
+        rule in prop_oneof![
+            range().prop_map(RuleSpec::Semver),
+            Just(RuleSpec::Semver(">=0.0.0-0".to_string())),
+            any::<bool>().prop_map(|asc| RuleSpec::Alphabetical(if asc { Order::Asc } else { Order::Desc })),
+            any::<bool>().prop_map(|asc| RuleSpec::Numerical(if asc { Order::Asc } else { Order::Desc })),
+        ],
+        filter in prop_oneof![
+            Just(None),
+            Just(Some((r"^(?:[a-c]-)?(.*)$", None))),
+            Just(Some((r"^(?:[a-c]-)?(.*)$", Some("$1")))),
+            Just(Some((r"^(?:[a-c]-)?(\d+)", Some("${1}")))),
+        ],
+    ) {
+        let p = Policy::new(&PolicySpec {
+            rule,
+            filter: filter.map(|(pattern, extract)| FilterSpec {
+                pattern: pattern.to_string(),
+                extract: extract.map(str::to_string),
+            }),
+            exclude: None,
+        })
+        .unwrap();
+        let a = p.select(&tags).tag;
+        let b = p.select(&shuffled).tag;
+        prop_assert_eq!(a, b, "{:?} vs {:?}", tags, shuffled);
+        let explained = p.explain(&shuffled).selected.map(|i| shuffled[i].as_str());
+        prop_assert_eq!(explained, b);
     }
 
     #[test]

@@ -1,5 +1,14 @@
 //! `filterTags`: an unanchored regex that keeps tags, and an optional `extract` template whose
 //! expansion becomes the value the policy orders by (the original tag is still what is selected).
+//!
+//! Templates mean what Go's `Regexp.Expand` makes of them (Flux's `internal/policy/filter.go`
+//! calls `ExpandString`): `$$` is a dollar, `$name` and `${name}` name a group, where a name is
+//! the longest run of letters, digits and `_`, and a name of digits without a leading zero is a
+//! group number (`$01` is the group named `01`, `$1x` the group named `1x`). A `$` not followed
+//! by a name, or `${` without a name and a closing brace right after it (`${}`, `${ n}`), is
+//! literal text. A group that did not take part in the match expands to nothing.
+
+use std::sync::LazyLock;
 
 use regex::{CaptureLocations, Regex};
 
@@ -8,7 +17,8 @@ use super::PolicyError;
 #[derive(Debug, Clone)]
 pub struct TagFilter {
     pattern: Regex,
-    extract: Option<String>,
+    /// The parsed `extract` template, when there is a non-empty one.
+    extract: Option<Vec<Piece>>,
 }
 
 /// Reusable per-thread scratch space, so filtering a million tags allocates almost nothing.
@@ -20,17 +30,19 @@ pub struct Scratch {
 
 impl TagFilter {
     pub fn new(pattern: &str, extract: Option<&str>) -> Result<Self, PolicyError> {
-        let regex = Regex::new(pattern).map_err(|e| PolicyError::FilterPattern {
-            pattern: pattern.to_string(),
-            reason: first_line(&e.to_string()),
-        })?;
-        let extract = extract.filter(|t| !t.is_empty());
-        if let Some(template) = extract {
-            check_template(&regex, template)?;
-        }
+        let regex =
+            super::regex::compile(pattern).map_err(|reason| PolicyError::FilterPattern {
+                pattern: pattern.to_string(),
+                reason,
+            })?;
+        // Flux expands only a non-empty template; an empty one keys by the tag.
+        let extract = extract
+            .filter(|t| !t.is_empty())
+            .map(|t| parse_template(&regex, t))
+            .transpose()?;
         Ok(Self {
             pattern: regex,
-            extract: extract.map(str::to_string),
+            extract,
         })
     }
 
@@ -56,117 +68,133 @@ impl TagFilter {
         };
         self.pattern.captures_read(&mut scratch.locations, tag)?;
         scratch.key.clear();
-        expand(
-            template,
-            tag,
-            &self.pattern,
-            &scratch.locations,
-            &mut scratch.key,
-        );
+        for piece in template {
+            match piece {
+                Piece::Literal(s) => scratch.key.push_str(s),
+                Piece::Group(i) => {
+                    if let Some((start, end)) = scratch.locations.get(*i) {
+                        scratch.key.push_str(&tag[start..end]);
+                    }
+                }
+            }
+        }
         Some(scratch.key.as_str())
     }
 }
 
-fn first_line(s: &str) -> String {
-    // The regex crate's messages span several lines with a caret diagram; the last line says what is wrong.
-    s.lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with("error:"))
-        .map_or_else(
-            || s.lines().next().unwrap_or(s).to_string(),
-            |l| l.trim_start().trim_start_matches("error: ").to_string(),
-        )
+#[derive(Debug, Clone)]
+enum Piece {
+    Literal(String),
+    /// A group by index; checked to exist when the template is parsed.
+    Group(usize),
 }
 
-/// One reference in a template: `$$`, `$1`, `$name` or `${name}` (the `regex` crate's syntax,
-/// which is also Go's, so Flux templates carry over).
-enum Piece<'t> {
-    Literal(&'t str),
-    Group(&'t str),
+/// A reference as Go's `regexp.extract` reads it after a `$`: the name, whether it was a
+/// group number, and the length of the reference text.
+struct Reference<'t> {
+    name: &'t str,
+    number: Option<usize>,
+    len: usize,
 }
 
-fn pieces(template: &str) -> impl Iterator<Item = Piece<'_>> {
-    let mut rest = template;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
+/// Go's name characters: `unicode.IsLetter`, `unicode.IsDigit` or `_`.
+static NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[\p{L}\p{Nd}_]+").ok());
+
+fn reference(after_dollar: &str) -> Option<Reference<'_>> {
+    let (braced, body) = match after_dollar.strip_prefix('{') {
+        Some(rest) => (true, rest),
+        None => (false, after_dollar),
+    };
+    let name_len = match NAME.as_ref() {
+        Some(re) => re.find(body).map_or(0, |m| m.end()),
+        None => body
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count(),
+    };
+    if name_len == 0 {
+        return None;
+    }
+    let name = &body[..name_len];
+    let mut len = name_len;
+    if braced {
+        if !body[name_len..].starts_with('}') {
             return None;
         }
-        let Some(dollar) = rest.find('$') else {
-            let all = rest;
-            rest = "";
-            return Some(Piece::Literal(all));
-        };
-        if dollar > 0 {
-            let (lit, tail) = rest.split_at(dollar);
-            rest = tail;
-            return Some(Piece::Literal(lit));
-        }
-        let after = &rest[1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            rest = tail;
-            return Some(Piece::Literal("$"));
-        }
-        if let Some(braced) = after.strip_prefix('{')
-            && let Some(close) = braced.find('}')
-        {
-            rest = &braced[close + 1..];
-            return Some(Piece::Group(&braced[..close]));
-        }
-        let len = after
-            .bytes()
-            .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
-            .unwrap_or(after.len());
-        if len == 0 {
-            rest = after;
-            return Some(Piece::Literal("$"));
-        }
-        rest = &after[len..];
-        Some(Piece::Group(&after[..len]))
-    })
-}
-
-fn group_index(regex: &Regex, name: &str) -> Option<usize> {
-    match name.parse::<usize>() {
-        Ok(i) => (i < regex.captures_len()).then_some(i),
-        Err(_) => regex.capture_names().position(|n| n == Some(name)),
+        len += 2;
     }
+    // Go: digits only, below 1e8 before each digit, and no leading zero.
+    let mut number: Option<usize> = Some(0);
+    for b in name.bytes() {
+        number = match number {
+            Some(n) if b.is_ascii_digit() && n < 100_000_000 => {
+                Some(n * 10 + usize::from(b - b'0'))
+            }
+            _ => None,
+        };
+    }
+    if name.len() > 1 && name.starts_with('0') {
+        number = None;
+    }
+    Some(Reference { name, number, len })
 }
 
-fn check_template(regex: &Regex, template: &str) -> Result<(), PolicyError> {
-    for piece in pieces(template) {
-        if let Piece::Group(name) = piece
-            && group_index(regex, name).is_none()
-        {
+fn parse_template(regex: &Regex, template: &str) -> Result<Vec<Piece>, PolicyError> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut rest = template;
+    while let Some(dollar) = rest.find('$') {
+        literal.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            literal.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(r) = reference(after) else {
+            // Malformed: Go keeps the `$` as text and reads on after it.
+            literal.push('$');
+            rest = after;
+            continue;
+        };
+        let index = match r.number {
+            Some(n) => (n < regex.captures_len()).then_some(n),
+            None => regex.capture_names().position(|n| n == Some(r.name)),
+        };
+        let Some(index) = index else {
             return Err(PolicyError::FilterExtract {
                 template: template.to_string(),
-                group: name.to_string(),
+                group: r.name.to_string(),
                 pattern: regex.as_str().to_string(),
+                hint: hint(r.name),
             });
+        };
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(std::mem::take(&mut literal)));
         }
+        pieces.push(Piece::Group(index));
+        rest = &after[r.len..];
     }
-    Ok(())
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(literal));
+    }
+    Ok(pieces)
 }
 
-fn expand(
-    template: &str,
-    tag: &str,
-    regex: &Regex,
-    locations: &CaptureLocations,
-    out: &mut String,
-) {
-    for piece in pieces(template) {
-        match piece {
-            Piece::Literal(s) => out.push_str(s),
-            Piece::Group(name) => {
-                // Checked at construction, so the group exists; a group that did not take part
-                // in the match expands to nothing, as in Flux.
-                if let Some((start, end)) = group_index(regex, name).and_then(|i| locations.get(i))
-                {
-                    out.push_str(&tag[start..end]);
-                }
-            }
-        }
+/// What a Go reader of the template may have meant by a name that is not a group.
+fn hint(name: &str) -> String {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    let a_number = digits == name.len() && !(name.len() > 1 && name.starts_with('0'));
+    if digits == 0 || a_number {
+        return String::new();
     }
+    let number = name[..digits].trim_start_matches('0');
+    let number = if number.is_empty() { "0" } else { number };
+    format!(
+        " (Go reads ${name} as the group named {name:?}; for group {number} write ${{{number}}}{})",
+        &name[digits..]
+    )
 }
 
 #[cfg(test)]
@@ -189,6 +217,59 @@ mod tests {
         assert_eq!(key(&f, "dev-abc1-1700"), None);
         let f = TagFilter::new(r"(?P<ts>\d+)", Some("$ts")).unwrap();
         assert_eq!(key(&f, "build-42-x").as_deref(), Some("42"), "unanchored");
+    }
+
+    #[test]
+    fn templates_expand_as_go_regexp_expand() {
+        // Go regexp.go `expand`/`extract`: malformed references are literal text, a name is the
+        // longest run of letters, digits and `_`, unmatched groups expand to nothing.
+        let f = |template: &str, tag: &str| {
+            let filter = TagFilter::new(r"^(?P<a>x)?-(\d+)$", Some(template)).unwrap();
+            key(&filter, tag).unwrap()
+        };
+        assert_eq!(f("${2}x", "-42"), "42x");
+        assert_eq!(
+            f("[$1|$a]", "-42"),
+            "[|]",
+            "the optional group did not take part"
+        );
+        assert_eq!(f("$a$1", "x-42"), "xx");
+        assert_eq!(f("$0", "x-42"), "x-42");
+        assert_eq!(f("${}", "-1"), "${}");
+        assert_eq!(f("${ 2}", "-1"), "${ 2}");
+        assert_eq!(f("${2", "-1"), "${2");
+        assert_eq!(f("v$-$", "-1"), "v$-$");
+        assert_eq!(f("$$2", "-1"), "$2");
+        assert_eq!(f("${2}.$$", "-7"), "7.$");
+    }
+
+    #[test]
+    fn references_to_missing_groups_are_refused_with_go_s_reading() {
+        let e = TagFilter::new(r"(\d+)", Some("$01"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"no group "01""#) && e.contains("write ${1}"),
+            "{e}"
+        );
+        let e = TagFilter::new(r"(\d+)", Some("$1x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"no group "1x""#) && e.contains("write ${1}x"),
+            "{e}"
+        );
+        let e = TagFilter::new(r"(\d+)", Some("$éa"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"no group "éa""#), "{e}");
+        let e = TagFilter::new(r"(\d+)", Some("$2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"no group "2""#) && !e.contains("Go reads"),
+            "{e}"
+        );
     }
 
     #[test]

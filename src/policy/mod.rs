@@ -1,22 +1,24 @@
 //! Image policies: pick the newest acceptable tag from a registry's tag list.
 //!
 //! Pure: values in, values out. Semantics follow Flux's ImagePolicy (see `docs/policies.md`),
-//! with two deliberate differences: a numerical policy skips non-numeric tags instead of
-//! failing, and ties on an extracted key are broken by the original tag, never by map order.
+//! including its tie-breaking, which comes from the order Flux's scanner stores tags in
+//! (byte-wise descending). The deliberate differences are listed in `docs/policies.md`.
 
 mod alphabetical;
 pub mod filter;
 mod numerical;
+pub mod regex;
 pub mod semver;
 
 use std::cmp::Ordering;
 use std::fmt;
 
-use regex::Regex;
+use ::regex::Regex;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::filter::TagFilter;
+pub use self::regex::PatternError;
 pub use self::semver::{NotSemver, Range, RangeError, Version};
 
 /// Flux's default: cosign signatures are tags too, and never an image to run.
@@ -30,17 +32,25 @@ pub enum PolicyError {
     #[error(transparent)]
     Range(#[from] RangeError),
     #[error("invalid filter pattern {pattern:?}: {reason}")]
-    FilterPattern { pattern: String, reason: String },
+    FilterPattern {
+        pattern: String,
+        reason: PatternError,
+    },
     #[error(
-        "invalid extract template {template:?}: the pattern {pattern:?} has no group {group:?}"
+        "invalid extract template {template:?}: the pattern {pattern:?} has no group {group:?}{hint}"
     )]
     FilterExtract {
         template: String,
         group: String,
         pattern: String,
+        /// Empty, or a parenthesised note on how Go reads the reference.
+        hint: String,
     },
     #[error("invalid exclude pattern {pattern:?}: {reason}")]
-    ExcludePattern { pattern: String, reason: String },
+    ExcludePattern {
+        pattern: String,
+        reason: PatternError,
+    },
     #[error("invalid order {input:?}: expected asc or desc")]
     Order { input: String },
 }
@@ -89,7 +99,7 @@ pub enum RuleSpec {
 pub struct PolicySpec {
     pub rule: RuleSpec,
     pub filter: Option<FilterSpec>,
-    /// `None` means Flux's default exclusion; `Some(vec![])` excludes nothing.
+    /// `None` and `Some(vec![])` both mean Flux's default exclusion (`GetExclusionList`).
     pub exclude: Option<Vec<String>>,
 }
 
@@ -124,7 +134,10 @@ pub enum Drop {
     OutOfRange,
     /// A prerelease, and no OR group of the range names one.
     Prerelease,
+    /// `strconv.ParseFloat` rejects it.
     NotNumeric,
+    /// `strconv.ParseFloat` reads it as an infinity or NaN, or it overflows.
+    NotFinite,
 }
 
 /// Counts of what happened to the tags, for messages like "nothing selected from 40 tags: ...".
@@ -150,7 +163,7 @@ impl Stats {
             Drop::FilteredOut => self.filtered_out += 1,
             Drop::NotSemver(_) => self.not_semver += 1,
             Drop::OutOfRange | Drop::Prerelease => self.out_of_range += 1,
-            Drop::NotNumeric => {
+            Drop::NotNumeric | Drop::NotFinite => {
                 self.non_numeric += 1;
                 if self.non_numeric_examples.len() < NON_NUMERIC_EXAMPLES {
                     self.non_numeric_examples.push(tag.to_string());
@@ -214,32 +227,49 @@ pub struct TagVerdict<'t> {
     pub outcome: Result<(), Drop>,
 }
 
-/// An ordering key borrowed from the tag or the filter's scratch space.
-enum Key<'s> {
+/// What a candidate is ordered by: the key text (the tag, or the filter's expansion) and its
+/// value under the rule.
+struct Key<'s> {
+    text: &'s str,
+    value: Value,
+}
+
+#[derive(Clone)]
+enum Value {
     Version(Version),
-    Text(&'s str),
+    Text,
     Number(f64),
 }
 
-enum OwnedKey {
-    Version(Version),
-    Text(String),
-    Number(f64),
+struct Best {
+    text: String,
+    value: Value,
+    index: usize,
 }
 
-impl Key<'_> {
-    fn to_owned_key(&self) -> OwnedKey {
-        match self {
-            Key::Version(v) => OwnedKey::Version(v.clone()),
-            Key::Text(s) => OwnedKey::Text((*s).to_string()),
-            Key::Number(n) => OwnedKey::Number(*n),
+impl Best {
+    fn key(&self) -> KeyRef<'_> {
+        KeyRef {
+            text: &self.text,
+            value: &self.value,
         }
     }
 }
 
-struct Best {
-    key: OwnedKey,
-    index: usize,
+/// A key borrowed for one comparison, so comparing never clones a version.
+#[derive(Clone, Copy)]
+struct KeyRef<'a> {
+    text: &'a str,
+    value: &'a Value,
+}
+
+impl Key<'_> {
+    fn by_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            text: self.text,
+            value: &self.value,
+        }
+    }
 }
 
 impl Policy {
@@ -254,20 +284,18 @@ impl Policy {
             .as_ref()
             .map(|f| TagFilter::new(&f.pattern, f.extract.as_deref()))
             .transpose()?;
+        // Flux's `ImageRepository.GetExclusionList`: an empty list is the default list.
         let default_exclude = [DEFAULT_EXCLUDE.to_string()];
-        let patterns = spec.exclude.as_deref().unwrap_or(&default_exclude);
+        let patterns = match spec.exclude.as_deref() {
+            Some(list) if !list.is_empty() => list,
+            _ => &default_exclude,
+        };
         let exclude = patterns
             .iter()
             .map(|p| {
-                Regex::new(p).map_err(|e| PolicyError::ExcludePattern {
+                regex::compile(p).map_err(|reason| PolicyError::ExcludePattern {
                     pattern: p.clone(),
-                    reason: e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
+                    reason,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -282,9 +310,10 @@ impl Policy {
         self.exclude.get(index).map(Regex::as_str)
     }
 
-    /// Picks the best tag. Semver: highest precedence, first seen wins a tie. Alphabetical and
-    /// numerical: `asc` largest, `desc` smallest; a tie on the key goes to the byte-wise
-    /// greatest original tag, so the result never depends on the registry's order.
+    /// Picks the best tag: the highest version in range, or the largest (`asc`) or smallest
+    /// (`desc`) key. Ties are broken as Flux breaks them on the tag list its scanner stores
+    /// (sorted byte-wise descending), so the result never depends on the input order (the
+    /// rules are in `docs/policies.md`, "Ties").
     pub fn select<'t, S: AsRef<str> + Sync>(&self, tags: &'t [S]) -> Selection<'t> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         if tags.len() < PARALLEL_THRESHOLD || threads < 2 {
@@ -357,11 +386,14 @@ impl Policy {
                     stats.candidates += 1;
                     let wins = match &best {
                         None => true,
-                        Some(b) => self.beats(&key, tag, &b.key, tags[b.index - offset].as_ref()),
+                        Some(b) => {
+                            self.beats(key.by_ref(), tag, b.key(), tags[b.index - offset].as_ref())
+                        }
                     };
                     if wins {
                         best = Some(Best {
-                            key: key.to_owned_key(),
+                            text: key.text.to_string(),
+                            value: key.value,
                             index: offset + i,
                         });
                     }
@@ -383,11 +415,12 @@ impl Policy {
                 Ok(key) => {
                     let wins = match &best {
                         None => true,
-                        Some(b) => self.beats(&key, tag, &b.key, tags[b.index].as_ref()),
+                        Some(b) => self.beats(key.by_ref(), tag, b.key(), tags[b.index].as_ref()),
                     };
                     if wins {
                         best = Some(Best {
-                            key: key.to_owned_key(),
+                            text: key.text.to_string(),
+                            value: key.value,
                             index: i,
                         });
                     }
@@ -430,50 +463,68 @@ impl Policy {
             (Some(filter), Some(scratch)) => filter.apply(tag, scratch).ok_or(Drop::FilteredOut)?,
             _ => tag,
         };
-        match &self.rule {
+        let value = match &self.rule {
             Rule::Semver(range) => {
                 let version = Version::parse_tag(key).map_err(Drop::NotSemver)?;
                 range.check(&version).map_err(|miss| match miss {
                     semver::Miss::OutOfRange => Drop::OutOfRange,
                     semver::Miss::Prerelease => Drop::Prerelease,
                 })?;
-                Ok(Key::Version(version))
+                Value::Version(version)
             }
-            Rule::Alphabetical(_) => Ok(Key::Text(key)),
-            Rule::Numerical(_) => numerical::parse(key)
-                .map(Key::Number)
-                .ok_or(Drop::NotNumeric),
-        }
+            Rule::Alphabetical(_) => Value::Text,
+            Rule::Numerical(_) => match numerical::parse(key) {
+                Ok(n) => Value::Number(n),
+                Err(numerical::Reject::Syntax) => return Err(Drop::NotNumeric),
+                Err(numerical::Reject::NotFinite) => return Err(Drop::NotFinite),
+            },
+        };
+        Ok(Key { text: key, value })
     }
 
     /// Does the new key (of `tag`) beat the best so far (of `best_tag`)?
-    fn beats(&self, new: &Key<'_>, tag: &str, best: &OwnedKey, best_tag: &str) -> bool {
-        let ordering = match (&self.rule, new, best) {
-            (Rule::Semver(_), Key::Version(a), OwnedKey::Version(b)) => {
-                // First seen wins on equal precedence (`v1.0.0` before `1.0.0`).
-                return a.precedence(b) == Ordering::Greater;
+    fn beats(&self, new: KeyRef<'_>, tag: &str, best: KeyRef<'_>, best_tag: &str) -> bool {
+        let primary = match (&self.rule, new.value, best.value) {
+            (Rule::Semver(_), Value::Version(a), Value::Version(b)) => a.precedence(b),
+            (Rule::Alphabetical(order), Value::Text, Value::Text) => {
+                alphabetical::compare(*order, new.text, best.text)
             }
-            (Rule::Alphabetical(order), Key::Text(a), OwnedKey::Text(b)) => {
-                alphabetical::compare(*order, a, b)
-            }
-            (Rule::Numerical(order), Key::Number(a), OwnedKey::Number(b)) => {
+            (Rule::Numerical(order), Value::Number(a), Value::Number(b)) => {
                 numerical::compare(*order, *a, *b)
             }
             _ => return false,
         };
-        ordering.then_with(|| tag.as_bytes().cmp(best_tag.as_bytes())) == Ordering::Greater
+        primary.then_with(|| self.tie(new.text, tag, best.text, best_tag)) == Ordering::Greater
+    }
+
+    /// Between candidates the rule ranks equal, `Greater` when (`text`, `tag`) wins.
+    ///
+    /// Flux's policies see the tags sorted byte-wise descending (image-reflector-controller
+    /// `internal/controller/imagerepository_controller.go`, `sortTagsAndGetLatestTags`). Without
+    /// a filter, semver keeps the first of equal versions (`internal/policy/semver.go`, only
+    /// `GreaterThan` replaces), so the byte-wise greatest tag wins; numerical keeps the last of
+    /// equal numbers (`numerical.go` skips only a strictly worse one), so the smallest wins.
+    /// A filter (`filter.go`) keys a map by the extracted text, so of tags with an identical key
+    /// the last stored, the byte-wise smallest, wins for every rule. Between different keys of
+    /// equal rank Flux iterates that map in Go's random order; tagsmith then decides as if the
+    /// keys were the tags: semver the greatest key, numerical the smallest.
+    fn tie(&self, text: &str, tag: &str, best_text: &str, best_tag: &str) -> Ordering {
+        if text == best_text {
+            return best_tag.as_bytes().cmp(tag.as_bytes());
+        }
+        match self.rule {
+            Rule::Semver(_) => text.as_bytes().cmp(best_text.as_bytes()),
+            Rule::Numerical(_) => best_text.as_bytes().cmp(text.as_bytes()),
+            // Distinct texts never rank equal alphabetically.
+            Rule::Alphabetical(_) => Ordering::Equal,
+        }
     }
 
     fn beats_owned<S: AsRef<str>>(&self, new: &Best, best: &Best, tags: &[S]) -> bool {
-        let key = match &new.key {
-            OwnedKey::Version(v) => Key::Version(v.clone()),
-            OwnedKey::Text(s) => Key::Text(s),
-            OwnedKey::Number(n) => Key::Number(*n),
-        };
         self.beats(
-            &key,
+            new.key(),
             tags[new.index].as_ref(),
-            &best.key,
+            best.key(),
             tags[best.index].as_ref(),
         )
     }
@@ -488,6 +539,7 @@ impl fmt::Display for Drop {
             Self::OutOfRange => f.write_str("outside the range"),
             Self::Prerelease => f.write_str("prerelease, and the range names no prerelease"),
             Self::NotNumeric => f.write_str("not numeric, skipped"),
+            Self::NotFinite => f.write_str("infinite, NaN or too large for a float, skipped"),
         }
     }
 }

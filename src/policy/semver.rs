@@ -1,7 +1,12 @@
 //! Semver tags and Flux-compatible (Masterminds) ranges.
 //!
-//! Versions build on the `semver` crate's prerelease type for precedence; the core numbers are
-//! parsed here because image tags allow leading zeros (`v2025.07.03`), which the crate rejects.
+//! A tag is a version when Flux's `version.ParseVersion` (fluxcd/pkg `version/version.go`)
+//! accepts it: the tag must have at least two dots anywhere (it splits into three parts at
+//! dots), and Masterminds' `NewVersion` must then coerce it (`version.go`, `coerceNewVersion`):
+//! `v?N(.N)?(.N)?(-pre)?(+build)?`, leading zeros allowed, missing numbers are 0. So
+//! `16.1-alpine3.19` is `16.1.0-alpine3.19` and `1.2+build.5` is `1.2.0`. Precedence is
+//! Masterminds' `Compare`, which is semver 2.0 except that a numeric prerelease identifier too
+//! large for 64 bits compares as text.
 //! Ranges are parsed and evaluated here, mirroring Masterminds' constraint semantics, except that
 //! a prerelease is accepted by an OR group as a whole when any comparison in it names a
 //! prerelease (so `>= 1.0.0-0 <= 2.0.0` admits `1.0.1-beta`), as Flux users expect.
@@ -9,13 +14,12 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use semver::Prerelease;
 use thiserror::Error;
 
 /// Why a tag is not a semver tag a policy may consider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotSemver {
-    /// Not `v?N.N.N` with optional `-prerelease` and `+build`.
+    /// Fewer than two dots, or not `v?N[.N[.N]]` with optional `-prerelease` and `+build`.
     Shape,
     /// A number does not fit in 64 bits.
     TooLarge,
@@ -26,7 +30,7 @@ pub enum NotSemver {
 impl fmt::Display for NotSemver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Shape => "not three dot-separated numbers",
+            Self::Shape => "not a version: needs two dots and the form N[.N[.N]][-pre][+build]",
             Self::TooLarge => "a number is larger than 64 bits",
             Self::Suffix => "invalid prerelease or build suffix",
         })
@@ -39,26 +43,29 @@ pub struct Version {
     pub major: u64,
     pub minor: u64,
     pub patch: u64,
-    pub pre: Prerelease,
+    /// The prerelease without its `-`; empty for a release.
+    pub pre: String,
 }
 
 impl Version {
-    /// Parses an image tag: exactly three numeric parts, optional leading `v`, leading zeros
-    /// allowed, optional prerelease and build.
+    /// Parses an image tag as Flux does: at least two dots in the whole tag, then `v?N`, up to
+    /// two more `.N`, optional `-prerelease` and `+build`; leading zeros allowed.
     pub fn parse_tag(tag: &str) -> Result<Self, NotSemver> {
+        // fluxcd/pkg version.ParseVersion: `strings.SplitN(v, ".", 3)` must give three parts;
+        // the dots may be in the prerelease or build.
+        if tag.bytes().filter(|&b| b == b'.').count() < 2 {
+            return Err(NotSemver::Shape);
+        }
         let s = tag.strip_prefix('v').unwrap_or(tag);
         let core_end = s.find(['-', '+']).unwrap_or(s.len());
         let (core, suffix) = s.split_at(core_end);
-        let mut parts = core.split('.');
-        let mut number = || -> Result<u64, NotSemver> {
-            let part = parts.next().ok_or(NotSemver::Shape)?;
-            parse_number(part)
-        };
-        let (major, minor, patch) = (number()?, number()?, number()?);
-        if parts.next().is_some() {
-            return Err(NotSemver::Shape);
+        let mut numbers = [0u64; 3];
+        for (i, part) in core.split('.').enumerate() {
+            let slot = numbers.get_mut(i).ok_or(NotSemver::Shape)?;
+            *slot = parse_number(part)?;
         }
         let pre = parse_suffix(suffix).map_err(|()| NotSemver::Suffix)?;
+        let [major, minor, patch] = numbers;
         Ok(Self {
             major,
             minor,
@@ -67,15 +74,57 @@ impl Version {
         })
     }
 
-    /// Semver 2.0 precedence (build metadata never counts).
+    /// Masterminds' `Version.Compare` (build metadata never counts).
     pub fn precedence(&self, other: &Self) -> Ordering {
         (self.major, self.minor, self.patch)
             .cmp(&(other.major, other.minor, other.patch))
-            .then_with(|| self.pre.cmp(&other.pre))
+            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => compare_prerelease(&self.pre, &other.pre),
+            })
     }
 
     fn is_prerelease(&self) -> bool {
         !self.pre.is_empty()
+    }
+}
+
+/// Masterminds `comparePrerelease`: identifier by identifier; a missing one sorts first.
+fn compare_prerelease(a: &str, b: &str) -> Ordering {
+    let mut a = a.split('.');
+    let mut b = b.split('.');
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => match compare_identifier(x, y) {
+                Ordering::Equal => {}
+                other => return other,
+            },
+        }
+    }
+}
+
+/// Masterminds `comparePrePart`: numbers (as `strconv.ParseUint` reads them, so at most 64 bits)
+/// below text, numbers by value, text byte-wise.
+fn compare_identifier(a: &str, b: &str) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    let number = |s: &str| {
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (number(a), number(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.as_bytes().cmp(b.as_bytes()),
     }
 }
 
@@ -96,24 +145,37 @@ fn parse_number(part: &str) -> Result<u64, NotSemver> {
     part.parse().map_err(|_| NotSemver::TooLarge)
 }
 
+fn is_identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
 /// `-pre`, `+build` or `-pre+build` (or nothing) into the prerelease; build is only validated.
-fn parse_suffix(suffix: &str) -> Result<Prerelease, ()> {
+/// Masterminds' loose pattern and `validatePrerelease` / `validateMetadata`: dot-separated,
+/// non-empty identifiers of `[0-9A-Za-z-]`, no leading zero on a numeric prerelease identifier.
+fn parse_suffix(suffix: &str) -> Result<String, ()> {
     let (pre, build) = match suffix.split_once('+') {
         Some((pre, build)) => (pre, Some(build)),
         None => (suffix, None),
     };
-    if let Some(build) = build {
-        semver::BuildMetadata::new(build).map_err(|_| ())?;
-        if build.is_empty() {
-            return Err(());
-        }
+    if let Some(build) = build
+        && !build
+            .split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(is_identifier_byte))
+    {
+        return Err(());
     }
-    match pre.strip_prefix('-') {
-        Some(p) if !p.is_empty() => Prerelease::new(p).map_err(|_| ()),
-        Some(_) => Err(()),
-        None if pre.is_empty() => Ok(Prerelease::EMPTY),
-        None => Err(()),
-    }
+    let pre = match pre.strip_prefix('-') {
+        Some(p) => p,
+        None if pre.is_empty() => return Ok(String::new()),
+        None => return Err(()),
+    };
+    let valid = pre.split('.').all(|id| {
+        let numeric = id.bytes().all(|b| b.is_ascii_digit());
+        !id.is_empty()
+            && id.bytes().all(is_identifier_byte)
+            && !(numeric && id.len() > 1 && id.starts_with('0'))
+    });
+    if valid { Ok(pre.to_string()) } else { Err(()) }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -219,10 +281,17 @@ impl Comparator {
         let minor_wild = matches!(self.wild, Wild::Minor);
         let patch_wild = matches!(self.wild, Wild::Patch);
         if self.wild == Wild::All {
+            // Masterminds constraints.go: `*` (or `x`) is the version 0.0.0 (with any prerelease
+            // given) marked dirty but neither minor- nor patch-dirty, and each operator's
+            // function treats that case as below; so `^*` is only 0.0.0 and `<=*` only 0.0.x.
+            let ord = v.precedence(c);
             return match self.op {
-                Op::Eq | Op::Ge | Op::Le | Op::Tilde | Op::Caret => true,
-                Op::Gt => v.precedence(c) == Ordering::Greater,
-                Op::Lt | Op::Ne => false,
+                Op::Eq | Op::Tilde | Op::Ge => ord != Ordering::Less,
+                Op::Caret => ord != Ordering::Less && (v.major, v.minor, v.patch) == (0, 0, 0),
+                Op::Ne => ord != Ordering::Equal,
+                Op::Gt => ord == Ordering::Greater,
+                Op::Lt => ord == Ordering::Less,
+                Op::Le => v.major == 0 && v.minor == 0,
             };
         }
         match self.op {
@@ -493,9 +562,14 @@ mod tests {
     }
 
     #[test]
-    fn tags_need_exactly_three_numbers() {
+    fn tags_need_two_dots_and_up_to_three_numbers() {
         assert_eq!(v("v2025.07.03").to_string(), "2025.7.3");
         assert_eq!(Version::parse_tag("1.2"), Err(NotSemver::Shape));
+        // Flux counts dots anywhere, then Masterminds fills in the missing numbers.
+        assert_eq!(v("16.1-alpine3.19").to_string(), "16.1.0-alpine3.19");
+        assert_eq!(v("1.2+build.5").to_string(), "1.2.0");
+        assert_eq!(v("1-rc.1.2").to_string(), "1.0.0-rc.1.2");
+        assert_eq!(Version::parse_tag("1.2-5"), Err(NotSemver::Shape));
         assert_eq!(Version::parse_tag("1.2.3.4"), Err(NotSemver::Shape));
         assert_eq!(Version::parse_tag("V1.2.3"), Err(NotSemver::Shape));
         assert_eq!(Version::parse_tag("1.2.3-"), Err(NotSemver::Suffix));
@@ -506,7 +580,7 @@ mod tests {
             Err(NotSemver::TooLarge)
         );
         assert_eq!(v("18446744073709551615.0.0").major, u64::MAX);
-        assert_eq!(v("1.2.3+build.5").pre, Prerelease::EMPTY);
+        assert_eq!(v("1.2.3+build.5").pre, "");
     }
 
     #[test]
@@ -539,6 +613,17 @@ mod tests {
             Ordering::Less
         );
         assert_eq!(v("v1.0.0").precedence(&v("1.0.0")), Ordering::Equal);
+        // Masterminds comparePrePart reads identifiers with strconv.ParseUint: one above 64 bits
+        // is text, so it sorts after every number and among texts byte-wise.
+        assert_eq!(
+            v("1.0.0-18446744073709551615").precedence(&v("1.0.0-18446744073709551616")),
+            Ordering::Less
+        );
+        assert_eq!(
+            v("1.0.0-100000000000000000000").precedence(&v("1.0.0-99999999999999999999")),
+            Ordering::Less
+        );
+        assert_eq!(v("1.2.3+a").precedence(&v("1.2.3+b")), Ordering::Equal);
     }
 
     #[test]
@@ -590,7 +675,13 @@ mod tests {
         for (range, yes, no) in [
             ("*", "0.0.1", None),
             ("x", "3.0.0", None),
-            ("^*", "3.0.0", None),
+            // Masterminds constraints.go constraintCaret: for `^*` the constraint is 0.0.0 and
+            // only the major-0, minor-0, patch-0 path matches (its doc comment says "any", its
+            // code does not).
+            ("^*", "0.0.0", Some("3.0.0")),
+            ("<=*", "0.0.9", Some("0.1.0")),
+            ("!=*", "1.0.0", Some("0.0.0")),
+            ("~*", "2.1.1", None),
             ("1.x", "1.9.0", Some("2.0.0")),
             ("1.X.x", "1.0.0", Some("0.9.0")),
             ("~1.2", "1.2.9", Some("1.3.0")),
