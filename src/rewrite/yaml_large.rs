@@ -29,9 +29,19 @@ use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle, Structure
 
 use super::{Finding, ProblemKind, ScanResult};
 
-/// The first scanner row that wraps, and the period after which it wraps again.
-const ROW_WRAP: usize = 32_768;
-const ROW_PERIOD: usize = 65_536;
+/// Where tree-sitter-yaml's scanner row counter wraps: first at row 32,768, then every 65,536.
+const WRAPS: Wraps = Wraps {
+    first: 32_768,
+    period: 65_536,
+};
+const ROW_WRAP: usize = WRAPS.first;
+
+/// Scanner rows where a `#` line must fall (the tests use more frequent ones).
+#[derive(Debug, Clone, Copy)]
+struct Wraps {
+    first: usize,
+    period: usize,
+}
 /// Files with fewer flow indicator bytes (`[]{},`) than this are parsed as they are: their
 /// flow collections cost at most a few tens of MB of syntax tree.
 const FLOW_BYTES_THRESHOLD: usize = 50_000;
@@ -43,9 +53,9 @@ pub const FLOW_ITEM_LIMIT: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TooLarge {
     #[error(
-        "a block scalar or quoted string spans line {line}, where the YAML parser's 16-bit line \
-         counter wraps (it does every 65,536 lines from line 32,768) and no comment can be put \
-         to carry it over; the file is too large for the syntax tree"
+        "a block scalar or quoted string runs through line {line} across a wrap of the YAML \
+         parser's 16-bit line counter (every 65,536 lines from line 32,768), with no line \
+         before it where the wrap can be carried over; the file is too large for the syntax tree"
     )]
     RowCounter { line: usize },
     #[error(
@@ -71,18 +81,30 @@ pub(super) fn scan(
     // Not UTF-8 is not YAML for granit-parser; such files keep the direct parse.
     let text = std::str::from_utf8(source).ok()?;
     let _span = tracing::debug_span!("large_yaml", bytes = source.len(), scanner_rows).entered();
-    let outline = match Outline::read(text, &marker_rows(source)) {
+    Some(adjusted(text, &marker_rows(source), WRAPS, analyze))
+}
+
+/// Checks `text` in full with granit-parser, then runs `analyze` on a copy with unmarked flow
+/// collections emptied and `#` lines at the `wraps`, and maps its findings back.
+fn adjusted(
+    text: &str,
+    marker_rows: &BTreeSet<usize>,
+    wraps: Wraps,
+    analyze: impl FnOnce(&[u8]) -> ScanResult,
+) -> ScanResult {
+    let source = text.as_bytes();
+    let outline = match Outline::read(text, marker_rows) {
         Ok(outline) => outline,
-        Err(finding) => return Some(only(finding)),
+        Err(finding) => return only(finding),
     };
     if outline.marked_flow_items > FLOW_ITEM_LIMIT {
-        return Some(only(Finding {
+        return only(Finding {
             line: outline.largest_marked_flow_line,
             kind: ProblemKind::TooLarge(TooLarge::FlowItems {
                 items: outline.marked_flow_items,
                 limit: FLOW_ITEM_LIMIT,
             }),
-        }));
+        });
     }
     let elisions: Vec<_> = outline.elisions.iter().map(|r| (r.clone(), 0)).collect();
     let elided = Splice::new(source, &elisions);
@@ -91,14 +113,14 @@ pub(super) fn scan(
         .iter()
         .filter_map(|r| Some(elided.forward(r.start)?..elided.forward(r.end)?))
         .collect();
-    let insertions = match comment_insertions(&elided.text, &multi_line) {
+    let insertions = match comment_insertions(&elided.text, &multi_line, wraps) {
         Ok(insertions) => insertions,
         Err(row) => {
             let line = elided.back_row(row) + 1;
-            return Some(only(Finding {
+            return only(Finding {
                 line,
                 kind: ProblemKind::TooLarge(TooLarge::RowCounter { line }),
-            }));
+            });
         }
     };
     let commented = Splice::new(&elided.text, &insertions);
@@ -117,7 +139,7 @@ pub(super) fn scan(
     for problem in &mut result.problems {
         problem.line = back_row(problem.line);
     }
-    Some(result)
+    result
 }
 
 fn only(finding: Finding) -> ScanResult {
@@ -281,9 +303,10 @@ impl RowCounter {
 fn comment_insertions(
     text: &[u8],
     multi_line: &[Range<usize>],
+    wraps: Wraps,
 ) -> Result<Vec<(Range<usize>, usize)>, usize> {
     let mut insertions = Vec::new();
-    let mut wrap = ROW_WRAP;
+    let mut wrap = wraps.first;
     // The scanner's row at the current line start, counting inserted lines.
     let mut scanner_row = 0;
     let mut row: usize = 0;
@@ -316,7 +339,7 @@ fn comment_insertions(
                 insertions.push((at..at, lines));
                 scanner_row += lines;
             }
-            wrap += ROW_PERIOD;
+            wrap += wraps.period;
         }
         if safe {
             last_safe = Some((start, scanner_row));
@@ -428,13 +451,72 @@ mod tests {
     #[test]
     fn comments_go_where_the_counter_wraps_or_before_the_scalar_that_spans_it() {
         let text = "k: v\n".repeat(ROW_WRAP + 10);
-        let got = comment_insertions(text.as_bytes(), &[]).unwrap();
+        let got = comment_insertions(text.as_bytes(), &[], WRAPS).unwrap();
         assert_eq!(got, vec![(ROW_WRAP * 5..ROW_WRAP * 5, 1)]);
         // A quoted string over the wrap: the comment lines go before it and push it past.
         let at = (ROW_WRAP - 3) * 5;
         let quoted = at + 1..at + 40;
         let spans = std::slice::from_ref(&quoted);
-        let got = comment_insertions(text.as_bytes(), spans).unwrap();
+        let got = comment_insertions(text.as_bytes(), spans, WRAPS).unwrap();
         assert_eq!(got, vec![(at..at, 4)]);
+    }
+
+    /// Every YAML input of the golden fixtures, with flow collections emptied and `#` lines
+    /// at wraps every few lines, reads exactly as it does parsed directly.
+    #[test]
+    fn adjusted_copies_of_the_fixtures_read_like_the_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rewrite");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if super::super::Lang::from_path(&path) == Some(super::super::Lang::Yaml) {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() >= 10, "{files:?}");
+        let (mut compared, mut too_long) = (0, 0);
+        for path in &files {
+            let bytes = std::fs::read(path).unwrap();
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let direct = super::super::yaml::scan(&bytes);
+            if direct
+                .problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::Syntax)
+            {
+                continue;
+            }
+            let markers = super::super::yaml::marker_rows(&bytes);
+            for first in 1..4 {
+                for period in 3..12 {
+                    let wraps = Wraps { first, period };
+                    let via_copy = adjusted(text, &markers, wraps, super::super::yaml::scan);
+                    // A scalar longer than the period leaves no line for the next wrap.
+                    if matches!(
+                        via_copy.problems.as_slice(),
+                        [Finding {
+                            kind: ProblemKind::TooLarge(TooLarge::RowCounter { .. }),
+                            ..
+                        }]
+                    ) {
+                        too_long += 1;
+                        continue;
+                    }
+                    assert_eq!(via_copy, direct, "{} with {wraps:?}", path.display());
+                    compared += 1;
+                }
+            }
+        }
+        assert!(
+            compared >= 200 && too_long < compared / 4,
+            "{compared} {too_long}"
+        );
     }
 }
