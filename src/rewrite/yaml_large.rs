@@ -53,9 +53,9 @@ pub const FLOW_ITEM_LIMIT: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TooLarge {
     #[error(
-        "a block scalar or quoted string runs through line {line} across a wrap of the YAML \
-         parser's 16-bit line counter (every 65,536 lines from line 32,768), with no line \
-         before it where the wrap can be carried over; the file is too large for the syntax tree"
+        "a multi-line scalar runs through line {line} across a wrap of the YAML parser's 16-bit \
+         line counter (every 65,536 lines from line 32,768), with no line before it where the \
+         wrap can be carried over; the file is too large for the syntax tree"
     )]
     RowCounter { line: usize },
     #[error(
