@@ -130,7 +130,7 @@ fn adjusted(
         "parsing an adjusted copy"
     );
     let mut result = analyze(&commented.text);
-    let back_row = |line: usize| elided.back_row(commented.back_row(line - 1)) + 1;
+    let back_row = |line: usize| elided.back_row(commented.back_row(line.saturating_sub(1))) + 1;
     for site in &mut result.sites {
         let start = elided.back_offset(commented.back_offset(site.range.start));
         site.range = start..start + site.range.len();
@@ -152,7 +152,7 @@ fn only(finding: Finding) -> ScanResult {
 /// What granit-parser learnt from reading the whole file.
 #[derive(Debug, Default)]
 struct Outline {
-    /// Lines starts inside these byte ranges lie in a multi-line scalar.
+    /// Line starts inside these byte ranges (in order, disjoint) lie in a multi-line scalar.
     multi_line: Vec<Range<usize>>,
     /// Contents of flow collections that touch no marker line, outermost only, in order.
     elisions: Vec<Range<usize>>,
