@@ -40,6 +40,7 @@ const SCAN_SOURCES: &[(&str, &str)] = &[
     ("verify.rs", include_str!("verify.rs")),
     ("walk.rs", include_str!("walk.rs")),
     ("yaml.rs", include_str!("yaml.rs")),
+    ("yaml_large.rs", include_str!("yaml_large.rs")),
     ("yaml_literal.rs", include_str!("yaml_literal.rs")),
     ("../model.rs", include_str!("../model.rs")),
     ("../grammars.rs", include_str!("../grammars.rs")),

@@ -22,6 +22,7 @@ mod marker;
 mod verify;
 pub mod walk;
 mod yaml;
+mod yaml_large;
 mod yaml_literal;
 
 use std::borrow::Cow;
@@ -39,6 +40,7 @@ pub use edit::{Edit, FilePlan, apply, apply_with, plan, plan_allowed, value_for}
 pub use marker::{MarkerParse, parse_marker};
 pub use verify::{VerifyError, verify, verify_with};
 pub use walk::{Hooks, Mode, TreeReport, WalkError, rewrite_tree, rewrite_tree_with};
+pub use yaml_large::{FLOW_ITEM_LIMIT, TooLarge};
 
 /// The byte string every marker contains; files without it are never parsed.
 pub const MARKER_NEEDLE: &[u8] = b"$imagepolicy";
@@ -131,6 +133,8 @@ pub struct Site {
 pub enum ProblemKind {
     /// The file does not parse; it is not edited.
     Syntax,
+    /// The file is valid but too large for the syntax tree; it is not edited.
+    TooLarge(TooLarge),
     /// A comment mentions `$imagepolicy` but is not exactly one JSON object.
     NearMiss { reason: String },
     /// A JSON marker whose policy id or suffix is invalid.
@@ -168,6 +172,7 @@ impl ProblemKind {
         matches!(
             self,
             Self::Syntax
+                | Self::TooLarge(_)
                 | Self::MissingPart { .. }
                 | Self::Verify { .. }
                 | Self::ChangedMeanwhile
@@ -182,6 +187,7 @@ impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Syntax => write!(f, "syntax error; file not edited"),
+            Self::TooLarge(why) => write!(f, "{why}; file not edited"),
             Self::NearMiss { reason } => write!(f, "looks like a marker but is not one: {reason}"),
             Self::BadMarker { reason } => write!(f, "invalid marker: {reason}"),
             Self::NoValue => write!(f, "marker has no value on its line"),

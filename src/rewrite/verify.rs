@@ -73,13 +73,13 @@ pub fn verify_with(
             after: rescanned.sites.len(),
         });
     }
+    // Sites and edits are both in file order: one pass over the edits, so a file with 100,000
+    // markers is not checked in quadratic time.
+    let mut shift = Shift::default();
     for (before, after) in sites.iter().zip(&rescanned.sites) {
-        let edit = edits.iter().find(|e| e.range == before.range);
+        let (edit, start) = shift.to(before, edits);
         let expected = edit.map_or(before.value.as_str(), |e| e.value.as_str());
-        if after.marker != before.marker
-            || after.value != expected
-            || after.range.start != shifted(before.range.start, edits)
-        {
+        if after.marker != before.marker || after.value != expected || after.range.start != start {
             return Err(VerifyError::Value {
                 line: before.line,
                 expected: expected.to_string(),
@@ -110,16 +110,37 @@ fn outside_unchanged(old: &[u8], new: &[u8], edits: &[Edit]) -> Result<(), Verif
     Ok(())
 }
 
-fn shifted(offset: usize, edits: &[Edit]) -> usize {
-    let mut out = offset as isize;
-    // An edit starting at `offset` is that site's own, even when it is empty (a CUE `""`).
-    for edit in edits
-        .iter()
-        .take_while(|e| e.range.end <= offset && e.range.start < offset)
-    {
-        out += edit.text.len() as isize - edit.range.len() as isize;
+/// Walks the edits alongside sites in file order: how far each site moves, and its own edit.
+#[derive(Default)]
+struct Shift {
+    /// Edits wholly before the current site.
+    passed: usize,
+    delta: isize,
+    /// Sites out of order (never from a scan) fall back to a search from the start.
+    last_start: usize,
+}
+
+impl Shift {
+    fn to<'e>(&mut self, site: &Site, edits: &'e [Edit]) -> (Option<&'e Edit>, usize) {
+        let offset = site.range.start;
+        if offset < self.last_start {
+            *self = Self::default();
+        }
+        self.last_start = offset;
+        // An edit starting at `offset` is that site's own, even when it is empty (a CUE `""`).
+        while let Some(e) = edits.get(self.passed)
+            && e.range.end <= offset
+            && e.range.start < offset
+        {
+            self.delta += e.text.len() as isize - e.range.len() as isize;
+            self.passed += 1;
+        }
+        let own = edits[self.passed.min(edits.len())..]
+            .iter()
+            .take_while(|e| e.range.start == offset)
+            .find(|e| e.range == site.range);
+        (own, (offset as isize + self.delta).max(0) as usize)
     }
-    out.max(0) as usize
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use std::ops::Range;
 use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
 use super::{
-    Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, frame, yaml_literal,
+    Finding, MARKER_NEEDLE, Marker, ProblemKind, ScanResult, Site, Style, frame, yaml_large,
+    yaml_literal,
 };
 
 thread_local! {
@@ -47,6 +48,9 @@ fn parse(source: &[u8], old: Option<&Tree>) -> Option<Tree> {
 }
 
 pub fn scan(source: &[u8]) -> ScanResult {
+    if let Some(result) = large(source) {
+        return result;
+    }
     let tree = parse(source, None);
     if let Some(tree) = &tree {
         LAST.with(|last| *last.borrow_mut() = Some((source.to_vec(), tree.clone())));
@@ -58,6 +62,9 @@ pub fn scan(source: &[u8]) -> ScanResult {
 /// When `old` is the file this thread scanned last, its tree is edited and re-parsed
 /// incrementally; tree-sitter guarantees the same tree as a full parse.
 pub fn rescan(old: &[u8], new: &[u8], edits: &[(Range<usize>, &str)]) -> ScanResult {
+    if let Some(result) = large(new) {
+        return result;
+    }
     let cached = LAST.with(|last| {
         let last = last.borrow();
         let (source, tree) = last.as_ref()?;
@@ -86,6 +93,14 @@ pub fn rescan(old: &[u8], new: &[u8], edits: &[(Range<usize>, &str)]) -> ScanRes
         });
     }
     analyze(parse(new, Some(&tree)), new)
+}
+
+/// Files over tree-sitter-yaml's line counter or with large flow collections are parsed
+/// through an adjusted copy (see `yaml_large`), never incrementally.
+fn large(source: &[u8]) -> Option<ScanResult> {
+    yaml_large::scan(source, frame::marker_rows, |text| {
+        analyze(parse(text, None), text)
+    })
 }
 
 fn point_of(source: &[u8], offset: usize) -> Point {
