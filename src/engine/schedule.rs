@@ -185,6 +185,9 @@ struct ImageSlot {
     failures: u32,
     record: ImageRecord,
     report: Option<ImageReport>,
+    /// Scanned in this process, or a selection kept from before: the start-up run waits until
+    /// every image is, so it does not report markers whose policy simply was not scanned yet.
+    known: bool,
 }
 
 #[derive(Debug)]
@@ -289,8 +292,13 @@ impl Schedule {
             ImageState::Scanning { .. } => None,
         });
         let room = self.running() < self.concurrency;
+        let scanned = self.first_scans_done();
         let targets = self.targets.iter().filter_map(|slot| match slot.state {
             TargetState::Idle { resync_at } | TargetState::Stalled { resync_at } => Some(resync_at),
+            TargetState::Pending {
+                reason: Reason::Start,
+                ..
+            } if !scanned => None,
             TargetState::Pending { not_before, .. } if room => Some(not_before),
             TargetState::Pending { .. } | TargetState::Running { .. } => None,
         });
@@ -308,6 +316,10 @@ impl Schedule {
             .iter()
             .filter(|t| matches!(t.state, TargetState::Pending { .. }))
             .count()
+    }
+
+    fn first_scans_done(&self) -> bool {
+        self.images.iter().all(|slot| slot.known)
     }
 
     fn running(&self) -> usize {
@@ -352,6 +364,7 @@ impl Schedule {
         } else {
             now.mono.after(wait)
         };
+        slot.known = true;
         slot.record.scanned_at = now.wall_ms;
         slot.record.error.clone_from(&scan.report.error);
         if scan.report.failed {
@@ -403,7 +416,19 @@ impl Schedule {
                 };
                 self.wait_for_window(i, now);
             }
-            // Already waiting: it will see this change too.
+            // Already waiting: it will see this change too; a start-up run that waits for the
+            // first scans need not wait any more.
+            TargetState::Pending {
+                reason: Reason::Start,
+                not_before,
+                window_ms,
+            } if reason != Reason::Retry => {
+                slot.state = TargetState::Pending {
+                    reason,
+                    not_before,
+                    window_ms,
+                };
+            }
             TargetState::Pending { .. } => {}
             TargetState::Running { again } => {
                 slot.state = TargetState::Running {
@@ -580,7 +605,7 @@ impl Schedule {
             else {
                 continue;
             };
-            if not_before > now.mono {
+            if not_before > now.mono || (reason == Reason::Start && !self.first_scans_done()) {
                 continue;
             }
             self.targets[i].state = TargetState::Running { again: None };
@@ -701,6 +726,7 @@ fn image_slot(image: &ImagePolicy, snapshot: &Snapshot, now: Now) -> ImageSlot {
         _ => now.mono,
     };
     ImageSlot {
+        known: record.selected.is_some() || record.succeeded_at.is_some(),
         id: image.id.clone(),
         image: image.image.to_string(),
         canonical: image.image.canonical(),
@@ -758,4 +784,698 @@ pub fn policy_fingerprint(image: &ImagePolicy) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format!("{:?}|{:?}|{:?}", image.image, image.policy, image.digest).hash(&mut hasher);
     format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The service's scheduling scenarios in virtual time: no sockets, no sleeps.
+
+    use super::*;
+    use crate::engine::report::{Outcome, RunError};
+    use crate::forge::{Action, ForgeError};
+
+    const S: u64 = 1000;
+
+    fn config(images: &str, targets: &str) -> Config {
+        let text = format!("images:\n{images}targets:\n{targets}");
+        Config::parse(&text, std::path::Path::new("/tmp/tagsmith.yaml")).unwrap()
+    }
+
+    /// One image (`team-a:app`, every 5 minutes) and one target (`prod`, every 10 minutes).
+    fn simple() -> Config {
+        config(
+            "  - { policy: 'team-a:app', image: reg.example/org/app, semver: '^1', interval: 5m }\n",
+            "  - { name: prod, git: { url: 'file:///tmp/none' }, interval: 10m }\n",
+        )
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            mono: Mono(ms),
+            wall_ms: ms.saturating_add(1_700_000_000_000),
+        }
+    }
+
+    fn scan_ok(image: &str, policy: &str, tag: &str) -> PolicyScan {
+        let selected: ImageRef = format!("{image}:{tag}").parse().unwrap();
+        PolicyScan {
+            report: ImageReport {
+                policy: policy.into(),
+                image: image.into(),
+                tags: Some(2),
+                selected: Some(selected.to_string()),
+                error: None,
+                failed: false,
+                transient: false,
+            },
+            selection: Some(selected),
+        }
+    }
+
+    fn scan_failed(image: &str, policy: &str) -> PolicyScan {
+        PolicyScan {
+            report: ImageReport {
+                policy: policy.into(),
+                image: image.into(),
+                tags: None,
+                selected: None,
+                error: Some("registry down".into()),
+                failed: true,
+                transient: true,
+            },
+            selection: None,
+        }
+    }
+
+    fn done(policies: &[&str]) -> TargetReport {
+        let mut report = TargetReport::new("prod");
+        report.policies = policies.iter().map(ToString::to_string).collect();
+        report
+    }
+
+    fn failed(error: &RunError) -> TargetReport {
+        TargetReport::failed("prod", error)
+    }
+
+    fn runs(commands: &[Command]) -> Vec<(usize, Reason)> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Run { target, reason, .. } => Some((*target, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn scans(commands: &[Command]) -> Vec<Vec<usize>> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Scan { images } => Some(images.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn start(config: &Config, concurrency: usize) -> (Schedule, Vec<Command>) {
+        let mut schedule = Schedule::new(config, &Snapshot::default(), concurrency, at(0), 7);
+        let first = schedule.on(Event::Tick, at(0));
+        (schedule, first)
+    }
+
+    /// Starts `simple()` and lets the first scan and run finish with 1.1.0 selected.
+    fn settled() -> Schedule {
+        let (mut s, _) = start(&simple(), 4);
+        let out = s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.1.0"),
+            },
+            at(100),
+        );
+        assert_eq!(runs(&out), vec![(0, Reason::SelectionChanged)]);
+        let after = s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(200),
+        );
+        assert!(runs(&after).is_empty());
+        s
+    }
+
+    /// [`start`], then every image's first scan selects nothing: the start-up runs go ahead.
+    fn started(config: &Config, concurrency: usize) -> (Schedule, Vec<Command>) {
+        let (mut s, _) = start(config, concurrency);
+        let mut out = Vec::new();
+        for (i, image) in config.images.iter().enumerate() {
+            let mut scan = scan_failed(&image.image.to_string(), &image.id.to_string());
+            scan.report.failed = false;
+            scan.report.tags = Some(0);
+            out.extend(s.on(Event::Scanned { image: i, scan }, at(1)));
+        }
+        (s, out)
+    }
+
+    #[test]
+    fn at_start_every_image_scans_and_every_target_runs_once_the_first_scans_are_in() {
+        let (_, first) = start(&simple(), 4);
+        assert_eq!(scans(&first), vec![vec![0]]);
+        assert!(
+            runs(&first).is_empty(),
+            "the start-up run waits for the first scans"
+        );
+        assert!(first.iter().any(|c| matches!(c, Command::Publish)));
+        let (_, out) = started(&simple(), 4);
+        assert_eq!(
+            runs(&out),
+            vec![(0, Reason::Start)],
+            "a failed scan counts as in"
+        );
+    }
+
+    #[test]
+    fn policies_watching_one_repository_share_its_scan() {
+        let config = config(
+            "  - { policy: 'team-a:app', image: reg.example/org/app, semver: '^1' }\n\
+             \x20 - { policy: 'team-b:app', image: reg.example/org/app, semver: '^2' }\n\
+             \x20 - { policy: 'team-c:web', image: other.example/org/web, semver: '^1' }\n",
+            "  - { name: prod, git: { url: 'file:///tmp/none' } }\n",
+        );
+        let (_, first) = start(&config, 4);
+        let mut got = scans(&first);
+        got.sort();
+        assert_eq!(got, vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn a_slow_scan_of_one_repository_does_not_hold_up_another() {
+        let config = config(
+            "  - { policy: 'team-a:slow', image: slow.example/org/app, semver: '^1' }\n\
+             \x20 - { policy: 'team-b:fast', image: fast.example/org/web, semver: '^1' }\n",
+            "  - { name: prod, git: { url: 'file:///tmp/none' } }\n",
+        );
+        let (mut s, _) = start(&config, 4);
+        // The slow image's first scan never finishes; the fast one finishes and changes.
+        let after = s.on(
+            Event::Scanned {
+                image: 1,
+                scan: scan_ok("fast.example/org/web", "team-b:fast", "1.2.0"),
+            },
+            at(100),
+        );
+        assert_eq!(runs(&after), vec![(0, Reason::SelectionChanged)]);
+        let out = s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:slow", "team-b:fast"]),
+            },
+            at(200),
+        );
+        assert!(runs(&out).is_empty());
+        // A webhook for the fast image scans it at once, the slow one still in flight.
+        let hooked = s.on(
+            Event::Webhook {
+                images: vec!["fast.example/org/web".into()],
+            },
+            at(300),
+        );
+        assert_eq!(scans(&hooked), vec![vec![1]]);
+    }
+
+    #[test]
+    fn webhooks_while_a_scan_runs_coalesce_into_one_more_scan() {
+        let (mut s, _) = start(&simple(), 4);
+        let name = || Event::Webhook {
+            images: vec!["reg.example/org/app".into()],
+        };
+        for ms in [10, 20, 30] {
+            assert!(
+                scans(&s.on(name(), at(ms))).is_empty(),
+                "one scan at a time"
+            );
+        }
+        let after = s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.1.0"),
+            },
+            at(40),
+        );
+        assert_eq!(scans(&after), vec![vec![0]], "exactly one more scan");
+    }
+
+    #[test]
+    fn a_change_while_the_target_runs_makes_one_more_run_afterwards() {
+        let (mut s, _) = started(&simple(), 4);
+        let change = |s: &mut Schedule, tag: &str, ms| {
+            s.on(
+                Event::Webhook {
+                    images: vec!["reg.example/org/app".into()],
+                },
+                at(ms),
+            );
+            s.on(
+                Event::Scanned {
+                    image: 0,
+                    scan: scan_ok("reg.example/org/app", "team-a:app", tag),
+                },
+                at(ms + 1),
+            )
+        };
+        // The start run is in flight: neither change starts a second one.
+        assert!(runs(&change(&mut s, "1.1.0", 10)).is_empty());
+        assert!(runs(&change(&mut s, "1.2.0", 20)).is_empty());
+        let after = s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(30),
+        );
+        assert_eq!(runs(&after), vec![(0, Reason::SelectionChanged)]);
+        let last = s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(40),
+        );
+        assert!(runs(&last).is_empty(), "nothing new: no third run");
+    }
+
+    #[test]
+    fn a_target_runs_only_for_the_policies_it_uses() {
+        let mut s = settled();
+        s.targets[0].policies = Some(BTreeSet::from(["team-z:other".to_string()]));
+        s.on(
+            Event::Webhook {
+                images: vec!["reg.example/org/app".into()],
+            },
+            at(1_000),
+        );
+        let after = s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.9.0"),
+            },
+            at(1_001),
+        );
+        assert!(after.iter().any(|c| matches!(c, Command::Changed { .. })));
+        assert!(runs(&after).is_empty());
+    }
+
+    #[test]
+    fn a_failed_scan_backs_off_doubling_within_its_interval_and_keeps_the_selection() {
+        let mut s = settled();
+        let mut now = 1_000;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            s.on(
+                Event::Webhook {
+                    images: vec!["reg.example/org/app".into()],
+                },
+                at(now),
+            );
+            let out = s.on(
+                Event::Scanned {
+                    image: 0,
+                    scan: scan_failed("reg.example/org/app", "team-a:app"),
+                },
+                at(now + 1),
+            );
+            assert!(!out.iter().any(|c| matches!(c, Command::Changed { .. })));
+            assert!(runs(&out).is_empty(), "a failed scan changes nothing");
+            let ImageState::Backoff { due } = s.images[0].state else {
+                panic!("{:?}", s.images[0].state);
+            };
+            waits.push((due.0 - (now + 1)) / S);
+            now = due.0;
+        }
+        // 10, 20, 40, 80, 160 s, then the 5-minute interval caps it (plus up to 10% jitter).
+        let expected = [10, 20, 40, 80, 160, 300, 300];
+        for (wait, want) in waits.iter().zip(expected) {
+            assert!((want..=want + want / 10).contains(wait), "{waits:?}");
+        }
+        assert_eq!(s.image_failures(0), 7);
+        assert_eq!(
+            s.selection_set()
+                .selections
+                .values()
+                .next()
+                .unwrap()
+                .to_string(),
+            "reg.example/org/app:1.1.0"
+        );
+        assert_eq!(
+            s.selection_set().failed(&"team-a:app".parse().unwrap()),
+            Some("registry down")
+        );
+        s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.1.0"),
+            },
+            at(now),
+        );
+        assert_eq!(s.image_failures(0), 0, "a good scan resets the count");
+    }
+
+    #[test]
+    fn a_restart_scans_only_what_is_due_and_keeps_its_selection() {
+        let config = simple();
+        let fingerprint = policy_fingerprint(&config.images[0]);
+        let scanned = at(0).wall_ms - 60 * S;
+        let snapshot = Snapshot {
+            images: BTreeMap::from([(
+                "team-a:app".to_string(),
+                ImageRecord {
+                    image: "reg.example/org/app".into(),
+                    policy: fingerprint,
+                    scanned_at: scanned,
+                    succeeded_at: Some(scanned),
+                    tags: Some(2),
+                    selected: Some("reg.example/org/app:1.1.0".into()),
+                    error: None,
+                },
+            )]),
+            ..Snapshot::default()
+        };
+        let mut s = Schedule::new(&config, &snapshot, 4, at(0), 7);
+        let first = s.on(Event::Tick, at(0));
+        assert!(
+            scans(&first).is_empty(),
+            "scanned a minute ago: due in four"
+        );
+        let run = first.iter().find_map(|c| match c {
+            Command::Run { selections, .. } => Some(selections.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            run.unwrap().selections.values().next().unwrap().to_string(),
+            "reg.example/org/app:1.1.0",
+            "the start run uses the stored selection"
+        );
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(10),
+        );
+        assert_eq!(s.next_wake(), Some(Mono(240 * S)));
+        assert_eq!(scans(&s.on(Event::Tick, at(240 * S))), vec![vec![0]]);
+        // An edited policy does not reuse the stored selection: it scans at once.
+        let edited = config_with_range("~1.2");
+        let mut s = Schedule::new(&edited, &snapshot, 4, at(0), 7);
+        assert_eq!(scans(&s.on(Event::Tick, at(0))), vec![vec![0]]);
+    }
+
+    fn config_with_range(range: &str) -> Config {
+        config(
+            &format!(
+                "  - {{ policy: 'team-a:app', image: reg.example/org/app, semver: '{range}' }}\n"
+            ),
+            "  - { name: prod, git: { url: 'file:///tmp/none' } }\n",
+        )
+    }
+
+    #[test]
+    fn a_target_with_a_schedule_delivers_only_at_its_times() {
+        let config = config(
+            "  - { policy: 'team-a:app', image: reg.example/org/app, semver: '^1', interval: 24h }\n",
+            "  - { name: prod, git: { url: 'file:///tmp/none' }, schedule: '0 0 * * *', interval: 24h }\n",
+        );
+        // 2023-11-14T22:13:20Z: the next midnight is 6400 s away.
+        let (mut s, first) = started(&config, 4);
+        assert!(
+            runs(&first).is_empty(),
+            "even the start-up run waits for the window"
+        );
+        let view = s.view(at(0));
+        assert_eq!(
+            view.targets[0].next_run.as_deref(),
+            Some("2023-11-15T00:00:00.000Z")
+        );
+        assert!(view.targets[0].pending);
+        assert_eq!(s.next_wake(), Some(Mono(6_400 * S)));
+        assert!(runs(&s.on(Event::Tick, at(6_399 * S))).is_empty());
+        assert_eq!(
+            runs(&s.on(Event::Tick, at(6_400 * S))),
+            vec![(0, Reason::Start)]
+        );
+    }
+
+    #[test]
+    fn a_failed_run_is_retried_after_a_backoff() {
+        let (mut s, _) = started(&simple(), 4);
+        let down = RunError::Forge(ForgeError::Status {
+            action: Action::ListPullRequests,
+            status: 502,
+            message: String::new(),
+        });
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&down),
+            },
+            at(1_000),
+        );
+        let view = s.view(at(1_000));
+        assert!(view.targets[0].pending);
+        assert_eq!(view.targets[0].failures, 1);
+        assert_eq!(view.targets[0].reason.as_deref(), Some("retry"));
+        let next = s.next_wake().unwrap().0;
+        assert!((11_000..=12_000).contains(&next), "{next}");
+        assert!(
+            runs(&s.on(Event::Tick, at(next - 1))).is_empty(),
+            "not before the backoff"
+        );
+        assert_eq!(runs(&s.on(Event::Tick, at(next))), vec![(0, Reason::Retry)]);
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&down),
+            },
+            at(next),
+        );
+        let second = s.next_wake().unwrap().0 - next;
+        assert!((20_000..=22_000).contains(&second), "doubles: {second}");
+    }
+
+    #[test]
+    fn a_rate_limit_waits_as_long_as_the_forge_asked() {
+        let (mut s, _) = started(&simple(), 4);
+        let limited = RunError::Forge(ForgeError::RateLimited {
+            action: Action::CreatePullRequest,
+            wait: Duration::from_secs(120),
+        });
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&limited),
+            },
+            at(0),
+        );
+        assert_eq!(s.next_wake(), Some(Mono(120 * S)));
+    }
+
+    #[test]
+    fn a_permanent_failure_stalls_until_something_changes() {
+        let (mut s, _) = started(&simple(), 4);
+        let foreign = RunError::ForeignCommits {
+            branch: "tagsmith/prod".into(),
+            commit: "abc".into(),
+        };
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&foreign),
+            },
+            at(0),
+        );
+        let view = s.view(at(0));
+        assert!(view.targets[0].stalled && !view.targets[0].pending);
+        // No backoff retry: the next wake is the image's scan or the target's 10-minute resync.
+        s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.0.0"),
+            },
+            at(5),
+        );
+        let out = s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&foreign),
+            },
+            at(10),
+        );
+        assert!(runs(&out).is_empty());
+        assert!(s.next_wake().unwrap() >= Mono(300 * S));
+        // A manual trigger runs it at once.
+        assert_eq!(
+            runs(&s.on(Event::Manual { target: 0 }, at(20))),
+            vec![(0, Reason::Manual)]
+        );
+    }
+
+    #[test]
+    fn a_partial_run_counts_as_failed_and_is_retried() {
+        let (mut s, _) = started(&simple(), 4);
+        let mut partial = done(&["team-a:app"]);
+        partial.file_errors = vec!["apps/a.yaml:3: syntax error; file not edited".into()];
+        partial.problems.clone_from(&partial.file_errors);
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: partial,
+            },
+            at(0),
+        );
+        let view = s.view(at(0));
+        let target = &view.targets[0];
+        assert_eq!(target.failures, 1);
+        assert!(target.pending);
+        assert!(
+            target.error.as_deref().unwrap().contains("apps/a.yaml:3"),
+            "{target:?}"
+        );
+        assert_eq!(
+            target.problems,
+            ["apps/a.yaml:3: syntax error; file not edited"]
+        );
+    }
+
+    #[test]
+    fn the_target_interval_resyncs_and_concurrency_is_bounded() {
+        let config = config(
+            "  - { policy: 'team-a:app', image: reg.example/org/app, semver: '^1' }\n",
+            "  - { name: a, git: { url: 'file:///tmp/none' }, interval: 10m }\n\
+             \x20 - { name: b, git: { url: 'file:///tmp/none' }, interval: 10m }\n",
+        );
+        let (mut s, first) = started(&config, 1);
+        assert_eq!(runs(&first), vec![(0, Reason::Start)], "one at a time");
+        let out = s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&[]),
+            },
+            at(10),
+        );
+        assert_eq!(runs(&out), vec![(1, Reason::Start)]);
+        s.on(
+            Event::Finished {
+                target: 1,
+                report: done(&[]),
+            },
+            at(20),
+        );
+        let mut now = 20;
+        let mut resynced = Vec::new();
+        while resynced.len() < 2 {
+            now = s.next_wake().unwrap().0;
+            for (target, reason) in runs(&s.on(Event::Tick, at(now))) {
+                assert_eq!(reason, Reason::Resync);
+                resynced.push(target);
+                s.on(
+                    Event::Finished {
+                        target,
+                        report: done(&[]),
+                    },
+                    at(now),
+                );
+            }
+            if now > 700 * S {
+                break;
+            }
+        }
+        resynced.sort_unstable();
+        assert_eq!(resynced, [0, 1]);
+        assert!((600 * S..=660 * S + 20).contains(&now), "{now}");
+    }
+
+    #[test]
+    fn marker_problems_are_announced_once_when_they_first_appear() {
+        let (mut s, _) = started(&simple(), 4);
+        let mut report = done(&["team-a:app"]);
+        report.problems = vec!["a.yaml:2: unknown policy team-x:y".into()];
+        let announced = |out: &[Command]| {
+            out.iter()
+                .filter_map(|c| match c {
+                    Command::NewProblems { problems, .. } => Some(problems.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = s.on(
+            Event::Finished {
+                target: 0,
+                report: report.clone(),
+            },
+            at(0),
+        );
+        assert_eq!(announced(&first), vec![report.problems.clone()]);
+        s.on(Event::Manual { target: 0 }, at(1));
+        let again = s.on(Event::Finished { target: 0, report }, at(2));
+        assert!(announced(&again).is_empty());
+        assert_eq!(s.view(at(2)).targets[0].problems.len(), 1);
+    }
+
+    #[test]
+    fn huge_intervals_and_waits_saturate_instead_of_overflowing() {
+        let mut config = simple();
+        config.images[0].interval = Duration::from_secs(u64::MAX);
+        config.targets[0].interval = Duration::from_secs(u64::MAX);
+        let (mut s, _) = started(&config, 4);
+        s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.1.0"),
+            },
+            at(1),
+        );
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(2),
+        );
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(3),
+        );
+        assert_eq!(s.next_wake(), Some(Mono(u64::MAX)));
+        let view = s.view(at(3));
+        assert_eq!(view.images[0].next_scan, None, "beyond any date");
+        let limited = RunError::Forge(ForgeError::RateLimited {
+            action: Action::CreatePullRequest,
+            wait: Duration::from_secs(u64::MAX),
+        });
+        s.on(Event::Manual { target: 0 }, at(4));
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&limited),
+            },
+            at(5),
+        );
+        s.on(Event::Tick, at(u64::MAX));
+    }
+
+    #[test]
+    fn failures_reach_status_and_a_failed_run_keeps_the_last_good_policies() {
+        let s = settled();
+        let view = s.view(at(400));
+        assert_eq!(view.targets[0].outcome.as_deref(), Some("unchanged"));
+        assert_eq!(
+            view.images[0].selected.as_deref(),
+            Some("reg.example/org/app:1.1.0")
+        );
+        let mut s = s;
+        s.on(Event::Manual { target: 0 }, at(500));
+        let out = s.on(
+            Event::Finished {
+                target: 0,
+                report: failed(&RunError::Panicked),
+            },
+            at(600),
+        );
+        let record = out.iter().find_map(|c| match c {
+            Command::Persist { targets, .. } => targets.first().cloned(),
+            _ => None,
+        });
+        let (_, record) = record.unwrap();
+        assert_eq!(record.outcome, "failed");
+        assert_eq!(record.policies, ["team-a:app"]);
+        assert!(matches!(
+            failed(&RunError::Panicked).outcome,
+            Outcome::Failed { .. }
+        ));
+    }
 }
