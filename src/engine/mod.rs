@@ -15,7 +15,7 @@ mod select;
 mod service;
 mod status;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
@@ -26,7 +26,10 @@ pub use self::message::render as render_message;
 pub use self::report::{
     ChangeReport, Outcome, PullRequestAction, Retry, RunError, TargetReport, Timings,
 };
-pub use self::run::{TargetRun, run_target, run_target_cached, save_cache};
+use self::run::log_finished;
+pub use self::run::{
+    TargetRun, run_target, run_target_cached, save_cache, scan_cache_file, workspace_dir,
+};
 pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
 pub use self::service::{Inputs, Service, ServiceOptions, serve};
 pub use self::status::{ImageStatus, StatusView, TargetStatus};
@@ -49,17 +52,6 @@ impl CycleReport {
     pub fn failed(&self) -> bool {
         self.images.iter().any(|i| i.failed) || self.targets.iter().any(TargetReport::is_failure)
     }
-}
-
-/// Where a target's workspace lives under the state directory.
-pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
-    state_dir.join("workspaces").join(target)
-}
-
-/// Where a target's scan cache lives under the state directory (beside, not inside, the
-/// workspaces, which hold only checkouts).
-pub fn scan_cache_file(state_dir: &Path, target: &str) -> PathBuf {
-    state_dir.join("cache").join(format!("{target}.scan"))
 }
 
 /// One full cycle over every target: what `tagsmith once` runs.
@@ -107,41 +99,5 @@ pub async fn run_once(
         scan_ms,
         images: set.reports.clone(),
         targets,
-    }
-}
-
-/// The one log line of a finished run: a delivered change at info, a failure at warn.
-pub(crate) fn log_finished(report: &TargetReport) {
-    let t = &report.timings;
-    let images: Vec<&str> = {
-        let mut news: Vec<&str> = report.changes.iter().map(|c| c.new.as_str()).collect();
-        news.sort_unstable();
-        news.dedup();
-        news
-    };
-    match &report.outcome {
-        Outcome::Failed { error } => tracing::warn!(%error, "target run failed"),
-        Outcome::Pushed { branch, commit } => {
-            tracing::info!(%branch, %commit, changes = report.changes.len(), images = %images.join(", "), push_attempts = report.push_attempts, "pushed")
-        }
-        Outcome::PullRequest {
-            number,
-            url,
-            action,
-            commit,
-            ..
-        } if action.wrote() => {
-            tracing::info!(number, %url, action = action.as_str(), %commit, changes = report.changes.len(), images = %images.join(", "), "pull request")
-        }
-        other => tracing::debug!(
-            outcome = other.label(),
-            changes = report.changes.len(),
-            sync_ms = t.sync_ms,
-            rewrite_ms = t.rewrite_ms,
-            "target run finished"
-        ),
-    }
-    if !report.file_errors.is_empty() {
-        tracing::warn!(files = report.file_errors.len(), errors = %report.file_errors.join("; "), "files could not be processed; they are left as they were");
     }
 }

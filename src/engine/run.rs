@@ -14,6 +14,17 @@ use crate::model::PolicyId;
 use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
 use crate::rewrite::{ProblemKind, ScanCache};
 
+/// Where a target's workspace lives under the state directory.
+pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("workspaces").join(target)
+}
+
+/// Where a target's scan cache lives under the state directory (beside, not inside, the
+/// workspaces, which hold only checkouts).
+pub fn scan_cache_file(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("cache").join(format!("{target}.scan"))
+}
+
 /// Pushes lost to a concurrent writer before giving up for this cycle.
 const MAX_PUSH_ATTEMPTS: u32 = 3;
 
@@ -22,7 +33,7 @@ const MAX_PUSH_ATTEMPTS: u32 = 3;
 pub struct TargetRun<'a> {
     pub target: &'a Target,
     pub workspace: PathBuf,
-    /// The target's scan cache file (see [`super::scan_cache_file`]).
+    /// The target's scan cache file (see [`scan_cache_file`]).
     pub cache_file: PathBuf,
     pub selections: &'a SelectionSet,
     pub dry_run: bool,
@@ -194,4 +205,40 @@ fn problems(selections: &SelectionSet, tree: &TreeReport) -> (Vec<String>, Vec<S
         all.push(text);
     }
     (all, errors)
+}
+
+/// The one log line of a finished run: a delivered change at info, a failure at warn.
+pub fn log_finished(report: &TargetReport) {
+    let t = &report.timings;
+    let images: Vec<&str> = {
+        let mut news: Vec<&str> = report.changes.iter().map(|c| c.new.as_str()).collect();
+        news.sort_unstable();
+        news.dedup();
+        news
+    };
+    match &report.outcome {
+        Outcome::Failed { error } => tracing::warn!(%error, "target run failed"),
+        Outcome::Pushed { branch, commit } => {
+            tracing::info!(%branch, %commit, changes = report.changes.len(), images = %images.join(", "), push_attempts = report.push_attempts, "pushed")
+        }
+        Outcome::PullRequest {
+            number,
+            url,
+            action,
+            commit,
+            ..
+        } if action.wrote() => {
+            tracing::info!(number, %url, action = action.as_str(), %commit, changes = report.changes.len(), images = %images.join(", "), "pull request")
+        }
+        other => tracing::debug!(
+            outcome = other.label(),
+            changes = report.changes.len(),
+            sync_ms = t.sync_ms,
+            rewrite_ms = t.rewrite_ms,
+            "target run finished"
+        ),
+    }
+    if !report.file_errors.is_empty() {
+        tracing::warn!(files = report.file_errors.len(), errors = %report.file_errors.join("; "), "files could not be processed; they are left as they were");
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::report::{Retry, TargetReport};
+use super::report::{Outcome, Retry, TargetReport};
 use super::select::{ImageReport, PolicyScan, SelectionSet};
 use super::status::{ImageStatus, StatusView, TargetStatus, timestamp};
 use crate::config::{Config, ImagePolicy, Schedule as Cron};
@@ -504,21 +504,9 @@ impl Schedule {
         let slot = &mut self.targets[i];
         slot.state = state;
         slot.failures = failures;
-        if !matches!(report.outcome, super::Outcome::Failed { .. }) {
+        if !matches!(report.outcome, Outcome::Failed { .. }) {
             slot.policies = Some(report.policies.iter().cloned().collect());
-            let fresh: Vec<String> = report
-                .problems
-                .iter()
-                .filter(|p| !slot.problems.contains(p))
-                .cloned()
-                .collect();
-            slot.problems.clone_from(&report.problems);
-            if !fresh.is_empty() {
-                self.out.push(Command::NewProblems {
-                    target: i,
-                    problems: fresh,
-                });
-            }
+            self.note_problems(i, &report.problems);
         }
         let slot = &mut self.targets[i];
         slot.record = Some(record.clone());
@@ -528,6 +516,23 @@ impl Schedule {
         });
         self.wait_for_window(i, now);
         self.dirty = true;
+    }
+
+    /// Keeps the target's problems; those not seen at its last run are announced.
+    fn note_problems(&mut self, i: usize, problems: &[String]) {
+        let slot = &mut self.targets[i];
+        let fresh: Vec<String> = problems
+            .iter()
+            .filter(|p| !slot.problems.contains(p))
+            .cloned()
+            .collect();
+        slot.problems = problems.to_vec();
+        if !fresh.is_empty() {
+            self.out.push(Command::NewProblems {
+                target: i,
+                problems: fresh,
+            });
+        }
     }
 
     fn after_failure(

@@ -11,11 +11,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
+use super::report::Outcome;
 use super::report::{RunError, TargetReport};
-use super::run::{TargetRun, run_target_cached, save_cache};
+use super::run::{
+    TargetRun, log_finished, run_target_cached, save_cache, scan_cache_file, workspace_dir,
+};
 use super::schedule::{Command, Event, Mono, Now, Reason, Schedule, millis};
 use super::select::{RepositoryScan, SelectionSet, scan_repository};
-use super::{log_finished, scan_cache_file, workspace_dir};
 use crate::config::{Config, ImagePolicy};
 use crate::metrics::{label, metrics};
 use crate::registry::Client;
@@ -412,7 +414,7 @@ fn count_run(name: &str, report: &TargetReport) {
     m.pushes
         .get_or_create(&label("result", "rejected"))
         .inc_by(rejected);
-    if let super::Outcome::PullRequest { action, .. } = &report.outcome {
+    if let Outcome::PullRequest { action, .. } = &report.outcome {
         m.pull_requests
             .get_or_create(&label("action", action.as_str()))
             .inc();
@@ -425,7 +427,7 @@ fn count_run(name: &str, report: &TargetReport) {
     m.file_errors
         .get_or_create(&label("target", name))
         .set(count(report.file_errors.len()));
-    if !matches!(report.outcome, super::Outcome::Failed { .. }) {
+    if !matches!(report.outcome, Outcome::Failed { .. }) {
         m.marker_problems
             .get_or_create(&label("target", name))
             .set(count(report.problems.len()));

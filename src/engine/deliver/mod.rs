@@ -1,5 +1,5 @@
 //! How a target's commit reaches its remote: pushed to a branch, or through a pull request.
-//! The run loop ([`super::run`]) drives one [`Delivery`]; each does only its own part.
+//! The run loop drives one [`Delivery`]; each does only its own part.
 
 mod pull_request;
 mod push;
