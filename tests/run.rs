@@ -302,3 +302,72 @@ fn a_huge_interval_is_refused_with_its_place_and_never_panics() {
         assert!(stderr.contains("interval"), "{command}: {stderr}");
     }
 }
+
+/// Issue 15: rejected Git credentials are classified by git2's error code as permanent: the
+/// target stalls (no backoff retries hammering the server) and `/status` says so.
+#[test]
+fn rejected_git_credentials_stall_the_target_instead_of_retrying() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let reg = registry.host.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = format!("image: {reg}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n");
+    bare_repo(tmp.path(), "manifests", &[("apps/app.yaml", &file)]);
+    let server = gitserver::GitHttpServer::start(tmp.path(), Some(("bot", "right")), None);
+    std::fs::write(tmp.path().join("wrong"), "wrong-password").unwrap();
+    let metrics = free_port();
+    let config = tmp.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: 1h }}\n\
+             targets:\n  - {{ name: prod, git: {{ url: '{}/manifests.git', branch: main, auth: {{ username: bot, passwordFile: wrong }} }} }}\n\
+             registries:\n  - {{ host: '{reg}', insecure: true }}\n\
+             server: {{ listen: '127.0.0.1:{}', metrics: '127.0.0.1:{metrics}' }}\n\
+             state: {{ dir: state }}\n",
+            server.base_url,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let log_path = tmp.path().join("run.log");
+    let _service = Service(
+        Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+            .args(["run", "-c", config.to_str().unwrap()])
+            .env("HOME", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = || -> serde_json::Value {
+        runtime.block_on(async {
+            match reqwest::get(format!("http://127.0.0.1:{metrics}/status")).await {
+                Ok(r) => {
+                    serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default()
+                }
+                Err(_) => serde_json::Value::Null,
+            }
+        })
+    };
+    wait_until(
+        "the failed run",
+        Duration::from_secs(60),
+        || status()["targets"][0]["outcome"] == "failed",
+        log,
+    );
+    let status = status();
+    let target = &status["targets"][0];
+    assert_eq!(target["stalled"], true, "{status}");
+    assert_eq!(target["pending"], false, "no backoff retry: {status}");
+    assert!(
+        target["error"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{status}"
+    );
+    assert!(!log().contains("wrong-password"));
+}

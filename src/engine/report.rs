@@ -335,6 +335,35 @@ mod tests {
     }
 
     #[test]
+    fn git_failures_are_classified_by_git2_code_not_message() {
+        use crate::git::Cause;
+        let auth = git2::Error::new(
+            git2::ErrorCode::Auth,
+            git2::ErrorClass::Http,
+            "401 Not Found",
+        );
+        assert_eq!(Cause::of(&auth), Cause::Rejected);
+        let cert = git2::Error::new(git2::ErrorCode::Certificate, git2::ErrorClass::Ssh, "x");
+        assert_eq!(Cause::of(&cert), Cause::Rejected);
+        // A message that reads like an auth failure is not one.
+        let net = git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Net,
+            "authentication server unreachable (403 in the message)",
+        );
+        assert_eq!(Cause::of(&net), Cause::Other);
+        let fetch = |cause| {
+            RunError::Git(GitError::Fetch {
+                url: "https://git.example/m.git".into(),
+                message: "x".into(),
+                cause,
+            })
+        };
+        assert_eq!(fetch(Cause::Rejected).retry(), Retry::Stalled);
+        assert_eq!(fetch(Cause::Other).retry(), Retry::Backoff);
+    }
+
+    #[test]
     fn file_errors_make_a_partial_run_that_counts_as_failed() {
         let mut report = TargetReport::new("prod");
         assert!(!report.is_failure());

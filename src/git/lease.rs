@@ -8,7 +8,7 @@ use git2::Oid;
 
 use super::auth::callbacks;
 use super::workspace::Synced;
-use super::{GitError, PushOutcome, Workspace, message};
+use super::{Cause, GitError, PushOutcome, Workspace, failure, message};
 use crate::config::Author;
 
 const LEASE_REF: &str = "refs/tagsmith/lease";
@@ -75,14 +75,15 @@ impl Workspace {
         branch: &str,
         expected: Option<Oid>,
     ) -> Result<PushOutcome, GitError> {
-        let push_err = |m: String| GitError::Push {
+        let push_err = |(message, cause): (String, Cause)| GitError::Push {
             url: self.url.clone(),
             branch: branch.to_string(),
-            message: m,
+            message,
+            cause,
         };
         self.repo
             .reference(LEASE_REF, commit, true, "tagsmith lease push")
-            .map_err(|e| push_err(message(&e)))?;
+            .map_err(|e| push_err(failure(&e, None)))?;
         let dst = format!("refs/heads/{branch}");
         let attempts = Cell::new(0);
         let lease_broken = Cell::new(false);
@@ -104,7 +105,7 @@ impl Workspace {
         let refspec = format!("+{LEASE_REF}:{dst}");
         let (result, rejected) = self
             .push_refspec(&refspec, cbs)
-            .map_err(|e| push_err(message(&e)))?;
+            .map_err(|e| push_err(failure(&e, None)))?;
         if lease_broken.get() {
             return Err(GitError::NonFastForward {
                 url: self.url.clone(),
@@ -113,7 +114,7 @@ impl Workspace {
         }
         let failure = match (result, rejected) {
             (Ok(()), None) => None,
-            (Err(e), _) => Some(push_err(message(&e))),
+            (Err(e), _) => Some(push_err(failure(&e, None))),
             (Ok(()), Some(status)) => Some(GitError::PushRejected {
                 url: self.url.clone(),
                 branch: branch.to_string(),
