@@ -4,7 +4,7 @@
 //! threads; state store writes go to a writer thread, in order, never on the async threads.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -103,8 +103,8 @@ struct Driver {
     epoch: Instant,
     scans: JoinSet<(Vec<usize>, RepositoryScan)>,
     runs: JoinSet<(usize, TargetReport)>,
-    /// Per target, loaded at its first run.
-    caches: Vec<Option<Arc<ScanCache>>>,
+    /// Per target, loaded (on the run's blocking thread) at its first run.
+    caches: Vec<Arc<OnceLock<ScanCache>>>,
     writer: Writer,
     status: watch::Sender<String>,
 }
@@ -182,7 +182,7 @@ impl Driver {
             fastrand::u64(..),
         );
         Self {
-            caches: vec![None; config.targets.len()],
+            caches: (0..config.targets.len()).map(|_| Arc::default()).collect(),
             writer: Writer::start(Arc::clone(&store)),
             config,
             client,
@@ -337,14 +337,13 @@ impl Driver {
         let workspace = workspace_dir(&self.options.state_dir, &name);
         let cache_file = scan_cache_file(&self.options.state_dir, &name);
         // Each target's scan cache stays in memory between runs (one run at a time uses it).
-        let cache = Arc::clone(
-            self.caches[i].get_or_insert_with(|| Arc::new(ScanCache::load(&cache_file))),
-        );
+        let cache = Arc::clone(&self.caches[i]);
         let span = tracing::info_span!("target", target = %name, reason = reason.as_str());
         self.runs.spawn_blocking(move || {
             let _entered = span.enter();
             // A panic must not leave the target marked as running forever.
             let run = std::panic::AssertUnwindSafe(|| {
+                let cache = cache.get_or_init(|| ScanCache::load(&cache_file));
                 let run = TargetRun {
                     target: &config.targets[i],
                     workspace,
@@ -352,8 +351,8 @@ impl Driver {
                     selections: &selections,
                     dry_run: false,
                 };
-                let report = run_target_cached(&run, &cache);
-                save_cache(&run, &cache);
+                let report = run_target_cached(&run, cache);
+                save_cache(&run, cache);
                 report
             });
             let report = std::panic::catch_unwind(run)
