@@ -146,7 +146,7 @@ impl TargetReport {
 
     pub fn fail(&mut self, error: &RunError) {
         self.outcome = Outcome::Failed {
-            error: error.to_string(),
+            error: chain(error),
         };
         self.retry = error.retry();
     }
@@ -241,7 +241,7 @@ pub enum RunError {
     Git(#[from] GitError),
     #[error(transparent)]
     Forge(#[from] ForgeError),
-    #[error("cannot read the checkout: {0}")]
+    #[error(transparent)]
     Rewrite(#[from] WalkError),
     #[error(
         "branch {branch} holds commits tagsmith did not write (head {commit}); not overwriting them: merge or close the pull request, or delete the branch"

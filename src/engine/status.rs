@@ -1,5 +1,5 @@
 //! What `/status` shows: per image the last scan and selection, per target the last run and
-//! the next. Plain data, built by the service and serialised as JSON.
+//! the next. Plain data, built by the schedule from its state and serialised as JSON.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
