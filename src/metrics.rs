@@ -43,6 +43,16 @@ pub struct Metrics {
     pub targets_pending: Gauge<i64>,
     /// Unix time of the last completed scan of all due images.
     pub last_scan_time: Gauge<f64, AtomicU64>,
+    /// Per policy: Unix time of its last successful scan (alert when it grows old).
+    pub policy_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Per policy: scans failed in a row (a failed digest lookup counts).
+    pub policy_failures: Family<Labels, Gauge<i64>>,
+    /// Per target: files its last run could not process (syntax error, failed write, ...).
+    pub file_errors: Family<Labels, Gauge<i64>>,
+    /// Per target: marker problems its last run found (unknown policy, near miss, tenancy, ...).
+    pub marker_problems: Family<Labels, Gauge<i64>>,
+    /// Always 1, labelled with the version.
+    pub build_info: Family<Labels, Gauge<i64>>,
 }
 
 impl Metrics {
@@ -108,6 +118,39 @@ impl Metrics {
             "Unix time of the last completed scan",
             last_scan_time.clone(),
         );
+        let policy_last_success = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "policy_last_success_timestamp_seconds",
+            "Unix time of each policy's last successful scan",
+            policy_last_success.clone(),
+        );
+        let policy_failures = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "policy_consecutive_failures",
+            "Scans of each policy's image failed in a row",
+            policy_failures.clone(),
+        );
+        let file_errors = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "target_file_errors",
+            "Files the target's last run could not process",
+            file_errors.clone(),
+        );
+        let marker_problems = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "target_marker_problems",
+            "Marker problems the target's last run found",
+            marker_problems.clone(),
+        );
+        let build_info = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the version in a label",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
+            .set(1);
         Self {
             registry,
             scans,
@@ -122,6 +165,11 @@ impl Metrics {
             queue_depth,
             targets_pending,
             last_scan_time,
+            policy_last_success,
+            policy_failures,
+            file_errors,
+            marker_problems,
+            build_info,
         }
     }
 
@@ -169,5 +217,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE tagsmith_scan_duration_seconds histogram"));
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.contains(&format!("tagsmith_build_info{{version=\"{version}\"}} 1")),
+            "{text}"
+        );
     }
 }

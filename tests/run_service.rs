@@ -2,8 +2,11 @@
 //! remotes: the registry's own notifications alone bring a new tag to Git, webhook floods
 //! coalesce, a restart keeps its state and pushes nothing again, a corrupt state file is
 //! rebuilt, a registry outage backs off and recovers without a duplicate commit, a target
-//! outside its schedule waits, a failed run is retried after a backoff, and SIGTERM during a
-//! push lets the push finish. `/metrics` and `/status` are read the way an operator would.
+//! outside its schedule waits, a failed run is retried after a backoff, SIGTERM during a
+//! push lets the push finish, a registry that never answers holds up only its own images, a
+//! dead scheduler fails the probes and the process, and files that cannot be processed are
+//! visible and retried. `/metrics` and `/status` are read the way an operator would. The
+//! scheduling rules themselves are tested without IO in `src/engine/schedule.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -77,15 +80,33 @@ fn start_with(
     port: u16,
 ) -> Service {
     let reg = &registry.host;
+    let images = format!(
+        "  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: {interval} }}\n"
+    );
+    let targets =
+        format!("  - {{ name: prod, git: {{ url: '{git_url}', branch: main }}{target_extra} }}\n");
+    let registries = format!("  - {{ host: '{reg}', insecure: true }}\n");
+    launch(dir, &images, &targets, &registries, port, &[])
+}
+
+/// Writes a config with these `images:`, `targets:` and `registries:` entries (YAML list
+/// items), the server on `port` and its metrics on a free port, and starts the service with
+/// `env` added; the state lives in `dir/state`.
+fn launch(
+    dir: &Path,
+    images: &str,
+    targets: &str,
+    registries: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Service {
     std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
     let metrics_port = free_port();
     let config = dir.join("tagsmith.yaml");
     std::fs::write(
         &config,
         format!(
-            "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: {interval} }}\n\
-             targets:\n  - {{ name: prod, git: {{ url: '{git_url}', branch: main }}{target_extra} }}\n\
-             registries:\n  - {{ host: '{reg}', insecure: true }}\n\
+            "images:\n{images}targets:\n{targets}registries:\n{registries}\
              server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
              receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
              \x20 - {{ name: registry, type: distribution, secretFile: hook-token }}\n\
@@ -98,6 +119,7 @@ fn start_with(
         .args(["run", "-c", config.to_str().unwrap(), "--log", "info"])
         .env("HOME", "/nonexistent")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -228,8 +250,15 @@ fn a_flood_of_webhooks_for_one_image_makes_a_handful_of_runs_and_one_commit() {
     service.wait_until("the webhooks' commit", Duration::from_secs(60), || {
         show(&bare, "main", APP).contains("org/app:1.2.0")
     });
-    // Stragglers of the flood, if any, get their chance to run.
-    std::thread::sleep(Duration::from_secs(2));
+    // Stragglers of the flood, if any, get their chance to run: the queue drains and the
+    // target settles.
+    service.wait_until("the flood to drain", Duration::from_secs(60), || {
+        let status = service.status();
+        let target = &status["targets"][0];
+        service.metric("tagsmith_queue_depth", &[]) == 0.0
+            && target["running"] == false
+            && target["pending"] == false
+    });
     assert_eq!(count_commits(&bare, "main"), 3, "one commit for the flood");
     let runs = service.metric("tagsmith_target_runs_total", &["target=\"prod\""]) - runs_before;
     assert!(
@@ -376,7 +405,11 @@ fn a_registry_outage_backs_off_and_recovers_with_one_commit() {
         show(&bare, "main", APP).contains("org/app:1.2.0")
     });
     // Several more scans succeed; none of them commits again.
-    std::thread::sleep(Duration::from_secs(5));
+    let good = service.metric("tagsmith_scans_total", &["result=\"ok\""]);
+    service.wait_until("two more good scans", Duration::from_secs(60), || {
+        service.metric("tagsmith_scans_total", &["result=\"ok\""]) >= good + 2.0
+            && service.status()["targets"][0]["running"] == false
+    });
     assert_eq!(count_commits(&bare, "main"), 3);
     assert_eq!(service.status()["images"][0]["failures"], 0);
     assert_eq!(service.stop(), Some(0));
@@ -435,7 +468,7 @@ fn a_target_outside_its_schedule_waits_with_its_changes() {
             .as_str()
             .is_some_and(|s| s.ends_with("org/app:1.1.0"))
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // The start-up run would have been launched before the scan finished.
     let status = service.status();
     let target = &status["targets"][0];
     assert_eq!(target["pending"], true, "{status}");
@@ -518,6 +551,180 @@ fn a_failed_target_run_is_retried_after_a_backoff() {
         service.metric("tagsmith_target_runs_total", &["outcome=\"failed\""]),
         1.0,
         "no retry before the backoff"
+    );
+    assert_eq!(service.stop(), Some(0));
+}
+
+/// A registry that takes connections and never answers (issue 13.7).
+fn black_hole() -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().flatten() {
+            open.push(stream);
+        }
+    });
+    (host, held)
+}
+
+#[test]
+fn a_registry_that_never_answers_delays_only_its_own_images() {
+    let (registry, tmp, bare, url) = seeded();
+    let (slow, _held) = black_hole();
+    let reg = &registry.host;
+    let images = format!(
+        "  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: 1h }}\n\
+         \x20 - {{ policy: 'team-b:stuck', image: '{slow}/org/stuck', semver: '^1', interval: 1h }}\n"
+    );
+    let targets = format!("  - {{ name: prod, git: {{ url: '{url}', branch: main }} }}\n");
+    let registries = format!(
+        "  - {{ host: '{reg}', insecure: true }}\n  - {{ host: '{slow}', insecure: true }}\n"
+    );
+    let mut service = launch(tmp.path(), &images, &targets, &registries, free_port(), &[]);
+    // The stuck registry's requests time out after 30 s; the healthy image does not wait.
+    service.wait_until("the first commit", Duration::from_secs(20), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    push(&registry, &["1.2.0"]);
+    let started = Instant::now();
+    let image = format!("{reg}/org/app");
+    assert_eq!(
+        service.post(service.metrics_port, &format!("/scan?image={image}")),
+        202
+    );
+    service.wait_until("the webhook's commit", Duration::from_secs(20), || {
+        show(&bare, "main", APP).contains("org/app:1.2.0")
+    });
+    let status = service.status();
+    assert!(
+        status["images"][1]["lastScan"].is_null(),
+        "the stuck image's scan was still in flight: {status}"
+    );
+    eprintln!(
+        "webhook to commit with a stuck registry: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(service.stop(), Some(0));
+}
+
+#[test]
+fn a_dead_scheduler_fails_the_probes_and_exits_non_zero() {
+    let (registry, tmp, _bare, url) = seeded();
+    let reg = &registry.host;
+    let images = format!(
+        "  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: 1h }}\n"
+    );
+    let targets = format!("  - {{ name: prod, git: {{ url: '{url}', branch: main }} }}\n");
+    let registries = format!("  - {{ host: '{reg}', insecure: true }}\n");
+    let port = free_port();
+    let mut service = launch(
+        tmp.path(),
+        &images,
+        &targets,
+        &registries,
+        port,
+        &[("TAGSMITH_FAULT", "scheduler")],
+    );
+    assert_eq!(service.get(port, "/healthz").0, 200);
+    // The injected fault: the scheduler task panics on its next webhook.
+    assert_eq!(service.post(service.metrics_port, "/scan"), 202);
+    let mut saw = Vec::new();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = service.child.try_wait().unwrap() {
+            break status.code();
+        }
+        saw.push((
+            service.get(port, "/healthz").0,
+            service.get(port, "/readyz").0,
+        ));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still running with a dead scheduler; log:\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = service.log();
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        saw.contains(&(503, 503)),
+        "the probes failed before exit: {saw:?}"
+    );
+    assert!(log.contains("an essential task ended"), "{log}");
+    assert!(log.contains("scheduler"), "{log}");
+}
+
+#[test]
+fn files_that_cannot_be_processed_and_marker_problems_are_visible_and_retried() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.1.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = "a: [unclosed # {\"$imagepolicy\": \"team-a:app\"}\n";
+    let unknown = format!(
+        "image: {}/org/x:1 # {{\"$imagepolicy\": \"team-x:nope\"}}\n",
+        registry.host
+    );
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[
+            (APP, &manifest(&registry)),
+            ("apps/broken.yaml", broken),
+            ("apps/unknown.yaml", &unknown),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let mut service = start(tmp.path(), &registry, &url, "1h");
+    // The good file is delivered; the broken one stays as it was.
+    service.wait_until("the good file's commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    service.wait_until("the partial run's record", Duration::from_secs(60), || {
+        let status = service.status();
+        status["targets"][0]["running"] == false
+            && status["targets"][0]["failures"].as_u64() >= Some(1)
+    });
+    assert_eq!(show(&bare, "main", "apps/broken.yaml"), broken);
+    let status = service.status();
+    let target = &status["targets"][0];
+    assert_eq!(target["pending"], true, "retried with backoff: {status}");
+    assert!(
+        target["error"]
+            .as_str()
+            .unwrap()
+            .contains("apps/broken.yaml:1"),
+        "{status}"
+    );
+    let problems: Vec<&str> = target["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("apps/unknown.yaml:1:") && p.contains("team-x:nope")),
+        "{status}"
+    );
+    assert_eq!(
+        service.metric("tagsmith_target_file_errors", &["target=\"prod\""]),
+        1.0
+    );
+    assert!(service.metric("tagsmith_target_marker_problems", &["target=\"prod\""]) >= 2.0);
+    let log = service.log();
+    assert!(log.contains("files could not be processed"), "{log}");
+    assert_eq!(
+        log.matches("marker problem").count(),
+        problems.len(),
+        "each problem is announced once: {log}"
+    );
+    assert!(log.contains("WARN"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file: {log}"
     );
     assert_eq!(service.stop(), Some(0));
 }

@@ -975,7 +975,14 @@ async fn the_admin_port_answers_503_past_its_own_connection_cap() {
     let addr = listener.local_addr().unwrap().to_string();
     let (_status, view) = tokio::sync::watch::channel(String::from("{\"ok\":true}"));
     let (queue, _requests) = mpsc::channel(1);
-    let router = admin::router(view, queue, vec![image("acme/web")]);
+    let (runs, _run_requests) = mpsc::channel(1);
+    let router = admin::router(admin::Handles {
+        status: view,
+        queue,
+        images: vec![image("acme/web")],
+        runs,
+        targets: vec!["prod".into()],
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(admin::serve(router, listener, async {
         let _ = stopped.await;

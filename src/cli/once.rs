@@ -123,6 +123,12 @@ fn print_text(report: &CycleReport) {
         for problem in &target.problems {
             println!("  problem: {problem}");
         }
+        if !target.file_errors.is_empty() {
+            println!(
+                "  failed: {} file(s) could not be processed and were left as they were",
+                target.file_errors.len()
+            );
+        }
         if let Outcome::WouldCommit { diff } = &target.outcome {
             print!("{diff}");
         }

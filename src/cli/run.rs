@@ -12,14 +12,16 @@ use tokio::sync::{mpsc, watch};
 
 use super::Status;
 use crate::config::Config;
-use crate::engine::{Service, ServiceOptions, serve};
+use crate::engine::{Inputs, Service, ServiceOptions, serve};
 use crate::metrics::metrics;
 use crate::registry::{Client, Options};
-use crate::server::{Observer, Readiness, Server, admin, bind};
+use crate::server::{Observer, Readiness, Server, ServerError, admin, bind};
 use crate::state::{StateDirLock, Store};
 
 /// Webhook events waiting for the scheduler; a full queue answers 503 with Retry-After.
 const QUEUE: usize = 1024;
+/// How long `/healthz` and `/readyz` answer 503 after an essential task ended, before exit.
+const BROKEN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -82,11 +84,17 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
     let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let http = tokio::spawn(server.serve(listener, stop_signal(stopped.clone())));
+    let mut http = tokio::spawn(server.serve(listener, stop_signal(stopped.clone())));
     let (status, status_view) = watch::channel(String::from("{}"));
-    let admin = admin_listener.map(|listener| {
-        let images = config.images.iter().map(|i| i.image.clone()).collect();
-        let router = admin::router(status_view, queue.clone(), images);
+    let (runs, run_requests) = mpsc::channel(QUEUE);
+    let mut admin = admin_listener.map(|listener| {
+        let router = admin::router(admin::Handles {
+            status: status_view,
+            queue: queue.clone(),
+            images: config.images.iter().map(|i| i.image.clone()).collect(),
+            runs,
+            targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+        });
         tokio::spawn(admin::serve(router, listener, stop_signal(stopped.clone())))
     });
     drop(queue);
@@ -94,18 +102,61 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
         config: Arc::clone(&config),
         client: Arc::new(Client::new(config.registries.clone(), Options::default())),
         options: ServiceOptions {
-            state_dir,
+            state_dir: state_dir.clone(),
             target_concurrency: args.concurrency,
             shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
         },
         store: Arc::new(opened.store),
         snapshot: opened.snapshot,
     };
-    let scheduler = tokio::spawn(serve(service, requests, stopped, status));
+    let inputs = Inputs {
+        requests,
+        runs: run_requests,
+        shutdown: stopped,
+    };
+    let mut scheduler = tokio::spawn(serve(service, inputs, status));
     readiness.set(true);
-    tracing::info!(images = config.images.len(), targets = config.targets.len(), listen = %config.server.listen, "tagsmith run started");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %args.config.display(),
+        images = config.images.len(),
+        targets = config.targets.len(),
+        receivers = config.receivers.len(),
+        listen = %config.server.listen,
+        metrics = %config.server.metrics.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        state_dir = %state_dir.display(),
+        concurrency = args.concurrency,
+        "tagsmith run started"
+    );
 
-    wait_for_signal().await?;
+    // Every task is essential: one that ends before we are told to stop leaves a service that
+    // would answer probes while doing nothing, so the process says so and exits instead.
+    let admin_ended = async {
+        match admin.as_mut() {
+            Some(task) => ended(task.await),
+            None => std::future::pending().await,
+        }
+    };
+    let died = tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            None
+        }
+        joined = &mut scheduler => Some(("scheduler", match joined {
+            Ok(()) => "it returned".to_string(),
+            Err(e) => panic_text(e),
+        })),
+        joined = &mut http => Some(("webhook server", ended(joined))),
+        why = admin_ended => Some(("metrics server", why)),
+    };
+    if let Some((task, why)) = died {
+        readiness.set_broken();
+        tracing::error!(task, reason = %why, "an essential task ended; /healthz and /readyz fail; exiting");
+        // Long enough for a probe to see it; the exit is what restarts us.
+        tokio::time::sleep(BROKEN_GRACE).await;
+        let _ = stop.send(true);
+        anyhow::bail!("the {task} stopped unexpectedly: {why}");
+    }
     tracing::info!("signal received: stopping (a second signal exits at once)");
     readiness.set(false);
     let _ = stop.send(true);
@@ -127,6 +178,29 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Why a server task ended.
+fn ended(joined: Result<Result<(), ServerError>, tokio::task::JoinError>) -> String {
+    match joined {
+        Ok(Ok(())) => "it returned".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => panic_text(e),
+    }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .map_or_else(
+                || "it panicked".to_string(),
+                |m| format!("it panicked: {m}"),
+            ),
+        Err(e) => e.to_string(),
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -29,6 +29,8 @@ pub use crate::secret::Secret;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often `tagsmith run` re-reads a target's repository when nothing else triggers it.
 pub const DEFAULT_TARGET_INTERVAL: Duration = Duration::from_secs(600);
+/// The longest `interval` accepted (images and targets).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const DEFAULT_BRANCH: &str = "main";
 
 #[derive(Debug, Error)]
@@ -553,6 +555,11 @@ impl<'a> Validator<'a> {
             return Some(default);
         };
         match duration::parse(&raw.value) {
+            Ok(d) if d > MAX_INTERVAL => {
+                // Waits are computed on clocks that cannot hold arbitrary durations.
+                self.problem(raw, "interval must be at most 365d");
+                None
+            }
             Ok(d) if d >= Duration::from_secs(1) => Some(d),
             Ok(_) => {
                 self.problem(raw, "interval must be at least 1s");

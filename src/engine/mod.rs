@@ -1,28 +1,38 @@
-//! Sequencing: the only place IO steps meet. A cycle scans and selects every image, then runs
-//! each target (sync, rewrite, commit, push) with bounded concurrency.
+//! Sequencing: the only place IO steps meet. `once` scans and selects every image, then runs
+//! each target (sync, rewrite, commit, deliver) with bounded concurrency; `run` does the same
+//! on a schedule ([`schedule`] decides, [`service`] carries it out).
+//!
+//! Layers, each importing only those below it: `service` -> `schedule` -> `report`, and
+//! `service`/`once` -> `run` -> `deliver` -> `report`; `select` and `message` import nothing
+//! of the engine.
 
+mod deliver;
 mod message;
-mod pull_request;
+mod report;
+mod run;
+mod schedule;
 mod select;
 mod service;
 mod status;
-mod target;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
+pub use self::deliver::body as pull_request_body;
 pub use self::message::render as render_message;
-pub use self::pull_request::{DeliveryError, PullRequestAction, body as pull_request_body};
-pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
-pub use self::service::{Service, ServiceOptions, serve};
-pub use self::status::{ImageStatus, StatusView, TargetStatus};
-pub use self::target::{
-    ChangeReport, Outcome, TargetReport, TargetRun, Timings, run_target, run_target_cached,
-    save_cache,
+pub use self::report::{
+    ChangeReport, Outcome, PullRequestAction, Retry, RunError, TargetReport, Timings,
 };
+use self::run::log_finished;
+pub use self::run::{
+    TargetRun, run_target, run_target_cached, save_cache, scan_cache_file, workspace_dir,
+};
+pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
+pub use self::service::{Inputs, Service, ServiceOptions, serve};
+pub use self::status::{ImageStatus, StatusView, TargetStatus};
 use crate::config::Config;
 use crate::registry::Client;
 
@@ -38,25 +48,10 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// A scan, lookup or target failed (as opposed to "nothing to do").
+    /// A scan, lookup, target or file failed (as opposed to "nothing to do").
     pub fn failed(&self) -> bool {
-        self.images.iter().any(|i| i.tags.is_none())
-            || self
-                .targets
-                .iter()
-                .any(|t| matches!(t.outcome, Outcome::Failed { .. }))
+        self.images.iter().any(|i| i.failed) || self.targets.iter().any(TargetReport::is_failure)
     }
-}
-
-/// Where a target's workspace lives under the state directory.
-pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
-    state_dir.join("workspaces").join(target)
-}
-
-/// Where a target's scan cache lives under the state directory (beside, not inside, the
-/// workspaces, which hold only checkouts).
-pub fn scan_cache_file(state_dir: &Path, target: &str) -> PathBuf {
-    state_dir.join("cache").join(format!("{target}.scan"))
 }
 
 /// One full cycle over every target: what `tagsmith once` runs.
@@ -72,33 +67,31 @@ pub async fn run_once(
     let jobs = (0..config.targets.len()).map(|i| {
         let config = Arc::clone(&config);
         let set = Arc::clone(&set);
-        let workspace = workspace_dir(state_dir, &config.targets[i].name);
-        let cache_file = scan_cache_file(state_dir, &config.targets[i].name);
-        tokio::task::spawn_blocking(move || {
-            run_target(&TargetRun {
-                target: &config.targets[i],
-                workspace,
-                cache_file,
-                selections: &set,
-                dry_run,
+        let name = config.targets[i].name.clone();
+        let workspace = workspace_dir(state_dir, &name);
+        let cache_file = scan_cache_file(state_dir, &name);
+        let span = tracing::info_span!("target", target = %name, reason = "once");
+        let joined = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let report = run_target(&TargetRun {
+                    target: &config.targets[i],
+                    workspace,
+                    cache_file,
+                    selections: &set,
+                    dry_run,
+                });
+                log_finished(&report);
+                report
             })
-        })
+        });
+        async move {
+            joined
+                .await
+                .unwrap_or_else(|_| TargetReport::failed(&name, &RunError::Panicked))
+        }
     });
     let mut targets: Vec<TargetReport> = futures_util::stream::iter(jobs)
         .buffered(TARGET_CONCURRENCY)
-        .map(|joined| {
-            joined.unwrap_or_else(|e| TargetReport {
-                target: "?".into(),
-                outcome: Outcome::Failed {
-                    error: format!("target task panicked: {e}"),
-                },
-                changes: Vec::new(),
-                problems: Vec::new(),
-                push_attempts: 0,
-                timings: Timings::default(),
-                policies: Vec::new(),
-            })
-        })
         .collect()
         .await;
     targets.sort_by(|a, b| a.target.cmp(&b.target));

@@ -1,10 +1,15 @@
-//! Scan every configured image and run its policy: the selections a cycle rewrites with.
+//! Scan images and run their policies: the selections a run rewrites with. A repository is
+//! listed once however many policies watch it, and each repository is scanned on its own, so
+//! a slow registry delays only its own images. A failed tag listing and a failed digest lookup
+//! are both a failed scan of that image: no selection comes of it.
 
 use std::collections::BTreeMap;
 
+use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::config::{Config, DigestMode, ImagePolicy};
+use crate::metrics::{label, metrics};
 use crate::model::{ImageName, ImageRef, PolicyId, Tag};
 use crate::registry::Client;
 
@@ -13,12 +18,17 @@ use crate::registry::Client;
 pub struct ImageReport {
     pub policy: String,
     pub image: String,
-    /// Tags the registry listed, when the scan worked.
+    /// Tags the registry listed, when the listing worked.
     pub tags: Option<usize>,
     /// The full new reference, when a tag was selected.
     pub selected: Option<String>,
     /// Why there is no selection: a failed scan or digest lookup, or nothing acceptable.
     pub error: Option<String>,
+    /// The scan failed (listing or digest lookup), as opposed to finding nothing acceptable.
+    pub failed: bool,
+    /// A failed scan may work when tried again later.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 /// Selections by policy, plus a report per image.
@@ -33,9 +43,7 @@ pub struct SelectionSet {
 impl SelectionSet {
     /// A failed scan or lookup, as opposed to a scan that found nothing acceptable.
     pub fn has_failures(&self) -> bool {
-        self.reports
-            .iter()
-            .any(|r| r.error.is_some() && r.tags.is_none())
+        self.reports.iter().any(|r| r.failed)
     }
 
     pub fn failed(&self, policy: &PolicyId) -> Option<&str> {
@@ -47,63 +55,117 @@ impl SelectionSet {
     }
 }
 
-/// Scans all images (bounded concurrency inside the client), selects, and resolves digests
-/// where the policy asks for them. A failed scan gives no selection: markers stay as they are.
+/// One repository's scan: its tags (listed once) and what each policy watching it selected.
+#[derive(Debug, Clone)]
+pub struct RepositoryScan {
+    pub image: ImageName,
+    pub tags: Option<Vec<Tag>>,
+    /// In the order of the policies given.
+    pub policies: Vec<PolicyScan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyScan {
+    pub report: ImageReport,
+    pub selection: Option<ImageRef>,
+}
+
+/// Scans all images and selects; see [`select_images`].
 pub async fn select_all(config: &Config, client: &Client) -> SelectionSet {
     let all: Vec<&ImagePolicy> = config.images.iter().collect();
     select_images(&all, client).await
 }
 
-/// [`select_all`] for some of the images (the ones due for a scan).
+/// Scans `images` (each repository once, at most the client's scan concurrency at a time),
+/// selects, and resolves digests where a policy asks for them.
 pub async fn select_images(images: &[&ImagePolicy], client: &Client) -> SelectionSet {
-    // The same repository may back several policies: list its tags once.
-    let mut unique: Vec<_> = images.iter().map(|i| i.image.clone()).collect();
-    unique.sort();
-    unique.dedup();
-    let scans: BTreeMap<_, _> = client.scan_all(&unique).await.into_iter().collect();
-
-    let mut set = SelectionSet::default();
+    let mut groups: BTreeMap<ImageName, Vec<&ImagePolicy>> = BTreeMap::new();
     for image in images {
-        let report = match scans.get(&image.image) {
-            Some(Ok(tags)) => select_one(image, tags, client, &mut set.selections).await,
-            Some(Err(e)) => {
-                tracing::warn!(policy = %image.id, image = %image.image, error = %e, "scan failed; its markers stay as they are");
-                failure(image, None, e.to_string())
-            }
-            None => failure(image, None, "not scanned".into()),
-        };
-        set.reports.push(report);
+        groups.entry(image.image.clone()).or_default().push(image);
     }
-    set.tags = scans
-        .into_iter()
-        .filter_map(|(image, tags)| Some((image, tags.ok()?)))
-        .collect();
+    let concurrency = client.options().scan_concurrency.max(1);
+    let scans: Vec<RepositoryScan> = futures_util::stream::iter(groups)
+        .map(|(image, policies)| async move { scan_repository(&image, &policies, client).await })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut by_policy = BTreeMap::new();
+    let mut set = SelectionSet::default();
+    for scan in scans {
+        for policy in scan.policies {
+            by_policy.insert(policy.report.policy.clone(), policy);
+        }
+        if let Some(tags) = scan.tags {
+            set.tags.insert(scan.image, tags);
+        }
+    }
+    for image in images {
+        if let Some(scan) = by_policy.get(&image.id.to_string()) {
+            if let Some(selection) = &scan.selection {
+                set.selections.insert(image.id.clone(), selection.clone());
+            }
+            set.reports.push(scan.report.clone());
+        }
+    }
     set
 }
 
-fn failure(image: &ImagePolicy, tags: Option<usize>, error: String) -> ImageReport {
-    ImageReport {
-        policy: image.id.to_string(),
-        image: image.image.to_string(),
-        tags,
-        selected: None,
-        error: Some(error),
+/// Lists `image`'s tags once and selects for each of `policies` (which all watch it).
+pub async fn scan_repository(
+    image: &ImageName,
+    policies: &[&ImagePolicy],
+    client: &Client,
+) -> RepositoryScan {
+    let started = std::time::Instant::now();
+    let listed = client.list_tags(image).await;
+    let mut results = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let scan = match &listed {
+            Ok(tags) => select_one(policy, tags, client).await,
+            Err(e) => failure(policy, None, e.to_string(), e.is_transient()),
+        };
+        let m = metrics();
+        m.scan_duration.observe(started.elapsed().as_secs_f64());
+        let result = if scan.report.failed { "error" } else { "ok" };
+        m.scans.get_or_create(&label("result", result)).inc();
+        if let (true, Some(error)) = (scan.report.failed, &scan.report.error) {
+            tracing::warn!(policy = %policy.id, image = %policy.image, %error, "scan failed; its markers stay as they are");
+        }
+        results.push(scan);
+    }
+    RepositoryScan {
+        image: image.clone(),
+        tags: listed.ok(),
+        policies: results,
     }
 }
 
-async fn select_one(
-    image: &ImagePolicy,
-    tags: &[Tag],
-    client: &Client,
-    selections: &mut BTreeMap<PolicyId, ImageRef>,
-) -> ImageReport {
+fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: bool) -> PolicyScan {
+    PolicyScan {
+        report: ImageReport {
+            policy: image.id.to_string(),
+            image: image.image.to_string(),
+            tags,
+            selected: None,
+            error: Some(error),
+            failed: true,
+            transient,
+        },
+        selection: None,
+    }
+}
+
+async fn select_one(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan {
     let selection = image.policy.select(tags);
     let Some(index) = selection.index else {
-        return failure(
+        let mut nothing = failure(
             image,
             Some(tags.len()),
             format!("no tag selected from {}", selection.stats),
+            false,
         );
+        nothing.report.failed = false;
+        return nothing;
     };
     let tag = tags[index].clone();
     let digest = match image.digest {
@@ -111,7 +173,10 @@ async fn select_one(
         DigestMode::IfNotPresent | DigestMode::Always => {
             match client.resolve_digest(&image.image, &tag).await {
                 Ok(d) => Some(d),
-                Err(e) => return failure(image, Some(tags.len()), format!("digest of {tag}: {e}")),
+                Err(e) => {
+                    let error = format!("digest of {tag}: {e}");
+                    return failure(image, Some(tags.len()), error, e.is_transient());
+                }
             }
         }
     };
@@ -120,13 +185,17 @@ async fn select_one(
         tag: Some(tag),
         digest,
     };
-    tracing::info!(policy = %image.id, selected = %reference, tags = tags.len(), "selected");
-    selections.insert(image.id.clone(), reference.clone());
-    ImageReport {
-        policy: image.id.to_string(),
-        image: image.image.to_string(),
-        tags: Some(tags.len()),
-        selected: Some(reference.to_string()),
-        error: None,
+    tracing::debug!(policy = %image.id, selected = %reference, tags = tags.len(), "selected");
+    PolicyScan {
+        report: ImageReport {
+            policy: image.id.to_string(),
+            image: image.image.to_string(),
+            tags: Some(tags.len()),
+            selected: Some(reference.to_string()),
+            error: None,
+            failed: false,
+            transient: false,
+        },
+        selection: Some(reference),
     }
 }

@@ -1,5 +1,5 @@
 //! What `/status` shows: per image the last scan and selection, per target the last run and
-//! the next. Plain data, built by the service and serialised as JSON.
+//! the next. Plain data, built by the schedule from its state and serialised as JSON.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -43,10 +43,17 @@ pub struct TargetStatus {
     pub running: bool,
     /// Changes are waiting for a run (or for the schedule).
     pub pending: bool,
+    /// Why the pending run will run: `start`, `selection changed`, `resync`, `retry`, `manual`.
+    pub reason: Option<String>,
+    /// The last run failed in a way retrying will not fix (credentials, someone else's commit):
+    /// it runs again when a selection changes, its interval passes, or on a manual trigger.
+    pub stalled: bool,
     pub next_run: Option<String>,
     pub schedule: Option<String>,
     /// Runs failed in a row (each waits longer before the next).
     pub failures: u32,
+    /// Marker and file problems the last run found, as `file:line: message`.
+    pub problems: Vec<String>,
 }
 
 /// RFC 3339 in UTC, to the millisecond.

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 use super::body::graphql_endpoint;
 use super::error::{Action, ForgeError, RateLimit, rate_limit_wait};
-use crate::config::{GitHubAuth, PullRequestSettings, Secret};
+use futures_util::future::BoxFuture;
+
+use crate::config::{AutoMerge, GitHubAuth, PullRequestSettings, Secret};
 
 /// Rate-limited attempts of one request before giving up for this cycle.
 const MAX_ATTEMPTS: u32 = 3;
@@ -444,5 +446,81 @@ impl GitHub {
                 .await
                 .map_err(|e| from_octocrab(Action::IssueToken, e)),
         }
+    }
+}
+
+impl super::Forge for GitHub {
+    fn find<'a>(
+        &'a self,
+        head: &'a str,
+        base: &'a str,
+        state: super::PrState,
+    ) -> BoxFuture<'a, Result<Vec<PullRequestView>, ForgeError>> {
+        let state = match state {
+            super::PrState::Open => "open",
+            super::PrState::Closed => "closed",
+        };
+        Box::pin(GitHub::find(self, head, base, state))
+    }
+
+    fn create<'a>(
+        &'a self,
+        new: super::NewPullRequest<'a>,
+    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
+        Box::pin(GitHub::create(
+            self, new.head, new.base, new.title, new.body, new.draft,
+        ))
+    }
+
+    fn update<'a>(
+        &'a self,
+        number: u64,
+        title: Option<&'a str>,
+        body: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
+        Box::pin(GitHub::update(self, number, title, body))
+    }
+
+    fn add_labels<'a>(
+        &'a self,
+        number: u64,
+        labels: &'a [String],
+    ) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(GitHub::add_labels(self, number, labels))
+    }
+
+    fn request_reviewers<'a>(
+        &'a self,
+        number: u64,
+        reviewers: &'a [String],
+    ) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(GitHub::request_reviewers(self, number, reviewers))
+    }
+
+    fn enable_auto_merge<'a>(
+        &'a self,
+        pr: &'a PullRequestView,
+        how: AutoMerge,
+    ) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            match (how.graphql_method(), &pr.node_id) {
+                (Some(method), Some(node)) => GitHub::enable_auto_merge(self, node, method).await,
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn git_password(&self) -> BoxFuture<'_, Result<Option<SecretString>, ForgeError>> {
+        // A configured token is for the API only; an app's installation token also works for Git.
+        Box::pin(async move {
+            match self.token {
+                Some(_) => Ok(None),
+                None => self.token().await.map(Some),
+            }
+        })
+    }
+
+    fn writes(&self) -> u32 {
+        GitHub::writes(self)
     }
 }

@@ -183,9 +183,10 @@ pub(super) fn callbacks<'a>(
             let key = hostkey.hostkey().unwrap_or_default();
             keys.verify(key)
                 .map(|()| CertificateCheckStatus::CertificateOk)
-                .map_err(|m| git2::Error::from_str(&m))
+                .map_err(|m| rejected(git2::ErrorCode::Certificate, &m))
         }
-        (Some(_), None) => Err(git2::Error::from_str(
+        (Some(_), None) => Err(rejected(
+            git2::ErrorCode::Certificate,
             "ssh remote without known_hosts: configure auth.sshKeyFile and knownHostsFile",
         )),
         // TLS certificates: libgit2's own verification against the system store.
@@ -195,9 +196,10 @@ pub(super) fn callbacks<'a>(
         attempts.set(attempts.get() + 1);
         if attempts.get() > MAX_CREDENTIAL_ATTEMPTS {
             let source = creds.map_or("no credentials configured", |c| c.source());
-            return Err(git2::Error::from_str(&format!(
-                "authentication failed (credentials from {source})"
-            )));
+            return Err(rejected(
+                git2::ErrorCode::Auth,
+                &format!("authentication failed (credentials from {source})"),
+            ));
         }
         let ssh_user = |c: &Credentials| {
             if c.username.is_empty() {
@@ -227,12 +229,18 @@ pub(super) fn callbacks<'a>(
             _ if allowed.contains(CredentialType::USERNAME) => {
                 Cred::username(username_from_url.unwrap_or("git"))
             }
-            _ => Err(git2::Error::from_str(
+            _ => Err(rejected(
+                git2::ErrorCode::Auth,
                 "authentication required but no credentials are configured for this remote",
             )),
         }
     });
     callbacks
+}
+
+/// A refusal with the code libgit2 passes on, so the failure can be classified by it.
+fn rejected(code: git2::ErrorCode, message: &str) -> git2::Error {
+    git2::Error::new(code, git2::ErrorClass::Callback, message)
 }
 
 /// Replaces `user:password@` in any URL inside `text` with `***@`, so messages never carry secrets.

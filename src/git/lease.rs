@@ -8,7 +8,7 @@ use git2::Oid;
 
 use super::auth::callbacks;
 use super::workspace::{Synced, pushed_record};
-use super::{GitError, PushOutcome, Workspace, message};
+use super::{Cause, GitError, PushOutcome, Workspace, failure, message};
 use crate::config::Author;
 use crate::state::PushedHead;
 
@@ -218,14 +218,15 @@ impl Workspace {
         branch: &str,
         expected: Option<Oid>,
     ) -> Result<PushOutcome, GitError> {
-        let push_err = |m: String| GitError::Push {
+        let push_err = |(message, cause): (String, Cause)| GitError::Push {
             url: self.url.clone(),
             branch: branch.to_string(),
-            message: m,
+            message,
+            cause,
         };
         self.repo
             .reference(LEASE_REF, commit, true, "tagsmith lease push")
-            .map_err(|e| push_err(message(&e)))?;
+            .map_err(|e| push_err(failure(&e, None)))?;
         // Before the push: a crash right after it must still find the new head ours.
         self.record_push(branch, commit, false)?;
         let dst = format!("refs/heads/{branch}");
@@ -249,7 +250,7 @@ impl Workspace {
         let refspec = format!("+{LEASE_REF}:{dst}");
         let (result, rejected) = self
             .push_refspec(&refspec, cbs)
-            .map_err(|e| push_err(message(&e)))?;
+            .map_err(|e| push_err(failure(&e, None)))?;
         if lease_broken.get() {
             return Err(GitError::NonFastForward {
                 url: self.url.clone(),
@@ -258,7 +259,7 @@ impl Workspace {
         }
         let failure = match (result, rejected) {
             (Ok(()), None) => None,
-            (Err(e), _) => Some(push_err(message(&e))),
+            (Err(e), _) => Some(push_err(failure(&e, None))),
             (Ok(()), Some(status)) => Some(GitError::PushRejected {
                 url: self.url.clone(),
                 branch: branch.to_string(),

@@ -27,9 +27,17 @@ pub enum GitError {
         message: String,
     },
     #[error("cannot clone {url}: {message}")]
-    Clone { url: String, message: String },
+    Clone {
+        url: String,
+        message: String,
+        cause: Cause,
+    },
     #[error("cannot fetch {url}: {message}")]
-    Fetch { url: String, message: String },
+    Fetch {
+        url: String,
+        message: String,
+        cause: Cause,
+    },
     #[error("branch {branch} does not exist on {url}")]
     MissingBranch { url: String, branch: String },
     #[error("cannot reset the workspace to {commit}: {message}")]
@@ -54,7 +62,39 @@ pub enum GitError {
         url: String,
         branch: String,
         message: String,
+        cause: Cause,
     },
+}
+
+/// What kind of failure a remote operation met, from git2's error code (messages are for
+/// people and differ between transports and libgit2 versions): the part that decides whether
+/// trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The credentials or the server's identity were rejected (by the server or by our
+    /// known_hosts check): the same settings will fail again.
+    Rejected,
+    /// Anything else: network, server or local trouble, or a repository or branch that may
+    /// yet appear. Worth retrying with backoff.
+    Other,
+}
+
+impl Cause {
+    pub fn of(e: &git2::Error) -> Self {
+        match e.code() {
+            git2::ErrorCode::Auth | git2::ErrorCode::Certificate => Self::Rejected,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A git2 failure as a message and its cause; `refusal` is our own host key refusal, which
+/// explains it better than libgit2 does.
+fn failure(e: &git2::Error, refusal: Option<String>) -> (String, Cause) {
+    match refusal {
+        Some(refusal) => (refusal, Cause::Rejected),
+        None => (message(e), Cause::of(e)),
+    }
 }
 
 impl GitError {
@@ -62,14 +102,8 @@ impl GitError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::NonFastForward { .. } => true,
-            Self::Fetch { message, .. }
-            | Self::Push { message, .. }
-            | Self::Clone { message, .. } => {
-                let m = message.to_ascii_lowercase();
-                !(m.contains("authentication")
-                    || m.contains("401")
-                    || m.contains("403")
-                    || m.contains("not found"))
+            Self::Fetch { cause, .. } | Self::Push { cause, .. } | Self::Clone { cause, .. } => {
+                *cause == Cause::Other
             }
             _ => false,
         }

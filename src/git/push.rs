@@ -7,7 +7,7 @@ use std::rc::Rc;
 use git2::{ErrorCode, Oid, PushOptions, RemoteCallbacks};
 
 use super::auth::callbacks;
-use super::{GitError, Workspace, message};
+use super::{Cause, GitError, Workspace, failure};
 
 const PUSH_REF: &str = "refs/tagsmith/push";
 
@@ -52,21 +52,22 @@ impl Workspace {
     }
 
     pub fn push(&self, commit: Oid, branch: &str) -> Result<PushOutcome, GitError> {
-        let push_err = |m: String| GitError::Push {
+        let push_err = |(message, cause): (String, Cause)| GitError::Push {
             url: self.url.clone(),
             branch: branch.to_string(),
-            message: m,
+            message,
+            cause,
         };
         // libgit2 pushes references, not bare commit ids.
         self.repo
             .reference(PUSH_REF, commit, true, "tagsmith push")
-            .map_err(|e| push_err(message(&e)))?;
+            .map_err(|e| push_err(failure(&e, None)))?;
         let attempts = Cell::new(0);
         let cbs = callbacks(self.creds.as_ref(), self.host_keys.as_ref(), &attempts);
         let refspec = format!("{PUSH_REF}:refs/heads/{branch}");
         let (result, rejected) = self
             .push_refspec(&refspec, cbs)
-            .map_err(|e| push_err(message(&e)))?;
+            .map_err(|e| push_err(failure(&e, None)))?;
         let non_fast_forward = || GitError::NonFastForward {
             url: self.url.clone(),
             branch: branch.to_string(),
@@ -78,7 +79,7 @@ impl Workspace {
             {
                 return Err(non_fast_forward());
             }
-            (Err(e), _) => Some(push_err(self.refusal().unwrap_or_else(|| message(&e)))),
+            (Err(e), _) => Some(push_err(failure(&e, self.refusal()))),
             (Ok(()), Some(status)) if is_non_fast_forward(&status) => {
                 return Err(non_fast_forward());
             }

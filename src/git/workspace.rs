@@ -9,7 +9,7 @@ use git2::build::CheckoutBuilder;
 use git2::{ErrorCode, FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
 
 use super::auth::{Credentials, HostKeys, callbacks};
-use super::{GitError, message, redact_url};
+use super::{GitError, failure, message, redact_url};
 use crate::config::GitSource;
 use crate::state::{PushedHead, create_private_dir};
 
@@ -158,9 +158,13 @@ impl Workspace {
     }
 
     pub(super) fn fetch(&self, refspecs: &[String]) -> Result<(), GitError> {
-        let fetch_err = |e: git2::Error| GitError::Fetch {
-            url: self.url.clone(),
-            message: self.refusal().unwrap_or_else(|| message(&e)),
+        let fetch_err = |e: git2::Error| {
+            let (message, cause) = failure(&e, self.refusal());
+            GitError::Fetch {
+                url: self.url.clone(),
+                message,
+                cause,
+            }
         };
         let attempts = Cell::new(0);
         let mut options = FetchOptions::new();

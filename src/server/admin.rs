@@ -1,6 +1,7 @@
 //! The operator's side of `tagsmith run`, on its own address (`server.metrics`) so it is not
-//! exposed with the webhooks: `/metrics` (Prometheus text), `/status` (JSON) and `POST /scan`
-//! (a manual trigger: rescan now, as a webhook would).
+//! exposed with the webhooks: `/metrics` (Prometheus text), `/status` (JSON), `POST /scan`
+//! (a manual trigger: rescan now, as a webhook would) and `POST /run?target=NAME` (run a target
+//! now, whatever its selections).
 
 use std::future::Future;
 
@@ -25,23 +26,47 @@ struct Admin {
     queue: mpsc::Sender<ScanRequest>,
     /// Every configured image: what `POST /scan` without `image` rescans.
     images: Vec<ImageName>,
+    /// Manual runs, by target name, for the scheduler.
+    runs: mpsc::Sender<String>,
+    targets: Vec<String>,
 }
 
-/// `/metrics`, `/status` (the JSON text `status` holds) and `POST /scan` (onto `queue`, for
-/// `images` or the one named).
-pub fn router(
-    status: watch::Receiver<String>,
-    queue: mpsc::Sender<ScanRequest>,
-    images: Vec<ImageName>,
-) -> Router {
+/// The admin router's handles on the service.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// The latest `/status` document, published by the service.
+    pub status: watch::Receiver<String>,
+    /// The webhook queue (`POST /scan` puts its requests there).
+    pub queue: mpsc::Sender<ScanRequest>,
+    /// Every configured image.
+    pub images: Vec<ImageName>,
+    /// Where `POST /run` sends target names.
+    pub runs: mpsc::Sender<String>,
+    /// Every configured target.
+    pub targets: Vec<String>,
+}
+
+/// `/metrics`, `/status` (the JSON text `status` holds), `POST /scan` (onto `queue`, for
+/// `images` or the one named) and `POST /run?target=NAME` (onto `runs`).
+pub fn router(handles: Handles) -> Router {
+    let Handles {
+        status,
+        queue,
+        images,
+        runs,
+        targets,
+    } = handles;
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/status", get(status_json))
         .route("/scan", post(scan))
+        .route("/run", post(run))
         .with_state(Admin {
             status,
             queue,
             images,
+            runs,
+            targets,
         })
 }
 
@@ -138,6 +163,31 @@ async fn scan(State(admin): State<Admin>, Query(query): Query<ScanQuery>) -> imp
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the scan queue is full or closed; try again\n".to_string(),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RunQuery {
+    target: String,
+}
+
+/// `POST /run?target=NAME` runs the target now (202), as soon as it is not running already.
+async fn run(State(admin): State<Admin>, Query(query): Query<RunQuery>) -> impl IntoResponse {
+    if !admin.targets.contains(&query.target) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no target {} is configured\n", query.target),
+        );
+    }
+    match admin.runs.try_send(query.target.clone()) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            format!("running target {}\n", query.target),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the run queue is full or closed; try again\n".to_string(),
         ),
     }
 }

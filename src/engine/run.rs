@@ -1,0 +1,244 @@
+//! One target's run, the loop written once: sync, rewrite, stop when there is nothing to do,
+//! commit, deliver, and on a non-fast-forward fetch and go again (bounded). Blocking (git2 and
+//! file IO): async callers use `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use super::deliver::{Delivered, Delivery, Pending, for_target};
+use super::message;
+use super::report::{ChangeReport, Outcome, RunError, TargetReport, chain, timed};
+use super::select::SelectionSet;
+use crate::config::Target;
+use crate::git::Workspace;
+use crate::model::PolicyId;
+use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
+use crate::rewrite::{ProblemKind, ScanCache};
+
+/// Where a target's workspace lives under the state directory.
+pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("workspaces").join(target)
+}
+
+/// Where a target's scan cache lives under the state directory (beside, not inside, the
+/// workspaces, which hold only checkouts).
+pub fn scan_cache_file(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("cache").join(format!("{target}.scan"))
+}
+
+/// Pushes lost to a concurrent writer before giving up for this cycle.
+const MAX_PUSH_ATTEMPTS: u32 = 3;
+
+/// Inputs of one target run.
+#[derive(Debug)]
+pub struct TargetRun<'a> {
+    pub target: &'a Target,
+    pub workspace: PathBuf,
+    /// The target's scan cache file (see [`scan_cache_file`]).
+    pub cache_file: PathBuf,
+    pub selections: &'a SelectionSet,
+    pub dry_run: bool,
+}
+
+/// Runs a target with its scan cache loaded from, and saved back to, `run.cache_file`:
+/// unchanged files are not parsed again, in this process or the next.
+pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
+    let cache = ScanCache::load(&run.cache_file);
+    let report = run_target_cached(run, &cache);
+    save_cache(run, &cache);
+    report
+}
+
+/// Writes the cache back when the run changed it; a cache that cannot be saved costs only
+/// parsing next time.
+pub fn save_cache(run: &TargetRun<'_>, cache: &ScanCache) {
+    if cache.is_changed()
+        && let Err(err) = cache.save(&run.cache_file)
+    {
+        tracing::warn!(target = %run.target.name, error = %chain(&err), "scan cache not saved");
+    }
+}
+
+/// [`run_target`] with a cache the caller keeps in memory across runs (one per target, not
+/// shared between targets run at once). Afterwards it holds just what this run used. The
+/// caller logs the outcome (once); this records it in the report.
+pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport {
+    let mut report = TargetReport::new(&run.target.name);
+    let mut delivery = for_target(run.target);
+    if let Err(error) = run_loop(run, delivery.as_mut(), &mut report, cache) {
+        report.fail(&error);
+    }
+    cache.retain_used();
+    report
+}
+
+fn run_loop(
+    run: &TargetRun<'_>,
+    delivery: &mut dyn Delivery,
+    report: &mut TargetReport,
+    cache: &ScanCache,
+) -> Result<(), RunError> {
+    let target = run.target;
+    let mut ws = timed(&mut report.timings.open_ms, || {
+        delivery.open(target, &run.workspace)
+    })?;
+    ws.sign_commits_with(target.signing_key.clone());
+    loop {
+        timed(&mut report.timings.sync_ms, || delivery.sync(&ws, target))?;
+        let tree = timed(&mut report.timings.rewrite_ms, || rewrite(run, &ws, cache))?;
+        if !to_deliver(run, &tree, report) {
+            if run.dry_run {
+                // Leave the workspace as the remote has it.
+                delivery.sync(&ws, target)?;
+            }
+            return Ok(());
+        }
+        let pending = Pending {
+            target,
+            changes: &report.changes,
+            selections: run.selections,
+        };
+        if let Some(outcome) = delivery.before_commit(&ws, &pending)? {
+            report.outcome = outcome;
+            return Ok(());
+        }
+        let commit = timed(&mut report.timings.commit_ms, || commit(run, &ws, &tree))?;
+        let pending = Pending {
+            target,
+            changes: &report.changes,
+            selections: run.selections,
+        };
+        let mut push_ms = 0;
+        let delivered = timed(&mut push_ms, || delivery.deliver(&ws, commit, &pending))?;
+        report.timings.push_ms = report.timings.push_ms.saturating_add(push_ms);
+        match delivered {
+            Delivered::Done { outcome, pushed } => {
+                report.push_attempts += u32::from(pushed);
+                report.outcome = outcome;
+                return Ok(());
+            }
+            Delivered::Moved(error) => {
+                report.push_attempts += 1;
+                if report.push_attempts >= MAX_PUSH_ATTEMPTS {
+                    return Err(error);
+                }
+                tracing::info!(
+                    attempt = report.push_attempts,
+                    "remote moved; fetching and applying again"
+                );
+            }
+        }
+    }
+}
+
+fn commit(run: &TargetRun<'_>, ws: &Workspace, tree: &TreeReport) -> Result<git2::Oid, RunError> {
+    let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
+    let text = message::render(
+        &run.target.message,
+        &run.target.name,
+        &tree.changes,
+        &run.selections.selections,
+    );
+    Ok(ws.commit(&paths, &run.target.author, &text)?.id)
+}
+
+/// Rewrites the workspace's files; it counts as clean again only when nothing was written
+/// and every file could be processed.
+fn rewrite(run: &TargetRun<'_>, ws: &Workspace, cache: &ScanCache) -> Result<TreeReport, RunError> {
+    ws.forget_clean()?;
+    let tenancy = &run.target.tenancy;
+    let allow = |path: &Path, policy: &PolicyId| {
+        tenancy.allows(&path.to_string_lossy(), policy.namespace())
+    };
+    let tree = rewrite_tree_allowed(
+        ws.root(),
+        &run.target.paths,
+        &run.selections.selections,
+        Mode::Write,
+        &allow,
+        Some(cache),
+    )?;
+    if tree.changed.is_empty() && !tree.has_errors() {
+        ws.remember_clean()?;
+    }
+    Ok(tree)
+}
+
+/// Records a rewrite in `report`; true when there is something to deliver. Otherwise the
+/// outcome is set: unchanged, or (`--dry-run`) the diff that would be committed.
+fn to_deliver(run: &TargetRun<'_>, tree: &TreeReport, report: &mut TargetReport) -> bool {
+    report.changes = tree.changes.iter().map(ChangeReport::from).collect();
+    report.policies = tree.policies.iter().map(ToString::to_string).collect();
+    (report.problems, report.file_errors) = problems(run.selections, tree);
+    if tree.changed.is_empty() {
+        report.outcome = Outcome::Unchanged;
+        return false;
+    }
+    if run.dry_run {
+        report.outcome = Outcome::WouldCommit {
+            diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
+        };
+        return false;
+    }
+    true
+}
+
+/// Every problem as `file:line: message`, and apart the ones that kept a file from being
+/// processed.
+fn problems(selections: &SelectionSet, tree: &TreeReport) -> (Vec<String>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut errors = Vec::new();
+    for p in &tree.problems {
+        let text = match &p.kind {
+            ProblemKind::UnknownPolicy { policy } => match selections.failed(policy) {
+                Some(why) => format!(
+                    "{}:{}: policy {policy} not updated: {why}",
+                    p.path.display(),
+                    p.line
+                ),
+                None => p.to_string(),
+            },
+            _ => p.to_string(),
+        };
+        if p.kind.is_error() {
+            errors.push(text.clone());
+        }
+        all.push(text);
+    }
+    (all, errors)
+}
+
+/// The one log line of a finished run: a delivered change at info, a failure at warn.
+pub fn log_finished(report: &TargetReport) {
+    let t = &report.timings;
+    let images: Vec<&str> = {
+        let mut news: Vec<&str> = report.changes.iter().map(|c| c.new.as_str()).collect();
+        news.sort_unstable();
+        news.dedup();
+        news
+    };
+    match &report.outcome {
+        Outcome::Failed { error } => tracing::warn!(%error, "target run failed"),
+        Outcome::Pushed { branch, commit } => {
+            tracing::info!(%branch, %commit, changes = report.changes.len(), images = %images.join(", "), push_attempts = report.push_attempts, "pushed")
+        }
+        Outcome::PullRequest {
+            number,
+            url,
+            action,
+            commit,
+            ..
+        } if action.wrote() => {
+            tracing::info!(number, %url, action = action.as_str(), %commit, changes = report.changes.len(), images = %images.join(", "), "pull request")
+        }
+        other => tracing::debug!(
+            outcome = other.label(),
+            changes = report.changes.len(),
+            sync_ms = t.sync_ms,
+            rewrite_ms = t.rewrite_ms,
+            "target run finished"
+        ),
+    }
+    if !report.file_errors.is_empty() {
+        tracing::warn!(files = report.file_errors.len(), errors = %report.file_errors.join("; "), "files could not be processed; they are left as they were");
+    }
+}
