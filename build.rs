@@ -16,6 +16,7 @@ fn main() {
         );
     }
     scan_fingerprint();
+    revision();
     cc::Build::new()
         .std("c11")
         .include(src)
@@ -55,4 +56,45 @@ fn scan_fingerprint() {
         feed(&[0xff]);
     }
     println!("cargo:rustc-env=TAGSMITH_SCAN_FINGERPRINT={hash:016x}");
+}
+
+/// The commit tagsmith was built from, for `tagsmith --version`: `TAGSMITH_REVISION` when set
+/// (the container build passes it, having no `.git`), else what git says about the checkout,
+/// else "unknown" (a build from a source archive).
+fn revision() {
+    println!("cargo:rerun-if-env-changed=TAGSMITH_REVISION");
+    let from_env = std::env::var("TAGSMITH_REVISION")
+        .ok()
+        .filter(|r| !r.trim().is_empty());
+    let revision = from_env.or_else(|| {
+        // Rebuild when HEAD moves: HEAD itself for a detached head, the branch's ref file
+        // otherwise. A path that does not exist is not named, or cargo would rerun every time.
+        for path in ["HEAD", "packed-refs"] {
+            watch_git_path(path);
+        }
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watch_git_path(&branch);
+        }
+        git(&["rev-parse", "--short=12", "HEAD"])
+    });
+    println!(
+        "cargo:rustc-env=TAGSMITH_REVISION={}",
+        revision.as_deref().unwrap_or("unknown").trim()
+    );
+}
+
+fn watch_git_path(name: &str) {
+    if let Some(path) = git(&["rev-parse", "--git-path", name])
+        && Path::new(&path).exists()
+    {
+        println!("cargo:rerun-if-changed={path}");
+    }
+}
+
+/// One line of git's output, or `None` when git is missing, fails or this is no checkout.
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let line = text.trim();
+    (out.status.success() && !line.is_empty()).then(|| line.to_owned())
 }

@@ -19,6 +19,8 @@ const COMMANDS: &[&[&str]] = &[
     &["tags"],
     &["policy"],
     &["policy", "eval"],
+    &["completions"],
+    &["man"],
 ];
 
 const HEADING: &str = "## Command reference\n";
@@ -128,6 +130,8 @@ fn listed_subcommands(help: &str) -> Vec<String> {
         .map(|rest| {
             rest.lines()
                 .take_while(|l| !l.trim().is_empty())
+                // A wrapped description continues on a line indented past the names.
+                .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
                 .filter_map(|l| l.split_whitespace().next())
                 .filter(|name| *name != "help")
                 .map(str::to_string)

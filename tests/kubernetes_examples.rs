@@ -662,3 +662,39 @@ fn run_with_the_example_config_serves_metrics_where_prometheus_scrapes() {
         "no tagsmith_ metric:\n{body}"
     );
 }
+
+#[test]
+fn dockerfile_labels_the_image_and_ships_a_stripped_binary_that_knows_its_commit() {
+    let instructions = dockerfile();
+    let joined = |op: &str| -> String {
+        instructions
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, rest)| rest.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let labels = joined("LABEL");
+    for key in [
+        "org.opencontainers.image.source=",
+        "org.opencontainers.image.version=\"${VERSION}\"",
+        "org.opencontainers.image.revision=\"${REVISION}\"",
+    ] {
+        assert!(labels.contains(key), "LABEL lacks {key}: {labels}");
+    }
+    let env = joined("ENV");
+    assert!(
+        env.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"),
+        "the release binary is not stripped: {env}"
+    );
+    // build.rs reads TAGSMITH_REVISION; the build stage must set it from the REVISION arg.
+    assert!(
+        env.contains("TAGSMITH_REVISION=${REVISION}"),
+        "--version would not name the commit: {env}"
+    );
+    let from = joined("FROM");
+    assert!(
+        from.contains("${BUILD_IMAGE}") && from.contains("${RUNTIME_IMAGE}"),
+        "base images must be replaceable by digest-pinned references: {from}"
+    );
+}

@@ -7,15 +7,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod apply;
 pub mod check;
+mod completions;
 pub mod once;
 mod policy;
 pub mod run;
 pub mod tags;
 
+/// `tagsmith --version`: the crate version and the commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TAGSMITH_REVISION"),
+    ")"
+);
+
 /// Keeps container image references in Git up to date.
 #[derive(Debug, Parser)]
 // Help is wrapped at 100 columns at most, so it reads the same as the README's command reference.
-#[command(name = "tagsmith", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "tagsmith", version = VERSION, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -63,6 +72,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// List an image's tags with the configured credentials.
     Tags(tags::TagsArgs),
+    /// Print shell completions for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
+    /// Write man pages for tagsmith and every subcommand.
+    Man(completions::ManArgs),
 }
 
 /// How a command ended when it did not fail: 0, or 1 for "nothing selected" / "changes pending".
@@ -89,6 +102,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Once(args) => once::run(args),
         Command::Run(args) => run::run(args),
         Command::Tags(args) => tags::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 

@@ -90,7 +90,7 @@ impl HostKeys {
             HostKeyCheck::Unknown { hashed_lines } => Err(format!(
                 "host key of {name} is not in {file}{}; add it, e.g. with ssh-keyscan{} {}",
                 if hashed_lines > 0 {
-                    " (hashed entries are not read; list the host in plain form)"
+                    " (some hashed entries are in a form tagsmith cannot read; list the host in plain form)"
                 } else {
                     ""
                 },

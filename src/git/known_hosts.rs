@@ -2,20 +2,46 @@
 //! tagsmith never trusts a host key on first use: an unknown key is an error.
 
 use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
 
 /// One usable `known_hosts` line: host patterns and the key's bytes (the SSH wire format).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    patterns: Vec<String>,
+    hosts: Hosts,
     key_type: String,
     key: Vec<u8>,
     revoked: bool,
 }
 
+/// Which hosts a line is for: a pattern list, or one name hashed as OpenSSH's `HashKnownHosts`
+/// writes it (`|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, Debian's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hosts {
+    Patterns(Vec<String>),
+    Hashed { salt: Vec<u8>, digest: Vec<u8> },
+}
+
+impl Hosts {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Patterns(patterns) => matches_host(patterns, name),
+            Self::Hashed { salt, digest } => {
+                let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(salt) else {
+                    return false;
+                };
+                // ssh lowercases the name before hashing it (hostfile.c, host_hash).
+                mac.update(name.to_ascii_lowercase().as_bytes());
+                mac.verify_slice(digest).is_ok()
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownHosts {
     entries: Vec<Entry>,
-    /// Hashed (`|1|...`) lines, which this reader cannot match; counted for the error message.
+    /// Hashed lines in a form this reader does not know (not `|1|`, bad base64); counted for
+    /// the error message.
     hashed: usize,
 }
 
@@ -49,15 +75,22 @@ impl KnownHosts {
             if marker == Some("@cert-authority") {
                 continue;
             }
-            if patterns.starts_with('|') {
-                hosts.hashed += 1;
-                continue;
-            }
+            let host_spec = if patterns.starts_with('|') {
+                match parse_hashed(patterns) {
+                    Some(spec) => spec,
+                    None => {
+                        hosts.hashed += 1;
+                        continue;
+                    }
+                }
+            } else {
+                Hosts::Patterns(patterns.split(',').map(str::to_string).collect())
+            };
             let Ok(key) = base64::engine::general_purpose::STANDARD.decode(key) else {
                 continue;
             };
             hosts.entries.push(Entry {
-                patterns: patterns.split(',').map(str::to_string).collect(),
+                hosts: host_spec,
                 key_type: key_type.to_string(),
                 key,
                 revoked: marker == Some("@revoked"),
@@ -76,7 +109,7 @@ impl KnownHosts {
         let matching: Vec<&Entry> = self
             .entries
             .iter()
-            .filter(|e| matches_host(&e.patterns, &name))
+            .filter(|e| e.hosts.matches(&name))
             .collect();
         if matching.iter().any(|e| e.revoked && e.key == key) {
             return HostKeyCheck::Revoked;
@@ -102,10 +135,21 @@ impl KnownHosts {
         };
         self.entries
             .iter()
-            .filter(|e| matches_host(&e.patterns, &name))
+            .filter(|e| e.hosts.matches(&name))
             .map(|e| e.key_type.as_str())
             .collect()
     }
+}
+
+/// `|1|salt|digest`, both base64; `None` for any other form.
+fn parse_hashed(field: &str) -> Option<Hosts> {
+    let rest = field.strip_prefix("|1|")?;
+    let (salt, digest) = rest.split_once('|')?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Some(Hosts::Hashed {
+        salt: b64.decode(salt).ok()?,
+        digest: b64.decode(digest).ok()?,
+    })
 }
 
 /// OpenSSH pattern lists: `*` and `?` wildcards, `!` negates (a negated match excludes).
@@ -181,6 +225,41 @@ mod tests {
         base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap()
+    }
+
+    /// Lines written by `ssh-keygen -H` (OpenSSH 9) from `git.example.com` and
+    /// `[127.0.0.1]:2222`, both with KEY_A.
+    const HASHED: &str = "\
+|1|epSoHMqHLxc72pOHXON4nV4Dp/w=|ovVDpZieu9YHE5hHjWt/X7vWj0E= ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDkyZHQ8oPfjJ3lTJ0SbWvSYi8p8gNhOBGqcPqNLFz7W
+|1|hEiUW8bE7Fl6Ol52WTej6TqD2pQ=|14ESSmCF7GGZoFcPXOArwLpQBpI= ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDkyZHQ8oPfjJ3lTJ0SbWvSYi8p8gNhOBGqcPqNLFz7W
+";
+
+    #[test]
+    fn hashed_entries_match_their_host_only() {
+        let hosts = KnownHosts::parse(HASHED);
+        let a = key(KEY_A);
+        assert_eq!(
+            hosts.check("git.example.com", 22, &a),
+            HostKeyCheck::Trusted
+        );
+        assert_eq!(
+            hosts.check("Git.Example.com", 22, &a),
+            HostKeyCheck::Trusted
+        );
+        assert_eq!(hosts.check("127.0.0.1", 2222, &a), HostKeyCheck::Trusted);
+        assert_eq!(
+            hosts.check("git.example.com", 22, &key(KEY_B)),
+            HostKeyCheck::Mismatch
+        );
+        assert_eq!(
+            hosts.check("127.0.0.1", 22, &a),
+            HostKeyCheck::Unknown { hashed_lines: 0 }
+        );
+        assert_eq!(
+            hosts.check("other.example.com", 22, &a),
+            HostKeyCheck::Unknown { hashed_lines: 0 }
+        );
+        assert_eq!(hosts.key_types("git.example.com", 22), ["ssh-ed25519"]);
     }
 
     #[test]
