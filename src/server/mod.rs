@@ -7,6 +7,7 @@
 //! sender gets 503 with `Retry-After`, so vendors that retry do, and nothing is lost silently.
 
 pub mod admin;
+mod dashboard;
 mod health;
 pub mod webhooks;
 
