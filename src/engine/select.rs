@@ -122,7 +122,7 @@ pub async fn scan_repository(
     for policy in policies {
         let scan = match &listed {
             Ok(tags) => select_one(policy, tags, client).await,
-            Err(e) => failure(policy, None, e.to_string(), e.is_transient()),
+            Err(e) => failure(policy, None, super::report::chain(e), e.is_transient()),
         };
         let m = metrics();
         m.scan_duration.observe(started.elapsed().as_secs_f64());

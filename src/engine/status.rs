@@ -2,18 +2,18 @@
 //! the next. Plain data, built by the schedule from its state and serialised as JSON.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct StatusView {
     pub started_at: String,
     pub images: Vec<ImageStatus>,
     pub targets: Vec<TargetStatus>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ImageStatus {
     pub policy: String,
     pub image: String,
@@ -31,8 +31,8 @@ pub struct ImageStatus {
     pub failures: u32,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TargetStatus {
     pub name: String,
     pub last_run: Option<String>,

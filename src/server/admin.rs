@@ -57,6 +57,7 @@ pub fn router(handles: Handles) -> Router {
         targets,
     } = handles;
     Router::new()
+        .route("/", get(dashboard))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status_json))
         .route("/scan", post(scan))
@@ -122,14 +123,42 @@ async fn status_json(State(admin): State<Admin>) -> impl IntoResponse {
     )
 }
 
+/// `GET /`: the status as a page (see `dashboard`), from the same document `/status` serves.
+async fn dashboard(
+    State(admin): State<Admin>,
+    Query(query): Query<super::dashboard::PageQuery>,
+) -> impl IntoResponse {
+    let view: crate::engine::StatusView =
+        serde_json::from_str(&admin.status.borrow()).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page carries no script from elsewhere and is never framed.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+                 form-action 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        super::dashboard::render(&view, &query),
+    )
+}
+
 #[derive(Debug, Deserialize)]
 struct ScanQuery {
     image: Option<String>,
+    /// Set by the dashboard's buttons: answer with a redirect back to the page.
+    #[serde(default)]
+    back: Option<String>,
 }
 
 /// `POST /scan` rescans every image now, `POST /scan?image=NAME` one of them; the scheduler
 /// treats it as a webhook (202), so selections and runs follow as usual.
-async fn scan(State(admin): State<Admin>, Query(query): Query<ScanQuery>) -> impl IntoResponse {
+async fn scan(
+    State(admin): State<Admin>,
+    Query(query): Query<ScanQuery>,
+) -> axum::response::Response {
     let images = match query.image.as_deref() {
         None => admin.images.clone(),
         Some(name) => match name.parse::<ImageName>() {
@@ -145,9 +174,10 @@ async fn scan(State(admin): State<Admin>, Query(query): Query<ScanQuery>) -> imp
                 return (
                     StatusCode::NOT_FOUND,
                     format!("no image {name} is configured\n"),
-                );
+                )
+                    .into_response();
             }
-            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         },
     };
     let count = images.len();
@@ -156,14 +186,19 @@ async fn scan(State(admin): State<Admin>, Query(query): Query<ScanQuery>) -> imp
         images,
     };
     match admin.queue.try_send(request) {
+        Ok(()) if query.back.is_some() => {
+            (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
+        }
         Ok(()) => (
             StatusCode::ACCEPTED,
             format!("rescanning {count} image(s)\n"),
-        ),
+        )
+            .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the scan queue is full or closed; try again\n".to_string(),
-        ),
+        )
+            .into_response(),
     }
 }
 

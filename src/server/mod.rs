@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod connections;
+mod dashboard;
 mod health;
 pub mod webhooks;
 
