@@ -23,9 +23,11 @@ const QUEUE: usize = 1024;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = "tagsmith.yaml")]
-    pub config: PathBuf,
+    /// The configuration file (default: tagsmith.yaml, unless --flux is given).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flux: super::inputs::FluxArgs,
     /// Where workspaces live (default: the config's `state.dir`, else $XDG_STATE_HOME/tagsmith).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -38,7 +40,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<Status> {
-    let config = Arc::new(Config::load(&args.config)?);
+    let config = Arc::new(super::inputs::load(args.config.as_deref(), &args.flux)?);
     let state_dir = super::once::state_dir(args.state_dir.clone(), &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

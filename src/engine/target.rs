@@ -217,7 +217,8 @@ pub(super) fn rewrite(
     ws.forget_clean()?;
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
-        tenancy.allows(&path.to_string_lossy(), policy.namespace())
+        run.target.allows_policy(policy)
+            && tenancy.allows(&path.to_string_lossy(), policy.namespace())
     };
     let tree = rewrite_tree_allowed(
         root,
