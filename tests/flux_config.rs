@@ -650,3 +650,51 @@ fn flux_key_in_tagsmith_yaml_adds_the_objects() {
     );
     assert_eq!(report["valid"], true, "{stdout}");
 }
+
+#[test]
+fn a_file_given_with_flux_objects_fills_in_and_never_redefines() {
+    let tmp = tempfile::tempdir().unwrap();
+    field_secrets(tmp.path());
+    let flux = fields_with(tmp.path()).2;
+    let base = Config::parse(
+        "registries:\n  - host: registry.example.com\n    timeout: 20s\n    auth: anonymous\nstate: { dir: /var/lib/tagsmith }\n",
+        Path::new("tagsmith.yaml"),
+    )
+    .unwrap();
+    let merged = flux::merge(base, flux.clone()).unwrap();
+    let registry = merged
+        .registries
+        .iter()
+        .find(|r| r.host == "registry.example.com")
+        .unwrap();
+    assert_eq!(
+        registry.timeout,
+        Some(Duration::from_secs(20)),
+        "the file's transport settings"
+    );
+    assert!(
+        registry.insecure && registry.ca.is_some(),
+        "the objects' TLS settings"
+    );
+    assert_eq!(
+        registry.auth,
+        Some(tagsmith::registry::AuthSettings::Anonymous),
+        "the file's credentials win"
+    );
+    assert_eq!(
+        merged.state_dir.as_deref(),
+        Some(Path::new("/var/lib/tagsmith"))
+    );
+    assert_eq!(merged.targets.len(), 2);
+
+    let base = Config::parse(
+        "targets:\n  - name: team-a-apps\n    git: { url: 'https://example.com/x.git' }\n",
+        Path::new("tagsmith.yaml"),
+    )
+    .unwrap();
+    let err = flux::merge(base, flux).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "target team-a-apps is defined both in tagsmith.yaml and by the Flux objects"
+    );
+}
