@@ -698,3 +698,57 @@ fn a_file_given_with_flux_objects_fills_in_and_never_redefines() {
         "target team-a-apps is defined both in tagsmith.yaml and by the Flux objects"
     );
 }
+
+#[test]
+fn paths_without_flux_objects_are_a_warning_not_silence() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\n",
+    )
+    .unwrap();
+    let compiled = compile(&[tmp.path().to_path_buf()], None);
+    assert_eq!(compiled.diagnostics.len(), 1, "{:#?}", compiled.diagnostics);
+    assert_eq!(compiled.diagnostics[0].severity, Severity::Warning);
+    assert!(
+        compiled.diagnostics[0]
+            .message
+            .contains("no ImageRepository"),
+        "{}",
+        compiled.diagnostics[0]
+    );
+    let err = flux::compile(&[tmp.path().join("missing")], &Options::default()).unwrap_err();
+    assert!(err.to_string().starts_with("cannot read "), "{err}");
+}
+
+#[test]
+fn check_applies_the_policy_selector_to_a_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    field_secrets(tmp.path());
+    let checkout = tmp.path().join("checkout");
+    std::fs::create_dir_all(checkout.join("apps/team-a")).unwrap();
+    std::fs::write(
+        checkout.join("apps/team-a/deploy.yaml"),
+        "a: registry.example.com/org/app:1.0.0 # {\"$imagepolicy\": \"team-a:app\"}\n\
+         b: ghcr.io/org/worker:x # {\"$imagepolicy\": \"team-a:docs\"}\n",
+    )
+    .unwrap();
+    let fields = fixture("fields");
+    let out = tagsmith(&[
+        "check",
+        checkout.to_str().unwrap(),
+        "--target",
+        "team-a-apps",
+        "--secrets-dir",
+        tmp.path().to_str().unwrap(),
+        "--flux",
+        fields.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("apps/team-a/deploy.yaml:2: policy team-a:docs may not change this file"),
+        "team-a:docs is not selected by team-a/apps: {stdout}"
+    );
+    assert!(!stdout.contains("team-a:app may not"), "{stdout}");
+}

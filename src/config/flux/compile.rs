@@ -141,6 +141,14 @@ fn documents(text: &str) -> Vec<String> {
 }
 
 impl Objects {
+    pub fn is_empty(&self) -> bool {
+        self.repositories.is_empty()
+            && self.policies.is_empty()
+            && self.automations.is_empty()
+            && self.git_repositories.is_empty()
+            && self.receivers.is_empty()
+    }
+
     /// Reads the Flux objects of one file; other documents are skipped.
     pub fn read(&mut self, file: &Path, text: &str, out: &mut Vec<Diagnostic>) {
         for doc in documents(text) {

@@ -112,6 +112,20 @@ pub fn compile(paths: &[PathBuf], options: &Options) -> Result<Compiled, FluxErr
         })?;
         objects.read(file, &text, &mut diagnostics);
     }
+    if objects.is_empty() {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            file: paths.first().cloned().unwrap_or_default(),
+            line: 0,
+            column: 0,
+            object: String::new(),
+            field: String::new(),
+            message: format!(
+                "no ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository or Receiver in {} file(s) read",
+                found.files.len()
+            ),
+        });
+    }
     let doc = compile::compile(&objects, options, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
         (a.severity, &a.file, a.line, a.column).cmp(&(b.severity, &b.file, b.line, b.column))
