@@ -1096,7 +1096,7 @@ fn receiver(
             ),
         );
     } else if kind.starts_with("generic") {
-        r.warn(&spec.kind, "spec.type", "tagsmith's generic receivers read the images to rescan from the body ({\"images\": [...]}); a request without them rescans nothing");
+        r.warn(&spec.kind, "spec.type", "tagsmith's generic receivers read the images to rescan from the body ({\"images\": [...]}), and `generic` ones take the token as `Authorization: Bearer`; a request without images rescans nothing");
     }
     for (i, resource) in spec.resources.iter().enumerate() {
         if resource.value.kind.value != "ImageRepository" {
