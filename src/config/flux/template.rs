@@ -64,7 +64,14 @@ fn evaluate(
     if action.starts_with("/*") && action.ends_with("*/") {
         return Ok(String::new());
     }
-    if let Some(key) = action.strip_prefix(".Values.") {
+    // `index .Values "key"` says the same as `.Values.key`.
+    let quoted = action
+        .strip_prefix("index .Values ")
+        .map(str::trim)
+        .and_then(|k| k.strip_prefix('"'))
+        .and_then(|k| k.strip_suffix('"'))
+        .filter(|k| !k.contains(['"', '\\']));
+    if let Some(key) = action.strip_prefix(".Values.").or(quoted) {
         return match values.and_then(|v| v.get(key)) {
             Some(v) => Ok(v.clone()),
             None => Err(format!("{raw}: no messageTemplateValues key {key:?}")),
@@ -107,6 +114,21 @@ mod tests {
             "Automated image update by flux-system/podinfoenv: prod"
         );
         assert_eq!(translate("plain", "a", "b", None).unwrap(), "plain");
+    }
+
+    #[test]
+    fn values_by_index_as_in_the_controller_tests() {
+        // image-automation-controller internal/source/source_test.go,
+        // testCommitTemplateWithValues and its wantCommitMsg.
+        let template = "Commit summary\n\nAutomation: {{ .AutomationObject }}\n\nCluster: {{ index .Values \"cluster\" }}\nTesting: {{ .Values.testing }}\n";
+        let values = BTreeMap::from([
+            ("cluster".to_string(), "prod".to_string()),
+            ("testing".to_string(), "value".to_string()),
+        ]);
+        assert_eq!(
+            translate(template, "test-ns", "test-update", Some(&values)).unwrap(),
+            "Commit summary\n\nAutomation: test-ns/test-update\n\nCluster: prod\nTesting: value\n"
+        );
     }
 
     #[test]
