@@ -587,6 +587,7 @@ fn convert_writes_a_config_that_loads_to_the_same_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.ends_with('\n'), "a file ends with a newline: {yaml:?}");
     assert!(!yaml.contains("token-value"), "secrets stay in their files");
     assert!(
         String::from_utf8_lossy(&out.stderr)

@@ -154,9 +154,12 @@ impl Compiled {
 
     /// The equivalent `tagsmith.yaml`.
     pub fn yaml(&self) -> Result<String, FluxError> {
-        let body = serde_saphyr::to_string(&self.doc).map_err(|e| FluxError::Serialize {
+        let mut body = serde_saphyr::to_string(&self.doc).map_err(|e| FluxError::Serialize {
             message: e.to_string(),
         })?;
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
         let sources = self
             .files
             .iter()
