@@ -15,6 +15,8 @@ const COMMANDS: &[&[&str]] = &[
     &["run"],
     &["once"],
     &["check"],
+    &["convert"],
+    &["convert", "flux"],
     &["apply"],
     &["tags"],
     &["policy"],

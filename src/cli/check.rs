@@ -1,5 +1,6 @@
 //! `tagsmith check -c tagsmith.yaml [DIR]`: validate the config and, given a checkout, every
 //! marker in it (unknown policies, near-misses, tenancy violations, values that cannot be set).
+//! With `--flux PATH...` it first lists everything the Flux objects say that tagsmith cannot do.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,17 +9,21 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::{OutputFormat, Status};
+use super::{OutputFormat, Status, inputs};
+use crate::config::flux::Compiled;
 use crate::config::{Config, Target};
 use crate::model::{Digest, ImageRef, PolicyId};
 use crate::rewrite::walk::{Mode, rewrite_tree_allowed};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = "tagsmith.yaml")]
-    pub config: PathBuf,
-    /// A checkout of a target's repository whose markers to check.
+    /// The configuration file (default: tagsmith.yaml, unless --flux is given).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flux: super::inputs::FluxArgs,
+    /// A checkout of a target's repository whose markers to check (put it before --flux, which
+    /// takes every path after it).
     pub dir: Option<PathBuf>,
     /// The target whose paths and tenancy apply to DIR (default: every target, or the whole
     /// tree without tenancy when the config has none).
@@ -49,27 +54,76 @@ fn probe_selections(config: &Config) -> anyhow::Result<BTreeMap<PolicyId, ImageR
         .collect()
 }
 
+/// Lists the Flux objects' diagnostics as text; as JSON, returns them with the model built
+/// from them, for the command's one JSON document.
+fn flux_report(compiled: &Compiled, output: OutputFormat) -> serde_json::Value {
+    match output {
+        OutputFormat::Text => {
+            for d in &compiled.diagnostics {
+                println!("{d}");
+            }
+            println!(
+                "{} Flux file(s): {} image(s), {} target(s), {} receiver(s), {} diagnostic(s)",
+                compiled.files.len(),
+                compiled.doc.images.len(),
+                compiled.doc.targets.len(),
+                compiled.doc.receivers.len(),
+                compiled.diagnostics.len()
+            );
+            serde_json::Value::Null
+        }
+        OutputFormat::Json => json!({
+            "files": compiled.files,
+            "valid": !compiled.has_errors(),
+            "diagnostics": compiled.diagnostics,
+            "model": compiled.doc,
+        }),
+    }
+}
+
 pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
-    let config = Config::load(&args.config)?;
+    let inputs = inputs::read(args.config.as_deref(), &args.flux)?;
+    let (flux_problems, flux_json) = match &inputs.flux {
+        Some(compiled) => {
+            let report = flux_report(compiled, args.output);
+            if compiled.has_errors() {
+                if args.output == OutputFormat::Json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json!({ "valid": false, "flux": report }))?
+                    );
+                }
+                bail!("the Flux objects have errors (listed above)");
+            }
+            (compiled.diagnostics.len(), report)
+        }
+        None => (0, serde_json::Value::Null),
+    };
+    let config = inputs.config()?;
+    let config_name = config.path.clone();
     let Some(dir) = &args.dir else {
         match args.output {
             OutputFormat::Text => println!(
                 "{}: valid ({} images, {} targets)",
-                args.config.display(),
+                config_name.display(),
                 config.images.len(),
                 config.targets.len()
             ),
             OutputFormat::Json => println!(
                 "{}",
-                json!({ "config": args.config.display().to_string(), "valid": true, "problems": [] })
+                json!({ "config": config_name.display().to_string(), "valid": true, "problems": [], "flux": flux_json })
             ),
         }
-        return Ok(Status::Ok);
+        return Ok(if flux_problems == 0 {
+            Status::Ok
+        } else {
+            Status::Pending
+        });
     };
     let targets: Vec<Option<&Target>> = match &args.target {
         Some(name) => match config.targets.iter().find(|t| &t.name == name) {
             Some(t) => vec![Some(t)],
-            None => bail!("no target named {name} in {}", args.config.display()),
+            None => bail!("no target named {name} in {}", config_name.display()),
         },
         None if config.targets.is_empty() => vec![None],
         None => config.targets.iter().map(Some).collect(),
@@ -84,8 +138,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
         };
         let allow = |path: &std::path::Path, policy: &PolicyId| {
             target.is_none_or(|t| {
-                t.tenancy
-                    .allows(&path.to_string_lossy(), policy.namespace())
+                t.allows_policy(policy)
+                    && t.tenancy
+                        .allows(&path.to_string_lossy(), policy.namespace())
             })
         };
         let report = rewrite_tree_allowed(dir, &paths, &selections, Mode::DryRun, &allow, None)
@@ -116,12 +171,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &json!({ "valid": problems.is_empty(), "markers": markers, "problems": list })
+                    &json!({ "valid": problems.is_empty(), "markers": markers, "problems": list, "flux": flux_json })
                 )?
             );
         }
     }
-    Ok(if problems.is_empty() {
+    Ok(if problems.is_empty() && flux_problems == 0 {
         Status::Ok
     } else {
         Status::Pending

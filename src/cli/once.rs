@@ -14,9 +14,11 @@ use crate::state::StateDirLock;
 
 #[derive(Debug, Args)]
 pub struct OnceArgs {
-    /// The configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = "tagsmith.yaml")]
-    pub config: PathBuf,
+    /// The configuration file (default: tagsmith.yaml, unless --flux is given).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flux: super::inputs::FluxArgs,
     /// Print the unified diff each target would commit; commit and push nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -42,7 +44,7 @@ pub fn state_dir(flag: Option<PathBuf>, config: &Config) -> anyhow::Result<PathB
 }
 
 pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
-    let config = Arc::new(Config::load(&args.config)?);
+    let config = Arc::new(super::inputs::load(args.config.as_deref(), &args.flux)?);
     let state_dir = state_dir(args.state_dir.clone(), &config)?;
     // Held until the cycle is over: workspaces are never shared with another process.
     let _lock = StateDirLock::acquire(&state_dir, "once")?;

@@ -25,9 +25,11 @@ const BROKEN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = "tagsmith.yaml")]
-    pub config: PathBuf,
+    /// The configuration file (default: tagsmith.yaml, unless --flux is given).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flux: super::inputs::FluxArgs,
     /// Where workspaces live (default: the config's `state.dir`, else $XDG_STATE_HOME/tagsmith).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -40,7 +42,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<Status> {
-    let config = Arc::new(Config::load(&args.config)?);
+    let config = Arc::new(super::inputs::load(args.config.as_deref(), &args.flux)?);
     let state_dir = super::once::state_dir(args.state_dir.clone(), &config)?;
     // Held until the process exits: workspaces and the store are never shared with another.
     let _lock = StateDirLock::acquire(&state_dir, "run")?;
@@ -118,7 +120,10 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
     readiness.set(true);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        config = %args.config.display(),
+        config = %args.config.as_deref().map_or_else(
+            || format!("{} --flux path(s)", args.flux.flux.len()),
+            |p| p.display().to_string()
+        ),
         images = config.images.len(),
         targets = config.targets.len(),
         receivers = config.receivers.len(),

@@ -3,6 +3,7 @@
 //! all problems are reported at once.
 
 pub mod duration;
+pub mod flux;
 mod pull_request;
 pub mod raw;
 mod schedule;
@@ -159,11 +160,17 @@ pub struct Target {
     /// `tagsmith run` re-reads the repository this often even when no selection changed, to
     /// pick up markers added or edited in Git.
     pub interval: Duration,
+    /// When set, only these policies may change the target's files (a Flux policySelector).
+    pub policies: Option<BTreeSet<PolicyId>>,
 }
 
 impl Target {
     pub fn push_branch(&self) -> &str {
         self.push_branch.as_deref().unwrap_or(&self.git.branch)
+    }
+
+    pub fn allows_policy(&self, policy: &PolicyId) -> bool {
+        self.policies.as_ref().is_none_or(|p| p.contains(policy))
     }
 }
 
@@ -176,6 +183,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub server: crate::server::ServerSettings,
     pub receivers: Vec<crate::server::webhooks::Receiver>,
+    /// Flux object files or folders named by the `flux:` key, relative paths resolved.
+    pub flux: Vec<PathBuf>,
 }
 
 impl Config {
@@ -269,6 +278,7 @@ impl<'a> Validator<'a> {
                 receivers.push(valid);
             }
         }
+        let flux = raw.flux.iter().map(|p| self.resolve(&p.value)).collect();
         if self.problems.is_empty() {
             Ok(Config {
                 path: self.path.to_path_buf(),
@@ -278,6 +288,7 @@ impl<'a> Validator<'a> {
                 state_dir,
                 server,
                 receivers,
+                flux,
             })
         } else {
             Err(ConfigError::Invalid {
@@ -692,6 +703,16 @@ impl<'a> Validator<'a> {
         let interval = self
             .interval(raw.interval.as_ref(), DEFAULT_TARGET_INTERVAL)
             .unwrap_or(DEFAULT_TARGET_INTERVAL);
+        let policies = raw.policies.as_ref().map(|list| {
+            list.iter()
+                .filter_map(|p| {
+                    p.value
+                        .parse::<PolicyId>()
+                        .map_err(|e| self.problem(p, format!("target {name}: {e}")))
+                        .ok()
+                })
+                .collect()
+        });
         if self.problems.len() > before {
             return None;
         }
@@ -711,6 +732,7 @@ impl<'a> Validator<'a> {
             signing_key,
             schedule,
             interval,
+            policies,
         })
     }
 

@@ -21,6 +21,9 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
+    /// Files or folders of Flux objects compiled into the config as `--flux` does.
+    #[serde(default)]
+    pub flux: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +75,9 @@ pub struct RawTarget {
     pub timezone: Option<Spanned<String>>,
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
+    /// Only these policies may change the target's files (a Flux policySelector).
+    #[serde(default)]
+    pub policies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

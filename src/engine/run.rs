@@ -147,7 +147,8 @@ fn rewrite(run: &TargetRun<'_>, ws: &Workspace, cache: &ScanCache) -> Result<Tre
     ws.forget_clean()?;
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
-        tenancy.allows(&path.to_string_lossy(), policy.namespace())
+        run.target.allows_policy(policy)
+            && tenancy.allows(&path.to_string_lossy(), policy.namespace())
     };
     let tree = rewrite_tree_allowed(
         ws.root(),
