@@ -40,7 +40,7 @@ impl PullRequestAction {
             Self::Created => "created",
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
-            Self::LeftClosed => "left closed",
+            Self::LeftClosed => "left_closed",
         }
     }
 }
