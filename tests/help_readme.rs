@@ -13,6 +13,7 @@ use std::process::Command;
 const COMMANDS: &[&[&str]] = &[
     &[],
     &["run"],
+    &["status"],
     &["once"],
     &["check"],
     &["convert"],

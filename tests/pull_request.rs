@@ -242,7 +242,7 @@ fn a_closed_pull_request_is_not_reopened_until_there_are_new_changes() {
 
     let writes_before = s.github.writes().len();
     let stdout = s.once_ok();
-    assert!(stdout.contains("pull request #1 left closed"), "{stdout}");
+    assert!(stdout.contains("pull request #1 left_closed"), "{stdout}");
     assert_eq!(
         s.github.writes().len(),
         writes_before,
@@ -438,4 +438,26 @@ fn api_errors_name_the_permission_and_rate_limits_are_waited_out() {
     let stdout = s.once_ok();
     assert!(stdout.contains("pull request #1 created"), "{stdout}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+/// What happened to a pull request is a metric label (`tagsmith_pull_requests_total{action}`)
+/// and a JSON value: one word without spaces, the same in both (issue 18: it was
+/// `action="left closed"`).
+#[test]
+fn pull_request_actions_are_label_values_without_spaces() {
+    use tagsmith::engine::PullRequestAction;
+    for action in [
+        PullRequestAction::Created,
+        PullRequestAction::Updated,
+        PullRequestAction::Unchanged,
+        PullRequestAction::LeftClosed,
+    ] {
+        let label = action.as_str();
+        assert!(
+            !label.is_empty() && label.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{label:?}"
+        );
+        assert_eq!(serde_json::to_value(action).unwrap(), label);
+    }
+    assert_eq!(PullRequestAction::LeftClosed.as_str(), "left_closed");
 }

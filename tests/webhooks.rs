@@ -59,16 +59,27 @@ async fn start_observed(
     options: Options,
     observer: Option<Observer>,
 ) -> Running {
+    start_configured(receivers, capacity, |mut server| {
+        server = server.with_options(options);
+        if let Some(observer) = observer {
+            server = server.with_observer(observer);
+        }
+        server
+    })
+    .await
+}
+
+/// A server as `configure` makes it from one with `receivers` and a queue of `capacity`.
+async fn start_configured(
+    receivers: Vec<ArmedReceiver>,
+    capacity: usize,
+    configure: impl FnOnce(Server) -> Server,
+) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, queue) = mpsc::channel(capacity);
     let readiness = Readiness::new();
-    let mut server = Server::from_armed(receivers, tx, readiness.clone())
-        .unwrap()
-        .with_options(options);
-    if let Some(observer) = observer {
-        server = server.with_observer(observer);
-    }
+    let server = configure(Server::from_armed(receivers, tx, readiness.clone()).unwrap());
     let (shutdown, signal) = oneshot::channel::<()>();
     let task = tokio::spawn(server.serve(listener, async {
         let _ = signal.await;
@@ -545,9 +556,91 @@ async fn valid_events_that_name_nothing_new_are_200_and_queue_nothing() {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{url}");
-        assert!(body_json(response).await["ignored"].is_string());
+        let json = body_json(response).await;
+        assert!(json["ignored"].is_string(), "{json}");
+        assert_eq!(json["result"], "ignored", "{json}");
     }
     assert!(server.queue.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn events_for_images_no_policy_watches_are_200_ignored_and_queue_nothing() {
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = outcomes.clone();
+    let observer = Observer::new(move |receiver: &str, outcome: Outcome| {
+        seen.lock()
+            .unwrap()
+            .push(format!("{receiver} {}", outcome.as_str()));
+    });
+    // Users write `acme/web`; events name it however their vendor spells it.
+    let watched = [image("acme/web"), image("ghcr.io/acme/api")];
+    let mut server = start_configured(all_receivers(), 4, |server| {
+        server.with_watched(watched).with_observer(observer)
+    })
+    .await;
+    let client = http();
+    let generic = |images: &str| {
+        client
+            .post(format!("{}/hook/generic", server.base))
+            .bearer_auth(SECRET)
+            .body(format!(r#"{{"images":{images}}}"#))
+    };
+
+    let response = generic(r#"["ghcr.io/acme/other:1.0", "quay.io/acme/api"]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let json = body_json(response).await;
+    assert_eq!(json["result"], "ignored", "{json}");
+    assert_eq!(
+        json["unwatched"],
+        serde_json::json!(["ghcr.io/acme/other", "quay.io/acme/api"]),
+        "{json}"
+    );
+    let reason = json["ignored"].as_str().unwrap();
+    assert!(
+        reason.contains("no policy watches ghcr.io/acme/other"),
+        "{reason}"
+    );
+    assert!(json.get("queued").is_none(), "{json}");
+    assert!(
+        server.queue.try_recv().is_err(),
+        "an unwatched image was queued"
+    );
+
+    // A watched image is still queued (202), named as Docker Hub names it; the unwatched one
+    // in the same event is left out and said so.
+    let hub = deliver(&server.base, &deliveries()[1]).await;
+    assert_eq!(hub.status().as_u16(), 202);
+    assert_eq!(body_json(hub).await["result"], "queued");
+    let request = server.queue.recv().await.unwrap();
+    assert_eq!(request.images, [image("docker.io/acme/web")]);
+    let response = generic(r#"["ghcr.io/acme/api:2", "ghcr.io/acme/other"]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let json = body_json(response).await;
+    assert_eq!(
+        json["queued"],
+        serde_json::json!(["ghcr.io/acme/api"]),
+        "{json}"
+    );
+    assert_eq!(
+        json["unwatched"],
+        serde_json::json!(["ghcr.io/acme/other"]),
+        "{json}"
+    );
+    let request = server.queue.recv().await.unwrap();
+    assert_eq!(request.images, [image("ghcr.io/acme/api")]);
+    assert!(server.queue.try_recv().is_err());
+
+    // What `tagsmith_webhook_requests_total` counts, by receiver and result.
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        ["generic ignored", "dockerhub queued", "generic queued"]
+    );
 }
 
 #[tokio::test]

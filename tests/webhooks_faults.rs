@@ -23,6 +23,8 @@ const HOOK_SECRET: &str = "hook-secret-5be1";
 struct Service {
     child: Child,
     port: u16,
+    /// The configured image: a webhook must name it to be queued.
+    image: String,
     log: PathBuf,
     _tmp: tempfile::TempDir,
 }
@@ -75,6 +77,7 @@ impl Service {
         let mut service = Self {
             child,
             port,
+            image: format!("{registry}/org/app"),
             log,
             _tmp: tmp,
         };
@@ -149,7 +152,7 @@ impl Service {
     }
 
     fn webhook(&self) -> Option<u16> {
-        let body = r#"{"images":["127.0.0.1:1/org/other"]}"#;
+        let body = format!(r#"{{"images":["{}"]}}"#, self.image);
         self.request(&format!(
             "POST /hook/ci HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {HOOK_SECRET}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -13,6 +13,7 @@ pub mod inputs;
 pub mod once;
 mod policy;
 pub mod run;
+pub mod status;
 pub mod tags;
 
 /// `tagsmith --version`: the crate version and the commit it was built from (see build.rs).
@@ -75,6 +76,8 @@ pub enum Command {
     Once(once::OnceArgs),
     /// Run as a service: scan on intervals and on registry webhooks, keep every target current.
     Run(run::RunArgs),
+    /// Show what a running service reports on /status: its images and targets, as tables.
+    Status(status::StatusArgs),
     /// List an image's tags with the configured credentials.
     Tags(tags::TagsArgs),
     /// Print shell completions for bash, zsh or fish.
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Convert(cmd) => convert::run(cmd),
         Command::Once(args) => once::run(args),
         Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
         Command::Tags(args) => tags::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),

@@ -71,6 +71,7 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
             .inc();
     });
     let server = Server::new(&config.receivers, queue.clone(), readiness.clone())?
+        .with_watched(config.images.iter().map(|i| i.image.clone()))
         .with_observer(observer)
         .with_shutdown_deadline(Duration::from_secs(args.shutdown_deadline));
     let listener = bind(config.server.listen).await?;

@@ -31,7 +31,7 @@ impl PullRequestAction {
             Self::Created => "created",
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
-            Self::LeftClosed => "left closed",
+            Self::LeftClosed => "left_closed",
         }
     }
 

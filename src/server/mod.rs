@@ -1,8 +1,9 @@
 //! The HTTP side of `tagsmith run`: webhook receivers, `/healthz` and `/readyz`; `/metrics`
 //! and `/status` on a second address (`admin`).
 //!
-//! The server decides nothing. A valid webhook becomes a [`ScanRequest`] on the bounded queue
-//! the server is given, and the answer (202) goes out at once; the scheduler on the other end
+//! The server decides nothing. A valid webhook naming a watched image becomes a [`ScanRequest`]
+//! on the bounded queue the server is given, and the answer (202) goes out at once; one naming
+//! only images no policy watches is answered 200 `ignored`, so the sender sees it had no effect; the scheduler on the other end
 //! rescans, coalesces and delivers. When the queue stays full for [`Options::enqueue_wait`] the
 //! sender gets 503 with `Retry-After`, so vendors that retry do, and nothing is lost silently.
 //!
@@ -15,7 +16,7 @@ mod dashboard;
 mod health;
 pub mod webhooks;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,6 +194,8 @@ pub struct Server {
     readiness: Readiness,
     options: Options,
     observer: Option<Observer>,
+    /// Canonical names of the images policies watch; `None` queues every image named.
+    watched: Option<Arc<HashSet<String>>>,
 }
 
 impl Server {
@@ -228,6 +231,7 @@ impl Server {
             readiness,
             options: Options::default(),
             observer: None,
+            watched: None,
         })
     }
 
@@ -240,6 +244,24 @@ impl Server {
     pub fn with_shutdown_deadline(mut self, deadline: Duration) -> Self {
         self.options.connections.drain = deadline;
         self
+    }
+
+    /// The configured images (`images[].image`): an event naming none of them is answered 200
+    /// `ignored` and queues nothing; images of an event that no policy watches are left out.
+    pub fn with_watched(mut self, images: impl IntoIterator<Item = ImageName>) -> Self {
+        let watched = images.into_iter().map(|i| i.canonical()).collect();
+        self.watched = Some(Arc::new(watched));
+        self
+    }
+
+    /// Splits an event's images into those a policy watches and those none does.
+    fn split_watched(&self, images: Vec<ImageName>) -> (Vec<ImageName>, Vec<ImageName>) {
+        match &self.watched {
+            None => (images, Vec::new()),
+            Some(watched) => images
+                .into_iter()
+                .partition(|i| watched.contains(&i.canonical())),
+        }
     }
 
     pub fn with_observer(mut self, observer: Observer) -> Self {
@@ -427,11 +449,21 @@ impl Server {
             Event::Ignored(reason) => {
                 return Ok(reply(
                     StatusCode::OK,
-                    serde_json::json!({ "ignored": reason }),
+                    serde_json::json!({ "result": "ignored", "ignored": reason }),
                 ));
             }
             Event::Scan(images) => images,
         };
+        let (images, unwatched) = self.split_watched(images);
+        let unwatched: Vec<String> = unwatched.iter().map(ToString::to_string).collect();
+        if images.is_empty() {
+            let reason = format!("no policy watches {}", unwatched.join(", "));
+            tracing::info!(receiver = %receiver.receiver.name, images = %unwatched.join(", "), "webhook names no watched image: ignored");
+            return Ok(reply(
+                StatusCode::OK,
+                serde_json::json!({ "result": "ignored", "ignored": reason, "unwatched": unwatched }),
+            ));
+        }
         let names: Vec<String> = images.iter().map(ToString::to_string).collect();
         let request = ScanRequest {
             receiver: receiver.receiver.name.clone(),
@@ -442,10 +474,13 @@ impl Server {
             .send_timeout(request, self.options.enqueue_wait)
             .await
         {
-            Ok(()) => Ok(reply(
-                StatusCode::ACCEPTED,
-                serde_json::json!({ "queued": names }),
-            )),
+            Ok(()) => {
+                let mut body = serde_json::json!({ "result": "queued", "queued": names });
+                if !unwatched.is_empty() {
+                    body["unwatched"] = serde_json::json!(unwatched);
+                }
+                Ok(reply(StatusCode::ACCEPTED, body))
+            }
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 Err(Refusal::Busy("scan queue is full, retry later".into()))
             }
