@@ -15,6 +15,8 @@ const COMMANDS: &[&[&str]] = &[
     &["run"],
     &["once"],
     &["check"],
+    &["config"],
+    &["config", "schema"],
     &["apply"],
     &["tags"],
     &["policy"],

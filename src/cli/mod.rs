@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod apply;
 pub mod check;
 mod completions;
+mod config;
 pub mod once;
 mod policy;
 pub mod run;
@@ -66,6 +67,9 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Validate the config and, given a checkout, every marker in it.
     Check(check::CheckArgs),
+    /// The configuration file's JSON Schema.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Run one full cycle over every target (scan, select, rewrite, commit, push), then exit.
     Once(once::OnceArgs),
     /// Run as a service: scan on intervals and on registry webhooks, keep every target current.
@@ -99,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Apply(args) => apply::run(args),
         Command::Check(args) => check::run(args),
+        Command::Config(cmd) => config::run(cmd),
         Command::Once(args) => once::run(args),
         Command::Run(args) => run::run(args),
         Command::Tags(args) => tags::run(args),
