@@ -250,3 +250,37 @@ fn a_checkout_matching_no_single_target_asks_for_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `staging`?"));
 }
+
+#[test]
+fn config_problems_in_json_carry_file_line_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "tagsmith.yaml",
+        &CONFIG
+            .replace("semver: '^2'", "semvar: '^2'")
+            .replace("paths:", "pahts:"),
+    );
+    let cfg = tmp.path().join("tagsmith.yaml");
+    let out = tagsmith(&["check", "-c", cfg.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    let problems = json["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{json}");
+    assert_eq!(problems[0]["file"], cfg.to_str().unwrap());
+    assert_eq!(
+        (problems[0]["line"].clone(), problems[0]["column"].clone()),
+        (7.into(), 5.into()),
+        "{json}"
+    );
+    assert_eq!(
+        problems[0]["message"],
+        "unknown key `semvar` in images[1]; did you mean `semver`?"
+    );
+    assert_eq!(
+        (problems[1]["line"].clone(), problems[1]["column"].clone()),
+        (11.into(), 5.into()),
+        "{json}"
+    );
+}

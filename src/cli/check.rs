@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{OutputFormat, Status};
-use crate::config::{Config, Target};
+use crate::config::{Config, ConfigError, Target};
 use crate::model::{Digest, ImageRef, PolicyId};
 use crate::rewrite::ProblemKind;
 use crate::rewrite::walk::{Mode, rewrite_tree_allowed};
@@ -157,7 +157,31 @@ fn probe_selections(config: &Config) -> anyhow::Result<BTreeMap<PolicyId, ImageR
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
-    let config = Config::load(&args.config)?;
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(ConfigError::Invalid { problems }) if args.output == OutputFormat::Json => {
+            let list: Vec<_> = problems
+                .iter()
+                .map(|p| {
+                    let (line, column) = if p.line == 0 { (None, None) } else { (Some(p.line), Some(p.column)) };
+                    json!({ "scope": "config", "severity": "error", "file": p.path.display().to_string(), "line": line, "column": column, "message": p.message })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({ "config": args.config.display().to_string(), "valid": false, "problems": list })
+                )?
+            );
+            // Still exit 2, as for any invalid config; the details are on stdout.
+            bail!(
+                "{} is invalid ({} problem(s))",
+                args.config.display(),
+                problems.len()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
     let Some(dir) = &args.dir else {
         match args.output {
             OutputFormat::Text => println!(
