@@ -283,3 +283,38 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
         Status::Pending
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_url;
+
+    #[test]
+    fn remote_urls_of_one_repository_compare_equal() {
+        let same = [
+            "https://git.example.com/org/repo.git",
+            "https://GIT.example.com:443/org/repo/",
+            "ssh://git@git.example.com/org/repo.git",
+            "ssh://git@git.example.com:22/org/repo",
+            "git@git.example.com:org/repo.git",
+            "http://user@git.example.com/org/repo",
+        ];
+        for url in same {
+            assert_eq!(normalise_url(url), "git.example.com/org/repo", "{url}");
+        }
+        assert_ne!(
+            normalise_url("https://git.example.com/org/other.git"),
+            normalise_url(same[0])
+        );
+        assert_ne!(
+            normalise_url("https://git.example.com:8443/org/repo"),
+            normalise_url(same[0])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        assert_eq!(
+            normalise_url(&format!("file://{path}")),
+            normalise_url(path)
+        );
+        assert_eq!(normalise_url(&format!("{path}/")), normalise_url(path));
+    }
+}
