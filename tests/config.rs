@@ -164,7 +164,10 @@ targets:
 #[test]
 fn booleans_are_strict_and_yaml_errors_are_located() {
     let e = parse("images: [\n").unwrap_err();
-    assert!(e.starts_with("/etc/tagsmith/tagsmith.yaml: "), "{e}");
+    assert!(
+        e.starts_with("/etc/tagsmith/tagsmith.yaml:1:9: YAML syntax error"),
+        "{e}"
+    );
     let e = parse("images:\n  - policy: a:b\n    image: x\n    semver: '*'\n    digest: yes\n")
         .unwrap_err();
     assert!(e.contains("invalid digest mode \"yes\""), "{e}");
@@ -186,4 +189,59 @@ fn ssh_remotes_need_a_key_and_keys_need_ssh_remotes() {
     assert!(e.contains("an ssh remote needs auth.sshKeyFile"), "{e}");
     let e = cfg("https://git.example.com/org/r.git", "{ sshKeyFile: id }").unwrap_err();
     assert!(e.contains("only for ssh remotes"), "{e}");
+}
+
+/// `tagsmith check -c FILE` on `text`: exit code and stderr, with FILE's path.
+fn check_file(text: &str) -> (Option<i32>, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tagsmith.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(["check", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        file.display().to_string(),
+    )
+}
+
+#[test]
+fn every_unknown_key_is_reported_at_once_with_its_place_and_the_nearest_key() {
+    let text = "images:\n  - policy: a:b\n    image: x\n    semvar: '*'\n    filtertags: { pattern: x }\ntargets:\n  - name: t\n    git: { url: 'file:///x', brnch: main }\n    pushh: {}\nstate: { dri: x }\nfoo: 1\n";
+    let (code, err, file) = check_file(text);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+    for expected in [
+        "4:5: unknown key `semvar` in images[0]; did you mean `semver`?",
+        "5:5: unknown key `filtertags` in images[0]; did you mean `filterTags`?",
+        "8:30: unknown key `brnch` in targets[0].git; did you mean `branch`?",
+        "9:5: unknown key `pushh` in targets[0]; did you mean `push`?",
+        "10:10: unknown key `dri` in state; did you mean `dir`?",
+        "11:1: unknown key `foo` at the top level (known keys: flux, images, receivers, registries, server, state, targets)",
+    ] {
+        assert!(
+            err.contains(&format!("{file}:{expected}")),
+            "missing {expected:?} in:\n{err}"
+        );
+    }
+    assert_eq!(err.matches("unknown key").count(), 6, "{err}");
+}
+
+#[test]
+fn syntax_and_type_errors_name_the_file_line_and_column() {
+    let (code, err, file) = check_file("images:\n  - policy: a:b\n    image: [x\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+    assert!(
+        err.contains(&format!("{file}:3:12: YAML syntax error: unclosed bracket")),
+        "{err}"
+    );
+
+    let (code, err, file) =
+        check_file("images:\n  - policy: a:b\n    image: [x]\n    semver: '*'\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+    assert!(err.contains(&format!("{file}:3:12: ")), "{err}");
 }

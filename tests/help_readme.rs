@@ -18,6 +18,8 @@ const COMMANDS: &[&[&str]] = &[
     &["check"],
     &["convert"],
     &["convert", "flux"],
+    &["config"],
+    &["config", "schema"],
     &["apply"],
     &["tags"],
     &["policy"],

@@ -481,3 +481,26 @@ fn a_utf16_file_with_a_marker_is_reported_by_name() {
     let deploy = fs::read_to_string(dir.path().join("deploy.yaml")).unwrap();
     assert!(deploy.contains("ghcr.io/org/app:1.10"), "{deploy}");
 }
+
+#[test]
+fn a_marker_near_a_set_policy_is_named_with_the_suggestion() {
+    let dir = tree();
+    fs::write(
+        dir.path().join("typo.yaml"),
+        "image: ghcr.io/org/app:1.0.0 # {\"$imagepolicy\": \"apps:ap\"}\n",
+    )
+    .unwrap();
+    let out = apply(dir.path(), &["--check"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "warning: typo.yaml:1: unknown policy apps:ap: no selection; did you mean `apps:app`?"
+        ),
+        "{stderr}"
+    );
+    // The far one (apps:other) is still only counted.
+    assert!(
+        stderr.contains("1 marker(s) name policies no --set gives"),
+        "{stderr}"
+    );
+}

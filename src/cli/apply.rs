@@ -95,6 +95,21 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
         OutputFormat::Text => {
             // A partial --set is the usual way to move a few images: the markers of the others
             // are not warnings unless asked for (JSON keeps every problem for scripts).
+            // A marker naming a policy near one that --set gives is likely a typo on one side:
+            // said with the suggestion, --strict or not.
+            let given: Vec<String> = selections.keys().map(ToString::to_string).collect();
+            let near = |p: &crate::rewrite::Problem| match &p.kind {
+                ProblemKind::UnknownPolicy { policy } => {
+                    let hint = crate::config::suggest::did_you_mean(
+                        &policy.to_string(),
+                        given.iter().map(String::as_str),
+                    );
+                    (!hint.is_empty()).then(|| format!("warning: {p}{hint}"))
+                }
+                _ => None,
+            };
+            let near_misses: Vec<String> = report.problems.iter().filter_map(near).collect();
+            report.problems.retain(|p| near(p).is_none());
             let unset = if args.strict {
                 0
             } else {
@@ -104,6 +119,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<Status> {
                     .retain(|p| !matches!(p.kind, ProblemKind::UnknownPolicy { .. }));
                 before - report.problems.len()
             };
+            for line in &near_misses {
+                eprintln!("{line}");
+            }
             print_text(&report, args.dry_run);
             if unset > 0 {
                 eprintln!(

@@ -3,7 +3,7 @@
 //! With `--flux PATH...` it first lists everything the Flux objects say that tagsmith cannot do.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -11,9 +11,112 @@ use serde_json::json;
 
 use super::{OutputFormat, Status, inputs};
 use crate::config::flux::Compiled;
-use crate::config::{Config, Target};
+use crate::config::{Config, ConfigError, Target};
 use crate::model::{Digest, ImageRef, PolicyId};
+use crate::rewrite::ProblemKind;
 use crate::rewrite::walk::{Mode, rewrite_tree_allowed};
+
+/// One problem as reported: which target's rules found it, and where.
+#[derive(Debug, PartialEq, Eq)]
+struct Found {
+    scope: String,
+    severity: &'static str,
+    file: String,
+    /// 1-based; 0 when it concerns the whole file.
+    line: usize,
+    message: String,
+}
+
+/// The target DIR is a checkout of: the only one, or the one whose `git.url` is DIR's `origin`.
+/// Checking against every target would report each problem once per target, and apply rules
+/// (paths, tenancy) meant for other repositories.
+fn target_of_checkout<'c>(config: &'c Config, dir: &Path) -> anyhow::Result<&'c Target> {
+    if let [only] = config.targets.as_slice() {
+        return Ok(only);
+    }
+    let origin = git2::Repository::discover(dir).ok().and_then(|repo| {
+        repo.find_remote("origin")
+            .ok()
+            .and_then(|r| r.url().ok().map(str::to_string))
+    });
+    let names = || {
+        config
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(origin) = origin else {
+        bail!(
+            "{} has no origin remote to match against the targets of {}; name one with --target ({})",
+            dir.display(),
+            config.path.display(),
+            names()
+        );
+    };
+    let wanted = normalise_url(&origin);
+    let matching: Vec<&Target> = config
+        .targets
+        .iter()
+        .filter(|t| normalise_url(&t.git.url) == wanted)
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => bail!(
+            "no target of {} has git.url {}; name one with --target ({})",
+            config.path.display(),
+            crate::git::redact_url(&origin),
+            names()
+        ),
+        several => bail!(
+            "several targets of {} read {}; name one with --target ({})",
+            config.path.display(),
+            crate::git::redact_url(&origin),
+            several
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A remote URL reduced to host and path, so `https://host/org/r.git`, `ssh://git@host/org/r`
+/// and `git@host:org/r.git` compare equal; local paths and `file://` compare as paths.
+fn normalise_url(url: &str) -> String {
+    let url = url.trim();
+    let (rest, scheme) = match url.split_once("://") {
+        Some((scheme, rest)) => (rest, Some(scheme.to_ascii_lowercase())),
+        None => (url, None),
+    };
+    if scheme.as_deref() == Some("file")
+        || (scheme.is_none() && (rest.starts_with('/') || rest.starts_with('.')))
+    {
+        let path = Path::new(rest);
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let text = path.to_string_lossy();
+        return text
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_string();
+    }
+    // Drop any user name; scp-like `host:path` becomes `host/path`.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let (host, path) = match (scheme, rest.split_once('/')) {
+        (None, _) => rest.split_once(':').unwrap_or((rest, "")),
+        (Some(_), Some((host, path))) => (host, path),
+        (Some(_), None) => (rest, ""),
+    };
+    // Default ports say nothing about which repository it is.
+    let host = host
+        .trim_end_matches(":443")
+        .trim_end_matches(":22")
+        .to_ascii_lowercase();
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("{host}/{path}")
+}
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -25,8 +128,8 @@ pub struct CheckArgs {
     /// A checkout of a target's repository whose markers to check (put it before --flux, which
     /// takes every path after it).
     pub dir: Option<PathBuf>,
-    /// The target whose paths and tenancy apply to DIR (default: every target, or the whole
-    /// tree without tenancy when the config has none).
+    /// The target whose paths and tenancy apply to DIR (default: the only target, or the one
+    /// whose git.url is DIR's origin remote; the whole tree when the config has none).
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Results as text for people or one JSON document for scripts.
@@ -82,7 +185,10 @@ fn flux_report(compiled: &Compiled, output: OutputFormat) -> serde_json::Value {
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
-    let inputs = inputs::read(args.config.as_deref(), &args.flux)?;
+    let inputs = match inputs::read(args.config.as_deref(), &args.flux) {
+        Ok(inputs) => inputs,
+        Err(err) => return Err(invalid_config(err, args.output)?),
+    };
     let (flux_problems, flux_json) = match &inputs.flux {
         Some(compiled) => {
             let report = flux_report(compiled, args.output);
@@ -123,12 +229,20 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
     let targets: Vec<Option<&Target>> = match &args.target {
         Some(name) => match config.targets.iter().find(|t| &t.name == name) {
             Some(t) => vec![Some(t)],
-            None => bail!("no target named {name} in {}", config_name.display()),
+            None => bail!(
+                "no target named {name} in {}{}",
+                config_name.display(),
+                crate::config::suggest::did_you_mean(
+                    name,
+                    config.targets.iter().map(|t| t.name.as_str())
+                )
+            ),
         },
         None if config.targets.is_empty() => vec![None],
-        None => config.targets.iter().map(Some).collect(),
+        None => vec![Some(target_of_checkout(&config, dir)?)],
     };
     let selections = probe_selections(&config)?;
+    let ids: Vec<String> = config.images.iter().map(|i| i.id.to_string()).collect();
     let mut problems = Vec::new();
     let mut markers = 0;
     for target in targets {
@@ -152,21 +266,38 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
             } else {
                 "warning"
             };
-            problems.push((label.clone(), severity, p.to_string()));
+            let mut message = p.to_string();
+            if let ProblemKind::UnknownPolicy { policy } = &p.kind {
+                message.push_str(&crate::config::suggest::did_you_mean(
+                    &policy.to_string(),
+                    ids.iter().map(String::as_str),
+                ));
+            }
+            problems.push(Found {
+                scope: label.clone(),
+                severity,
+                file: p.path.display().to_string(),
+                line: p.line,
+                message,
+            });
         }
     }
     problems.dedup();
     match args.output {
         OutputFormat::Text => {
-            for (label, severity, problem) in &problems {
-                println!("{severity}: {label}: {problem}");
+            for p in &problems {
+                println!("{}: {}: {}", p.severity, p.scope, p.message);
             }
             println!("{markers} marker(s) checked, {} problem(s)", problems.len());
         }
         OutputFormat::Json => {
             let list: Vec<_> = problems
                 .iter()
-                .map(|(label, severity, message)| json!({ "scope": label, "severity": severity, "message": message }))
+                .map(|p| {
+                    // `line` 0 means the whole file: then there is no line to give.
+                    let line = (p.line > 0).then_some(p.line);
+                    json!({ "scope": p.scope, "severity": p.severity, "file": p.file, "line": line, "message": p.message })
+                })
                 .collect();
             println!(
                 "{}",
@@ -181,4 +312,70 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
     } else {
         Status::Pending
     })
+}
+
+/// An invalid config with `--output json`: its problems as one JSON document on stdout, with
+/// `file`, `line` and `column` as fields; the error still ends the command (exit 2).
+fn invalid_config(err: anyhow::Error, output: OutputFormat) -> anyhow::Result<anyhow::Error> {
+    if output == OutputFormat::Json
+        && let Some(ConfigError::Invalid { problems }) = err.downcast_ref::<ConfigError>()
+    {
+        let list: Vec<_> = problems
+            .iter()
+            .map(|p| {
+                let (line, column) = if p.line == 0 {
+                    (None, None)
+                } else {
+                    (Some(p.line), Some(p.column))
+                };
+                json!({ "scope": "config", "severity": "error", "file": p.path.display().to_string(), "line": line, "column": column, "message": p.message })
+            })
+            .collect();
+        let file = problems
+            .first()
+            .map(|p| p.path.display().to_string())
+            .unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "config": file, "valid": false, "problems": list })
+            )?
+        );
+    }
+    Ok(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_url;
+
+    #[test]
+    fn remote_urls_of_one_repository_compare_equal() {
+        let same = [
+            "https://git.example.com/org/repo.git",
+            "https://GIT.example.com:443/org/repo/",
+            "ssh://git@git.example.com/org/repo.git",
+            "ssh://git@git.example.com:22/org/repo",
+            "git@git.example.com:org/repo.git",
+            "http://user@git.example.com/org/repo",
+        ];
+        for url in same {
+            assert_eq!(normalise_url(url), "git.example.com/org/repo", "{url}");
+        }
+        assert_ne!(
+            normalise_url("https://git.example.com/org/other.git"),
+            normalise_url(same[0])
+        );
+        assert_ne!(
+            normalise_url("https://git.example.com:8443/org/repo"),
+            normalise_url(same[0])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        assert_eq!(
+            normalise_url(&format!("file://{path}")),
+            normalise_url(path)
+        );
+        assert_eq!(normalise_url(&format!("{path}/")), normalise_url(path));
+    }
 }

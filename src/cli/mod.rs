@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod apply;
 pub mod check;
 mod completions;
+mod config;
 pub mod convert;
 pub mod inputs;
 pub mod once;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Write the tagsmith.yaml that configuration from another tool amounts to.
     #[command(subcommand)]
     Convert(convert::ConvertCommand),
+    /// The configuration file's JSON Schema.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Run one full cycle over every target (scan, select, rewrite, commit, push), then exit.
     Once(once::OnceArgs),
     /// Run as a service: scan on intervals and on registry webhooks, keep every target current.
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Apply(args) => apply::run(args),
         Command::Check(args) => check::run(args),
         Command::Convert(cmd) => convert::run(cmd),
+        Command::Config(cmd) => config::run(cmd),
         Command::Once(args) => once::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),

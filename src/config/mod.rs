@@ -1,12 +1,16 @@
 //! `tagsmith.yaml`: raw serde types (`raw`) validated into a `Config` whose regexes are compiled,
-//! ranges parsed, durations read and paths checked. Every problem names file:line:column, and
-//! all problems are reported at once.
+//! ranges parsed, durations read and paths checked. Every problem names file:line:column. A
+//! first pass (`keys`) reports every unknown key at once; a YAML syntax error or a value of the
+//! wrong type stops reading at its place; the validation after that reports all it finds.
 
 pub mod duration;
 pub mod flux;
+mod keys;
 mod pull_request;
 pub mod raw;
 mod schedule;
+pub mod schema;
+pub mod suggest;
 pub mod template;
 mod tenancy;
 
@@ -198,17 +202,38 @@ impl Config {
 
     /// `path` names the file in messages and anchors relative paths (secret files, state dir).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let options = serde_saphyr::options! { strict_booleans: true };
+        let unknown = keys::unknown_keys(text, path, &schema::json_schema())
+            .map_err(|p| ConfigError::Invalid { problems: vec![p] })?;
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid { problems: unknown });
+        }
+        let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
         let raw: raw::RawConfig =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string(),
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+                ConfigError::Invalid {
+                    problems: vec![typed_problem(path, &e)],
+                }
             })?;
         Validator::new(path).config(raw)
     }
 
     pub fn image(&self, id: &PolicyId) -> Option<&ImagePolicy> {
         self.images.iter().find(|i| &i.id == id)
+    }
+}
+
+/// A typed-pass error as `file:line:column: message` (the parser's own text names no file and
+/// puts the place at the end).
+fn typed_problem(path: &Path, e: &serde_saphyr::Error) -> Problem {
+    let text = e.to_string();
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let suffix = format!(" at line {line}, column {column}");
+    let message = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+    Problem {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
     }
 }
 

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -14,6 +15,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub targets: Vec<RawTarget>,
     #[serde(default)]
+    #[schemars(with = "Vec<super::schema::RegistrySettings>")]
     pub registries: Vec<crate::registry::settings::RawRegistrySettings>,
     #[serde(default)]
     pub state: Option<RawState>,
@@ -23,44 +25,56 @@ pub struct RawConfig {
     pub receivers: Vec<RawReceiver>,
     /// Files or folders of Flux objects compiled into the config as `--flux` does.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub flux: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawImage {
+    #[schemars(with = "String")]
     pub policy: Spanned<String>,
+    #[schemars(with = "String")]
     pub image: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub interval: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub semver: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub alphabetical: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub numerical: Option<Spanned<String>>,
     #[serde(default)]
     pub filter_tags: Option<RawFilter>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub exclude: Option<Vec<Spanned<String>>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub digest: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFilter {
+    #[schemars(with = "String")]
     pub pattern: Spanned<String>,
     #[serde(default)]
     pub extract: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawTarget {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     pub git: RawGit,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub paths: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub tenancy: Option<BTreeMap<String, Vec<String>>>,
@@ -69,20 +83,25 @@ pub struct RawTarget {
     #[serde(default)]
     pub commit: Option<RawCommit>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub schedule: Option<Spanned<String>>,
     /// IANA time zone `schedule` is read in; default UTC.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub timezone: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub interval: Option<Spanned<String>>,
     /// Only these policies may change the target's files (a Flux policySelector).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub policies: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGit {
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
     #[serde(default)]
     pub branch: Option<String>,
@@ -90,30 +109,39 @@ pub struct RawGit {
     pub auth: Option<RawGitAuth>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGitAuth {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub token_env: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub token_file: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub username: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub username_env: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub password_env: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub password_file: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub ssh_key_file: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub ssh_key_passphrase_env: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub known_hosts_file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPush {
     #[serde(default)]
@@ -123,7 +151,7 @@ pub struct RawPush {
 }
 
 /// `push.pullRequest`: deliver through a GitHub pull request instead of a direct push.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPullRequest {
     #[serde(default)]
@@ -139,17 +167,20 @@ pub struct RawPullRequest {
     #[serde(default)]
     pub draft: bool,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub auto_merge: Option<Spanned<String>>,
     /// `owner/name`; default: read from `git.url`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub repository: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub api_url: Option<Spanned<String>>,
     #[serde(default)]
     pub auth: Option<RawGitHubAuth>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGitHubAuth {
     #[serde(default)]
@@ -160,7 +191,7 @@ pub struct RawGitHubAuth {
     pub app: Option<RawGitHubApp>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGitHubApp {
     pub app_id: u64,
@@ -170,49 +201,55 @@ pub struct RawGitHubApp {
     pub installation_id: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawCommit {
     #[serde(default)]
     pub author: Option<RawAuthor>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub message: Option<Spanned<String>>,
     #[serde(default)]
     pub signing_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthor {
     pub name: String,
     pub email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub dir: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub metrics: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawReceiver {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(rename = "type")]
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
     #[serde(default)]
     pub secret_env: Option<String>,
     #[serde(default)]
     pub secret_file: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub registry: Option<Spanned<String>>,
 }
