@@ -482,8 +482,7 @@ impl<'a> Validator<'a> {
                 .map_err(|e| {
                     let at = match &e {
                         crate::policy::PolicyError::Range(_) => raw.semver.as_ref(),
-                        crate::policy::PolicyError::FilterPattern { .. }
-                        | crate::policy::PolicyError::FilterExtract { .. } => {
+                        crate::policy::PolicyError::FilterPattern { .. } => {
                             raw.filter_tags.as_ref().map(|f| &f.pattern)
                         }
                         _ => raw.exclude.as_ref().and_then(|e| e.first()),

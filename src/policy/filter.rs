@@ -161,13 +161,11 @@ fn parse_template(regex: &Regex, template: &str) -> Result<Vec<Piece>, PolicyErr
             Some(n) => (n < regex.captures_len()).then_some(n),
             None => regex.capture_names().position(|n| n == Some(r.name)),
         };
+        // Go's Regexp.Expand: "a reference to an out of range or unmatched index or a name
+        // that is not present in the regular expression is replaced with an empty slice".
         let Some(index) = index else {
-            return Err(PolicyError::FilterExtract {
-                template: template.to_string(),
-                group: r.name.to_string(),
-                pattern: regex.as_str().to_string(),
-                hint: hint(r.name),
-            });
+            rest = &after[r.len..];
+            continue;
         };
         if !literal.is_empty() {
             pieces.push(Piece::Literal(std::mem::take(&mut literal)));
@@ -180,21 +178,6 @@ fn parse_template(regex: &Regex, template: &str) -> Result<Vec<Piece>, PolicyErr
         pieces.push(Piece::Literal(literal));
     }
     Ok(pieces)
-}
-
-/// What a Go reader of the template may have meant by a name that is not a group.
-fn hint(name: &str) -> String {
-    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
-    let a_number = digits == name.len() && !(name.len() > 1 && name.starts_with('0'));
-    if digits == 0 || a_number {
-        return String::new();
-    }
-    let number = name[..digits].trim_start_matches('0');
-    let number = if number.is_empty() { "0" } else { number };
-    format!(
-        " (Go reads ${name} as the group named {name:?}; for group {number} write ${{{number}}}{})",
-        &name[digits..]
-    )
 }
 
 #[cfg(test)]
@@ -243,32 +226,27 @@ mod tests {
         assert_eq!(f("${2}.$$", "-7"), "7.$");
     }
 
+    /// Go's `regexp` package, `Regexp.Expand`: a name that is not a group of the pattern (and
+    /// a number past its groups) expands to nothing, so `$01` and `$1x` with a pattern that has
+    /// only group 1 give an empty key (image-reflector-controller passes the template to
+    /// `ReplaceAllString`/`ExpandString` unchecked, internal/policy/filter.go).
     #[test]
-    fn references_to_missing_groups_are_refused_with_go_s_reading() {
-        let e = TagFilter::new(r"(\d+)", Some("$01"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(r#"no group "01""#) && e.contains("write ${1}"),
-            "{e}"
+    fn references_to_groups_the_pattern_lacks_expand_to_nothing_as_in_go() {
+        assert_eq!(
+            key(&TagFilter::new(r"(\d+)", Some("$01")).unwrap(), "7").as_deref(),
+            Some("")
         );
-        let e = TagFilter::new(r"(\d+)", Some("$1x"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(r#"no group "1x""#) && e.contains("write ${1}x"),
-            "{e}"
+        assert_eq!(
+            key(&TagFilter::new(r"(\d+)", Some("v$1x-")).unwrap(), "7").as_deref(),
+            Some("v-")
         );
-        let e = TagFilter::new(r"(\d+)", Some("$éa"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(r#"no group "éa""#), "{e}");
-        let e = TagFilter::new(r"(\d+)", Some("$2"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(r#"no group "2""#) && !e.contains("Go reads"),
-            "{e}"
+        assert_eq!(
+            key(&TagFilter::new(r"(\d+)", Some("$2.$1")).unwrap(), "7").as_deref(),
+            Some(".7")
+        );
+        assert_eq!(
+            key(&TagFilter::new(r"(\d+)", Some("${éa}")).unwrap(), "7").as_deref(),
+            Some("")
         );
     }
 
@@ -281,19 +259,16 @@ mod tests {
     }
 
     #[test]
-    fn bad_patterns_and_templates_are_named() {
+    fn bad_patterns_are_named_and_names_past_the_groups_expand_to_nothing() {
         let e = TagFilter::new("^test-(.*", None).unwrap_err().to_string();
         assert!(
             e.contains("^test-(.*") && e.contains("unclosed group"),
             "{e}"
         );
-        let e = TagFilter::new(r"(?P<ts>\d+)", Some("$tss"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\"tss\""), "{e}");
-        let e = TagFilter::new(r"(\d+)", Some("$2"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\"2\""), "{e}");
+        // `$tss` is the name "tss" (the longest run of name characters), not `$ts` and "s".
+        let f = TagFilter::new(r"(?P<ts>\d+)", Some("$tss")).unwrap();
+        assert_eq!(key(&f, "42").as_deref(), Some(""));
+        let f = TagFilter::new(r"(?P<ts>\d+)", Some("${ts}s")).unwrap();
+        assert_eq!(key(&f, "42").as_deref(), Some("42s"));
     }
 }

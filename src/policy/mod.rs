@@ -36,16 +36,6 @@ pub enum PolicyError {
         pattern: String,
         reason: PatternError,
     },
-    #[error(
-        "invalid extract template {template:?}: the pattern {pattern:?} has no group {group:?}{hint}"
-    )]
-    FilterExtract {
-        template: String,
-        group: String,
-        pattern: String,
-        /// Empty, or a parenthesised note on how Go reads the reference.
-        hint: String,
-    },
     #[error("invalid exclude pattern {pattern:?}: {reason}")]
     ExcludePattern {
         pattern: String,

@@ -312,8 +312,7 @@ pub(super) fn image(
                     Some(s) => r.error(&s.value.range, "spec.policy.semver.range", e.to_string()),
                     None => r.error(&spec.policy, "spec.policy", e.to_string()),
                 },
-                crate::policy::PolicyError::FilterPattern { .. }
-                | crate::policy::PolicyError::FilterExtract { .. } => {
+                crate::policy::PolicyError::FilterPattern { .. } => {
                     match spec.filter_tags.as_ref().and_then(|f| f.pattern.as_ref()) {
                         Some(p) => r.error(p, "spec.filterTags", e.to_string()),
                         None => r.error(&spec.policy, "spec.policy", e.to_string()),
