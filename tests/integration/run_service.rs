@@ -10,16 +10,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::gitserver::{GitHttpServer, bare_repo, count_commits, git, show};
+use crate::support::{Auth, Registry, free_port};
 use futures_util::StreamExt as _;
-use gitserver::{GitHttpServer, bare_repo, count_commits, git, show};
-use support::{Auth, Registry, free_port};
 
 const APP: &str = "apps/app.yaml";
 

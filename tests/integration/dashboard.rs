@@ -5,17 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gitserver::bare_repo;
-use support::{Auth, Registry, free_port};
+use crate::gitserver::bare_repo;
+use crate::support::{Auth, Registry, free_port};
 
 const XSS: &str = "<script>alert(1)</script>";
 

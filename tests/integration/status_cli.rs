@@ -5,15 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use gitserver::{bare_repo, rev, show};
-use support::{Auth, Registry, free_port};
+use crate::gitserver::{bare_repo, rev, show};
+use crate::support::{Auth, Registry, free_port};
 
 const APP: &str = "apps/app.yaml";
 
