@@ -5,6 +5,7 @@
 
 pub mod pki;
 pub mod proxy;
+pub mod service;
 pub mod token;
 
 use std::sync::Arc;
