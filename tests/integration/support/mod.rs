@@ -5,6 +5,7 @@
 
 pub mod pki;
 pub mod proxy;
+pub mod service;
 pub mod token;
 
 use std::sync::Arc;
@@ -414,4 +415,30 @@ pub fn tag_names(prefix: &str, n: usize) -> Vec<String> {
 
 pub fn temp_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
+}
+
+/// Names the one test a child started by [`in_own_process`] runs.
+const OWN_PROCESS: &str = "TAGSMITH_TEST_OWN_PROCESS";
+
+/// For a test that changes something process-wide (the global log subscriber), which it must
+/// not do in the process all the other tests share. In the test binary's own run: runs `test`
+/// (its path in the binary, `module::name`) again in a child process of its own, asserts that
+/// exactly that one test ran there and passed, and returns false: the caller returns. In that
+/// child: returns true, and the test goes on.
+pub fn in_own_process(test: &str) -> bool {
+    if std::env::var_os(OWN_PROCESS).is_some_and(|t| t == test) {
+        return true;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads", "1"])
+        .env(OWN_PROCESS, test)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in a process of its own:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }

@@ -5,17 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use gitserver::bare_repo;
-use support::{Auth, Registry, free_port};
+use crate::gitserver::bare_repo;
+use crate::support::service::Service;
+use crate::support::{Auth, Registry, free_port};
 
 const XSS: &str = "<script>alert(1)</script>";
 
@@ -46,65 +44,12 @@ fn hostile_registry() -> String {
     host
 }
 
-struct Service {
-    child: Child,
-    log: PathBuf,
-    metrics_port: u16,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    fn start(dir: &Path, config: &str, metrics_port: u16) -> Self {
-        let path = dir.join("tagsmith.yaml");
-        std::fs::write(&path, config).unwrap();
-        let log = dir.join("run.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
-            .args(["run", "-c", path.to_str().unwrap(), "--log", "info"])
-            .env("HOME", "/nonexistent")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            log,
-            metrics_port,
-        }
-    }
-
-    fn get(&self, path: &str) -> Option<String> {
-        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
-        let out = Command::new("curl").args(["-sf", &url]).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn wait_for_status(&self, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
-        let start = Instant::now();
-        loop {
-            if let Some(body) = self.get("/status")
-                && let Ok(json) = serde_json::from_str::<serde_json::Value>(&body)
-                && check(&json)
-            {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}; /status: {:?}\nlog:\n{}",
-                self.get("/status"),
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// Polls `/status` until `check` holds of it (up to 60 s).
+fn wait_for_status(service: &Service, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    service.wait_until(what, Duration::from_secs(60), || {
+        let (code, body) = service.get(service.metrics_port, "/status");
+        code == 200 && serde_json::from_str(&body).is_ok_and(|json| check(&json))
+    });
 }
 
 fn chromium() -> &'static str {
@@ -198,7 +143,7 @@ fn the_dashboard_shows_images_targets_failures_and_problems_as_text() {
             ),
         ],
     );
-    let metrics_port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let config = format!(
         "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1' }}\n  \
          - {{ policy: 'team-b:evil', image: '{evil}/evil/app', semver: '^1' }}\n\
@@ -208,10 +153,10 @@ fn the_dashboard_shows_images_targets_failures_and_problems_as_text() {
          server: {{ listen: '127.0.0.1:{1}', metrics: '127.0.0.1:{metrics_port}' }}\n\
          state: {{ dir: state }}\n",
         bare.display(),
-        free_port(),
+        port,
     );
-    let service = Service::start(tmp.path(), &config, metrics_port);
-    service.wait_for_status("both scans and a run of prod", |s| {
+    let service = Service::spawn(tmp.path(), &config, port, metrics_port, &[]);
+    wait_for_status(&service, "both scans and a run of prod", |s| {
         let images = s["images"].as_array().map(Vec::len) == Some(2);
         let evil_failed = s["images"]
             .as_array()

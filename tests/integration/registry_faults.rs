@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::proxy::{Canned, Scripted, Seen};
 use bytes::Bytes;
-use support::proxy::{Canned, Scripted, Seen};
 use tagsmith::model::ImageName;
 use tagsmith::registry::{
     AuthSettings, BasicAuth, Client, Error, ListingLimits, Options, RegistrySettings, RetryPolicy,
@@ -204,7 +202,7 @@ async fn a_token_service_that_redirects_elsewhere_gets_no_credentials_through() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_never_expires_and_odd_rates_do_not_panic() {
-    let server = support::token::scripted_registry("18446744073709551615").await;
+    let server = crate::support::token::scripted_registry("18446744073709551615").await;
     let client = Client::new(Vec::new(), options());
     let name = image(&server.host());
     assert_eq!(client.list_tags(&name).await.unwrap().len(), 1);

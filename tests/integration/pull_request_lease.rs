@@ -1,21 +1,16 @@
 #![allow(clippy::unwrap_used)]
-#![recursion_limit = "256"]
 
 //! The pull request head branch tagsmith owns: replaced with force-with-lease against real
 //! remotes, and never over commits someone else pushed (file:// and smart HTTP with a writer
 //! racing the push), nor over a person's amend of tagsmith's own commit (the binary against
 //! the real registry, real Git and the fake GitHub).
 
-mod github_fake;
-mod gitserver;
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use github_fake::FakeGitHub;
-use gitserver::{GitHttpServer, bare_repo, commit_elsewhere, git, rev, show};
-use support::{Auth, Registry};
+use crate::github_fake::FakeGitHub;
+use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, git, rev, show};
+use crate::support::{Auth, Registry};
 use tagsmith::config::{Author, GitAuth, GitSource};
 use tagsmith::git::{ForeignReason, GitError, Workspace};
 
@@ -107,7 +102,7 @@ fn the_head_branch_is_replaced_with_a_lease_and_foreign_commits_are_kept() {
 fn a_writer_racing_the_push_over_smart_http_breaks_the_lease() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    gitserver::git(&bare, &["branch", HEAD, "main"]);
+    crate::gitserver::git(&bare, &["branch", HEAD, "main"]);
     let other = bare.clone();
     let server = GitHttpServer::start(
         tmp.path(),

@@ -2,15 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::pki::Pki;
-use support::proxy::{Fault, Paging, Proxy};
-use support::token::TokenIssuer;
-use support::{Auth, Registry, Tls, tag_names};
+use crate::support::pki::Pki;
+use crate::support::proxy::{Fault, Paging, Proxy};
+use crate::support::token::TokenIssuer;
+use crate::support::{Auth, Registry, Tls, tag_names};
 use tagsmith::model::ImageName;
 use tagsmith::registry::{
     AuthSettings, BasicAuth, Client, Error, Options, RegistrySettings, RetryPolicy,

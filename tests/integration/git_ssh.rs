@@ -2,12 +2,10 @@
 
 //! Git over SSH against a real OpenSSH server: key authentication and known_hosts checking.
 
-mod gitserver;
-
 use std::path::Path;
 
-use gitserver::ssh::SshServer;
-use gitserver::{bare_repo, rev, show};
+use crate::gitserver::ssh::SshServer;
+use crate::gitserver::{bare_repo, rev, show};
 use tagsmith::config::{Author, GitAuth, GitSource, SshAuth};
 use tagsmith::git::Workspace;
 

@@ -14,14 +14,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gitserver::git;
-use support::{Auth, Registry};
+use crate::gitserver::git;
+use crate::support::{Auth, Registry};
 
 /// The registry address the docs and the quickstart example are written against.
 const DOCS_HOST: &str = "127.0.0.1:5000";

@@ -1,5 +1,5 @@
-//! Webhook secrets travel in URLs and headers; none of them may reach the logs. Its own test
-//! binary, because it installs a process-wide log subscriber.
+//! Webhook secrets travel in URLs and headers; none of them may reach the logs. The test runs
+//! in a process of its own, because it installs a process-wide log subscriber.
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,6 +41,10 @@ fn receiver(name: &str, kind: ReceiverKind) -> ArmedReceiver {
 
 #[tokio::test]
 async fn no_secret_or_token_is_logged_at_trace_level() {
+    if !crate::support::in_own_process("webhooks_logs::no_secret_or_token_is_logged_at_trace_level")
+    {
+        return;
+    }
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -11,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::proxy::{Canned, Scripted};
+use crate::support::{Auth, Registry, tag_names};
 use bytes::Bytes;
-use support::proxy::{Canned, Scripted};
-use support::{Auth, Registry, tag_names};
 
 fn tagsmith(args: &[&str], envs: &[(&str, String)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tagsmith"));
@@ -217,7 +215,7 @@ fn credential_helpers_from_docker_config_are_called_by_their_protocol() {
 
 #[test]
 fn an_unreachable_registry_exits_2_with_the_reason() {
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tagsmith.yaml");
     std::fs::write(
@@ -346,7 +344,9 @@ fn a_loopback_registry_is_plain_http_with_or_without_an_entry() {
 #[test]
 fn a_token_that_never_expires_does_not_crash_tags() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime.block_on(support::token::scripted_registry("18446744073709551615"));
+    let server = runtime.block_on(crate::support::token::scripted_registry(
+        "18446744073709551615",
+    ));
     let dir = tempfile::tempdir().unwrap();
     let out = tagsmith(
         &["tags", &format!("{}/team/app", server.host())],

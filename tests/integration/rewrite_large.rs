@@ -205,7 +205,12 @@ fn flow_file(items: usize) -> String {
 fn a_large_unmarked_flow_collection_is_left_out_of_the_tree() {
     // Run in its own process, so that its peak memory is its own.
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "flow_memory_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "rewrite_large::flow_memory_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("RUST_TEST_THREADS", "1")
         .output()
         .unwrap();
@@ -289,7 +294,7 @@ fn a_marked_flow_collection_under_the_limit_is_edited_beside_large_unmarked_ones
     assert_eq!(problems(&large_report), problems(&small_report));
     assert_eq!(changed_lines(&large_report), changed_lines(&small_report));
     // Line 4's marker follows a flow collection, so it belongs to the collection and edits
-    // nothing, as in Flux (see tests/rewrite_flux_markers.rs).
+    // nothing, as in Flux (see tests/integration/rewrite_flux_markers.rs).
     assert_eq!(changed_lines(&large_report), vec![2, 6]);
     let data_line = |text: &str| text.split_inclusive('\n').next().unwrap().len();
     let after = read(large_dir.path());

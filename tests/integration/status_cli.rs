@@ -5,140 +5,51 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use gitserver::{bare_repo, rev, show};
-use support::{Auth, Registry, free_port};
+use crate::gitserver::{bare_repo, rev, show};
+use crate::support::service::Service;
+use crate::support::{Auth, Registry, free_port};
 
 const APP: &str = "apps/app.yaml";
 
-/// A running `tagsmith run`, killed on drop.
-struct Service {
-    child: Child,
-    log: PathBuf,
-    config: PathBuf,
-    port: u16,
-    metrics_port: u16,
-    runtime: tokio::runtime::Runtime,
+/// One image of `registry` and one target (`git_url`) in a config under `dir`, as
+/// tests/integration/run_service.rs writes it; returns once `/readyz` answers.
+fn start(dir: &Path, registry: &Registry, git_url: &str) -> Service {
+    let reg = &registry.host;
+    std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
+    let port = free_port();
+    let metrics_port = free_port();
+    let config = format!(
+        "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: 1h }}\n\
+         targets:\n  - {{ name: prod, git: {{ url: '{git_url}', branch: main }} }}\n\
+         registries:\n  - {{ host: '{reg}', insecure: true }}\n\
+         server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
+         receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
+         state: {{ dir: state }}\n"
+    );
+    Service::start(dir, &config, port, metrics_port, &[])
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    /// One image of `registry` and one target (`git_url`) in a config under `dir`, as
-    /// tests/run_service.rs writes it; returns once `/readyz` answers.
-    fn start(dir: &Path, registry: &Registry, git_url: &str) -> Self {
-        let reg = &registry.host;
-        std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
-        let port = free_port();
-        let metrics_port = free_port();
-        let config = dir.join("tagsmith.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1', interval: 1h }}\n\
-                 targets:\n  - {{ name: prod, git: {{ url: '{git_url}', branch: main }} }}\n\
-                 registries:\n  - {{ host: '{reg}', insecure: true }}\n\
-                 server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
-                 receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
-                 state: {{ dir: state }}\n"
-            ),
-        )
-        .unwrap();
-        let log = dir.join("run.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
-            .args(["run", "-c", config.to_str().unwrap(), "--log", "info"])
-            .env("HOME", "/nonexistent")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
+/// A generic webhook naming `image` to `service`: the status and the JSON answer.
+fn webhook(service: &Service, image: &str) -> (u16, serde_json::Value) {
+    let port = service.port;
+    service.runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/hook/ci"))
+            .bearer_auth("hook-secret")
+            .body(format!("{{\"images\":[\"{image}\"]}}"))
+            .send()
+            .await
             .unwrap();
-        let service = Self {
-            child,
-            log,
-            config,
-            port,
-            metrics_port,
-            runtime: tokio::runtime::Runtime::new().unwrap(),
-        };
-        service.wait_until("/readyz", Duration::from_secs(30), || {
-            service.get(port, "/readyz").0 == 200
-        });
-        service
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !check() {
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn get(&self, port: u16, path: &str) -> (u16, String) {
-        self.runtime.block_on(async {
-            match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(_) => (0, String::new()),
-            }
-        })
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = self.get(self.metrics_port, "/status");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// The sum of every sample of `name` whose labels contain each of `labels`.
-    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let (code, text) = self.get(self.metrics_port, "/metrics");
-        assert_eq!(code, 200);
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                l.split([' ', '{']).next() == Some(name) && labels.iter().all(|x| l.contains(x))
-            })
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    }
-
-    /// A generic webhook naming `image`: the status and the JSON answer.
-    fn webhook(&self, image: &str) -> (u16, serde_json::Value) {
-        let port = self.port;
-        self.runtime.block_on(async {
-            let response = reqwest::Client::new()
-                .post(format!("http://127.0.0.1:{port}/hook/ci"))
-                .bearer_auth("hook-secret")
-                .body(format!("{{\"images\":[\"{image}\"]}}"))
-                .send()
-                .await
-                .unwrap();
-            let code = response.status().as_u16();
-            (
-                code,
-                serde_json::from_str(&response.text().await.unwrap()).unwrap(),
-            )
-        })
-    }
+        let code = response.status().as_u16();
+        (
+            code,
+            serde_json::from_str(&response.text().await.unwrap()).unwrap(),
+        )
+    })
 }
 
 fn tagsmith(args: &[&str]) -> Output {
@@ -169,7 +80,7 @@ fn status_prints_the_services_images_and_targets_as_tables() {
     let reg = &registry.host;
     let manifest = format!("image: {reg}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n");
     let bare = bare_repo(tmp.path(), "manifests", &[(APP, &manifest)]);
-    let service = Service::start(tmp.path(), &registry, &format!("file://{}", bare.display()));
+    let service = start(tmp.path(), &registry, &format!("file://{}", bare.display()));
     service.wait_until("the first push", Duration::from_secs(60), || {
         service.status()["targets"][0]["outcome"] == "pushed"
     });
@@ -253,10 +164,10 @@ fn status_prints_the_services_images_and_targets_as_tables() {
 
     // Issue 18: a webhook for an image no policy watches is answered 200 `ignored` (it was
     // 202 `queued`) and counted as ignored; one for the watched image is still queued.
-    let (code, answer) = service.webhook(&format!("{reg}/org/other"));
+    let (code, answer) = webhook(&service, &format!("{reg}/org/other"));
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["result"], "ignored", "{answer}");
-    let (code, answer) = service.webhook(&format!("{reg}/org/app"));
+    let (code, answer) = webhook(&service, &format!("{reg}/org/app"));
     assert_eq!(code, 202, "{answer}");
     assert_eq!(answer["result"], "queued", "{answer}");
     let count = |result: &str| {

@@ -2,18 +2,13 @@
 //! (bare repositories, pushed branches checked) and the in-process fake of GitHub's API.
 
 #![allow(clippy::unwrap_used)]
-#![recursion_limit = "256"]
-
-mod github_fake;
-mod gitserver;
-mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use github_fake::{APP_ID, FakeGitHub, INSTALLATION_ID, describe};
-use gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, git, rev, show};
-use support::{Auth, Registry};
+use crate::github_fake::{APP_ID, FakeGitHub, INSTALLATION_ID, describe};
+use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, git, rev, show};
+use crate::support::{Auth, Registry};
 
 const TOKEN: &str = "ghp_tagsmithtest0123456789";
 const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: REG/org/app:1.0.0 # {\"$imagepolicy\": \"team-a:app\"}\n";

@@ -2,13 +2,11 @@
 
 //! Git delivery against real remotes: bare repositories over file:// and smart HTTP with basic auth.
 
-mod gitserver;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, rev, show};
+use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, rev, show};
 use tagsmith::config::{Author, GitAuth, GitSource, Secret, Username};
 use tagsmith::git::{GitError, Workspace};
 
@@ -52,7 +50,7 @@ fn sync_commit_push_over_file_url() {
 
     assert_eq!(rev(&bare, "main"), commit.id.to_string());
     assert_eq!(show(&bare, "main", "app.yaml"), "image: a:2\n");
-    let log = gitserver::git(&bare, &["log", "-1", "--format=%an <%ae>|%s", "main"]);
+    let log = crate::gitserver::git(&bare, &["log", "-1", "--format=%an <%ae>|%s", "main"]);
     assert_eq!(
         log.trim(),
         "tagsmith <tagsmith@example.invalid>|Update a to 2"
@@ -279,7 +277,7 @@ fn commits_are_signed_with_an_ssh_key_when_configured() {
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let allowed = tmp.path().join("allowed_signers");
     std::fs::write(&allowed, format!("tagsmith@example.invalid {public}")).unwrap();
-    let verify = gitserver::git(
+    let verify = crate::gitserver::git(
         &bare,
         &[
             "-c",

@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::proxy::{Fault, Paging, Proxy};
-use support::{Auth, Registry, tag_names};
+use crate::support::proxy::{Fault, Paging, Proxy};
+use crate::support::{Auth, Registry, tag_names};
 use tagsmith::model::{ImageName, Tag};
 use tagsmith::registry::{
     AuthSettings, BasicAuth, Client, Error, ExecAuth, Options, RegistrySettings, RetryPolicy,

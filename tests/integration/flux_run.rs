@@ -3,14 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gitserver::{bare_repo, show};
-use support::{Auth, Registry, free_port};
+use crate::gitserver::{bare_repo, show};
+use crate::support::{Auth, Registry, free_port};
 
 fn push(registry: &Registry, tags: &[&str]) {
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();

@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use gitserver::{bare_repo, git, rev, show};
-use support::{Auth, Registry};
+use crate::gitserver::{bare_repo, git, rev, show};
+use crate::support::{Auth, Registry};
 
 const TEAMS: usize = 3;
 

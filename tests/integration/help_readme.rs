@@ -2,7 +2,8 @@
 //! trimmed), and every command has a complete help text.
 //!
 //! After changing a command's flags or doc comments, `TAGSMITH_BLESS=1 cargo test --test
-//! help_readme` rewrites that README section from the binary; review its diff before committing.
+//! integration help_readme::` rewrites that README section from the binary; review its diff
+//! before committing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -31,9 +32,9 @@ const COMMANDS: &[&[&str]] = &[
 const HEADING: &str = "## Command reference\n";
 
 const INTRO: &str = "\
-The `--help` of every command, verbatim. `cargo test --test help_readme` keeps this section in
-step with the binary; after changing a command, `TAGSMITH_BLESS=1 cargo test --test help_readme`
-rewrites it.
+The `--help` of every command, verbatim. `cargo test --test integration help_readme::` keeps this
+section in step with the binary; after changing a command,
+`TAGSMITH_BLESS=1 cargo test --test integration help_readme::` rewrites it.
 ";
 
 fn readme_path() -> PathBuf {
@@ -123,7 +124,7 @@ fn readme_command_reference_is_the_verbatim_help_of_every_command() {
     assert!(
         actual == expected,
         "README.md's command reference differs from --help; regenerate it with \
-         `TAGSMITH_BLESS=1 cargo test --test help_readme` and review the diff.\n\
+         `TAGSMITH_BLESS=1 cargo test --test integration help_readme::` and review the diff.\n\
          --- expected ---\n{expected}"
     );
 }

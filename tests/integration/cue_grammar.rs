@@ -9,11 +9,8 @@ use std::path::{Path, PathBuf};
 use tree_sitter::{Node, Parser, Tree};
 
 // A test crate's root resolves modules beside it, so the paths say where they live.
-#[path = "cue_grammar/cue_tool.rs"]
 mod cue_tool;
-#[path = "cue_grammar/generated.rs"]
 mod generated;
-#[path = "cue_grammar/incremental.rs"]
 mod incremental;
 
 const CORPUS_DIR: &str = "grammars/cue/test/corpus";

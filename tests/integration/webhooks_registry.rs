@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Auth, OCI_MANIFEST, Registry};
+use crate::support::{Auth, OCI_MANIFEST, Registry};
 use tagsmith::secret::Secret;
 use tagsmith::server::webhooks::{ArmedReceiver, Receiver, ReceiverKind, SecretKey};
 use tagsmith::server::{Readiness, ScanRequest, Server};

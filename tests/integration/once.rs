@@ -2,14 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, git, rev, show};
-use support::{Auth, Registry};
+use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, git, rev, show};
+use crate::support::{Auth, Registry};
 
 fn tagsmith(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagsmith"))
@@ -570,7 +567,7 @@ fn once_beside_run_on_the_same_state_dir_is_refused() {
     let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
     text_cfg.push_str(&format!(
         "server:\n  listen: 127.0.0.1:{}\n",
-        support::free_port()
+        crate::support::free_port()
     ));
     std::fs::write(&cfg, text_cfg).unwrap();
     let state = tmp.path().join("state");

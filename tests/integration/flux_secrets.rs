@@ -5,16 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::gitserver::ssh::SshServer;
+use crate::gitserver::{bare_repo, git, show};
+use crate::support::{Auth, Registry};
 use base64::Engine as _;
-use gitserver::ssh::SshServer;
-use gitserver::{bare_repo, git, show};
-use support::{Auth, Registry};
 
 fn tagsmith(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagsmith"))

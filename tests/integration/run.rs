@@ -3,15 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gitserver::{bare_repo, count_commits, show};
-use support::{Auth, Registry, free_port};
+use crate::gitserver::{bare_repo, count_commits, show};
+use crate::support::{Auth, Registry, free_port};
 
 fn push(registry: &Registry, tags: &[&str]) {
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
@@ -313,7 +310,7 @@ fn rejected_git_credentials_stall_the_target_instead_of_retrying() {
     let tmp = tempfile::tempdir().unwrap();
     let file = format!("image: {reg}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n");
     bare_repo(tmp.path(), "manifests", &[("apps/app.yaml", &file)]);
-    let server = gitserver::GitHttpServer::start(tmp.path(), Some(("bot", "right")), None);
+    let server = crate::gitserver::GitHttpServer::start(tmp.path(), Some(("bot", "right")), None);
     std::fs::write(tmp.path().join("wrong"), "wrong-password").unwrap();
     let metrics = free_port();
     let config = tmp.path().join("tagsmith.yaml");

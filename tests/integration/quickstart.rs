@@ -2,14 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use gitserver::{git, rev};
-use support::{Auth, Registry};
+use crate::gitserver::{git, rev};
+use crate::support::{Auth, Registry};
 
 const EXAMPLE_HOST: &str = "127.0.0.1:5000";
 

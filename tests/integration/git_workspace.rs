@@ -3,12 +3,10 @@
 //! A target's workspace against a real remote: created owner-only, and a damaged `.git` is set
 //! aside and cloned again instead of failing every run.
 
-mod gitserver;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use gitserver::{bare_repo, commit_elsewhere, rev};
+use crate::gitserver::{bare_repo, commit_elsewhere, rev};
 use tagsmith::config::{GitAuth, GitSource};
 use tagsmith::git::Workspace;
 

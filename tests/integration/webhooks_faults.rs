@@ -4,9 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -15,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gitserver::bare_repo;
-use support::free_port;
+use crate::gitserver::bare_repo;
+use crate::support::free_port;
 
 const HOOK_SECRET: &str = "hook-secret-5be1";
 

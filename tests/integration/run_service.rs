@@ -10,16 +10,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::gitserver::{GitHttpServer, bare_repo, count_commits, git, show};
+use crate::support::service::Service;
+use crate::support::{Auth, Registry, free_port};
 use futures_util::StreamExt as _;
-use gitserver::{GitHttpServer, bare_repo, count_commits, git, show};
-use support::{Auth, Registry, free_port};
 
 const APP: &str = "apps/app.yaml";
 
@@ -46,22 +43,6 @@ fn manifest(registry: &Registry) -> String {
         "image: {}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n",
         registry.host
     )
-}
-
-/// A running `tagsmith run`, killed on drop if a test failed before stopping it.
-struct Service {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-    metrics_port: u16,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Writes a config for one image (`interval`) and one target (`git_url`) under `dir` and
@@ -102,116 +83,14 @@ fn launch(
 ) -> Service {
     std::fs::write(dir.join("hook-token"), "hook-secret\n").unwrap();
     let metrics_port = free_port();
-    let config = dir.join("tagsmith.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "images:\n{images}targets:\n{targets}registries:\n{registries}\
-             server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
-             receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
-             \x20 - {{ name: registry, type: distribution, secretFile: hook-token }}\n\
-             state: {{ dir: state }}\n"
-        ),
-    )
-    .unwrap();
-    let log = dir.join(format!("run-{}.log", free_port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_tagsmith"))
-        .args(["run", "-c", config.to_str().unwrap(), "--log", "info"])
-        .env("HOME", "/nonexistent")
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let service = Service {
-        child,
-        log,
-        port,
-        metrics_port,
-        runtime: tokio::runtime::Runtime::new().unwrap(),
-    };
-    service.wait_until("/readyz", Duration::from_secs(30), || {
-        service.get(port, "/readyz").0 == 200
-    });
-    service
-}
-
-impl Service {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !check() {
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn get(&self, port: u16, path: &str) -> (u16, String) {
-        self.runtime.block_on(async {
-            match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(_) => (0, String::new()),
-            }
-        })
-    }
-
-    fn post(&self, port: u16, path: &str) -> u16 {
-        self.runtime.block_on(async {
-            reqwest::Client::new()
-                .post(format!("http://127.0.0.1:{port}{path}"))
-                .send()
-                .await
-                .map_or(0, |r| r.status().as_u16())
-        })
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = self.get(self.metrics_port, "/status");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// The sum of every sample of `name` whose labels contain each of `labels`.
-    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let (code, text) = self.get(self.metrics_port, "/metrics");
-        assert_eq!(code, 200);
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                l.split([' ', '{']).next() == Some(name) && labels.iter().all(|x| l.contains(x))
-            })
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let status = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(40),
-                "tagsmith run did not stop on SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let config = format!(
+        "images:\n{images}targets:\n{targets}registries:\n{registries}\
+         server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
+         receivers:\n  - {{ name: ci, type: generic, secretFile: hook-token }}\n\
+         \x20 - {{ name: registry, type: distribution, secretFile: hook-token }}\n\
+         state: {{ dir: state }}\n"
+    );
+    Service::start(dir, &config, port, metrics_port, env)
 }
 
 #[test]
