@@ -291,14 +291,14 @@ fn query_escape(text: &str) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1b1f24}\
-table{border-collapse:collapse;width:100%;margin-bottom:2rem;font-size:.9rem}\
+table{border-collapse:collapse;width:100%;margin-bottom:2rem;font-size:.8rem}\
 th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}\
 th{background:#f6f8fa;cursor:pointer;user-select:none}time{white-space:nowrap}\
 tr.failing td:first-child{border-left:4px solid #cf222e}\
 tr.ok td:first-child{border-left:4px solid #2da44e}\
-td:first-child,td:nth-child(2){white-space:nowrap}td.error{min-width:18rem;max-width:26rem;overflow-wrap:anywhere}\
+td:first-child,td:nth-child(2){white-space:nowrap}td.error{min-width:12rem;max-width:26rem;overflow-wrap:anywhere}\
 .bad,.error{color:#cf222e}.problems,.changes{margin:0;padding-left:1rem}\
-td.changes{overflow-wrap:anywhere;max-width:30rem}.file{color:#57606a}\
+td.changes{overflow-wrap:anywhere;min-width:16rem;max-width:30rem}.file{color:#57606a}\
 .filter{margin:1rem 0}small{color:#57606a;font-weight:normal}";
 
 /// Live filtering as one types and sorting by a column header; the page works without it.
