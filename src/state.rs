@@ -81,6 +81,9 @@ pub struct ImageRecord {
     pub tags: Option<usize>,
     /// The last good selection (a failed scan never clears it).
     pub selected: Option<String>,
+    /// When the selection last changed (absent in stores written before it was kept).
+    #[serde(default)]
+    pub changed_at: Option<u64>,
     /// Why the last scan selected nothing.
     pub error: Option<String>,
 }
@@ -483,6 +486,7 @@ mod tests {
             succeeded_at: Some(5),
             tags: Some(2),
             selected: Some(selected.into()),
+            changed_at: None,
             error: None,
         }
     }

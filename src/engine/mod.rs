@@ -32,7 +32,7 @@ pub use self::run::{
 };
 pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
 pub use self::service::{Inputs, Service, ServiceOptions, serve};
-pub use self::status::{ImageStatus, StatusView, TargetStatus};
+pub use self::status::{ImageStatus, PendingChange, StatusView, TargetStatus};
 use crate::config::Config;
 use crate::registry::Client;
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::report::{Outcome, Retry, TargetReport};
+use super::report::{ChangeReport, Outcome, Retry, TargetReport};
 use super::select::{ImageReport, PolicyScan, SelectionSet};
-use super::status::{ImageStatus, StatusView, TargetStatus, timestamp};
+use super::status::{ImageStatus, PendingChange, StatusView, TargetStatus, timestamp};
 use crate::config::{Config, ImagePolicy, Schedule as Cron};
 use crate::model::{ImageRef, PolicyId};
 use crate::state::{ImageRecord, Snapshot, TargetRecord};
@@ -123,6 +123,9 @@ pub enum Command {
         target: usize,
         reason: Reason,
         selections: SelectionSet,
+        /// A dry run of a target its schedule holds: it finds the pending changes for
+        /// `/status` and delivers nothing.
+        preview: bool,
     },
     /// A policy's selection changed to `selected`.
     Changed { image: usize, selected: ImageRef },
@@ -201,6 +204,14 @@ struct TargetSlot {
     policies: Option<BTreeSet<String>>,
     record: Option<TargetRecord>,
     problems: Vec<String>,
+    /// The last run's pull request, when it delivered through one.
+    pull_request: Option<String>,
+    /// Marker edits not on the branch yet (see [`TargetStatus::pending_changes`]).
+    pending_changes: Vec<ChangeReport>,
+    /// A preview is running, with the selections of this generation.
+    previewing: Option<u64>,
+    /// The selection generation the last preview (or run) saw.
+    previewed: Option<u64>,
 }
 
 impl TargetSlot {
@@ -219,6 +230,8 @@ pub struct Schedule {
     selections: BTreeMap<PolicyId, ImageRef>,
     concurrency: usize,
     started_ms: u64,
+    /// Counts selection changes, so a preview is repeated only when something changed.
+    generation: u64,
     rng: fastrand::Rng,
     out: Vec<Command>,
     dirty: bool,
@@ -259,6 +272,7 @@ impl Schedule {
             selections,
             concurrency: concurrency.max(1),
             started_ms: now.wall_ms,
+            generation: 0,
             rng: fastrand::Rng::with_seed(seed),
             out: Vec::new(),
             dirty: true,
@@ -322,10 +336,11 @@ impl Schedule {
         self.images.iter().all(|slot| slot.known)
     }
 
+    /// Runs and previews under way: both hold a worker and the target's workspace.
     fn running(&self) -> usize {
         self.targets
             .iter()
-            .filter(|t| matches!(t.state, TargetState::Running { .. }))
+            .filter(|t| matches!(t.state, TargetState::Running { .. }) || t.previewing.is_some())
             .count()
     }
 
@@ -382,6 +397,8 @@ impl Schedule {
             && self.selections.get(&id) != Some(&selected)
         {
             self.selections.insert(id.clone(), selected.clone());
+            self.generation += 1;
+            self.images[i].record.changed_at = Some(now.wall_ms);
             self.out.push(Command::Changed { image: i, selected });
             self.selection_changed(&BTreeSet::from([id.clone()]), now);
         }
@@ -469,9 +486,19 @@ impl Schedule {
     }
 
     fn finished(&mut self, i: usize, report: &TargetReport, now: Now) {
-        let Some(slot) = self.targets.get(i) else {
+        let Some(slot) = self.targets.get_mut(i) else {
             return;
         };
+        if let Some(generation) = slot.previewing.take() {
+            // A preview leaves the target pending; a failed one just shows nothing.
+            if !report.is_failure() {
+                slot.pending_changes.clone_from(&report.changes);
+                slot.policies = Some(report.policies.iter().cloned().collect());
+            }
+            slot.previewed = Some(generation);
+            self.dirty = true;
+            return;
+        }
         let again = match slot.state {
             TargetState::Running { again } => again,
             _ => None,
@@ -508,6 +535,20 @@ impl Schedule {
             slot.policies = Some(report.policies.iter().cloned().collect());
             self.note_problems(i, &report.problems);
         }
+        let slot = &mut self.targets[i];
+        (slot.pull_request, slot.pending_changes) = match &report.outcome {
+            Outcome::PullRequest { url, action, .. } => (
+                Some(url.clone()),
+                // A pull request a person closed carries nothing that will land.
+                if *action == super::report::PullRequestAction::LeftClosed {
+                    Vec::new()
+                } else {
+                    report.changes.clone()
+                },
+            ),
+            Outcome::Failed { .. } | Outcome::WouldCommit { .. } => (None, report.changes.clone()),
+            Outcome::Unchanged | Outcome::Pushed { .. } => (None, Vec::new()),
+        };
         let slot = &mut self.targets[i];
         slot.record = Some(record.clone());
         self.out.push(Command::Persist {
@@ -610,18 +651,50 @@ impl Schedule {
             else {
                 continue;
             };
-            if not_before > now.mono || (reason == Reason::Start && !self.first_scans_done()) {
+            let slot = &self.targets[i];
+            if slot.previewing.is_some() || !self.first_scans_done() && reason == Reason::Start {
                 continue;
             }
-            self.targets[i].state = TargetState::Running { again: None };
+            if not_before > now.mono {
+                self.preview(i, reason);
+                continue;
+            }
+            let slot = &mut self.targets[i];
+            slot.state = TargetState::Running { again: None };
+            slot.previewed = Some(self.generation);
             self.dirty = true;
             let selections = self.selection_set();
             self.out.push(Command::Run {
                 target: i,
                 reason,
                 selections,
+                preview: false,
             });
         }
+    }
+
+    /// A target its schedule holds gets a dry run whenever the selections changed since it
+    /// last saw them, so `/status` can say what will move when the window opens.
+    fn preview(&mut self, i: usize, reason: Reason) {
+        let slot = &mut self.targets[i];
+        let TargetState::Pending {
+            window_ms: Some(_), ..
+        } = slot.state
+        else {
+            return;
+        };
+        if slot.previewed == Some(self.generation) {
+            return;
+        }
+        slot.previewing = Some(self.generation);
+        self.dirty = true;
+        let selections = self.selection_set();
+        self.out.push(Command::Run {
+            target: i,
+            reason,
+            selections,
+            preview: true,
+        });
     }
 
     /// What a run rewrites with: the last good selections, and why the others have none.
@@ -672,6 +745,13 @@ fn image_status(slot: &ImageSlot, now: Now) -> ImageStatus {
         next_scan: next.and_then(|at| timestamp(now.wall_of(at))),
         tags: slot.record.tags,
         selected: slot.record.selected.clone(),
+        digest: slot
+            .record
+            .selected
+            .as_deref()
+            .and_then(|s| s.split_once('@'))
+            .map(|(_, digest)| digest.to_string()),
+        changed_at: slot.record.changed_at.and_then(timestamp),
         error: slot.record.error.clone(),
         failures: slot.failures,
     }
@@ -698,6 +778,7 @@ fn target_status(slot: &TargetSlot, now: Now) -> TargetStatus {
         last_run: record.and_then(|r| timestamp(r.finished_at)),
         outcome: record.map(|r| r.outcome.clone()),
         commit: record.and_then(|r| r.commit.clone()),
+        pull_request: slot.pull_request.clone(),
         error: record.and_then(|r| r.error.clone()),
         running: matches!(slot.state, TargetState::Running { .. }),
         pending: matches!(slot.state, TargetState::Pending { .. }),
@@ -707,6 +788,17 @@ fn target_status(slot: &TargetSlot, now: Now) -> TargetStatus {
         schedule: slot.cron.as_ref().map(ToString::to_string),
         failures: slot.failures,
         problems: slot.problems.clone(),
+        pending_changes: slot
+            .pending_changes
+            .iter()
+            .map(|c| PendingChange {
+                policy: c.policy.clone(),
+                file: c.file.clone(),
+                line: c.line,
+                old: c.old.clone(),
+                new: c.new.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -767,6 +859,10 @@ fn target_slot(
         policies,
         record,
         problems: Vec::new(),
+        pull_request: None,
+        pending_changes: Vec::new(),
+        previewing: None,
+        previewed: None,
     }
 }
 
@@ -866,7 +962,27 @@ mod tests {
         commands
             .iter()
             .filter_map(|c| match c {
-                Command::Run { target, reason, .. } => Some((*target, *reason)),
+                Command::Run {
+                    target,
+                    reason,
+                    preview: false,
+                    ..
+                } => Some((*target, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The dry runs of targets their schedule holds.
+    fn previews(commands: &[Command]) -> Vec<usize> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Run {
+                    target,
+                    preview: true,
+                    ..
+                } => Some(*target),
                 _ => None,
             })
             .collect()
@@ -1142,6 +1258,7 @@ mod tests {
                     succeeded_at: Some(scanned),
                     tags: Some(2),
                     selected: Some("reg.example/org/app:1.1.0".into()),
+                    changed_at: None,
                     error: None,
                 },
             )]),
@@ -1204,12 +1321,126 @@ mod tests {
             Some("2023-11-15T00:00:00.000Z")
         );
         assert!(view.targets[0].pending);
+        assert_eq!(previews(&first), vec![0], "a dry run finds what is pending");
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(2),
+        );
         assert_eq!(s.next_wake(), Some(Mono(6_400 * S)));
         assert!(runs(&s.on(Event::Tick, at(6_399 * S))).is_empty());
         assert_eq!(
             runs(&s.on(Event::Tick, at(6_400 * S))),
             vec![(0, Reason::Start)]
         );
+    }
+
+    #[test]
+    fn a_target_its_schedule_holds_shows_its_pending_changes_from_a_dry_run() {
+        const DIGEST: &str =
+            "sha256:abababababababababababababababababababababababababababababababab";
+        let config = config(
+            "  - { policy: 'team-a:app', image: reg.example/org/app, semver: '^1', interval: 24h }\n",
+            "  - { name: prod, git: { url: 'file:///tmp/none' }, schedule: '0 0 * * *', interval: 24h }\n",
+        );
+        let (mut s, _) = start(&config, 4);
+        let out = s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok(
+                    "reg.example/org/app",
+                    "team-a:app",
+                    &format!("1.1.0@{DIGEST}"),
+                ),
+            },
+            at(100),
+        );
+        assert!(runs(&out).is_empty(), "delivery waits for the window");
+        assert_eq!(previews(&out), vec![0]);
+        let image = &s.view(at(100)).images[0];
+        assert_eq!(
+            image.changed_at.as_deref(),
+            Some("2023-11-14T22:13:20.100Z")
+        );
+        assert_eq!(image.digest.as_deref(), Some(DIGEST));
+        // While the preview runs, nothing else starts for the target, not even another one.
+        assert!(previews(&s.on(Event::Manual { target: 0 }, at(150))).is_empty());
+        let mut report = done(&["team-a:app"]);
+        report.outcome = Outcome::WouldCommit {
+            diff: String::new(),
+        };
+        report.changes = vec![ChangeReport {
+            file: "apps/app.yaml".into(),
+            line: 3,
+            policy: "team-a:app".into(),
+            old: "reg.example/org/app:1.0.0".into(),
+            new: "reg.example/org/app:1.1.0".into(),
+        }];
+        let out = s.on(Event::Finished { target: 0, report }, at(200));
+        assert!(previews(&out).is_empty() && runs(&out).is_empty());
+        let target = &s.view(at(200)).targets[0];
+        assert!(target.pending, "still held by its schedule");
+        assert!(target.last_run.is_none(), "a preview is not a run");
+        assert_eq!(
+            target.pending_changes,
+            vec![PendingChange {
+                policy: "team-a:app".into(),
+                file: "apps/app.yaml".into(),
+                line: 3,
+                old: "reg.example/org/app:1.0.0".into(),
+                new: "reg.example/org/app:1.1.0".into(),
+            }]
+        );
+        // The same selections are not previewed again; a new one is.
+        assert!(previews(&s.on(Event::Tick, at(300))).is_empty());
+        let out = s.on(
+            Event::Scanned {
+                image: 0,
+                scan: scan_ok("reg.example/org/app", "team-a:app", "1.2.0"),
+            },
+            at(400),
+        );
+        assert_eq!(previews(&out), vec![0]);
+    }
+
+    #[test]
+    fn a_pull_request_run_shows_its_link_and_the_changes_it_carries() {
+        let mut s = settled();
+        s.on(Event::Manual { target: 0 }, at(300));
+        let mut report = done(&["team-a:app"]);
+        report.outcome = Outcome::PullRequest {
+            number: 7,
+            url: "https://github.example/org/repo/pull/7".into(),
+            action: crate::engine::report::PullRequestAction::Created,
+            branch: "tagsmith/prod".into(),
+            commit: "abc".into(),
+        };
+        report.changes = vec![ChangeReport {
+            file: "a.yaml".into(),
+            line: 1,
+            policy: "team-a:app".into(),
+            old: "1.0.0".into(),
+            new: "1.1.0".into(),
+        }];
+        s.on(Event::Finished { target: 0, report }, at(400));
+        let target = &s.view(at(400)).targets[0];
+        assert_eq!(
+            target.pull_request.as_deref(),
+            Some("https://github.example/org/repo/pull/7")
+        );
+        assert_eq!(target.pending_changes.len(), 1);
+        s.on(Event::Manual { target: 0 }, at(500));
+        s.on(
+            Event::Finished {
+                target: 0,
+                report: done(&["team-a:app"]),
+            },
+            at(600),
+        );
+        let target = &s.view(at(600)).targets[0];
+        assert!(target.pull_request.is_none() && target.pending_changes.is_empty());
     }
 
     #[test]

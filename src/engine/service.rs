@@ -102,7 +102,7 @@ struct Driver {
     schedule: Schedule,
     epoch: Instant,
     scans: JoinSet<(Vec<usize>, RepositoryScan)>,
-    runs: JoinSet<(usize, TargetReport)>,
+    runs: JoinSet<(usize, bool, TargetReport)>,
     /// Per target, loaded (on the run's blocking thread) at its first run.
     caches: Vec<Arc<OnceLock<ScanCache>>>,
     writer: Writer,
@@ -257,7 +257,8 @@ impl Driver {
                 target,
                 reason,
                 selections,
-            } => self.run(target, reason, selections),
+                preview,
+            } => self.run(target, reason, selections, preview),
             Command::Changed { image, selected } => {
                 let policy = &self.config.images[image].id;
                 tracing::info!(%policy, %selected, "selection changed");
@@ -331,14 +332,15 @@ impl Driver {
         }
     }
 
-    fn run(&mut self, i: usize, reason: Reason, selections: SelectionSet) {
+    /// A `preview` is a dry run: it finds what would change and delivers nothing.
+    fn run(&mut self, i: usize, reason: Reason, selections: SelectionSet, preview: bool) {
         let config = Arc::clone(&self.config);
         let name = config.targets[i].name.clone();
         let workspace = workspace_dir(&self.options.state_dir, &name);
         let cache_file = scan_cache_file(&self.options.state_dir, &name);
         // Each target's scan cache stays in memory between runs (one run at a time uses it).
         let cache = Arc::clone(&self.caches[i]);
-        let span = tracing::info_span!("target", target = %name, reason = reason.as_str());
+        let span = tracing::info_span!("target", target = %name, reason = reason.as_str(), preview);
         self.runs.spawn_blocking(move || {
             let _entered = span.enter();
             // A panic must not leave the target marked as running forever.
@@ -349,7 +351,7 @@ impl Driver {
                     workspace,
                     cache_file,
                     selections: &selections,
-                    dry_run: false,
+                    dry_run: preview,
                 };
                 let report = run_target_cached(&run, cache);
                 save_cache(&run, cache);
@@ -357,17 +359,21 @@ impl Driver {
             });
             let report = std::panic::catch_unwind(run)
                 .unwrap_or_else(|_| TargetReport::failed(&name, &RunError::Panicked));
-            log_finished(&report);
-            (i, report)
+            if !preview {
+                log_finished(&report);
+            }
+            (i, preview, report)
         });
     }
 
-    fn run_done(&mut self, joined: Result<(usize, TargetReport), JoinError>) {
-        let Ok((i, report)) = joined else {
+    fn run_done(&mut self, joined: Result<(usize, bool, TargetReport), JoinError>) {
+        let Ok((i, preview, report)) = joined else {
             // The run caught its own panics; a join error means the runtime cancelled it.
             return;
         };
-        count_run(&self.config.targets[i].name, &report);
+        if !preview {
+            count_run(&self.config.targets[i].name, &report);
+        }
         self.feed(Event::Finished { target: i, report });
     }
 

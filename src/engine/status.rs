@@ -25,6 +25,10 @@ pub struct ImageStatus {
     pub tags: Option<usize>,
     /// The last good selection; a failed scan keeps it.
     pub selected: Option<String>,
+    /// The selection's digest (`sha256:...`), when it names one.
+    pub digest: Option<String>,
+    /// When the selection last changed to what it is.
+    pub changed_at: Option<String>,
     /// Why the last scan selected nothing.
     pub error: Option<String>,
     /// Scans failed in a row (each waits longer before the next).
@@ -39,6 +43,8 @@ pub struct TargetStatus {
     /// `unchanged`, `pushed`, `pull_request` or `failed`.
     pub outcome: Option<String>,
     pub commit: Option<String>,
+    /// The pull request the last run delivered to, when the target delivers by pull request.
+    pub pull_request: Option<String>,
     pub error: Option<String>,
     pub running: bool,
     /// Changes are waiting for a run (or for the schedule).
@@ -54,6 +60,20 @@ pub struct TargetStatus {
     pub failures: u32,
     /// Marker and file problems the last run found, as `file:line: message`.
     pub problems: Vec<String>,
+    /// Marker edits not on the target's branch yet: what a dry run found while the schedule
+    /// holds delivery, or what the last run's pull request (or failed delivery) carries.
+    pub pending_changes: Vec<PendingChange>,
+}
+
+/// One marker that would move from `old` to `new`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PendingChange {
+    pub policy: String,
+    pub file: String,
+    pub line: usize,
+    pub old: String,
+    pub new: String,
 }
 
 /// RFC 3339 in UTC, to the millisecond.

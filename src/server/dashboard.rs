@@ -86,8 +86,8 @@ fn image_table(page: &mut String, images: &[&ImageStatus], total: usize) {
     let _ = write!(
         page,
         "<h2>Images <small>({} of {total})</small></h2>\n<table id=\"images\" class=\"sortable\">\n\
-         <thead><tr><th>Policy</th><th>Image</th><th>Selected</th><th>Tags</th>\
-         <th>Last scan</th><th>Result</th><th>Next scan</th><th>Failures</th><th>Last error</th>\
+         <thead><tr><th>Policy</th><th>Image</th><th>Selected</th><th>Digest</th>\
+         <th>Changed</th><th>Tags</th><th>Last scan</th><th>Result</th><th>Next scan</th><th>Failures</th><th>Last error</th>\
          <th></th></tr></thead>\n<tbody>\n",
         images.len()
     );
@@ -95,15 +95,20 @@ fn image_table(page: &mut String, images: &[&ImageStatus], total: usize) {
         let failing = image.error.is_some();
         let _ = writeln!(
             page,
-            "<tr class=\"{}\" data-filter=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td>\
+            "<tr class=\"{}\" data-filter=\"{}\"><td>{}</td><td>{}</td><td>{}</td>\
+             <td><code>{}</code></td><td class=\"changed\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td>\
              <td><form method=\"post\" action=\"/scan?image={}&amp;back=1\">\
              <button type=\"submit\">Scan now</button></form></td></tr>",
             if failing { "failing" } else { "ok" },
             escape(&format!("{} {}", image.policy, image.image)),
             escape(&image.policy),
             escape(&image.image),
-            opt(image.selected.as_deref()),
+            opt(image
+                .selected
+                .as_deref()
+                .map(|s| s.split_once('@').map_or(s, |(tag, _)| tag))),
+            short_digest(image.digest.as_deref()),
+            time(image.changed_at.as_deref()),
             image.tags.map(|n| n.to_string()).unwrap_or_default(),
             time(image.last_scan.as_deref()),
             if failing {
@@ -126,8 +131,8 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
     let _ = write!(
         page,
         "<h2>Targets <small>({} of {total})</small></h2>\n<table id=\"targets\" class=\"sortable\">\n\
-         <thead><tr><th>Target</th><th>Last run</th><th>Outcome</th><th>Commit</th>\
-         <th>Pending</th><th>Next run</th><th>Schedule</th><th>Failures</th><th>Problems</th>\
+         <thead><tr><th>Target</th><th>Last run</th><th>Outcome</th><th>Commit or PR</th>\
+         <th>Pending</th><th>Pending changes</th><th>Next run</th><th>Schedule</th><th>Failures</th><th>Problems</th>\
          </tr></thead>\n<tbody>\n",
         targets.len()
     );
@@ -158,7 +163,7 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
         let _ = writeln!(
             page,
             "<tr id=\"target-{}\" class=\"{}\" data-filter=\"{}\"><td><a href=\"/?target={}\">{}</a></td>\
-             <td>{}</td><td>{}</td><td><code>{}</code></td><td>{pending}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{pending}</td><td class=\"changes\">{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{problems}</td></tr>",
             escape(&target.name),
             if failing { "failing" } else { "ok" },
@@ -167,7 +172,8 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
             escape(&target.name),
             time(target.last_run.as_deref()),
             opt(target.outcome.as_deref()),
-            short_commit(target.commit.as_deref()),
+            delivery_link(target),
+            pending_changes(target),
             time(target.next_run.as_deref()),
             opt(target.schedule.as_deref()),
             target.failures,
@@ -178,6 +184,55 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
 
 fn opt(value: Option<&str>) -> String {
     value.map(escape).unwrap_or_default()
+}
+
+/// The pull request as a link when the target delivers by one, otherwise the commit id.
+fn delivery_link(target: &TargetStatus) -> String {
+    match target.pull_request.as_deref() {
+        // Only web links: a `javascript:` URL from a forge's answer must not become one.
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+            let label = url.rsplit_once('/').map_or(url, |(_, n)| n);
+            format!(
+                "<a class=\"pr\" href=\"{}\" rel=\"noreferrer\">PR #{}</a>",
+                escape(url),
+                escape(label)
+            )
+        }
+        Some(url) => escape(url),
+        None => format!("<code>{}</code>", short_commit(target.commit.as_deref())),
+    }
+}
+
+/// One line per marker that would move: `policy: old -> new` and where.
+fn pending_changes(target: &TargetStatus) -> String {
+    if target.pending_changes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<ul class=\"changes\">");
+    for c in &target.pending_changes {
+        let _ = write!(
+            out,
+            "<li><span class=\"policy\">{}</span>: <code>{}</code> -&gt; <code>{}</code> \
+             <span class=\"file\">{}:{}</span></li>",
+            escape(&c.policy),
+            escape(&c.old),
+            escape(&c.new),
+            escape(&c.file),
+            c.line
+        );
+    }
+    out.push_str("</ul>");
+    out
+}
+
+/// `sha256:` and the first 12 hex digits, with the full digest on hover.
+fn short_digest(digest: Option<&str>) -> String {
+    digest
+        .map(|d| {
+            let short: String = d.chars().take(19).collect();
+            format!("<span title=\"{}\">{}</span>", escape(d), escape(&short))
+        })
+        .unwrap_or_default()
 }
 
 /// The first 12 hex digits, with the full id on hover.
@@ -236,13 +291,14 @@ fn query_escape(text: &str) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1b1f24}\
-table{border-collapse:collapse;width:100%;margin-bottom:2rem;font-size:.9rem}\
+table{border-collapse:collapse;width:100%;margin-bottom:2rem;font-size:.8rem}\
 th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}\
 th{background:#f6f8fa;cursor:pointer;user-select:none}time{white-space:nowrap}\
 tr.failing td:first-child{border-left:4px solid #cf222e}\
 tr.ok td:first-child{border-left:4px solid #2da44e}\
-td:first-child,td:nth-child(2){white-space:nowrap}td.error{max-width:26rem;overflow-wrap:anywhere}\
-.bad,.error{color:#cf222e}.problems{margin:0;padding-left:1rem}\
+td:first-child,td:nth-child(2){white-space:nowrap}td.error{min-width:12rem;max-width:26rem;overflow-wrap:anywhere}\
+.bad,.error{color:#cf222e}.problems,.changes{margin:0;padding-left:1rem}\
+td.changes{overflow-wrap:anywhere;min-width:16rem;max-width:30rem}.file{color:#57606a}\
 .filter{margin:1rem 0}small{color:#57606a;font-weight:normal}";
 
 /// Live filtering as one types and sorting by a column header; the page works without it.
@@ -287,13 +343,33 @@ mod tests {
                     ..ImageStatus::default()
                 },
             ],
-            targets: vec![TargetStatus {
-                name: "prod".into(),
-                pending: true,
-                reason: Some("selection changed".into()),
-                problems: vec!["apps/<script>alert(1)</script>.yaml:3: unknown policy".into()],
-                ..TargetStatus::default()
-            }],
+            targets: vec![
+                TargetStatus {
+                    name: "prod".into(),
+                    pending: true,
+                    reason: Some("selection changed".into()),
+                    problems: vec!["apps/<script>alert(1)</script>.yaml:3: unknown policy".into()],
+                    pending_changes: vec![crate::engine::PendingChange {
+                        policy: "team-a:app".into(),
+                        file: "apps/<b>.yaml".into(),
+                        line: 4,
+                        old: "1.0.0".into(),
+                        new: "1.2.0".into(),
+                    }],
+                    ..TargetStatus::default()
+                },
+                TargetStatus {
+                    name: "pr".into(),
+                    commit: Some("0123456789abcdef".into()),
+                    pull_request: Some("https://forge.example/o/r/pull/12?a=\"x\"".into()),
+                    ..TargetStatus::default()
+                },
+                TargetStatus {
+                    name: "odd".into(),
+                    pull_request: Some("javascript:alert(1)".into()),
+                    ..TargetStatus::default()
+                },
+            ],
         }
     }
 
@@ -326,7 +402,34 @@ mod tests {
         };
         let page = render(&view(), &q);
         assert!(!page.contains("id=\"target-prod\""));
-        assert!(page.contains("Targets <small>(0 of 1)</small>"));
+        assert!(page.contains("Targets <small>(0 of 3)</small>"));
+    }
+
+    #[test]
+    fn pending_changes_links_digests_and_change_times_are_shown() {
+        let mut v = view();
+        v.images[0].selected = Some(format!(
+            "127.0.0.1:5000/team-a/app:1.2.0@sha256:{}",
+            "ab".repeat(32)
+        ));
+        v.images[0].digest = Some(format!("sha256:{}", "ab".repeat(32)));
+        v.images[0].changed_at = Some("2026-01-01T00:00:05.000Z".into());
+        let page = render(&v, &PageQuery::default());
+        assert!(
+            page.contains("<code>1.0.0</code> -&gt; <code>1.2.0</code> <span class=\"file\">apps/&lt;b&gt;.yaml:4</span>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>127.0.0.1:5000/team-a/app:1.2.0</td>"),
+            "the tag apart from its digest"
+        );
+        assert!(page.contains(">sha256:abababababab</span>"));
+        assert!(page.contains("<td class=\"changed\"><time datetime=\"2026-01-01T00:00:05.000Z\""));
+        assert!(page.contains(
+            "<a class=\"pr\" href=\"https://forge.example/o/r/pull/12?a=&quot;x&quot;\" rel=\"noreferrer\">"
+        ));
+        assert!(!page.contains("href=\"javascript:"), "only web links");
+        assert!(page.contains("javascript:alert(1)"), "shown as text");
     }
 
     #[test]

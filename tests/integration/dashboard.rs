@@ -143,17 +143,27 @@ fn the_dashboard_shows_images_targets_failures_and_problems_as_text() {
             ),
         ],
     );
+    // Its own repository, so prod's push does not make its change moot.
+    let staging_bare = bare_repo(
+        tmp.path(),
+        "staging",
+        &[(
+            "apps/app.yaml",
+            &format!("image: {reg}/org/app:1.0.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n"),
+        )],
+    );
     let (port, metrics_port) = (free_port(), free_port());
     let config = format!(
         "images:\n  - {{ policy: 'team-a:app', image: '{reg}/org/app', semver: '^1' }}\n  \
          - {{ policy: 'team-b:evil', image: '{evil}/evil/app', semver: '^1' }}\n\
          targets:\n  - {{ name: prod, git: {{ url: 'file://{0}', branch: main }} }}\n  \
-         - {{ name: staging, git: {{ url: 'file://{0}', branch: main }}, paths: [apps/app.yaml], schedule: '0 0 1 1 *' }}\n\
+         - {{ name: staging, git: {{ url: 'file://{2}', branch: main }}, paths: [apps/app.yaml], schedule: '0 0 1 1 *' }}\n\
          registries:\n  - {{ host: '{reg}', insecure: true }}\n  - {{ host: '{evil}', insecure: true }}\n\
          server: {{ listen: '127.0.0.1:{1}', metrics: '127.0.0.1:{metrics_port}' }}\n\
          state: {{ dir: state }}\n",
         bare.display(),
         port,
+        staging_bare.display(),
     );
     let service = Service::spawn(tmp.path(), &config, port, metrics_port, &[]);
     wait_for_status(&service, "both scans and a run of prod", |s| {
@@ -167,9 +177,13 @@ fn the_dashboard_shows_images_targets_failures_and_problems_as_text() {
         let prod_ran = targets.iter().any(|t| {
             t["name"] == "prod" && t["problems"].as_array().is_some_and(|p| !p.is_empty())
         });
-        let staging_waits = targets
-            .iter()
-            .any(|t| t["name"] == "staging" && t["pending"] == true);
+        let staging_waits = targets.iter().any(|t| {
+            t["name"] == "staging"
+                && t["pending"] == true
+                && t["pendingChanges"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty())
+        });
         images && evil_failed && prod_ran && staging_waits
     });
 
@@ -206,6 +220,17 @@ fn the_dashboard_shows_images_targets_failures_and_problems_as_text() {
     assert!(
         staging.contains("0 0 1 1 *"),
         "the schedule it waits for: {staging}"
+    );
+    assert!(
+        staging.contains(&format!(
+            "<code>{reg}/org/app:1.0.0</code> -&gt; <code>{reg}/org/app:1.1.0</code> \
+             <span class=\"file\">apps/app.yaml:1</span>"
+        )),
+        "the change its schedule holds, old -> new and where: {staging}"
+    );
+    assert!(
+        app.contains("<td class=\"changed\"><time datetime=\"20"),
+        "when the selection changed: {app}"
     );
 
     // Deep link and server-side filter, as a person would bookmark them.
