@@ -130,7 +130,7 @@ fn documentation_example_maps_onto_one_image_and_one_target() {
     assert_eq!(target.author.email, "fluxcdbot@users.noreply.github.com");
     // internal/source/source.go defaultMessageTemplate.
     assert_eq!(
-        target.message.render(|_| String::new()),
+        target.message.as_flux().unwrap().render(&[]).unwrap(),
         "Update from image update automation"
     );
     assert!(target.allows_policy(&id("default:podinfo-policy")));
@@ -274,7 +274,7 @@ fn image_update_automation_and_git_repository_fields() {
         Some(secrets.join("team-a/signing/identity").as_path())
     );
     assert_eq!(
-        a.message.render(|_| String::new()),
+        a.message.as_flux().unwrap().render(&[]).unwrap(),
         "Automated image update by team-a/apps for cluster prod"
     );
     // policySelector: tier=web without the legacy label picks team-a:app only, and nothing
@@ -465,7 +465,7 @@ fn unsupported_values_are_located() {
             "spec.git.commit.messageTemplate",
             Severity::Error,
             151,
-            "{{range .Changed.Changes}} is not supported",
+            ".Updated.Images: template uses removed '.Updated' field",
         ),
         (
             "ImageUpdateAutomation x/ranges",
