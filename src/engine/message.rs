@@ -8,8 +8,8 @@ use crate::config::Template;
 use crate::config::flux::gotemplate::TemplateError;
 use crate::config::flux::template::{FluxChange, FluxMessage, object_at};
 use crate::model::{ImageRef, PolicyId};
-use crate::rewrite::Change;
 use crate::rewrite::walk::ChangedFile;
+use crate::rewrite::{Change, Lang};
 
 /// Above this many images the subject says how many instead of naming them.
 const NAMED_IN_SUBJECT: usize = 3;
@@ -90,9 +90,10 @@ pub fn render_flux(
     let flux: Vec<FluxChange> = changes
         .iter()
         .map(|c| {
+            // Flux reads YAML only: a CUE file has no document to name.
             let text = files
                 .iter()
-                .find(|f| f.path == c.file)
+                .find(|f| f.path == c.file && Lang::from_path(&f.path) == Some(Lang::Yaml))
                 .map(|f| String::from_utf8_lossy(&f.after).into_owned())
                 .unwrap_or_default();
             FluxChange {

@@ -281,6 +281,19 @@ pub fn object_at(text: &str, line: usize) -> ObjectId {
                 id.kind = scalar(v);
             } else if l.trim_end() == "metadata:" {
                 in_metadata = true;
+            } else if let Some(flow) = l
+                .strip_prefix("metadata:")
+                .map(str::trim)
+                .and_then(|f| f.strip_prefix('{'))
+                .and_then(|f| f.split('}').next())
+            {
+                for pair in flow.split(',') {
+                    match pair.split_once(':').map(|(k, v)| (k.trim(), v)) {
+                        Some(("name", v)) => id.name = scalar(v),
+                        Some(("namespace", v)) => id.namespace = scalar(v),
+                        _ => {}
+                    }
+                }
             }
         } else if in_metadata {
             let t = l.trim_start();
@@ -494,5 +507,7 @@ mod tests {
         let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  labels:\n    name: x\n  name: web\n  namespace: \"prod\"\nspec:\n  image: a:1 # {\"$imagepolicy\": \"prod:web\"}\n";
         assert_eq!(object_at(text, 14), deployment("web", "prod"));
         assert_eq!(object_at(text, 2).kind, "ConfigMap");
+        let flow = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: 'prod'}\nspec: {}\n";
+        assert_eq!(object_at(flow, 4), deployment("web", "prod"));
     }
 }
