@@ -100,6 +100,21 @@ impl FluxMessage {
         Ok(message)
     }
 
+    /// `.Values.key` names with no such key: Flux prints `<no value>` there, which is rarely
+    /// what was meant.
+    pub fn missing_values(&self) -> Vec<String> {
+        self.template
+            .field_chains()
+            .into_iter()
+            .filter_map(|c| match c.as_slice() {
+                [v, key, ..] if v == "Values" && !self.values.contains_key(key) => {
+                    Some(key.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn render(&self, changes: &[FluxChange]) -> Result<String, TemplateError> {
         self.template
             .execute(&data(&self.namespace, &self.name, &self.values, changes))
@@ -495,6 +510,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("removed '.Changed.ImageResult' field"), "{e}");
+        let m = FluxMessage::new(
+            "{{ .Values.cluster }} {{ $.Values.zone }}",
+            "a",
+            "b",
+            BTreeMap::from([("cluster".into(), "prod".into())]),
+        )
+        .unwrap();
+        assert_eq!(m.missing_values(), ["zone"]);
+        assert_eq!(m.render(&[]).unwrap(), "prod <no value>");
         let e = FluxMessage::new("{{ .Changed.Nope }}", "a", "b", BTreeMap::new()).unwrap_err();
         assert!(
             e.contains("{{ .Changed.Nope }}: can't evaluate field Nope"),

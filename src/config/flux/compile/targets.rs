@@ -184,16 +184,22 @@ pub(super) fn target(
         .as_ref()
         .map(|v| v.value.clone())
         .unwrap_or_default();
-    if let Err(e) = super::super::template::FluxMessage::new(
+    match super::super::template::FluxMessage::new(
         &template,
         &automation.namespace,
         &automation.name,
         values.clone(),
     ) {
-        let at = commit.message_template.as_ref();
-        match at {
+        Err(e) => match commit.message_template.as_ref() {
             Some(t) => r.error(t, "spec.git.commit.messageTemplate", e),
             None => r.error(&git_spec.commit, "spec.git.commit.messageTemplate", e),
+        },
+        Ok(m) => {
+            if let Some(t) = commit.message_template.as_ref() {
+                for key in m.missing_values() {
+                    r.warn(t, "spec.git.commit.messageTemplate", format!(".Values.{key}: messageTemplateValues has no key {key:?}; Flux and tagsmith print <no value>"));
+                }
+            }
         }
     }
     let go_template = doc::GoTemplate {
