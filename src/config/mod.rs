@@ -697,9 +697,26 @@ impl<'a> Validator<'a> {
                 email: a.email.clone(),
             })
             .unwrap_or_default();
-        let message = match commit.as_ref().and_then(|c| c.message.as_ref()) {
-            None => Template::default(),
-            Some(m) => Template::parse(&m.value)
+        let go_template = commit.as_ref().and_then(|c| c.go_template.as_ref());
+        let message = match (
+            commit.as_ref().and_then(|c| c.message.as_ref()),
+            go_template,
+        ) {
+            (Some(m), Some(_)) => {
+                self.problem(m, "give commit.message or commit.goTemplate, not both");
+                Template::default()
+            }
+            (None, Some(g)) => flux::template::FluxMessage::new(
+                &g.value.template,
+                &g.value.namespace,
+                &g.value.name,
+                g.value.values.clone(),
+            )
+            .map(Template::flux)
+            .map_err(|e| self.problem(g, format!("commit.goTemplate: {e}")))
+            .unwrap_or_default(),
+            (None, None) => Template::default(),
+            (Some(m), None) => Template::parse(&m.value)
                 .map_err(|e| self.problem(m, e))
                 .unwrap_or_default(),
         };

@@ -209,8 +209,26 @@ pub struct RawCommit {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub message: Option<Spanned<String>>,
+    /// A Flux messageTemplate (Go text/template), rendered as image-automation-controller
+    /// renders it; `tagsmith convert flux` writes it. Not together with `message`.
+    #[serde(default)]
+    #[schemars(with = "Option<RawGoTemplate>")]
+    pub go_template: Option<Spanned<RawGoTemplate>>,
     #[serde(default)]
     pub signing_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGoTemplate {
+    /// The template text.
+    pub template: String,
+    /// `.AutomationObject`: the ImageUpdateAutomation's namespace and name.
+    pub namespace: String,
+    pub name: String,
+    /// `.Values` (messageTemplateValues).
+    #[serde(default)]
+    pub values: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,4 +1,9 @@
-//! Commit message templates: text with `{{name}}` placeholders, checked when the config loads.
+//! Commit message templates: text with `{{name}}` placeholders, or a Flux messageTemplate (Go
+//! text/template), checked when the config loads.
+
+use std::sync::Arc;
+
+use super::flux::template::FluxMessage;
 
 /// The placeholders a commit message may use.
 pub const VARIABLES: [&str; 4] = ["target", "changes", "count", "images"];
@@ -12,6 +17,8 @@ enum Part {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Set for a Flux messageTemplate: rendered over the run's changes as Flux renders it.
+    flux: Option<Arc<FluxMessage>>,
 }
 
 pub const DEFAULT_MESSAGE: &str = "Update {{images}} in {{target}}\n\n{{changes}}\n";
@@ -44,7 +51,18 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        Ok(Self { parts })
+        Ok(Self { parts, flux: None })
+    }
+
+    pub fn flux(message: FluxMessage) -> Self {
+        Self {
+            parts: Vec::new(),
+            flux: Some(Arc::new(message)),
+        }
+    }
+
+    pub fn as_flux(&self) -> Option<&FluxMessage> {
+        self.flux.as_deref()
     }
 
     pub fn render(&self, value: impl Fn(&str) -> String) -> String {
@@ -61,7 +79,10 @@ impl Template {
 impl Default for Template {
     fn default() -> Self {
         // The default is a constant checked by the tests below.
-        Self::parse(DEFAULT_MESSAGE).unwrap_or(Self { parts: Vec::new() })
+        Self::parse(DEFAULT_MESSAGE).unwrap_or(Self {
+            parts: Vec::new(),
+            flux: None,
+        })
     }
 }
 

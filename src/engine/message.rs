@@ -2,9 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use std::path::{Path, PathBuf};
+
 use crate::config::Template;
+use crate::config::flux::gotemplate::TemplateError;
+use crate::config::flux::template::{FluxChange, FluxMessage, object_at};
 use crate::model::{ImageRef, PolicyId};
-use crate::rewrite::Change;
+use crate::rewrite::walk::ChangedFile;
+use crate::rewrite::{Change, Lang};
 
 /// Above this many images the subject says how many instead of naming them.
 const NAMED_IN_SUBJECT: usize = 3;
@@ -69,6 +74,45 @@ pub fn render(
     text
 }
 
+/// A Flux messageTemplate over the run's changes, exactly as image-automation-controller
+/// renders it (no subject cut, no newline added). Files are named relative to the target's one
+/// path (Flux's `update.path`); each change's object is the YAML document holding it.
+pub fn render_flux(
+    message: &FluxMessage,
+    paths: &[PathBuf],
+    changes: &[Change],
+    files: &[ChangedFile],
+) -> Result<String, TemplateError> {
+    let base = match paths {
+        [one] => one.as_path(),
+        _ => Path::new(""),
+    };
+    let flux: Vec<FluxChange> = changes
+        .iter()
+        .map(|c| {
+            // Flux reads YAML only: a CUE file has no document to name.
+            let text = files
+                .iter()
+                .find(|f| f.path == c.file && Lang::from_path(&f.path) == Some(Lang::Yaml))
+                .map(|f| String::from_utf8_lossy(&f.after).into_owned())
+                .unwrap_or_default();
+            FluxChange {
+                file: c
+                    .file
+                    .strip_prefix(base)
+                    .unwrap_or(&c.file)
+                    .to_string_lossy()
+                    .into_owned(),
+                object: object_at(&text, c.line),
+                old: c.old.clone(),
+                new: c.new.clone(),
+                setter: format!("{}{}", c.policy, c.part.suffix()),
+            }
+        })
+        .collect();
+    message.render(&flux)
+}
+
 /// How the subject names a policy's image: its selection (a `:tag` change alone says only the
 /// tag), with the digest only when a file received it, so the subject never names a digest
 /// that no file holds.
@@ -123,6 +167,7 @@ mod tests {
             file: PathBuf::from(file),
             line: 7,
             policy: policy.parse().unwrap(),
+            part: crate::rewrite::Part::Full,
             old: "ghcr.io/org/app:1.0.0".into(),
             new: new.into(),
         }
@@ -230,6 +275,39 @@ mod tests {
         assert!(
             text.contains("- team-a:worker: 2.1.0 -> 2.1.3 (values.yaml:7)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn flux_templates_see_files_under_update_path_objects_and_setters() {
+        let after = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  image: 1.1.0 # {\"$imagepolicy\": \"prod:web:tag\"}\n";
+        let file = ChangedFile {
+            path: PathBuf::from("clusters/prod/web.yaml"),
+            before: Vec::new(),
+            after: after.as_bytes().to_vec(),
+        };
+        let mut c = change("prod:web", "1.1.0", "clusters/prod/web.yaml");
+        c.old = "1.0.0".into();
+        c.part = crate::rewrite::Part::Tag;
+        let message = FluxMessage::new(
+            "{{ range $f, $objs := .Changed.FileChanges }}{{ $f }}{{ range $o, $cs := $objs }} {{ $o.Kind }}/{{ $o.Namespace }}/{{ $o.Name }}{{ range $cs }} {{ .Setter }}: {{ .OldValue }} -> {{ .NewValue }}{{ end }}{{ end }}{{ end }}",
+            "flux-system",
+            "apps",
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let text = render_flux(
+            &message,
+            &[PathBuf::from("clusters/prod")],
+            std::slice::from_ref(&c),
+            std::slice::from_ref(&file),
+        )
+        .unwrap();
+        // The setter names the marker as written (image-automation-controller
+        // internal/update/update_test.go: "automation-ns:policy:tag"); no newline is added.
+        assert_eq!(
+            text,
+            "web.yaml Deployment/prod/web prod:web:tag: 1.0.0 -> 1.1.0"
         );
     }
 }

@@ -260,6 +260,9 @@ pub enum RunError {
     },
     #[error("the target run panicked")]
     Panicked,
+    /// The Flux messageTemplate failed on this run's changes (as Flux, no commit is made).
+    #[error("commit.goTemplate: {0}")]
+    Message(#[from] crate::config::flux::gotemplate::TemplateError),
 }
 
 impl RunError {
@@ -271,7 +274,7 @@ impl RunError {
             // A checkout that cannot be read and a process that could not start a runtime may
             // be short of disk space or file handles; a panic is a bug, but a retry is cheap.
             Self::Rewrite(_) | Self::Runtime(_) | Self::TokenFile { .. } | Self::Panicked => true,
-            Self::ForeignCommits { .. } => false,
+            Self::ForeignCommits { .. } | Self::Message(_) => false,
         }
     }
 

@@ -132,12 +132,15 @@ fn run_loop(
 
 fn commit(run: &TargetRun<'_>, ws: &Workspace, tree: &TreeReport) -> Result<git2::Oid, RunError> {
     let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
-    let text = message::render(
-        &run.target.message,
-        &run.target.name,
-        &tree.changes,
-        &run.selections.selections,
-    );
+    let text = match run.target.message.as_flux() {
+        Some(flux) => message::render_flux(flux, &run.target.paths, &tree.changes, &tree.changed)?,
+        None => message::render(
+            &run.target.message,
+            &run.target.name,
+            &tree.changes,
+            &run.selections.selections,
+        ),
+    };
     Ok(ws.commit(&paths, &run.target.author, &text)?.id)
 }
 

@@ -120,6 +120,7 @@ pub fn plan_allowed(
             file: path.to_path_buf(),
             line: site.line,
             policy: site.marker.policy.clone(),
+            part: site.marker.part,
             old: site.value.clone(),
             new,
         });

@@ -270,6 +270,8 @@ pub struct Change {
     pub file: PathBuf,
     pub line: usize,
     pub policy: PolicyId,
+    /// Which part of the reference the marker sets (Flux names the marker `ns:name:tag`).
+    pub part: Part,
     pub old: String,
     pub new: String,
 }

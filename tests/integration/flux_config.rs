@@ -130,7 +130,7 @@ fn documentation_example_maps_onto_one_image_and_one_target() {
     assert_eq!(target.author.email, "fluxcdbot@users.noreply.github.com");
     // internal/source/source.go defaultMessageTemplate.
     assert_eq!(
-        target.message.render(|_| String::new()),
+        target.message.as_flux().unwrap().render(&[]).unwrap(),
         "Update from image update automation"
     );
     assert!(target.allows_policy(&id("default:podinfo-policy")));
@@ -274,7 +274,7 @@ fn image_update_automation_and_git_repository_fields() {
         Some(secrets.join("team-a/signing/identity").as_path())
     );
     assert_eq!(
-        a.message.render(|_| String::new()),
+        a.message.as_flux().unwrap().render(&[]).unwrap(),
         "Automated image update by team-a/apps for cluster prod"
     );
     // policySelector: tier=web without the legacy label picks team-a:app only, and nothing
@@ -465,7 +465,7 @@ fn unsupported_values_are_located() {
             "spec.git.commit.messageTemplate",
             Severity::Error,
             151,
-            "{{range .Changed.Changes}} is not supported",
+            ".Updated.Images: template uses removed '.Updated' field",
         ),
         (
             "ImageUpdateAutomation x/ranges",
@@ -752,4 +752,52 @@ fn check_applies_the_policy_selector_to_a_checkout() {
         "team-a:docs is not selected by team-a/apps: {stdout}"
     );
     assert!(!stdout.contains("team-a:app may not"), "{stdout}");
+}
+
+/// A messageTemplate tagsmith cannot evaluate is an error naming the object, the field and the
+/// construct; a `.Values` key that is not given is a warning (Flux prints `<no value>`).
+#[test]
+fn message_templates_are_refused_or_warned_with_object_field_and_construct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let automation = |name: &str, template: &str| {
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageUpdateAutomation\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  sourceRef: {{ kind: GitRepository, name: repo }}\n  git:\n    commit:\n      author: {{ name: bot, email: bot@example.com }}\n      messageTemplate: '{template}'\n  update: {{ path: ./, strategy: Setters }}\n"
+        )
+    };
+    let text = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: repo\n  namespace: apps\nspec:\n  url: https://example.com/repo.git\n  ref: {{ branch: main }}\n---\n{}---\n{}",
+        automation(
+            "quoted",
+            "{{ range .Changed.Changes }}{{ .NewValue | quote }}{{ end }}"
+        ),
+        automation("values", "Update for {{ .Values.cluster }}"),
+    );
+    let path = tmp.path().join("automations.yaml");
+    std::fs::write(&path, text).unwrap();
+    let compiled = compile(&[path], None);
+    let quoted = find(
+        &compiled.diagnostics,
+        "ImageUpdateAutomation apps/quoted",
+        "spec.git.commit.messageTemplate",
+    );
+    assert_eq!(quoted.severity, Severity::Error);
+    assert_eq!(quoted.line, 20, "{quoted}");
+    assert!(
+        quoted
+            .message
+            .contains("{{ .NewValue | quote }}: the function \"quote\" is not supported"),
+        "{quoted}"
+    );
+    let values = find(
+        &compiled.diagnostics,
+        "ImageUpdateAutomation apps/values",
+        "spec.git.commit.messageTemplate",
+    );
+    assert_eq!(values.severity, Severity::Warning);
+    assert!(
+        values
+            .message
+            .contains(".Values.cluster: messageTemplateValues has no key"),
+        "{values}"
+    );
 }

@@ -83,7 +83,21 @@ fn flux_objects(dir: &Path, reg: &str, url: &str, insecure: bool) {
         )
         .unwrap();
         if team == 1 {
-            text.push_str("      messageTemplate: |-\n        Automated image update by {{ .AutomationObject }}\n");
+            // The ResultV2 form of image-automation-controller internal/source/source_test.go
+            // (testCommitTemplateResultV2), with the setter added.
+            text.push_str(
+                "      messageTemplate: |-\n        Automated image update by {{ .AutomationObject }}\n\n\
+                 \x20       {{ range $filename, $objchange := .Changed.FileChanges -}}\n\
+                 \x20       - File: {{ $filename }}\n\
+                 \x20       {{- range $obj, $changes := $objchange }}\n\
+                 \x20         - Object: {{ $obj.Kind }}/{{ $obj.Namespace }}/{{ $obj.Name }}\n\
+                 \x20           Changes:\n\
+                 \x20       {{- range $_ , $change := $changes }}\n\
+                 \x20           - {{ $change.OldValue }} -> {{ $change.NewValue }} ({{ $change.Setter }})\n\
+                 \x20       {{ end -}}\n\
+                 \x20       {{ end -}}\n\
+                 \x20       {{ end -}}\n",
+            );
         }
         write!(
             text,
@@ -176,6 +190,18 @@ fn once_with_flux_objects_and_once_with_the_converted_config_make_the_same_commi
         by_flux[0].contains(
             "\nflux-team-1 <team-1@example.invalid>\nAutomated image update by team-1/apps\n"
         ),
+        "{}",
+        by_flux[0]
+    );
+    // Files relative to update.path, the Deployment document (no metadata) as the object,
+    // values and setters as the markers wrote them; the range body's own newlines leave a
+    // blank line between two changes, as text/template does.
+    assert!(
+        by_flux[0].contains(&format!(
+            "\nAutomated image update by team-1/apps\n\n- File: deploy.yaml\n  - Object: Deployment//\n    Changes:\n\
+             \x20   - {reg}/org/team-1-app:1.0.0 -> {reg}/org/team-1-app:1.1.0 (team-1:app)\n\n\
+             \x20   - {reg}/org/shared:1.0.0 -> {reg}/org/shared:1.4.0 (team-1:shared)\n"
+        )),
         "{}",
         by_flux[0]
     );

@@ -93,9 +93,19 @@ pub struct Push {
 #[serde(rename_all = "camelCase")]
 pub struct Commit {
     pub author: Author,
-    pub message: String,
+    pub go_template: GoTemplate,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<String>,
+}
+
+/// The automation's messageTemplate, rendered at commit time as Flux renders it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoTemplate {
+    pub template: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub values: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

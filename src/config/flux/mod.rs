@@ -7,10 +7,11 @@
 mod compile;
 pub mod doc;
 mod files;
+pub mod gotemplate;
 pub mod raw;
 mod secrets;
 mod selector;
-mod template;
+pub mod template;
 
 use std::fmt;
 use std::path::PathBuf;

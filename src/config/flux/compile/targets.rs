@@ -175,21 +175,38 @@ pub(super) fn target(
             .map_err(|e| r.error(k, "spec.git.commit.signingKey.secretRef", e))
             .ok()
     });
-    let message = match &commit.message_template {
-        None => FLUX_DEFAULT_MESSAGE.to_string(),
-        Some(t) if t.value.is_empty() => FLUX_DEFAULT_MESSAGE.to_string(),
-        Some(t) => match super::super::template::translate(
-            &t.value,
-            &automation.namespace,
-            &automation.name,
-            commit.message_template_values.as_ref().map(|v| &v.value),
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                r.error(t, "spec.git.commit.messageTemplate", e);
-                String::new()
-            }
+    let template = match &commit.message_template {
+        Some(t) if !t.value.is_empty() => t.value.clone(),
+        _ => FLUX_DEFAULT_MESSAGE.to_string(),
+    };
+    let values = commit
+        .message_template_values
+        .as_ref()
+        .map(|v| v.value.clone())
+        .unwrap_or_default();
+    match super::super::template::FluxMessage::new(
+        &template,
+        &automation.namespace,
+        &automation.name,
+        values.clone(),
+    ) {
+        Err(e) => match commit.message_template.as_ref() {
+            Some(t) => r.error(t, "spec.git.commit.messageTemplate", e),
+            None => r.error(&git_spec.commit, "spec.git.commit.messageTemplate", e),
         },
+        Ok(m) => {
+            if let Some(t) = commit.message_template.as_ref() {
+                for key in m.missing_values() {
+                    r.warn(t, "spec.git.commit.messageTemplate", format!(".Values.{key}: messageTemplateValues has no key {key:?}; Flux and tagsmith print <no value>"));
+                }
+            }
+        }
+    }
+    let go_template = doc::GoTemplate {
+        template,
+        namespace: automation.namespace.clone(),
+        name: automation.name.clone(),
+        values,
     };
     let mut paths = None;
     if let Some(update) = &spec.update {
@@ -263,7 +280,7 @@ pub(super) fn target(
                 name: author_name,
                 email: author.email.value.clone(),
             },
-            message,
+            go_template,
             signing_key,
         },
         interval,
