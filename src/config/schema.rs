@@ -117,7 +117,7 @@ mod tests {
         let yaml = "- host: h\n  insecure: true\n  ca: ca.pem\n  maxConcurrency: 2\n  requestsPerSecond: 1.5\n  burst: 3\n  pageSize: 10\n  timeout: 5s\n  connectTimeout: 1s\n  auth: { basic: { username: u, usernameEnv: U, passwordEnv: P, passwordFile: f } }\n- host: a\n  auth: anonymous\n- host: b\n  auth: { dockerConfig: c.json }\n- host: c\n  auth: { helper: pass }\n- host: d\n  auth: { exec: { command: [x], username: u, cacheFor: 5m } }\n- host: e\n  mirror: h\n";
         let parsed: Vec<crate::registry::settings::RawRegistrySettings> =
             serde_saphyr::from_str(yaml).unwrap();
-        assert_eq!(parsed.len(), 5);
+        assert_eq!(parsed.len(), 6);
         let schema = json_schema();
         let text = format!(
             "registries:\n{}",
