@@ -110,6 +110,13 @@ fn tags_and_once_read_the_mirror_and_keep_the_public_name() {
         text(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // JSON keys are camelCase, as the config's are (README, "JSON output.").
+    assert!(report["scanMs"].is_u64(), "{report}");
+    let target = &report["targets"][0];
+    assert_eq!(target["pushAttempts"], 1, "{report}");
+    assert_eq!(target["fileErrors"], serde_json::json!([]), "{report}");
+    assert!(target["timings"]["rewriteMs"].is_u64(), "{report}");
+    assert_eq!(target["outcome"], "pushed", "{report}");
     let selected: Vec<&str> = report["images"]
         .as_array()
         .unwrap()
