@@ -1,26 +1,40 @@
-//! `tagsmith policy eval`: run a policy over tags read from stdin.
+//! `tagsmith policy eval`: run a policy over tags read from stdin, or a configured policy over
+//! its image's tags in the live registry (as `argocd-image-updater test` does).
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 
 use super::{OutputFormat, Status};
+use crate::config::{Config, DigestMode, ImagePolicy};
+use crate::model::{Digest, Tag};
 use crate::policy::{Drop, FilterSpec, Order, Policy, PolicySpec, RuleSpec};
+use crate::registry::{Client, Options};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Select a tag from the tags on stdin (one a line), as an image policy would.
+    /// Select a tag from the tags on stdin (one a line), as an image policy would; or, with
+    /// --policy, run a configured policy over its image's tags in the registry.
     ///
-    /// Prints the selected tag and exits 0; exits 1 when no tag is selected, 2 when the policy
-    /// is invalid.
+    /// Prints the selected tag (with its digest when the policy pins digests) and exits 0;
+    /// exits 1 when no tag is selected, 2 when the policy is invalid or unknown, or the
+    /// registry cannot be read.
     Eval(EvalArgs),
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("rule").required(true).args(["semver", "alphabetical", "numerical"])))]
+#[command(group(ArgGroup::new("rule").required(true).args(["semver", "alphabetical", "numerical", "policy"])))]
 pub struct EvalArgs {
+    /// A configured policy (`namespace:name`), evaluated against its image's tags in the
+    /// registry with the config's credentials, as `tagsmith once` scans; stdin is not read.
+    #[arg(long, value_name = "NS:NAME", conflicts_with_all = ["filter", "extract", "exclude"])]
+    pub policy: Option<String>,
+    /// The configuration file --policy is read from (default: tagsmith.yaml).
+    #[arg(short, long, value_name = "FILE", requires = "policy")]
+    pub config: Option<PathBuf>,
     /// Semver range, Flux/Masterminds syntax (e.g. ">=1.0.0 <2.0.0", "1.2.x", "^1.4", "1.2 - 1.4.5").
     #[arg(long, value_name = "RANGE")]
     pub semver: Option<String>,
@@ -86,14 +100,24 @@ fn read_tags(input: impl BufRead) -> anyhow::Result<Vec<String>> {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JsonResult<'a> {
+    /// The configured policy and its image, with --policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
     selected: Option<&'a str>,
+    /// The selected tag's digest, when the configured policy pins digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
     stats: &'a crate::policy::Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<Vec<JsonVerdict<'a>>>,
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JsonVerdict<'a> {
     tag: &'a str,
     verdict: &'static str,
@@ -103,16 +127,81 @@ struct JsonVerdict<'a> {
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<Status> {
-    let policy = Policy::new(&spec(&args))?;
-    let tags = read_tags(std::io::stdin().lock())?;
-    let selection = policy.select(&tags);
-    let verdicts = args.explain.then(|| describe(&policy, &tags));
+    match &args.policy {
+        Some(id) => eval_live(&args, id),
+        None => {
+            let policy = Policy::new(&spec(&args))?;
+            let tags = read_tags(std::io::stdin().lock())?;
+            report(&args, &policy, &tags, None)
+        }
+    }
+}
+
+/// The configured policy `id`, or an error naming the nearest configured id.
+fn find<'c>(config: &'c Config, id: &str) -> anyhow::Result<&'c ImagePolicy> {
+    if let Some(image) = config.images.iter().find(|i| i.id.to_string() == id) {
+        return Ok(image);
+    }
+    let ids: Vec<String> = config.images.iter().map(|i| i.id.to_string()).collect();
+    anyhow::bail!(
+        "unknown policy `{id}` in {}{}",
+        config.path.display(),
+        crate::config::suggest::did_you_mean(id, ids.iter().map(String::as_str))
+    )
+}
+
+/// The policy's image scanned with the config's registry settings, as `tagsmith once` does.
+fn eval_live(args: &EvalArgs, id: &str) -> anyhow::Result<Status> {
+    let config = super::inputs::load(args.config.as_deref(), &super::inputs::FluxArgs::default())?;
+    let image = find(&config, id)?;
+    let client = Client::new(config.registries.clone(), Options::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let tags: Vec<Tag> = runtime.block_on(client.list_tags(&image.image))?;
+    let selected = image.policy.select(&tags).index.map(|i| &tags[i]);
+    let digest: Option<Digest> = match (selected, image.digest) {
+        (None, _) | (_, DigestMode::Never) => None,
+        (Some(tag), DigestMode::IfNotPresent | DigestMode::Always) => Some(
+            runtime
+                .block_on(client.resolve_digest(&image.image, tag))
+                .with_context(|| format!("digest of {tag}"))?,
+        ),
+    };
+    let live = Live {
+        policy: image.id.to_string(),
+        image: image.image.as_str(),
+        digest: digest.as_ref().map(Digest::as_str),
+    };
+    report(args, &image.policy, &tags, Some(&live))
+}
+
+/// What --policy adds to the result.
+struct Live<'a> {
+    policy: String,
+    image: &'a str,
+    digest: Option<&'a str>,
+}
+
+fn report<S: AsRef<str> + Sync>(
+    args: &EvalArgs,
+    policy: &Policy,
+    tags: &[S],
+    live: Option<&Live<'_>>,
+) -> anyhow::Result<Status> {
+    let selection = policy.select(tags);
+    let verdicts = args.explain.then(|| describe(policy, tags));
+    let digest = live.and_then(|l| l.digest);
 
     let mut out = std::io::stdout().lock();
     match args.output {
         OutputFormat::Json => {
             let result = JsonResult {
+                policy: live.map(|l| l.policy.clone()),
+                image: live.map(|l| l.image),
                 selected: selection.tag,
+                digest,
                 stats: &selection.stats,
                 tags: verdicts,
             };
@@ -128,8 +217,10 @@ fn eval(args: EvalArgs) -> anyhow::Result<Status> {
                     .unwrap_or_default();
                 writeln!(out, "{:<9} {}{key}: {}", v.verdict, v.tag, v.reason)?;
             }
-            if let Some(tag) = selection.tag {
-                writeln!(out, "{tag}")?;
+            match (selection.tag, digest) {
+                (Some(tag), Some(digest)) => writeln!(out, "{tag}@{digest}")?,
+                (Some(tag), None) => writeln!(out, "{tag}")?,
+                (None, _) => {}
             }
         }
     }
@@ -143,15 +234,21 @@ fn eval(args: EvalArgs) -> anyhow::Result<Status> {
     match selection.tag {
         Some(_) => Ok(Status::Ok),
         None => {
-            eprintln!("tagsmith: no tag selected from {}", selection.stats);
+            match live {
+                Some(l) => eprintln!(
+                    "tagsmith: {} {}: no tag selected from {}",
+                    l.policy, l.image, selection.stats
+                ),
+                None => eprintln!("tagsmith: no tag selected from {}", selection.stats),
+            }
             Ok(Status::Pending)
         }
     }
 }
 
-fn describe<'a>(policy: &Policy, tags: &'a [String]) -> Vec<JsonVerdict<'a>> {
+fn describe<'a, S: AsRef<str>>(policy: &Policy, tags: &'a [S]) -> Vec<JsonVerdict<'a>> {
     let explanation = policy.explain(tags);
-    let winner = explanation.selected.map(|i| tags[i].as_str());
+    let winner = explanation.selected.map(|i| tags[i].as_ref());
     explanation
         .tags
         .into_iter()

@@ -27,6 +27,7 @@ pub struct TagsArgs {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Listing<'a> {
     image: &'a str,
     tags: Vec<Entry<'a>>,
@@ -34,6 +35,7 @@ struct Listing<'a> {
 
 /// A tag as printed; it borrows the listed tag, so printing a large listing copies none.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Entry<'a> {
     tag: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,6 +30,11 @@ pub fn json_schema() -> Value {
 pub struct RegistrySettings {
     /// Host as written in image names (`ghcr.io`, `127.0.0.1:5000`, `docker.io`).
     host: String,
+    /// Read images on `host` from this host instead (a mirror or another API endpoint); image
+    /// names and written references keep `host`. The mirror's own entry gives its transport
+    /// and credentials; an entry with `mirror` takes no other key.
+    #[serde(default)]
+    mirror: Option<String>,
     /// Plain http instead of https.
     #[serde(default)]
     insecure: bool,
@@ -109,10 +114,10 @@ mod tests {
     /// Every key of the mirror above, read by the registry's own settings type.
     #[test]
     fn the_registries_mirror_matches_the_settings_type() {
-        let yaml = "- host: h\n  insecure: true\n  ca: ca.pem\n  maxConcurrency: 2\n  requestsPerSecond: 1.5\n  burst: 3\n  pageSize: 10\n  timeout: 5s\n  connectTimeout: 1s\n  auth: { basic: { username: u, usernameEnv: U, passwordEnv: P, passwordFile: f } }\n- host: a\n  auth: anonymous\n- host: b\n  auth: { dockerConfig: c.json }\n- host: c\n  auth: { helper: pass }\n- host: d\n  auth: { exec: { command: [x], username: u, cacheFor: 5m } }\n";
+        let yaml = "- host: h\n  insecure: true\n  ca: ca.pem\n  maxConcurrency: 2\n  requestsPerSecond: 1.5\n  burst: 3\n  pageSize: 10\n  timeout: 5s\n  connectTimeout: 1s\n  auth: { basic: { username: u, usernameEnv: U, passwordEnv: P, passwordFile: f } }\n- host: a\n  auth: anonymous\n- host: b\n  auth: { dockerConfig: c.json }\n- host: c\n  auth: { helper: pass }\n- host: d\n  auth: { exec: { command: [x], username: u, cacheFor: 5m } }\n- host: e\n  mirror: h\n";
         let parsed: Vec<crate::registry::settings::RawRegistrySettings> =
             serde_saphyr::from_str(yaml).unwrap();
-        assert_eq!(parsed.len(), 5);
+        assert_eq!(parsed.len(), 6);
         let schema = json_schema();
         let text = format!(
             "registries:\n{}",

@@ -40,6 +40,7 @@ use crate::registry::Client;
 const TARGET_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CycleReport {
     /// Scanning every image and selecting, in milliseconds.
     pub scan_ms: u64,

@@ -103,6 +103,7 @@ pub enum Retry {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TargetReport {
     pub target: String,
     #[serde(flatten)]
@@ -193,6 +194,7 @@ impl TargetReport {
 
 /// Where a target's run spent its time, in milliseconds, summed over push attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Timings {
     /// Opening or cloning the workspace.
     pub open_ms: u64,
@@ -214,6 +216,7 @@ pub fn timed<T>(slot: &mut u64, f: impl FnOnce() -> T) -> T {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChangeReport {
     pub file: String,
     pub line: usize,

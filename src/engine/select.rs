@@ -15,6 +15,7 @@ use crate::registry::Client;
 
 /// What happened to one image this cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ImageReport {
     pub policy: String,
     pub image: String,

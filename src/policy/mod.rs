@@ -132,6 +132,7 @@ pub enum Drop {
 
 /// Counts of what happened to the tags, for messages like "nothing selected from 40 tags: ...".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub tags: usize,
     pub excluded: usize,

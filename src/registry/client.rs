@@ -79,9 +79,26 @@ impl Client {
         &self.options
     }
 
-    /// The per-host state for an image's registry, made on first use.
+    fn entry(&self, key: &str) -> Option<&RegistrySettings> {
+        self.settings
+            .iter()
+            .find(|s| normalise_host(&s.host) == key)
+    }
+
+    /// The host an image's tags and manifests are read from: its registry, or the mirror its
+    /// registry's entry names (one hop; validation refuses chains).
+    pub(super) fn api_registry<'a>(&'a self, image: &'a ImageName) -> &'a str {
+        self.entry(&normalise_host(image.registry()))
+            .and_then(|s| s.mirror.as_deref())
+            .unwrap_or(image.registry())
+    }
+
+    /// The per-host state for the host an image is read from, made on first use. A mirror is
+    /// set up from its own entry alone: the aliased host's entry lends it nothing, credentials
+    /// least of all.
     pub(super) fn host(&self, image: &ImageName) -> Result<Arc<Host>, Error> {
-        let key = normalise_host(image.registry());
+        let registry = self.api_registry(image);
+        let key = normalise_host(registry);
         let mut hosts = self
             .hosts
             .lock()
@@ -89,12 +106,8 @@ impl Client {
         if let Some(host) = hosts.get(&key) {
             return Ok(Arc::clone(host));
         }
-        let settings = self
-            .settings
-            .iter()
-            .find(|s| normalise_host(&s.host) == key)
-            .cloned();
-        let host = Arc::new(Host::new(image, settings, &self.options)?);
+        let settings = self.entry(&key).cloned();
+        let host = Arc::new(Host::new(registry, settings, &self.options)?);
         hosts.insert(key, Arc::clone(&host));
         Ok(host)
     }
@@ -204,12 +217,17 @@ struct Outgoing<'a> {
 }
 
 impl Host {
+    /// `registry` as image names spell it (`docker.io`, `127.0.0.1:5000`).
     fn new(
-        image: &ImageName,
+        registry: &str,
         settings: Option<RegistrySettings>,
         options: &Options,
     ) -> Result<Self, Error> {
-        let registry = image.registry().to_string();
+        let api_host = match normalise_host(registry).as_str() {
+            crate::model::DOCKER_HUB => crate::model::DOCKER_HUB_API_HOST,
+            _ => registry,
+        };
+        let registry = registry.to_string();
         let settings = settings.unwrap_or_else(|| RegistrySettings {
             host: registry.clone(),
             ..RegistrySettings::default()
@@ -220,11 +238,9 @@ impl Host {
             .insecure
             .unwrap_or_else(|| settings.ca.is_none() && is_loopback(&registry));
         let scheme = if insecure { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{}", image.api_host())).map_err(|e| {
-            Error::Settings {
-                host: registry.clone(),
-                reason: format!("not a valid host: {e}"),
-            }
+        let base = Url::parse(&format!("{scheme}://{api_host}")).map_err(|e| Error::Settings {
+            host: registry.clone(),
+            reason: format!("not a valid host: {e}"),
         })?;
         let max_concurrency = settings.max_concurrency.unwrap_or(options.max_concurrency);
         let mut builder = reqwest::Client::builder()
@@ -262,6 +278,7 @@ impl Host {
             None if normalise_host(&registry) == "docker.io" => Some(HUB_RATE),
             None => None,
         };
+        let credentials = CredentialProvider::new(&registry, settings.auth.clone());
         Ok(Self {
             registry,
             base,
@@ -269,7 +286,7 @@ impl Host {
             limits: options.limits,
             http,
             limiter: Limiter::new(max_concurrency, rate),
-            credentials: CredentialProvider::new(image.registry(), settings.auth.clone()),
+            credentials,
             retry: options.retry,
             auth: Mutex::new(AuthState::default()),
         })

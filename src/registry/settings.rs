@@ -14,6 +14,10 @@ use super::auth::normalise_host;
 pub struct RegistrySettings {
     /// Host as written in image names (`ghcr.io`, `127.0.0.1:5000`, `docker.io`).
     pub host: String,
+    /// Where images on `host` are read from instead (a pull-through mirror, another API
+    /// endpoint): tags and digests come from there, with the mirror's own entry's settings and
+    /// credentials, while image names, selections and written references keep `host`.
+    pub mirror: Option<String>,
     /// Plain http (`true`) or https (`false`); unset: http for loopback hosts, https for the
     /// rest, the same rule as for a registry with no entry at all.
     pub insecure: Option<bool>,
@@ -89,6 +93,8 @@ fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duratio
 pub struct RawRegistrySettings {
     pub host: Spanned<String>,
     #[serde(default)]
+    pub mirror: Option<Spanned<String>>,
+    #[serde(default)]
     pub insecure: Option<bool>,
     #[serde(default)]
     pub ca: Option<PathBuf>,
@@ -137,7 +143,21 @@ pub fn validate(raw: Vec<RawRegistrySettings>) -> (Vec<RegistrySettings>, Vec<Se
     let mut problems = Vec::new();
     let mut valid = Vec::new();
     let mut seen: Vec<(String, u64)> = Vec::new();
+    // Hosts that are read through a mirror, with the line of their entry.
+    let aliased: Vec<(String, u64)> = raw
+        .iter()
+        .filter(|e| e.mirror.is_some())
+        .map(|e| {
+            (
+                normalise_host(e.host.value.trim()),
+                e.host.referenced.line(),
+            )
+        })
+        .collect();
     for entry in raw {
+        if let Some(mirror) = &entry.mirror {
+            mirror_problems(&entry, mirror, &aliased, &mut problems);
+        }
         let key = normalise_host(entry.host.value.trim());
         if let Some((_, line)) = seen.iter().find(|(k, _)| *k == key) {
             problems.push(problem(
@@ -157,6 +177,61 @@ pub fn validate(raw: Vec<RawRegistrySettings>) -> (Vec<RegistrySettings>, Vec<Se
         }
     }
     (valid, problems)
+}
+
+/// A mirror is a host of its own (with its own entry for transport and credentials), never the
+/// aliased host itself nor another aliased host: one hop, so what is read where stays obvious.
+fn mirror_problems(
+    entry: &RawRegistrySettings,
+    mirror: &Spanned<String>,
+    aliased: &[(String, u64)],
+    problems: &mut Vec<SettingsProblem>,
+) {
+    let name = mirror.value.trim();
+    if let Some(reason) = host_problem(name) {
+        problems.push(problem(mirror, format!("mirror: {reason}")));
+        return;
+    }
+    let key = normalise_host(name);
+    if key == normalise_host(entry.host.value.trim()) {
+        problems.push(problem(
+            mirror,
+            format!(
+                "mirror {name:?} is the host itself; name the host images are read from instead"
+            ),
+        ));
+    } else if let Some((_, line)) = aliased.iter().find(|(k, _)| *k == key) {
+        problems.push(problem(
+            mirror,
+            format!(
+                "mirror {name:?} is itself read through a mirror (line {line}); point this entry at the last host directly"
+            ),
+        ));
+    }
+    // The entry only redirects: transport and credentials belong to the mirror's own entry,
+    // so the public host's credentials can never be sent to the mirror.
+    let others = [
+        ("insecure", entry.insecure.is_some()),
+        ("ca", entry.ca.is_some()),
+        ("auth", entry.auth.is_some()),
+        ("maxConcurrency", entry.max_concurrency.is_some()),
+        ("requestsPerSecond", entry.requests_per_second.is_some()),
+        ("burst", entry.burst.is_some()),
+        ("pageSize", entry.page_size.is_some()),
+        ("timeout", entry.timeout.is_some()),
+        ("connectTimeout", entry.connect_timeout.is_some()),
+    ];
+    let set: Vec<&str> = others.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect();
+    if !set.is_empty() {
+        problems.push(problem(
+            mirror,
+            format!(
+                "an entry with a mirror takes no other settings ({}): images on {:?} are read from {name:?} with the settings of {name:?}'s own entry",
+                set.join(", "),
+                entry.host.value.trim()
+            ),
+        ));
+    }
 }
 
 fn validate_one(raw: RawRegistrySettings, problems: &mut Vec<SettingsProblem>) -> RegistrySettings {
@@ -229,6 +304,7 @@ fn validate_one(raw: RawRegistrySettings, problems: &mut Vec<SettingsProblem>) -
     }
     RegistrySettings {
         host,
+        mirror: raw.mirror.map(|m| m.value.trim().to_string()),
         insecure: raw.insecure,
         ca: raw.ca,
         auth: raw.auth.map(|a| a.value),
@@ -426,5 +502,43 @@ mod tests {
             text[6]
         );
         assert!(text[10].contains("command is empty"), "{}", text[10]);
+    }
+
+    #[test]
+    fn a_mirror_is_read_and_its_mistakes_are_reported_where_they_are() {
+        let yaml =
+            "- host: ghcr.io\n  mirror: 127.0.0.1:5000\n- host: 127.0.0.1:5000\n  insecure: true\n";
+        let raw: Vec<RawRegistrySettings> = serde_saphyr::from_str(yaml).unwrap();
+        let (parsed, problems) = validate(raw);
+        assert_eq!(problems, []);
+        assert_eq!(parsed[0].mirror.as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!(parsed[1].mirror, None);
+
+        let problems = problems_of(
+            "- host: ghcr.io\n  mirror: GHCR.io\n\
+             - host: quay.io\n  mirror: mirror.example\n\
+             - host: mirror.example\n  mirror: 127.0.0.1:5000\n\
+             - host: gcr.io\n  mirror: 127.0.0.1:5001\n  auth: anonymous\n  insecure: true\n\
+             - host: docker.io\n  mirror: 'https://m.example'\n",
+        );
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!((problems[0].0, problems[0].1), (2, 11));
+        assert!(problems[0].2.contains("is the host itself"), "{problems:?}");
+        assert_eq!((problems[1].0, problems[1].1), (4, 11));
+        assert!(
+            problems[1]
+                .2
+                .contains("itself read through a mirror (line 5)"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[2].0, 8);
+        assert!(
+            problems[2]
+                .2
+                .contains("takes no other settings (insecure, auth)"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[3].0, 12);
+        assert!(problems[3].2.contains("has a scheme"), "{problems:?}");
     }
 }

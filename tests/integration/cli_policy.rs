@@ -125,7 +125,7 @@ fn json_output_with_extracted_keys() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["selected"], "main-def-200");
-    assert_eq!(v["stats"]["filtered_out"], 1);
+    assert_eq!(v["stats"]["filteredOut"], 1);
     assert_eq!(v["tags"][0]["key"], "100");
     assert_eq!(v["tags"][1]["verdict"], "selected");
     assert_eq!(v["tags"][2]["reason"], "filtered out");

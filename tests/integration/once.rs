@@ -340,7 +340,7 @@ fn smart_http_push_retries_after_a_concurrent_commit() {
         text(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["targets"][0]["push_attempts"], 2, "{json}");
+    assert_eq!(json["targets"][0]["pushAttempts"], 2, "{json}");
     assert_eq!(
         show(&bare, "main", "apps/other.yaml"),
         "x: 1\n",
