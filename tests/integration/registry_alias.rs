@@ -5,15 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod gitserver;
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::gitserver::{bare_repo, count_commits, show};
+use crate::support::{Auth, Registry};
 use base64::Engine as _;
-use gitserver::{bare_repo, count_commits, show};
-use support::{Auth, Registry};
 
 /// `.invalid` never resolves (RFC 2606).
 const PUBLIC: &str = "registry.example.invalid";

@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::{Auth, Registry};
+use crate::support::{Auth, Registry};
 
 fn tagsmith(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagsmith"))
