@@ -17,3 +17,4 @@ pub mod rewrite;
 pub mod secret;
 pub mod server;
 pub mod state;
+pub mod status;

@@ -13,7 +13,6 @@ mod run;
 mod schedule;
 mod select;
 mod service;
-mod status;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,9 +31,9 @@ pub use self::run::{
 };
 pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
 pub use self::service::{Inputs, Service, ServiceOptions, serve};
-pub use self::status::{ImageStatus, PendingChange, StatusView, TargetStatus};
 use crate::config::Config;
 use crate::registry::Client;
+pub use crate::status::{ImageStatus, PendingChange, StatusView, TargetStatus};
 
 /// Targets worked on at once; each holds a workspace and a git connection.
 const TARGET_CONCURRENCY: usize = 4;

@@ -18,10 +18,10 @@ use chrono::{DateTime, Utc};
 
 use super::report::{ChangeReport, Outcome, Retry, TargetReport};
 use super::select::{ImageReport, PolicyScan, SelectionSet};
-use super::status::{ImageStatus, PendingChange, StatusView, TargetStatus, timestamp};
 use crate::config::{Config, ImagePolicy, Schedule as Cron};
 use crate::model::{ImageRef, PolicyId};
 use crate::state::{ImageRecord, Snapshot, TargetRecord};
+use crate::status::{ImageStatus, PendingChange, StatusView, TargetStatus, timestamp};
 
 /// First wait after a failure; it doubles with each failure in a row.
 pub const BACKOFF_START: Duration = Duration::from_secs(10);
@@ -196,6 +196,10 @@ struct ImageSlot {
 #[derive(Debug)]
 struct TargetSlot {
     name: String,
+    /// The repository (credentials never appear in it: config refuses them) and the branch
+    /// it reads, for `/status`.
+    repository: String,
+    branch: String,
     interval: Duration,
     cron: Option<Cron>,
     state: TargetState,
@@ -775,6 +779,8 @@ fn target_status(slot: &TargetSlot, now: Now) -> TargetStatus {
     };
     TargetStatus {
         name: slot.name.clone(),
+        repository: slot.repository.clone(),
+        branch: slot.branch.clone(),
         last_run: record.and_then(|r| timestamp(r.finished_at)),
         outcome: record.map(|r| r.outcome.clone()),
         commit: record.and_then(|r| r.commit.clone()),
@@ -846,6 +852,8 @@ fn target_slot(
         .map(|r| r.policies.iter().cloned().collect());
     TargetSlot {
         name: target.name.clone(),
+        repository: crate::git::redact_url(&target.git.url),
+        branch: target.git.branch.clone(),
         interval: target.interval,
         cron: target.schedule.clone(),
         // Every target runs once at start with what is known, so changes made in Git while

@@ -128,7 +128,7 @@ async fn dashboard(
     State(admin): State<Admin>,
     Query(query): Query<super::dashboard::PageQuery>,
 ) -> impl IntoResponse {
-    let view: crate::engine::StatusView =
+    let view: crate::status::StatusView =
         serde_json::from_str(&admin.status.borrow()).unwrap_or_default();
     (
         StatusCode::OK,

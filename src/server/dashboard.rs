@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::{ImageStatus, StatusView, TargetStatus};
+use crate::status::{ImageStatus, StatusView, TargetStatus};
 
 /// What the query string asks for: `?filter=team-a` (policy or target name prefix, also
 /// matched against image names) and `?target=prod` (one target's row only: a deep link).
@@ -162,7 +162,8 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
         }
         let _ = writeln!(
             page,
-            "<tr id=\"target-{}\" class=\"{}\" data-filter=\"{}\"><td><a href=\"/?target={}\">{}</a></td>\
+            "<tr id=\"target-{}\" class=\"{}\" data-filter=\"{}\"><td><a href=\"/?target={}\">{}</a>\
+             <br><small class=\"repo\">{} <code>{}</code></small></td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{pending}</td><td class=\"changes\">{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{problems}</td></tr>",
             escape(&target.name),
@@ -170,6 +171,8 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
             escape(&target.name),
             query_escape(&target.name),
             escape(&target.name),
+            escape(&target.repository),
+            escape(&target.branch),
             time(target.last_run.as_deref()),
             opt(target.outcome.as_deref()),
             delivery_link(target),
@@ -346,10 +349,12 @@ mod tests {
             targets: vec![
                 TargetStatus {
                     name: "prod".into(),
+                    repository: "https://git.example.com/<org>/fleet.git".into(),
+                    branch: "main".into(),
                     pending: true,
                     reason: Some("selection changed".into()),
                     problems: vec!["apps/<script>alert(1)</script>.yaml:3: unknown policy".into()],
-                    pending_changes: vec![crate::engine::PendingChange {
+                    pending_changes: vec![crate::status::PendingChange {
                         policy: "team-a:app".into(),
                         file: "apps/<b>.yaml".into(),
                         line: 4,
@@ -379,6 +384,7 @@ mod tests {
         assert!(!page.contains("<script>alert(1)"), "{page}");
         assert!(page.contains("registry said &lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("apps/&lt;script&gt;alert(1)&lt;/script&gt;.yaml:3"));
+        assert!(page.contains("https://git.example.com/&lt;org&gt;/fleet.git <code>main</code>"));
         assert_eq!(
             page.matches("<script>").count(),
             1,

@@ -212,6 +212,10 @@ fn the_dashboard_shows_images_targets_failures_and_problems_as_text() {
         prod.contains("apps/&lt;script&gt;alert(1)&lt;/script&gt;.yaml:1"),
         "the marker problem names its file:line as text: {prod}"
     );
+    assert!(
+        prod.contains(&format!("file://{}", bare.display())) && prod.contains("<code>main</code>"),
+        "the repository and the branch it reads: {prod}"
+    );
     let staging = row(&dom, "id=\"target-staging\"");
     assert!(
         staging.contains("yes ("),

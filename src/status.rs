@@ -1,5 +1,6 @@
 //! What `/status` shows: per image the last scan and selection, per target the last run and
-//! the next. Plain data, built by the schedule from its state and serialised as JSON.
+//! the next. Plain data, built by the engine's schedule from its state and serialised as JSON;
+//! a leaf module, so the server (which renders it as the dashboard) need not import the engine.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ pub struct ImageStatus {
 #[serde(rename_all = "camelCase", default)]
 pub struct TargetStatus {
     pub name: String,
+    /// The Git repository's URL and the branch the target reads.
+    pub repository: String,
+    pub branch: String,
     pub last_run: Option<String>,
     /// `unchanged`, `pushed`, `pull_request` or `failed`.
     pub outcome: Option<String>,
