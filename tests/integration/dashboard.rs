@@ -93,7 +93,7 @@ fn screenshot(url: &str, file: &Path) {
             "--disable-gpu",
             "--no-first-run",
             "--hide-scrollbars",
-            "--window-size=1400,900",
+            "--window-size=1800,820",
             &format!("--user-data-dir={}", profile.path().display()),
             &format!("--screenshot={}", file.display()),
             url,
