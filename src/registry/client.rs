@@ -29,7 +29,7 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Requests in flight per registry host.
     pub max_concurrency: usize,
-    /// Repositories scanned at once by `scan_all`, across all hosts.
+    /// Repositories scanned at once (the engine's scans, `scan_all`), across all hosts.
     pub scan_concurrency: usize,
     /// Manifest requests at once when resolving many digests.
     pub digest_concurrency: usize,

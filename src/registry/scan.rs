@@ -172,21 +172,15 @@ impl Client {
     }
 
     /// Lists the tags of many images, at most `Options::scan_concurrency` at once (and each
-    /// host's own limits), returning one result per image in input order.
+    /// host's own limits), returning one result per image in input order. Counts nothing in
+    /// the metrics: a scan is counted once, by the engine, after selection and digest lookup.
     pub async fn scan_all(
         &self,
         images: &[ImageName],
     ) -> Vec<(ImageName, Result<Vec<Tag>, Error>)> {
         futures_util::stream::iter(images.iter().cloned())
             .map(|image| async move {
-                let started = std::time::Instant::now();
                 let result = self.list_tags(&image).await;
-                let m = crate::metrics::metrics();
-                m.scan_duration.observe(started.elapsed().as_secs_f64());
-                let outcome = if result.is_ok() { "ok" } else { "error" };
-                m.scans
-                    .get_or_create(&crate::metrics::label("result", outcome))
-                    .inc();
                 (image, result)
             })
             .buffered(self.options().scan_concurrency.max(1))
