@@ -1,6 +1,8 @@
 //! One target's run, the loop written once: sync, rewrite, stop when there is nothing to do,
-//! commit, deliver, and on a non-fast-forward fetch and go again (bounded). Blocking (git2 and
-//! file IO): async callers use `spawn_blocking`.
+//! commit, deliver, and on a non-fast-forward fetch and go again (bounded). It works on Git
+//! objects: the synced commit's tree is read from the workspace's repository, new blobs and
+//! trees are written there, and no file is checked out. Blocking (git2 and file IO): async
+//! callers use `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,7 @@ use super::select::SelectionSet;
 use crate::config::Target;
 use crate::git::Workspace;
 use crate::model::PolicyId;
-use crate::rewrite::walk::{ChangedFile, Mode, TreeReport, rewrite_tree_allowed};
+use crate::rewrite::walk::{ChangedFile, Core, TreeReport};
 use crate::rewrite::{ProblemKind, ScanCache};
 
 /// Where a target's workspace lives under the state directory.
@@ -20,7 +22,7 @@ pub fn workspace_dir(state_dir: &Path, target: &str) -> PathBuf {
 }
 
 /// Where a target's scan cache lives under the state directory (beside, not inside, the
-/// workspaces, which hold only checkouts).
+/// workspaces, which hold only repositories).
 pub fn scan_cache_file(state_dir: &Path, target: &str) -> PathBuf {
     state_dir.join("cache").join(format!("{target}.scan"))
 }
@@ -86,10 +88,6 @@ fn run_loop(
         timed(&mut report.timings.sync_ms, || delivery.sync(&ws, target))?;
         let tree = timed(&mut report.timings.rewrite_ms, || rewrite(run, &ws, cache))?;
         if !to_deliver(run, &tree, report) {
-            if run.dry_run {
-                // Leave the workspace as the remote has it.
-                delivery.sync(&ws, target)?;
-            }
             return Ok(());
         }
         let pending = Pending {
@@ -131,7 +129,6 @@ fn run_loop(
 }
 
 fn commit(run: &TargetRun<'_>, ws: &Workspace, tree: &TreeReport) -> Result<git2::Oid, RunError> {
-    let paths: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
     let text = match run.target.message.as_flux() {
         Some(flux) => message::render_flux(flux, &run.target.paths, &tree.changes, &tree.changed)?,
         None => message::render(
@@ -141,30 +138,20 @@ fn commit(run: &TargetRun<'_>, ws: &Workspace, tree: &TreeReport) -> Result<git2
             &run.selections.selections,
         ),
     };
-    Ok(ws.commit(&paths, &run.target.author, &text)?.id)
+    Ok(ws
+        .commit_changes(&tree.changed, &run.target.author, &text)?
+        .id)
 }
 
-/// Rewrites the workspace's files; it counts as clean again only when nothing was written
-/// and every file could be processed.
+/// Rewrites the synced commit's blobs in memory; the new ones are written by the commit.
 fn rewrite(run: &TargetRun<'_>, ws: &Workspace, cache: &ScanCache) -> Result<TreeReport, RunError> {
-    ws.forget_clean()?;
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
         run.target.allows_policy(policy)
             && tenancy.allows(&path.to_string_lossy(), policy.namespace())
     };
-    let tree = rewrite_tree_allowed(
-        ws.root(),
-        &run.target.paths,
-        &run.selections.selections,
-        Mode::Write,
-        &allow,
-        Some(cache),
-    )?;
-    if tree.changed.is_empty() && !tree.has_errors() {
-        ws.remember_clean()?;
-    }
-    Ok(tree)
+    let core = Core::new(&run.selections.selections, &allow, Some(cache));
+    Ok(ws.rewrite_head(&run.target.paths, &core, Some(cache))?)
 }
 
 /// Records a rewrite in `report`; true when there is something to deliver. Otherwise the

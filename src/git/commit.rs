@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use git2::{Oid, Signature};
+use git2::{Commit, Oid, Signature, Tree};
 
 use super::{GitError, Workspace, message};
 use crate::config::Author;
@@ -48,6 +48,40 @@ fn ssh_sign(key: &Path, content: &[u8]) -> Result<String, GitError> {
 }
 
 impl Workspace {
+    /// Writes the commit of `tree` on `parent` with the configured identity and signing;
+    /// HEAD stays where it is.
+    pub(super) fn write_commit(
+        &self,
+        parent: &Commit<'_>,
+        tree: &Tree<'_>,
+        author: &Author,
+        text: &str,
+    ) -> Result<Oid, GitError> {
+        let err = |e: git2::Error| GitError::Commit {
+            message: message(&e),
+        };
+        let signature = Signature::now(&author.name, &author.email).map_err(err)?;
+        match &self.signing_key {
+            None => self
+                .repo
+                .commit(None, &signature, &signature, text, tree, &[parent])
+                .map_err(err),
+            Some(key) => {
+                let buffer = self
+                    .repo
+                    .commit_create_buffer(&signature, &signature, text, tree, &[parent])
+                    .map_err(err)?;
+                let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Commit {
+                    message: format!("commit is not UTF-8: {e}"),
+                })?;
+                let armored = ssh_sign(key, content.as_bytes())?;
+                self.repo
+                    .commit_signed(content, &armored, Some("gpgsig"))
+                    .map_err(err)
+            }
+        }
+    }
+
     /// Sign the commits this workspace makes with an SSH key (`None`: unsigned).
     pub fn sign_commits_with(&mut self, key: Option<std::path::PathBuf>) {
         self.signing_key = key;
@@ -77,26 +111,7 @@ impl Workspace {
             });
         }
         let tree = self.repo.find_tree(tree_id).map_err(err)?;
-        let signature = Signature::now(&author.name, &author.email).map_err(err)?;
-        let id = match &self.signing_key {
-            None => self
-                .repo
-                .commit(None, &signature, &signature, text, &tree, &[&parent])
-                .map_err(err)?,
-            Some(key) => {
-                let buffer = self
-                    .repo
-                    .commit_create_buffer(&signature, &signature, text, &tree, &[&parent])
-                    .map_err(err)?;
-                let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Commit {
-                    message: format!("commit is not UTF-8: {e}"),
-                })?;
-                let armored = ssh_sign(key, content.as_bytes())?;
-                self.repo
-                    .commit_signed(content, &armored, Some("gpgsig"))
-                    .map_err(err)?
-            }
-        };
+        let id = self.write_commit(&parent, &tree, author, text)?;
         self.repo.set_head_detached(id).map_err(err)?;
         // The files are exactly the new HEAD's only if what was committed is still what is on
         // disk: a file written again meanwhile leaves the workspace to a full reset next time.

@@ -5,6 +5,7 @@ mod auth;
 mod commit;
 mod known_hosts;
 mod lease;
+mod objects;
 mod push;
 mod workspace;
 
@@ -42,6 +43,8 @@ pub enum GitError {
     MissingBranch { url: String, branch: String },
     #[error("cannot reset the workspace to {commit}: {message}")]
     Reset { commit: String, message: String },
+    #[error("cannot read the synced commit's tree: {message}")]
+    Read { message: String },
     #[error("cannot commit: {message}")]
     Commit { message: String },
     #[error("cannot sign the commit with {key}: {message}", key = key.display())]

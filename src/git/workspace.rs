@@ -22,6 +22,10 @@ pub struct Workspace {
     pub(super) creds: Option<Credentials>,
     pub(super) host_keys: Option<HostKeys>,
     pub(super) signing_key: Option<PathBuf>,
+    /// Opened for objects only ([`Self::open_objects`]): no working tree, no index.
+    objects: bool,
+    /// Fetch only the commits a run needs where the transport can ([`Self::fetch_shallow`]).
+    shallow: bool,
 }
 
 /// Where a sync left the workspace.
@@ -52,6 +56,17 @@ impl Workspace {
     /// workspace whose `.git` is damaged is set aside (`<dir>.damaged-<UTC time>`, the newest
     /// one kept) and created again, with a warning: the next sync fetches it anew.
     pub fn open(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
+        Self::open_as(dir, source, false)
+    }
+
+    /// Opens the workspace in `dir` (created, checked and set aside as [`Self::open`] does)
+    /// for the checkout-free pipeline: its `.git` is used as a bare repository, syncs move
+    /// HEAD without touching files, and files an older tagsmith checked out are removed.
+    pub fn open_objects(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
+        Self::open_as(dir, source, true)
+    }
+
+    fn open_as(dir: &Path, source: &GitSource, objects: bool) -> Result<Self, GitError> {
         let creds = Credentials::resolve(&source.auth)?;
         let host_keys = HostKeys::load(&source.url, &source.auth)?;
         let open_err = |e: git2::Error| GitError::Open {
@@ -108,6 +123,14 @@ impl Workspace {
                 repo.remote(REMOTE, &source.url).map_err(open_err)?;
             }
         }
+        let repo = if objects {
+            let git_dir = repo.path().to_path_buf();
+            drop(repo);
+            remove_checkout(dir).map_err(io_err)?;
+            Repository::open_bare(&git_dir).map_err(open_err)?
+        } else {
+            repo
+        };
         Ok(Self {
             repo,
             dir: dir.to_path_buf(),
@@ -115,6 +138,8 @@ impl Workspace {
             creds,
             host_keys,
             signing_key: None,
+            objects,
+            shallow: false,
         })
     }
 
@@ -125,6 +150,13 @@ impl Workspace {
 
     pub fn root(&self) -> &Path {
         &self.dir
+    }
+
+    /// Fetch with depth 1 from now on where the transport allows it (smart HTTP and SSH;
+    /// libgit2's local transport for `file://` cannot, so those fetch in full). Only for
+    /// deliveries that never look at history beyond the synced heads.
+    pub fn fetch_shallow(&mut self, shallow: bool) {
+        self.shallow = shallow;
     }
 
     /// Fetches `base_branch` (and `push_branch`), then makes the working tree exactly the commit
@@ -157,7 +189,8 @@ impl Workspace {
         Ok(Synced { base, push_head })
     }
 
-    pub(super) fn fetch(&self, refspecs: &[String]) -> Result<(), GitError> {
+    /// Fetches `refspecs` (`+SRC:DST`, any references the remote has, not only branches).
+    pub fn fetch(&self, refspecs: &[String]) -> Result<(), GitError> {
         let fetch_err = |e: git2::Error| {
             let (message, cause) = failure(&e, self.refusal());
             GitError::Fetch {
@@ -176,6 +209,9 @@ impl Workspace {
             ))
             .prune(FetchPrune::On)
             .download_tags(git2::AutotagOption::None);
+        if self.shallow && !is_local(&self.url) {
+            options.depth(1);
+        }
         let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_err)?;
         remote
             .fetch(refspecs, Some(&mut options), None)
@@ -201,6 +237,13 @@ impl Workspace {
             commit: commit.to_string(),
             message: m,
         };
+        if self.objects {
+            // HEAD names the commit the tree walk reads and attributes come from.
+            return self
+                .repo
+                .set_head_detached(commit)
+                .map_err(|e| err(message(&e)));
+        }
         if self.known_clean_at(commit) {
             return Ok(());
         }
@@ -260,6 +303,9 @@ impl Workspace {
 
     /// Files are about to change: the next sync must reset in full.
     pub fn forget_clean(&self) -> Result<(), GitError> {
+        if self.objects {
+            return Ok(());
+        }
         match std::fs::remove_file(self.clean_record()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -272,6 +318,9 @@ impl Workspace {
 
     /// The files are exactly HEAD's.
     pub fn remember_clean(&self) -> Result<(), GitError> {
+        if self.objects {
+            return Ok(());
+        }
         let head = self.head()?;
         std::fs::write(self.clean_record(), format!("{head}\n")).map_err(|e| GitError::Reset {
             commit: head.to_string(),
@@ -289,6 +338,28 @@ impl Workspace {
                 message: "workspace has no commit checked out".into(),
             })
     }
+}
+
+/// libgit2's local transport (plain paths and `file://`), which cannot fetch shallow.
+fn is_local(url: &str) -> bool {
+    url.starts_with("file://") || url.starts_with('/') || !url.contains(':')
+}
+
+/// Removes what an older tagsmith checked out in `dir` (everything but `.git`): the
+/// checkout-free pipeline never reads it, and stale files must not be mistaken for the repo's.
+fn remove_checkout(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn init(dir: &Path) -> Result<Repository, git2::Error> {

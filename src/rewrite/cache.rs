@@ -23,7 +23,7 @@ use thiserror::Error;
 use super::{Edit, Lang, ScanResult, rescan, scan};
 
 /// Bumped whenever the file layout below changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const MAGIC: &[u8; 16] = b"tagsmith scans\n\0";
 
 /// The code a scan's result depends on (and this file's format), hashed into the build id, so
@@ -96,6 +96,25 @@ pub enum DecodeError {
 
 type Key = (Lang, [u8; 32]);
 
+/// A Git blob id (SHA-1), with the language its path gives it.
+type BlobKey = (Lang, [u8; 20]);
+
+/// What a tree walk learnt of a blob by its id, so that it need not read it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobScan {
+    /// No marker and nothing to report: nothing to do.
+    Plain,
+    /// Holds the marker; this is its scan.
+    Scanned(ScanResult),
+}
+
+#[derive(Debug)]
+struct BlobEntry {
+    /// The bytes' hash (the key of their scan), `None` for [`BlobScan::Plain`].
+    scanned: Option<[u8; 32]>,
+    used: AtomicBool,
+}
+
 #[derive(Debug)]
 struct Entry {
     result: ScanResult,
@@ -116,6 +135,8 @@ pub struct CacheStats {
 #[derive(Debug, Default)]
 pub struct ScanCache {
     entries: RwLock<HashMap<Key, Entry>>,
+    /// Blob ids met by a tree walk: an unchanged blob is neither read nor hashed.
+    blobs: RwLock<HashMap<BlobKey, BlobEntry>>,
     hits: AtomicU64,
     misses: AtomicU64,
     /// Entries added or dropped since loading or the last save.
@@ -137,6 +158,19 @@ struct Record {
     result: ScanResult,
 }
 
+#[derive(Serialize, Deserialize)]
+struct BlobRecord {
+    lang: Lang,
+    id: [u8; 20],
+    scanned: Option<[u8; 32]>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    records: Vec<Record>,
+    blobs: Vec<BlobRecord>,
+}
+
 impl ScanCache {
     pub fn new() -> Self {
         Self::default()
@@ -151,6 +185,41 @@ impl ScanCache {
     /// when `new` was seen before, else re-parsed incrementally and kept under `new`'s hash.
     pub fn rescan(&self, lang: Lang, old: &[u8], new: &[u8], edits: &[Edit]) -> ScanResult {
         self.get_or_insert(lang, new, || rescan(lang, old, new, edits))
+    }
+
+    /// What is known of the blob `id` read as `lang`: `None` when it must be read (never
+    /// met, or its scan is no longer kept).
+    pub fn blob(&self, lang: Lang, id: [u8; 20]) -> Option<BlobScan> {
+        let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
+        let blob = blobs.get(&(lang, id))?;
+        let found = match blob.scanned {
+            None => BlobScan::Plain,
+            Some(hash) => {
+                let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+                let entry = entries.get(&(lang, hash))?;
+                entry.used.store(true, Ordering::Relaxed);
+                // A scan answered from the cache, as for bytes; a plain blob is no scan.
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                BlobScan::Scanned(entry.result.clone())
+            }
+        };
+        blob.used.store(true, Ordering::Relaxed);
+        Some(found)
+    }
+
+    /// Remembers the blob `id`: `Some(bytes)` when they hold the marker (their scan is in
+    /// the cache under their hash), `None` when they need nothing.
+    pub fn remember_blob(&self, lang: Lang, id: [u8; 20], marked: Option<&[u8]>) {
+        let scanned = marked.map(|bytes| *blake3::hash(bytes).as_bytes());
+        let mut blobs = self.blobs.write().unwrap_or_else(PoisonError::into_inner);
+        blobs.insert(
+            (lang, id),
+            BlobEntry {
+                scanned,
+                used: AtomicBool::new(true),
+            },
+        );
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     fn get_or_insert(
@@ -202,6 +271,12 @@ impl ScanCache {
         if entries.len() != before {
             self.changed.store(true, Ordering::Relaxed);
         }
+        let mut blobs = self.blobs.write().unwrap_or_else(PoisonError::into_inner);
+        let before = blobs.len();
+        blobs.retain(|_, e| e.used.swap(false, Ordering::Relaxed));
+        if blobs.len() != before {
+            self.changed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Whether the cache differs from what was loaded or last saved: a run that only hit
@@ -225,7 +300,21 @@ impl ScanCache {
             .collect();
         drop(entries);
         records.sort_unstable_by_key(|r| (r.lang, r.hash));
-        let body = postcard::to_stdvec(&records)?;
+        let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
+        let mut blob_records: Vec<BlobRecord> = blobs
+            .iter()
+            .map(|(&(lang, id), e)| BlobRecord {
+                lang,
+                id,
+                scanned: e.scanned,
+            })
+            .collect();
+        drop(blobs);
+        blob_records.sort_unstable_by_key(|r| (r.lang, r.id));
+        let body = postcard::to_stdvec(&Body {
+            records,
+            blobs: blob_records,
+        })?;
         let header = Header {
             format: FORMAT,
             build: build_id().to_string(),
@@ -261,7 +350,17 @@ impl ScanCache {
         {
             return Err(DecodeError::Checksum);
         }
-        let records: Vec<Record> = postcard::from_bytes(body).map_err(DecodeError::Body)?;
+        let Body { records, blobs } = postcard::from_bytes(body).map_err(DecodeError::Body)?;
+        let blobs = blobs
+            .into_iter()
+            .map(|r| {
+                let entry = BlobEntry {
+                    scanned: r.scanned,
+                    used: AtomicBool::new(false),
+                };
+                ((r.lang, r.id), entry)
+            })
+            .collect();
         let entries = records
             .into_iter()
             .map(|r| {
@@ -274,6 +373,7 @@ impl ScanCache {
             .collect();
         Ok(Self {
             entries: RwLock::new(entries),
+            blobs: RwLock::new(blobs),
             ..Self::default()
         })
     }
@@ -355,6 +455,34 @@ mod tests {
     }
 
     #[test]
+    fn a_blob_id_answers_without_the_bytes_and_survives_a_round_trip() {
+        let cache = ScanCache::new();
+        let (marked, plain) = ([1; 20], [2; 20]);
+        assert_eq!(cache.blob(Lang::Yaml, marked), None);
+        cache.scan(YAML, Lang::Yaml);
+        cache.remember_blob(Lang::Yaml, marked, Some(YAML));
+        cache.remember_blob(Lang::Yaml, plain, None);
+        let loaded = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        assert_eq!(
+            loaded.blob(Lang::Yaml, marked),
+            Some(BlobScan::Scanned(scan(YAML, Lang::Yaml)))
+        );
+        assert_eq!(loaded.blob(Lang::Yaml, plain), Some(BlobScan::Plain));
+        assert_eq!(
+            loaded.blob(Lang::Cue, plain),
+            None,
+            "the language is part of the key"
+        );
+        // A blob whose scan was dropped must be read again.
+        let dropped = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        dropped.blob(Lang::Yaml, plain);
+        dropped.scan(b"other: 1\n", Lang::Yaml);
+        dropped.retain_used();
+        assert_eq!(dropped.blob(Lang::Yaml, marked), None);
+        assert_eq!(dropped.blob(Lang::Yaml, plain), Some(BlobScan::Plain));
+    }
+
+    #[test]
     fn the_language_is_part_of_the_key() {
         let cache = ScanCache::new();
         let src = b"a: \"x\" // {\"$imagepolicy\": \"ns:a\"}\n";
@@ -406,7 +534,11 @@ mod tests {
     #[test]
     fn another_build_or_format_is_refused() {
         let foreign = |format: u32, build: &str| {
-            let body = postcard::to_stdvec(&Vec::<Record>::new()).unwrap();
+            let body = postcard::to_stdvec(&Body {
+                records: Vec::new(),
+                blobs: Vec::new(),
+            })
+            .unwrap();
             let header = Header {
                 format,
                 build: build.into(),

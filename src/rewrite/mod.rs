@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::PolicyId;
 
-pub use cache::{CacheError, CacheStats, ScanCache};
+pub use cache::{BlobScan, CacheError, CacheStats, ScanCache};
 pub use cue_literal::CueForm;
 pub use edit::{Edit, FilePlan, apply, apply_with, plan, plan_allowed, value_for};
 pub use marker::{MarkerParse, parse_marker};

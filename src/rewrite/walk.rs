@@ -11,8 +11,8 @@ use memchr::memmem;
 use thiserror::Error;
 
 use super::{
-    Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, ScanCache, apply, apply_with, plan_allowed,
-    scan,
+    Change, Lang, MARKER_NEEDLE, Problem, ProblemKind, ScanCache, ScanResult, apply, apply_with,
+    plan_allowed, scan,
 };
 use crate::model::{ImageRef, PolicyId};
 
@@ -73,6 +73,24 @@ pub struct TreeReport {
 impl TreeReport {
     pub fn has_errors(&self) -> bool {
         self.problems.iter().any(|p| p.kind.is_error())
+    }
+
+    /// Adds one file's outcome (the caller counts it in `files_seen`).
+    pub fn add(&mut self, outcome: FileOutcome) {
+        self.files_parsed += usize::from(outcome.parsed);
+        self.policies.extend(outcome.policies);
+        self.changes.extend(outcome.changes);
+        self.problems.extend(outcome.problems);
+        self.changed.extend(outcome.changed);
+    }
+
+    /// Sorts by path (and line), the order reports and commits use.
+    pub fn sort(&mut self) {
+        self.changed.sort_by(|a, b| a.path.cmp(&b.path));
+        self.changes
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        self.problems
+            .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     }
 }
 
@@ -145,11 +163,8 @@ pub fn rewrite_tree_with(
     let started = std::time::Instant::now();
     let job = Job {
         base: &base,
-        finder: memmem::Finder::new(MARKER_NEEDLE),
-        selections,
+        core: Core::new(selections, allowed, cache),
         mode,
-        allowed,
-        cache,
         hooks,
         report: Mutex::new(TreeReport::default()),
     };
@@ -167,13 +182,7 @@ pub fn rewrite_tree_with(
         .report
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
-    report.changed.sort_by(|a, b| a.path.cmp(&b.path));
-    report
-        .changes
-        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    report
-        .problems
-        .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    report.sort();
     let cache_after = cache.map(ScanCache::stats).unwrap_or_default();
     tracing::info!(
         elapsed = ?started.elapsed(),
@@ -188,17 +197,141 @@ pub fn rewrite_tree_with(
     Ok(report)
 }
 
-#[derive(Default)]
-struct Outcome {
-    parsed: bool,
-    policies: Vec<PolicyId>,
-    changed: Option<ChangedFile>,
-    changes: Vec<Change>,
-    problems: Vec<Problem>,
+/// What rewriting one file's bytes came to: the step both pipelines (files in a directory,
+/// blobs in a Git tree) share, so that they cannot differ in what they find or write.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    /// The bytes held the marker and were scanned.
+    pub parsed: bool,
+    pub policies: Vec<PolicyId>,
+    pub changed: Option<ChangedFile>,
+    pub changes: Vec<Change>,
+    pub problems: Vec<Problem>,
 }
 
-fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> Outcome {
-    let mut outcome = Outcome::default();
+impl FileOutcome {
+    /// The file could not be written after all: its change is dropped and `problem` kept.
+    fn failed(mut self, problem: Problem) -> Self {
+        self.changed = None;
+        self.changes.clear();
+        self.problems.push(problem);
+        self
+    }
+}
+
+/// The pure per-file step: the marker prefilter, scan (through the cache), plan and apply.
+pub struct Core<'a> {
+    finder: memmem::Finder<'static>,
+    selections: &'a BTreeMap<PolicyId, ImageRef>,
+    allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
+    cache: Option<&'a ScanCache>,
+}
+
+impl std::fmt::Debug for Core<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("selections", &self.selections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Core<'a> {
+    pub fn new(
+        selections: &'a BTreeMap<PolicyId, ImageRef>,
+        allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
+        cache: Option<&'a ScanCache>,
+    ) -> Self {
+        Self {
+            finder: memmem::Finder::new(MARKER_NEEDLE),
+            selections,
+            allowed,
+            cache,
+        }
+    }
+
+    /// Whether `bytes` hold the marker (and so must be scanned).
+    pub fn has_marker(&self, bytes: &[u8]) -> bool {
+        self.finder.find(bytes).is_some()
+    }
+
+    /// Rewrites one file's bytes (`rel` is its path in the tree).
+    pub fn rewrite(&self, rel: &Path, lang: Lang, before: Vec<u8>) -> FileOutcome {
+        if !self.has_marker(&before) {
+            let mut outcome = FileOutcome::default();
+            if let Some(encoding) = super::wide_encoding_with_marker(&before) {
+                outcome.problems.push(Problem {
+                    path: rel.to_path_buf(),
+                    line: 0,
+                    kind: ProblemKind::Encoding {
+                        encoding: encoding.to_string(),
+                    },
+                });
+            }
+            return outcome;
+        }
+        let scanned = match self.cache {
+            Some(cache) => cache.scan(&before, lang),
+            None => scan(&before, lang),
+        };
+        self.rewrite_scanned(rel, lang, scanned, || Ok(before))
+    }
+
+    /// [`Self::rewrite`] for bytes whose scan is known: they are loaded only when a marked
+    /// value changes.
+    pub fn rewrite_scanned(
+        &self,
+        rel: &Path,
+        lang: Lang,
+        scanned: ScanResult,
+        load: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> FileOutcome {
+        let mut outcome = FileOutcome {
+            parsed: true,
+            ..FileOutcome::default()
+        };
+        let plan = plan_allowed(rel, lang, scanned, self.selections, |policy| {
+            (self.allowed)(rel, policy)
+        });
+        outcome.problems = plan.problems.clone();
+        outcome.policies = plan.sites.iter().map(|s| s.marker.policy.clone()).collect();
+        if plan.is_noop() {
+            return outcome;
+        }
+        let problem = |kind| Problem {
+            path: rel.to_path_buf(),
+            line: 0,
+            kind,
+        };
+        let before = match load() {
+            Ok(before) => before,
+            Err(reason) => return outcome.failed(problem(ProblemKind::Io { reason })),
+        };
+        // The edited bytes' scan is cached too: they are what the next run reads.
+        let applied = match self.cache {
+            Some(cache) => apply_with(&before, &plan, |after| {
+                cache.rescan(lang, &before, after, &plan.edits)
+            }),
+            None => apply(&before, &plan),
+        };
+        let after = match applied {
+            Ok(after) => after,
+            Err(err) => {
+                return outcome.failed(problem(ProblemKind::Verify {
+                    reason: err.to_string(),
+                }));
+            }
+        };
+        outcome.changes = plan.changes;
+        outcome.changed = Some(ChangedFile {
+            path: rel.to_path_buf(),
+            before,
+            after,
+        });
+        outcome
+    }
+}
+
+fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> FileOutcome {
     let abs = job.base.join(rel);
     let io_problem = |what: &str, err: std::io::Error| Problem {
         path: rel.to_path_buf(),
@@ -210,89 +343,37 @@ fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> Outcome {
     let before = match fs::read(&abs) {
         Ok(bytes) => bytes,
         Err(err) => {
-            outcome.problems.push(io_problem("read", err));
-            return outcome;
+            return FileOutcome {
+                problems: vec![io_problem("read", err)],
+                ..FileOutcome::default()
+            };
         }
     };
-    if job.finder.find(&before).is_none() {
-        if let Some(encoding) = super::wide_encoding_with_marker(&before) {
-            outcome.problems.push(Problem {
-                path: rel.to_path_buf(),
-                line: 0,
-                kind: ProblemKind::Encoding {
-                    encoding: encoding.to_string(),
-                },
-            });
-        }
-        return outcome;
-    }
-    outcome.parsed = true;
-    let scanned = match job.cache {
-        Some(cache) => cache.scan(&before, lang),
-        None => scan(&before, lang),
-    };
-    let plan = plan_allowed(rel, lang, scanned, job.selections, |policy| {
-        (job.allowed)(rel, policy)
-    });
-    outcome.problems = plan.problems.clone();
-    outcome.policies = plan.sites.iter().map(|s| s.marker.policy.clone()).collect();
-    if plan.is_noop() {
-        return outcome;
-    }
-    // The edited bytes' scan is cached too: they are what the next run reads.
-    let applied = match job.cache {
-        Some(cache) => apply_with(&before, &plan, |after| {
-            cache.rescan(lang, &before, after, &plan.edits)
-        }),
-        None => apply(&before, &plan),
-    };
-    let after = match applied {
-        Ok(after) => after,
-        Err(err) => {
-            outcome.problems.push(Problem {
-                path: rel.to_path_buf(),
-                line: 0,
-                kind: ProblemKind::Verify {
-                    reason: err.to_string(),
-                },
-            });
-            return outcome;
-        }
-    };
-    if job.mode == Mode::Write {
-        match write_atomic(&abs, &before, &after, job.hooks) {
-            Ok(()) => {}
+    let outcome = job.core.rewrite(rel, lang, before);
+    if job.mode == Mode::Write
+        && let Some(file) = &outcome.changed
+    {
+        match write_atomic(&abs, &file.before, &file.after, job.hooks) {
+            Ok(()) => {
+                tracing::debug!(path = %rel.display(), edits = outcome.changes.len(), "file rewritten");
+            }
             Err(WriteError::Changed) => {
-                outcome.problems.push(Problem {
+                return outcome.failed(Problem {
                     path: rel.to_path_buf(),
                     line: 0,
                     kind: ProblemKind::ChangedMeanwhile,
                 });
-                return outcome;
             }
-            Err(WriteError::Io(err)) => {
-                outcome.problems.push(io_problem("write", err));
-                return outcome;
-            }
+            Err(WriteError::Io(err)) => return outcome.failed(io_problem("write", err)),
         }
-        tracing::debug!(path = %rel.display(), edits = plan.edits.len(), "file rewritten");
     }
-    outcome.changes = plan.changes;
-    outcome.changed = Some(ChangedFile {
-        path: rel.to_path_buf(),
-        before,
-        after,
-    });
     outcome
 }
 
 struct Job<'a> {
     base: &'a Path,
-    finder: memmem::Finder<'static>,
-    selections: &'a BTreeMap<PolicyId, ImageRef>,
+    core: Core<'a>,
     mode: Mode,
-    allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
-    cache: Option<&'a ScanCache>,
     hooks: &'a Hooks<'a>,
     report: Mutex<TreeReport>,
 }
@@ -302,18 +383,14 @@ impl Job<'_> {
         if files.is_empty() {
             return;
         }
-        let outcomes: Vec<Outcome> = files
+        let outcomes: Vec<FileOutcome> = files
             .iter()
             .map(|(rel, lang)| process(self, rel, *lang))
             .collect();
         let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
         report.files_seen += files.len();
         for outcome in outcomes {
-            report.files_parsed += usize::from(outcome.parsed);
-            report.policies.extend(outcome.policies);
-            report.changes.extend(outcome.changes);
-            report.problems.extend(outcome.problems);
-            report.changed.extend(outcome.changed);
+            report.add(outcome);
         }
     }
 

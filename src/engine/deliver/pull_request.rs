@@ -201,12 +201,12 @@ impl Delivery for PullRequest<'_> {
         let app_token_for_git = matches!(self.settings.auth, GitHubAuth::App { .. })
             && target.git.auth.password.is_none();
         if !app_token_for_git {
-            return Ok(Workspace::open(dir, &target.git)?);
+            return Ok(Workspace::open_objects(dir, &target.git)?);
         }
         let (rt, forge) = self.forge()?;
         match rt.block_on(forge.git_password())? {
             Some(token) => open_with_token(target, dir, &token),
-            None => Ok(Workspace::open(dir, &target.git)?),
+            None => Ok(Workspace::open_objects(dir, &target.git)?),
         }
     }
 
@@ -335,7 +335,7 @@ fn open_with_token(
         },
         ..target.git.clone()
     };
-    let opened = Workspace::open(dir, &source);
+    let opened = Workspace::open_objects(dir, &source);
     let removed = std::fs::remove_file(&path);
     let ws = opened?;
     removed.map_err(file_err)?;

@@ -14,7 +14,10 @@ pub struct Push;
 
 impl Delivery for Push {
     fn open(&mut self, target: &Target, dir: &Path) -> Result<Workspace, RunError> {
-        Ok(Workspace::open(dir, &target.git)?)
+        let mut ws = Workspace::open_objects(dir, &target.git)?;
+        // A direct push looks at nothing beyond the heads it builds on.
+        ws.fetch_shallow(true);
+        Ok(ws)
     }
 
     fn sync(&mut self, ws: &Workspace, target: &Target) -> Result<(), RunError> {

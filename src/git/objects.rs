@@ -1,0 +1,538 @@
+//! The checkout-free pipeline: a target's update is computed on Git objects. The synced
+//! commit's tree is walked under the target's paths, blobs are read only when the scan cache
+//! does not know their id, the same pure per-file step as `tagsmith apply` rewrites their
+//! bytes, and the new blobs and the trees on their paths are written next to the old ones.
+//! Nothing is checked out, no index is kept, no file is written.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode};
+use rayon::prelude::*;
+
+use super::{CommitInfo, GitError, Workspace, message};
+use crate::config::Author;
+use crate::rewrite::walk::{ChangedFile, Core, FileOutcome, TreeReport};
+use crate::rewrite::{BlobScan, Lang, Problem, ProblemKind, ScanCache, wide_encoding_with_marker};
+
+/// libgit2's `GIT_ATTR_CHECK_INCLUDE_HEAD`, which git2 does not name: attributes from the
+/// `.gitattributes` files of the commit HEAD names, as a checkout of it would have them.
+const ATTR_INCLUDE_HEAD: u32 = 1 << 3;
+
+/// A blob to rewrite, found under the target's paths.
+struct Candidate {
+    path: PathBuf,
+    lang: Lang,
+    id: Oid,
+}
+
+/// A marked blob read in the walk, to be scanned in parallel.
+struct Unscanned {
+    path: PathBuf,
+    lang: Lang,
+    bytes: Vec<u8>,
+}
+
+impl Workspace {
+    /// Rewrites the marked values in the tree of the commit HEAD holds, under `paths`
+    /// (relative to the root; empty means all of it), as [`crate::rewrite::rewrite_tree`]
+    /// does in a directory: same files, same problems, same bytes. Only blobs whose id the
+    /// cache does not know are read.
+    pub fn rewrite_head(
+        &self,
+        paths: &[PathBuf],
+        core: &Core<'_>,
+        cache: Option<&ScanCache>,
+    ) -> Result<TreeReport, GitError> {
+        let started = std::time::Instant::now();
+        let cache_before = cache.map(ScanCache::stats).unwrap_or_default();
+        let err = |e: git2::Error| GitError::Read {
+            message: message(&e),
+        };
+        let head = self.head()?;
+        let tree = self
+            .repo
+            .find_commit(head)
+            .and_then(|c| c.tree())
+            .map_err(err)?;
+        let mut report = TreeReport::default();
+        let candidates = candidates(&self.repo, &tree, paths, &mut report).map_err(err)?;
+        report.files_seen = candidates.len();
+        let mut unscanned = Vec::new();
+        let mut read = 0usize;
+        for c in candidates {
+            let key = blob_key(c.id);
+            let known = cache
+                .zip(key)
+                .and_then(|(cache, key)| cache.blob(c.lang, key));
+            match known {
+                Some(BlobScan::Plain) => {}
+                Some(BlobScan::Scanned(scanned)) => {
+                    let load = || {
+                        self.repo
+                            .find_blob(c.id)
+                            .map(|b| b.content().to_vec())
+                            .map_err(|e| format!("cannot read blob {}: {}", c.id, message(&e)))
+                    };
+                    report.add(core.rewrite_scanned(&c.path, c.lang, scanned, load));
+                }
+                None => {
+                    read += 1;
+                    let blob = self.repo.find_blob(c.id).map_err(err)?;
+                    let bytes = blob.content();
+                    let marked = core.has_marker(bytes);
+                    if let (Some(cache), Some(key)) = (cache, key) {
+                        if marked {
+                            cache.remember_blob(c.lang, key, Some(bytes));
+                        } else if wide_encoding_with_marker(bytes).is_none() {
+                            cache.remember_blob(c.lang, key, None);
+                        }
+                    }
+                    if marked {
+                        unscanned.push(Unscanned {
+                            path: c.path,
+                            lang: c.lang,
+                            bytes: bytes.to_vec(),
+                        });
+                    } else {
+                        report.add(core.rewrite(&c.path, c.lang, bytes.to_vec()));
+                    }
+                }
+            }
+        }
+        let scanned: Vec<FileOutcome> = unscanned
+            .into_par_iter()
+            .map(|u| core.rewrite(&u.path, u.lang, u.bytes))
+            .collect();
+        for outcome in scanned {
+            report.add(outcome);
+        }
+        report.sort();
+        let cache_after = cache.map(ScanCache::stats).unwrap_or_default();
+        tracing::info!(
+            elapsed = ?started.elapsed(),
+            files = report.files_seen,
+            blobs_read = read,
+            parsed = report.files_parsed,
+            cache_hits = cache_after.hits - cache_before.hits,
+            cache_misses = cache_after.misses - cache_before.misses,
+            changed = report.changed.len(),
+            problems = report.problems.len(),
+            "rewrite done"
+        );
+        Ok(report)
+    }
+
+    /// Commits `changed` (paths relative to the root, bytes as rewritten) on top of HEAD and
+    /// moves HEAD to it. Each new blob is what a checkout, the rewrite and `git add` would
+    /// have stored: the attributes' end-of-line conversion applies to it as it would there.
+    pub fn commit_changes(
+        &self,
+        changed: &[ChangedFile],
+        author: &Author,
+        text: &str,
+    ) -> Result<CommitInfo, GitError> {
+        let err = |e: git2::Error| GitError::Commit {
+            message: message(&e),
+        };
+        let parent_id = self.head()?;
+        let parent = self.repo.find_commit(parent_id).map_err(err)?;
+        let base_tree = parent.tree().map_err(err)?;
+        let eol = EolConfig::of(&self.repo);
+        let mut blobs = BTreeMap::new();
+        for file in changed {
+            let attrs = Attrs::of(&self.repo, &file.path).map_err(err)?;
+            let bytes = attrs.to_odb(eol, &file.before, &file.after);
+            let id = self.repo.blob(&bytes).map_err(err)?;
+            let parts: Vec<String> = file
+                .path
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            blobs.insert(parts, id);
+        }
+        let edits: Vec<(&[String], Oid)> = blobs.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        let tree_id = rebuild(&self.repo, Some(&base_tree), &edits).map_err(err)?;
+        if tree_id == base_tree.id() {
+            return Err(GitError::Commit {
+                message: "nothing to commit: the files equal the base commit".into(),
+            });
+        }
+        let tree = self.repo.find_tree(tree_id).map_err(err)?;
+        let id = self.write_commit(&parent, &tree, author, text)?;
+        self.repo.set_head_detached(id).map_err(err)?;
+        Ok(CommitInfo {
+            id,
+            parent: parent_id,
+        })
+    }
+}
+
+fn blob_key(id: Oid) -> Option<[u8; 20]> {
+    id.as_bytes().try_into().ok()
+}
+
+/// The blobs under `paths` with a rewritable name; problems with the paths go to `report`.
+/// Symbolic links are not followed (as in a directory) and submodules are not entered.
+fn candidates(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    paths: &[PathBuf],
+    report: &mut TreeReport,
+) -> Result<Vec<Candidate>, git2::Error> {
+    let roots: Vec<PathBuf> = if paths.is_empty() {
+        vec![PathBuf::new()]
+    } else {
+        paths.to_vec()
+    };
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<Candidate> = Vec::new();
+    for root in roots {
+        let problem = |reason: String| Problem {
+            path: root.clone(),
+            line: 0,
+            kind: ProblemKind::Path { reason },
+        };
+        let Some(rel) = normalize(&root) else {
+            report
+                .problems
+                .push(problem("is outside the tree".to_string()));
+            continue;
+        };
+        if rel.as_os_str().is_empty() {
+            dirs.push(rel);
+            continue;
+        }
+        let entry = match tree.get_path(&rel) {
+            Ok(entry) => entry,
+            Err(_) => {
+                // Worded as the walk of a directory words it.
+                report.problems.push(problem(format!(
+                    "cannot open: {}",
+                    std::io::Error::from_raw_os_error(2)
+                )));
+                continue;
+            }
+        };
+        match entry.kind() {
+            Some(ObjectType::Tree) => dirs.push(rel),
+            Some(ObjectType::Blob) if is_file(entry.filemode()) => {
+                if let Some(lang) = Lang::from_path(&rel) {
+                    files.push(Candidate {
+                        path: rel,
+                        lang,
+                        id: entry.id(),
+                    });
+                }
+            }
+            _ => tracing::debug!(path = %rel.display(), "not a file or folder; skipped"),
+        }
+    }
+    // Overlapping roots (`a` and `a/b`) would visit files twice.
+    dirs.sort();
+    dirs.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        if !kept.iter().any(|k| dir.starts_with(k)) {
+            kept.push(dir);
+        }
+    }
+    files.retain(|f| !kept.iter().any(|k| f.path.starts_with(k)));
+    for dir in &kept {
+        let sub = if dir.as_os_str().is_empty() {
+            tree.clone()
+        } else {
+            repo.find_tree(tree.get_path(dir)?.id())?
+        };
+        sub.walk(TreeWalkMode::PreOrder, |parent, entry| {
+            let Ok(name) = entry.name() else {
+                return git2::TreeWalkResult::Ok;
+            };
+            let path = dir.join(parent).join(name);
+            match entry.kind() {
+                Some(ObjectType::Blob) if is_file(entry.filemode()) => {
+                    if let Some(lang) = Lang::from_path(&path) {
+                        files.push(Candidate {
+                            path,
+                            lang,
+                            id: entry.id(),
+                        });
+                    }
+                }
+                Some(ObjectType::Blob) => {
+                    tracing::debug!(path = %path.display(), "symlink not followed");
+                }
+                _ => {}
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    Ok(files)
+}
+
+fn is_file(mode: i32) -> bool {
+    mode == i32::from(FileMode::Blob) || mode == i32::from(FileMode::BlobExecutable)
+}
+
+/// `path` with `.` and `..` resolved, `None` when it leaves the tree.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// `tree` (none: an empty one) with the blobs at `edits` (paths split into names, sorted)
+/// replaced; only the trees on those paths are written. A replaced blob keeps its mode.
+fn rebuild(
+    repo: &Repository,
+    tree: Option<&Tree<'_>>,
+    edits: &[(&[String], Oid)],
+) -> Result<Oid, git2::Error> {
+    let mut builder = repo.treebuilder(tree)?;
+    let mut i = 0;
+    while i < edits.len() {
+        let (parts, id) = edits[i];
+        let Some((name, rest)) = parts.split_first() else {
+            i += 1;
+            continue;
+        };
+        if rest.is_empty() {
+            let mode = builder
+                .get(name)?
+                .map_or(i32::from(FileMode::Blob), |e| e.filemode());
+            builder.insert(name, id, mode)?;
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        let mut below: Vec<(&[String], Oid)> = Vec::new();
+        while j < edits.len() && edits[j].0.first() == Some(name) {
+            below.push((&edits[j].0[1..], edits[j].1));
+            j += 1;
+        }
+        let sub = match builder.get(name)? {
+            Some(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                Some(repo.find_tree(entry.id())?)
+            }
+            _ => None,
+        };
+        let sub_id = rebuild(repo, sub.as_ref(), &below)?;
+        builder.insert(name, sub_id, i32::from(FileMode::Tree))?;
+        i = j;
+    }
+    builder.write()
+}
+
+/// What the repository's configuration says about line endings when no attribute does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EolConfig {
+    /// `core.autocrlf` false (the default): no attribute, no conversion.
+    Off,
+    /// `core.autocrlf` true or input: text is detected and stored with LF.
+    Auto,
+}
+
+impl EolConfig {
+    fn of(repo: &Repository) -> Self {
+        let Ok(config) = repo.config() else {
+            return Self::Off;
+        };
+        match config.get_string("core.autocrlf").ok().as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("input") => Self::Auto,
+            Some(v) if matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1") => {
+                Self::Auto
+            }
+            _ => Self::Off,
+        }
+    }
+}
+
+/// The end-of-line conversion a path's attributes ask for when its bytes go into the object
+/// store, decided as libgit2's `crlf` filter decides it (`convert_attrs` in its crlf.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attrs {
+    /// `-text`, or nothing said: stored as they are.
+    Binary,
+    /// `text=auto`: converted if the bytes look like text and the old blob had no CR.
+    Auto,
+    /// `text` or an `eol`: CRLF stored as LF.
+    Text,
+    /// Nothing said: the configuration decides.
+    Undefined,
+}
+
+impl Attrs {
+    fn of(repo: &Repository, path: &Path) -> Result<Self, git2::Error> {
+        let flags =
+            AttrCheckFlags::INDEX_ONLY | AttrCheckFlags::from_bits_retain(ATTR_INCLUDE_HEAD);
+        // Classified at once: libgit2 tells set from unset by the value's address.
+        let get = |name: &str| -> Result<Value, git2::Error> {
+            Ok(
+                match AttrValue::from_bytes(repo.get_attr_bytes(path, name, flags)?) {
+                    AttrValue::True => Value::Set,
+                    AttrValue::False => Value::Unset,
+                    AttrValue::Unspecified => Value::Unspecified,
+                    AttrValue::String(s) => Value::Is(s.as_bytes().to_vec()),
+                    AttrValue::Bytes(b) => Value::Is(b.to_vec()),
+                },
+            )
+        };
+        let action = |value: &Value| match value {
+            Value::Set => Some(Self::Text),
+            Value::Unset => Some(Self::Binary),
+            Value::Is(v) if v == b"input" => Some(Self::Text),
+            Value::Is(v) if v == b"auto" => Some(Self::Auto),
+            _ => None,
+        };
+        let mut found = action(&get("text")?).or(action(&get("crlf")?));
+        if found != Some(Self::Binary) {
+            let eol_set = matches!(get("eol")?, Value::Is(v) if v == b"lf" || v == b"crlf");
+            if eol_set && found != Some(Self::Auto) {
+                found = Some(Self::Text);
+            }
+        }
+        Ok(found.unwrap_or(Self::Undefined))
+    }
+
+    /// The bytes to store for `after`, the rewrite of the blob `before`.
+    fn to_odb(self, config: EolConfig, before: &[u8], after: &[u8]) -> Vec<u8> {
+        let action = match (self, config) {
+            (Self::Undefined, EolConfig::Off) => Self::Binary,
+            (Self::Undefined, EolConfig::Auto) => Self::Auto,
+            (a, _) => a,
+        };
+        if action == Self::Binary || after.is_empty() {
+            return after.to_vec();
+        }
+        let stats = TextStats::of(after);
+        if action == Self::Auto && (stats.is_binary() || before.contains(&b'\r')) {
+            return after.to_vec();
+        }
+        if stats.crlf == 0 {
+            return after.to_vec();
+        }
+        crlf_to_lf(after)
+    }
+}
+
+/// An attribute's state for a path.
+enum Value {
+    Set,
+    Unset,
+    Unspecified,
+    Is(Vec<u8>),
+}
+
+/// libgit2's `git_str_gather_text_stats`.
+#[derive(Debug, Default)]
+struct TextStats {
+    nul: usize,
+    cr: usize,
+    crlf: usize,
+    printable: usize,
+    nonprintable: usize,
+}
+
+impl TextStats {
+    fn of(bytes: &[u8]) -> Self {
+        let mut s = Self::default();
+        // A trailing end-of-file character is not counted.
+        let bytes = bytes.strip_suffix(b"\x1a").unwrap_or(bytes);
+        for (i, &c) in bytes.iter().enumerate() {
+            match c {
+                c if c > 0x1f && c != 0x7f => s.printable += 1,
+                0 => {
+                    s.nul += 1;
+                    s.nonprintable += 1;
+                }
+                b'\n' => {}
+                b'\r' => {
+                    s.cr += 1;
+                    if bytes.get(i + 1) == Some(&b'\n') {
+                        s.crlf += 1;
+                    }
+                }
+                b'\t' | 0x0c | 0x0b | 0x08 | 0x1b => s.printable += 1,
+                _ => s.nonprintable += 1,
+            }
+        }
+        s
+    }
+
+    fn is_binary(&self) -> bool {
+        self.cr != self.crlf || self.nul > 0 || (self.printable >> 7) < self.nonprintable
+    }
+}
+
+/// Every CR that a LF follows is dropped; a lone CR stays.
+fn crlf_to_lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &c) in bytes.iter().enumerate() {
+        if c == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_drops_cr_before_lf_only() {
+        assert_eq!(
+            Attrs::Text.to_odb(EolConfig::Off, b"", b"a\r\nb\rc\r\n"),
+            b"a\nb\rc\n"
+        );
+        assert_eq!(
+            Attrs::Binary.to_odb(EolConfig::Off, b"", b"a\r\n"),
+            b"a\r\n"
+        );
+        assert_eq!(
+            Attrs::Undefined.to_odb(EolConfig::Off, b"", b"a\r\n"),
+            b"a\r\n"
+        );
+    }
+
+    #[test]
+    fn auto_keeps_binary_and_what_had_cr_before() {
+        assert_eq!(Attrs::Auto.to_odb(EolConfig::Off, b"a\n", b"a\r\n"), b"a\n");
+        assert_eq!(
+            Attrs::Auto.to_odb(EolConfig::Off, b"a\r\n", b"a\r\n"),
+            b"a\r\n"
+        );
+        assert_eq!(
+            Attrs::Auto.to_odb(EolConfig::Off, b"", b"a\0\r\n"),
+            b"a\0\r\n"
+        );
+        assert_eq!(
+            Attrs::Undefined.to_odb(EolConfig::Auto, b"", b"a\r\n"),
+            b"a\n"
+        );
+    }
+
+    #[test]
+    fn paths_that_leave_the_tree_are_refused() {
+        assert_eq!(
+            normalize(Path::new("a/./b/../c")),
+            Some(PathBuf::from("a/c"))
+        );
+        assert_eq!(normalize(Path::new("../a")), None);
+        assert_eq!(normalize(Path::new("/etc")), None);
+    }
+}

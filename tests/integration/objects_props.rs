@@ -1,0 +1,299 @@
+//! The checkout-free pipeline against the file pipeline it replaced: on random trees (CRLF,
+//! BOM, `.gitattributes` with `text`/`eol`, symlinks, nested folders) a checkout, the rewrite
+//! of its files and `git add` (libgit2's filters) store exactly the blobs that rewriting the
+//! objects stores, and both report the same changes and problems.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use tagsmith::config::{Author, GitAuth, GitSource};
+use tagsmith::git::Workspace;
+use tagsmith::model::{ImageRef, PolicyId};
+use tagsmith::rewrite::walk::{Core, Mode, TreeReport, rewrite_tree};
+
+const MARKED: &str = "image: reg.example/app:1.0 # {\"$imagepolicy\": \"ns:app\"}";
+const TAG_ONLY: &str = "  tag: \"1.0\" # {\"$imagepolicy\": \"ns:app:tag\"}";
+
+#[derive(Debug, Clone)]
+enum Entry {
+    File {
+        lines: Vec<String>,
+        eol: Eol,
+        bom: bool,
+    },
+    Link(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Eol {
+    Lf,
+    Crlf,
+    Mixed,
+}
+
+fn line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(MARKED.to_string()),
+        Just(TAG_ONLY.to_string()),
+        Just("kind: Deployment".to_string()),
+        Just("# a comment".to_string()),
+        Just(String::new()),
+        Just("x: y\r".to_string()),
+        "[a-z]{1,6}: [a-z0-9]{0,6}",
+    ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    prop_oneof![
+        6 => (
+            prop::collection::vec(line(), 0..6),
+            prop_oneof![Just(Eol::Lf), Just(Eol::Crlf), Just(Eol::Mixed)],
+            any::<bool>()
+        )
+            .prop_map(|(lines, eol, bom)| Entry::File { lines, eol, bom }),
+        1 => prop::sample::select(vec!["a.yaml", "../a.yaml", "/etc/passwd"])
+            .prop_map(|t| Entry::Link(t.to_string())),
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["", "sub/", "sub/deep/", "other/"]),
+        prop::sample::select(vec!["a", "b", "c"]),
+        prop::sample::select(vec![".yaml", ".yml", ".cue.txt", ""]),
+    )
+        .prop_map(|(dir, name, ext)| {
+            let name = if ext.is_empty() {
+                "Kustomization"
+            } else {
+                name
+            };
+            format!("{dir}{name}{ext}")
+        })
+}
+
+fn attributes() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            "* text",
+            "* text=auto",
+            "*.yaml text eol=crlf",
+            "*.yaml eol=lf",
+            "*.yml -text",
+            "sub/** text eol=crlf",
+            "* -text",
+            "*.yml crlf",
+        ])
+        .prop_map(str::to_string),
+        0..3,
+    )
+}
+
+fn bytes_of(entry: &Entry) -> Vec<u8> {
+    match entry {
+        Entry::Link(target) => target.as_bytes().to_vec(),
+        Entry::File { lines, eol, bom } => {
+            let mut out = Vec::new();
+            if *bom {
+                out.extend_from_slice("\u{feff}".as_bytes());
+            }
+            for (i, l) in lines.iter().enumerate() {
+                out.extend_from_slice(l.as_bytes());
+                let crlf = match eol {
+                    Eol::Lf => false,
+                    Eol::Crlf => true,
+                    Eol::Mixed => i % 2 == 0,
+                };
+                out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+            }
+            out
+        }
+    }
+}
+
+/// A bare remote whose blobs hold exactly these bytes (no filter between), one commit on main.
+fn remote(
+    dir: &Path,
+    files: &BTreeMap<String, Entry>,
+    root_attrs: &[String],
+    sub_attrs: &[String],
+) -> PathBuf {
+    let bare = dir.join("remote.git");
+    let repo = git2::Repository::init_bare(&bare).unwrap();
+    let mut index = git2::Index::new().unwrap();
+    let mut add = |path: &str, bytes: &[u8], mode: u32| {
+        let id = repo.blob(bytes).unwrap();
+        let entry = git2::IndexEntry {
+            ctime: git2::IndexTime::new(0, 0),
+            mtime: git2::IndexTime::new(0, 0),
+            dev: 0,
+            ino: 0,
+            mode,
+            uid: 0,
+            gid: 0,
+            file_size: bytes.len() as u32,
+            id,
+            flags: 0,
+            flags_extended: 0,
+            path: path.as_bytes().to_vec(),
+        };
+        index.add(&entry).unwrap();
+    };
+    for (path, entry) in files {
+        let mode = match entry {
+            Entry::Link(_) => 0o120000,
+            Entry::File { .. } => 0o100644,
+        };
+        add(path, &bytes_of(entry), mode);
+    }
+    if !root_attrs.is_empty() {
+        add(
+            ".gitattributes",
+            (root_attrs.join("\n") + "\n").as_bytes(),
+            0o100644,
+        );
+    }
+    if !sub_attrs.is_empty() {
+        add(
+            "sub/.gitattributes",
+            (sub_attrs.join("\n") + "\n").as_bytes(),
+            0o100644,
+        );
+    }
+    let tree_id = index.write_tree_to(&repo).unwrap();
+    let tree = repo.find_tree(tree_id).unwrap();
+    let sig = git2::Signature::now("someone", "someone@example.invalid").unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+        .unwrap();
+    bare
+}
+
+fn source(bare: &Path) -> GitSource {
+    GitSource {
+        url: format!("file://{}", bare.display()),
+        branch: "main".into(),
+        auth: GitAuth::default(),
+    }
+}
+
+fn author() -> Author {
+    Author {
+        name: "tagsmith".into(),
+        email: "tagsmith@example.invalid".into(),
+    }
+}
+
+fn selections() -> BTreeMap<PolicyId, ImageRef> {
+    BTreeMap::from([(
+        "ns:app".parse().unwrap(),
+        "reg.example/app:2.0".parse().unwrap(),
+    )])
+}
+
+/// What a pipeline stored (every committed path with its mode and bytes, `None` when nothing
+/// changed) and reported.
+type Stored = Vec<(String, i32, String)>;
+type Result = (Option<Stored>, Vec<String>, Vec<String>);
+
+fn summary(tree: &TreeReport) -> (Vec<String>, Vec<String>) {
+    (
+        tree.changes
+            .iter()
+            .map(|c| format!("{}:{} {} -> {}", c.file.display(), c.line, c.old, c.new))
+            .collect(),
+        tree.problems.iter().map(ToString::to_string).collect(),
+    )
+}
+
+fn committed_tree(ws: &Workspace, commit: git2::Oid) -> Stored {
+    let repo = git2::Repository::open(ws.root().join(".git")).unwrap();
+    let tree = repo.find_commit(commit).unwrap().tree().unwrap();
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        if let Ok(blob) = repo.find_blob(e.id()) {
+            let bytes = format!("{:?}", String::from_utf8_lossy(blob.content()));
+            out.push((format!("{dir}{}", e.name().unwrap()), e.filemode(), bytes));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .unwrap();
+    out
+}
+
+/// Today's file pipeline: a checkout, the rewrite of its files, `git add` and a commit.
+fn through_files(dir: &Path, bare: &Path, paths: &[PathBuf]) -> Result {
+    let ws = Workspace::open(&dir.join("files"), &source(bare)).unwrap();
+    ws.sync("main", "main").unwrap();
+    let tree = rewrite_tree(ws.root(), paths, &selections(), Mode::Write, None).unwrap();
+    let (changes, problems) = summary(&tree);
+    if tree.changed.is_empty() {
+        return (None, changes, problems);
+    }
+    let changed: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
+    let commit = ws.commit(&changed, &author(), "update").unwrap();
+    (Some(committed_tree(&ws, commit.id)), changes, problems)
+}
+
+fn through_objects(dir: &Path, bare: &Path, paths: &[PathBuf]) -> Result {
+    let ws = Workspace::open_objects(&dir.join("objects"), &source(bare)).unwrap();
+    ws.sync("main", "main").unwrap();
+    let selections = selections();
+    let allow = |_: &Path, _: &PolicyId| true;
+    let core = Core::new(&selections, &allow, None);
+    let tree = ws.rewrite_head(paths, &core, None).unwrap();
+    let (changes, problems) = summary(&tree);
+    if tree.changed.is_empty() {
+        return (None, changes, problems);
+    }
+    let commit = ws
+        .commit_changes(&tree.changed, &author(), "update")
+        .unwrap();
+    (Some(committed_tree(&ws, commit.id)), changes, problems)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn objects_and_files_store_the_same_bytes(
+        files in prop::collection::btree_map(path(), entry(), 1..8),
+        root_attrs in attributes(),
+        sub_attrs in attributes(),
+        scoped in any::<bool>(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = remote(tmp.path(), &files, &root_attrs, &sub_attrs);
+        let paths = if scoped { vec![PathBuf::from("sub")] } else { Vec::new() };
+        let by_files = through_files(tmp.path(), &bare, &paths);
+        let by_objects = through_objects(tmp.path(), &bare, &paths);
+        prop_assert_eq!(by_objects, by_files);
+    }
+}
+
+/// Nothing is checked out: the workspace holds its repository and no file of the tree.
+#[test]
+fn the_object_pipeline_writes_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = BTreeMap::from([(
+        "sub/a.yaml".to_string(),
+        Entry::File {
+            lines: vec![MARKED.to_string()],
+            eol: Eol::Lf,
+            bom: false,
+        },
+    )]);
+    let bare = remote(tmp.path(), &files, &[], &[]);
+    let (tree, changes, _) = through_objects(tmp.path(), &bare, &[]);
+    assert!(tree.is_some());
+    assert_eq!(
+        changes,
+        ["sub/a.yaml:1 reg.example/app:1.0 -> reg.example/app:2.0"]
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".git"]);
+}
