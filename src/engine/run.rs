@@ -99,7 +99,9 @@ fn run_loop(
             report.outcome = outcome;
             return Ok(());
         }
-        let commit = timed(&mut report.timings.commit_ms, || commit(run, &ws, &tree))?;
+        let commit = timed(&mut report.timings.commit_ms, || {
+            commit(run, &ws, &tree, cache)
+        })?;
         let pending = Pending {
             target,
             changes: &report.changes,
@@ -128,7 +130,12 @@ fn run_loop(
     }
 }
 
-fn commit(run: &TargetRun<'_>, ws: &Workspace, tree: &TreeReport) -> Result<git2::Oid, RunError> {
+fn commit(
+    run: &TargetRun<'_>,
+    ws: &Workspace,
+    tree: &TreeReport,
+    cache: &ScanCache,
+) -> Result<git2::Oid, RunError> {
     let text = match run.target.message.as_flux() {
         Some(flux) => message::render_flux(flux, &run.target.paths, &tree.changes, &tree.changed)?,
         None => message::render(
@@ -139,7 +146,7 @@ fn commit(run: &TargetRun<'_>, ws: &Workspace, tree: &TreeReport) -> Result<git2
         ),
     };
     Ok(ws
-        .commit_changes(&tree.changed, &run.target.author, &text)?
+        .commit_changes(&tree.changed, &run.target.author, &text, Some(cache))?
         .id)
 }
 

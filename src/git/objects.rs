@@ -69,6 +69,7 @@ impl Workspace {
                 Some(BlobScan::Plain) => {}
                 Some(BlobScan::Scanned(scanned)) => {
                     let load = || {
+                        read += 1;
                         self.repo
                             .find_blob(c.id)
                             .map(|b| b.content().to_vec())
@@ -107,6 +108,7 @@ impl Workspace {
         for outcome in scanned {
             report.add(outcome);
         }
+        report.blobs_read = read;
         report.sort();
         let cache_after = cache.map(ScanCache::stats).unwrap_or_default();
         tracing::info!(
@@ -126,11 +128,14 @@ impl Workspace {
     /// Commits `changed` (paths relative to the root, bytes as rewritten) on top of HEAD and
     /// moves HEAD to it. Each new blob is what a checkout, the rewrite and `git add` would
     /// have stored: the attributes' end-of-line conversion applies to it as it would there.
+    /// With a `cache`, new blobs holding the rewritten bytes are remembered by id (their
+    /// scan is cached already), so the next run need not read them.
     pub fn commit_changes(
         &self,
         changed: &[ChangedFile],
         author: &Author,
         text: &str,
+        cache: Option<&ScanCache>,
     ) -> Result<CommitInfo, GitError> {
         let err = |e: git2::Error| GitError::Commit {
             message: message(&e),
@@ -144,6 +149,12 @@ impl Workspace {
             let attrs = Attrs::of(&self.repo, &file.path).map_err(err)?;
             let bytes = attrs.to_odb(eol, &file.before, &file.after);
             let id = self.repo.blob(&bytes).map_err(err)?;
+            if let (Some(cache), Some(lang), Some(key)) =
+                (cache, Lang::from_path(&file.path), blob_key(id))
+                && bytes == file.after
+            {
+                cache.remember_blob(lang, key, Some(&bytes));
+            }
             let parts: Vec<String> = file
                 .path
                 .components()

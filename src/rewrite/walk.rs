@@ -63,6 +63,9 @@ pub struct TreeReport {
     pub files_seen: usize,
     /// Files that held the marker bytes and were parsed.
     pub files_parsed: usize,
+    /// Blobs whose bytes were read from the object store (a directory walk reads every file
+    /// and leaves this 0): the rest were known to the scan cache by id.
+    pub blobs_read: usize,
     pub changed: Vec<ChangedFile>,
     pub changes: Vec<Change>,
     pub problems: Vec<Problem>,

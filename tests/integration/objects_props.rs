@@ -11,7 +11,10 @@ use proptest::prelude::*;
 use tagsmith::config::{Author, GitAuth, GitSource};
 use tagsmith::git::Workspace;
 use tagsmith::model::{ImageRef, PolicyId};
+use tagsmith::rewrite::ScanCache;
 use tagsmith::rewrite::walk::{Core, Mode, TreeReport, rewrite_tree};
+
+use crate::gitserver::{bare_repo, commit_elsewhere, show};
 
 const MARKED: &str = "image: reg.example/app:1.0 # {\"$imagepolicy\": \"ns:app\"}";
 const TAG_ONLY: &str = "  tag: \"1.0\" # {\"$imagepolicy\": \"ns:app:tag\"}";
@@ -248,7 +251,7 @@ fn through_objects(dir: &Path, bare: &Path, paths: &[PathBuf]) -> Result {
         return (None, changes, problems);
     }
     let commit = ws
-        .commit_changes(&tree.changed, &author(), "update")
+        .commit_changes(&tree.changed, &author(), "update", None)
         .unwrap();
     (Some(committed_tree(&ws, commit.id)), changes, problems)
 }
@@ -296,4 +299,54 @@ fn the_object_pipeline_writes_no_file() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, [".git"]);
+}
+
+/// The scan cache knows blobs by id, the ones a run committed included: after a small
+/// upstream change a run reads only the blob that changed.
+#[test]
+fn a_run_after_a_small_upstream_change_reads_only_the_changed_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marked = format!("{MARKED}\n");
+    let bare = bare_repo(
+        tmp.path(),
+        "m",
+        &[
+            ("a.yaml", &marked),
+            ("b.yaml", "x: 1\n"),
+            ("c/d.yaml", &marked),
+        ],
+    );
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&bare)).unwrap();
+    let cache = ScanCache::new();
+    let selections = selections();
+    let allow = |_: &Path, _: &PolicyId| true;
+    let core = Core::new(&selections, &allow, Some(&cache));
+
+    ws.sync("main", "main").unwrap();
+    let first = ws.rewrite_head(&[], &core, Some(&cache)).unwrap();
+    assert_eq!(
+        (first.files_seen, first.blobs_read, first.changed.len()),
+        (3, 3, 2)
+    );
+    let commit = ws
+        .commit_changes(&first.changed, &author(), "update", Some(&cache))
+        .unwrap();
+    ws.push(commit.id, "main").unwrap();
+    assert_eq!(
+        show(&bare, "main", "c/d.yaml"),
+        marked.replace("app:1.0", "app:2.0")
+    );
+
+    commit_elsewhere(&bare, "main", "b.yaml", "x: 2\n");
+    ws.sync("main", "main").unwrap();
+    let second = ws.rewrite_head(&[], &core, Some(&cache)).unwrap();
+    assert_eq!(
+        (second.files_seen, second.blobs_read, second.changed.len()),
+        (3, 1, 0)
+    );
+    assert_eq!(
+        second.policies.len(),
+        1,
+        "the known blobs' markers still count"
+    );
 }
