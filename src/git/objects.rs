@@ -144,9 +144,10 @@ impl Workspace {
         let parent = self.repo.find_commit(parent_id).map_err(err)?;
         let base_tree = parent.tree().map_err(err)?;
         let eol = EolConfig::of(&self.repo);
+        let mut lookup = AttrLookup::new(&self.repo, &base_tree);
         let mut blobs = BTreeMap::new();
         for file in changed {
-            let attrs = Attrs::of(&self.repo, &file.path).map_err(err)?;
+            let attrs = lookup.attrs(&file.path).map_err(err)?;
             let bytes = attrs.to_odb(eol, &file.before, &file.after);
             let id = self.repo.blob(&bytes).map_err(err)?;
             if let (Some(cache), Some(lang), Some(key)) =
@@ -368,6 +369,60 @@ impl EolConfig {
             }
             _ => Self::Off,
         }
+    }
+}
+
+/// Attributes for the paths of one commit. libgit2's lookup re-resolves HEAD and every
+/// `.gitattributes` on the path for each query, milliseconds a file; most repositories
+/// have no attributes file at all, which a look at the tree and the few files outside it
+/// settles once.
+struct AttrLookup<'r> {
+    repo: &'r Repository,
+    tree: &'r Tree<'r>,
+    /// Attributes may come from outside the tree (info/attributes, the user's or the
+    /// system's file): always ask libgit2.
+    outside: bool,
+    /// Folders (relative) by whether they hold a `.gitattributes`.
+    folders: std::collections::HashMap<PathBuf, bool>,
+}
+
+impl<'r> AttrLookup<'r> {
+    fn new(repo: &'r Repository, tree: &'r Tree<'r>) -> Self {
+        let configured = repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_path("core.attributesFile").ok());
+        let home = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("git/attributes"));
+        let outside = configured.is_some()
+            || repo.path().join("info/attributes").exists()
+            || home.is_some_and(|h| h.exists())
+            || Path::new("/etc/gitattributes").exists();
+        Self {
+            repo,
+            tree,
+            outside,
+            folders: std::collections::HashMap::new(),
+        }
+    }
+
+    fn attrs(&mut self, path: &Path) -> Result<Attrs, git2::Error> {
+        if self.outside || self.any_on_path(path) {
+            return Attrs::of(self.repo, path);
+        }
+        Ok(Attrs::Undefined)
+    }
+
+    fn any_on_path(&mut self, path: &Path) -> bool {
+        path.ancestors().skip(1).any(|dir| {
+            let tree = self.tree;
+            *self
+                .folders
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| tree.get_path(&dir.join(".gitattributes")).is_ok())
+        })
     }
 }
 
