@@ -332,6 +332,94 @@ impl Worker {
 mod tests {
     use super::*;
 
+    fn config(notify: &str) -> Config {
+        Config::parse(
+            &format!(
+                "targets:\n  - name: prod\n    git: {{ url: 'https://git.example/org/m.git' }}\nnotify:\n{notify}"
+            ),
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap()
+    }
+
+    fn failed(error: &str, retry: crate::engine::Retry) -> TargetReport {
+        let mut report = TargetReport::new("prod");
+        report.outcome = crate::engine::Outcome::Failed {
+            error: error.into(),
+        };
+        report.retry = retry;
+        report
+    }
+
+    #[test]
+    fn runs_make_the_events_their_outcome_says() {
+        let config = config("  []\n");
+        let target = &config.targets[0];
+        let kind = |r: &TargetReport| Event::from_report(target, r, String::new()).map(|e| e.kind);
+        assert_eq!(kind(&TargetReport::new("prod")), None, "unchanged");
+        let mut pushed = TargetReport::new("prod");
+        pushed.outcome = crate::engine::Outcome::Pushed {
+            branch: "main".into(),
+            commit: "abc".into(),
+        };
+        let event = Event::from_report(target, &pushed, String::new()).unwrap();
+        assert_eq!(event.kind, EventKind::Delivered);
+        assert_eq!(event.link(), Some("https://git.example/org/m/commit/abc"));
+        let mut same_pr = TargetReport::new("prod");
+        same_pr.outcome = crate::engine::Outcome::PullRequest {
+            number: 3,
+            url: "u".into(),
+            action: crate::engine::PullRequestAction::Unchanged,
+            branch: "b".into(),
+            commit: "c".into(),
+        };
+        assert_eq!(
+            kind(&same_pr),
+            None,
+            "a pull request that already held it all"
+        );
+        assert_eq!(
+            kind(&failed("x", crate::engine::Retry::Backoff)),
+            Some(EventKind::Failed)
+        );
+        assert_eq!(
+            kind(&failed("x", crate::engine::Retry::Stalled)),
+            Some(EventKind::Stalled)
+        );
+        let mut partial = TargetReport::new("prod");
+        partial.file_errors = vec!["a.yaml:1: bad".into()];
+        assert_eq!(kind(&partial), Some(EventKind::Failed));
+    }
+
+    #[tokio::test]
+    async fn the_same_failure_again_is_not_announced_again() {
+        // The URL variable is unset: each message fails at once, without a retry.
+        let config =
+            config("  - { name: a, type: webhook, urlEnv: TAGSMITH_TEST_SURELY_UNSET_URL }\n");
+        let mut notifier = Notifier::start(&config);
+        let counts = Arc::clone(&notifier.queues[0].counts);
+        let target = config.targets[0].clone();
+        let backoff = crate::engine::Retry::Backoff;
+        let stalled = crate::engine::Retry::Stalled;
+        notifier.report(&target, &failed("git down", backoff));
+        notifier.report(&target, &failed("git down", backoff));
+        notifier.report(&target, &failed("token refused", stalled));
+        notifier.report(&target, &TargetReport::new("prod"));
+        notifier.report(&target, &failed("token refused", stalled));
+        // Waits until the queue is drained.
+        notifier.finish(Duration::from_secs(10)).await;
+        let counts = counts.lock().unwrap();
+        assert_eq!(counts.failed, 3, "{counts:?}");
+        assert_eq!(counts.sent, 0);
+        assert!(
+            counts
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("env TAGSMITH_TEST_SURELY_UNSET_URL: not set")),
+            "{counts:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_waiting() {
         let (tx, _rx) = mpsc::channel(1);
