@@ -89,9 +89,14 @@ impl Setup {
     }
 
     fn once(&self, config: &str) -> Output {
+        self.once_with(config, &[])
+    }
+
+    fn once_with(&self, config: &str, extra: &[&str]) -> Output {
         let state = self.tmp.path().join("state");
         Command::new(env!("CARGO_BIN_EXE_tagsmith"))
             .args(["once", "-c", config, "--state-dir", state.to_str().unwrap()])
+            .args(extra)
             .env_remove("DOCKER_CONFIG")
             .env("HOME", "/nonexistent")
             .env("TAGSMITH_TEST_NOTIFY_TOKEN", TOKEN)
@@ -139,6 +144,15 @@ fn each_sink_gets_one_message_in_its_own_shape_and_a_no_op_run_sends_nothing() {
     ]
     .concat();
     let config = s.config("", &notify);
+    // A dry run delivers nothing, so it announces nothing.
+    let dry = s.once_with(&config, &["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("would commit"),
+        "{}",
+        text(&dry.stdout)
+    );
+    assert!(slack.log().is_empty() && hook.log().is_empty());
     let stderr = s.once_ok(&config);
     let commit = rev(&s.bare, "main");
     let old = format!("{}/org/app:1.0.0", s.registry.host);
