@@ -22,7 +22,9 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 use thiserror::Error;
 
-pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
+pub use self::pull_request::{
+    AutoMerge, ForgeKind, GitHubAuth, PullRequestSettings, forge_from_url, repository_from,
+};
 pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
@@ -678,8 +680,8 @@ impl<'a> Validator<'a> {
                 format!("target {name}: give push.branch or push.pullRequest, not both"),
             );
         }
-        let pull_request = raw_pull_request
-            .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
+        let pull_request =
+            raw_pull_request.and_then(|pr| self.pull_request(&name, &raw.git.url, &branch, pr));
         if let Some(b) = &push_branch
             && !valid_branch(b)
         {
