@@ -180,10 +180,11 @@ impl Gitea {
     ) -> Result<Answer, ForgeError> {
         let answer = self.rest.send(action, method, route, body).await?;
         if answer.ok() {
-            Ok(answer)
-        } else {
-            Err(explain(action, answer.status, &answer.text))
+            return Ok(answer);
         }
+        Err(answer
+            .redirect(FORGE, action)
+            .unwrap_or_else(|| explain(action, answer.status, &answer.text)))
     }
 
     fn view(&self, pull: Pull) -> PullRequestView {

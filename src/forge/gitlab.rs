@@ -184,10 +184,11 @@ impl GitLab {
     ) -> Result<Answer, ForgeError> {
         let answer = self.rest.send(action, method, route, body).await?;
         if answer.ok() {
-            Ok(answer)
-        } else {
-            Err(explain(action, answer.status, &answer.text))
+            return Ok(answer);
         }
+        Err(answer
+            .redirect(FORGE, action)
+            .unwrap_or_else(|| explain(action, answer.status, &answer.text)))
     }
 
     fn mr_route(&self) -> String {

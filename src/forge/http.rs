@@ -39,11 +39,26 @@ pub(super) struct Rest {
 pub(super) struct Answer {
     pub status: u16,
     pub text: String,
+    /// A redirect's `Location`, which is not followed.
+    pub location: Option<String>,
 }
 
 impl Answer {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// A redirect, explained: the credential would go wherever it points, so it is not taken.
+    pub fn redirect(&self, forge: ForgeKind, action: Action) -> Option<ForgeError> {
+        (300..400).contains(&self.status).then(|| ForgeError::Answered {
+            forge,
+            action,
+            status: self.status,
+            message: format!(
+                "redirected to {}; not followed, so the token stays with apiUrl's host: set apiUrl to the API's own address",
+                self.location.as_deref().unwrap_or("?")
+            ),
+        })
     }
 }
 
@@ -143,12 +158,21 @@ impl Rest {
                 .map_err(|e| self.unreachable(action, &e))?;
             let status = response.status().as_u16();
             let wait = (status == 429).then(|| rate_limit_wait(response.headers(), now_unix()));
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let text = response
                 .text()
                 .await
                 .map_err(|e| self.unreachable(action, &e))?;
             let Some(wait) = wait else {
-                return Ok(Answer { status, text });
+                return Ok(Answer {
+                    status,
+                    text,
+                    location,
+                });
             };
             if attempt >= MAX_ATTEMPTS || wait > MAX_WAIT {
                 return Err(ForgeError::RateLimited { action, wait });

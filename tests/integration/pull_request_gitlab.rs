@@ -337,3 +337,28 @@ fn the_forge_and_its_api_come_from_the_remote_or_must_be_named() {
     .unwrap_err();
     assert!(e.contains("forge \"bitbucket\""), "{e}");
 }
+
+/// A redirect is not followed: the token goes to `apiUrl`'s host and nowhere else.
+#[test]
+fn the_token_is_not_sent_where_a_redirect_points() {
+    let s = setup();
+    let elsewhere = FakeGitLab::start(&s.bare, TOKEN);
+    let target = format!(
+        "{}/projects/org%2Fmanifests/merge_requests",
+        elsewhere.api_url
+    );
+    s.gitlab.inject(302, &[("location", &target)], "");
+    let (out, stdout) = s.once(&[]);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "gitlab answered 302 while listing pull requests: redirected to {target}; not followed"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{}",
+        describe(&elsewhere.requests())
+    );
+}
