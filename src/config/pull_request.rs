@@ -229,9 +229,22 @@ impl Validator<'_> {
             },
             None => match forge_from_url(git_url) {
                 Some(kind) => kind,
-                // Before `forge` existed every pull request was GitHub's, configured for
-                // GitHub Enterprise (or a test double) through `apiUrl`: that still holds.
-                None if raw.api_url.is_some() => ForgeKind::GitHub,
+                // The API paths are the forges' own; before `forge` existed every pull
+                // request was GitHub's, configured for GitHub Enterprise (or a test double)
+                // through `apiUrl`: that still holds.
+                None if raw.api_url.is_some() => {
+                    let api = raw
+                        .api_url
+                        .as_ref()
+                        .map_or("", |a| a.value.trim_end_matches('/'));
+                    if api.ends_with("/api/v4") {
+                        ForgeKind::GitLab
+                    } else if api.ends_with("/api/v1") {
+                        ForgeKind::Gitea
+                    } else {
+                        ForgeKind::GitHub
+                    }
+                }
                 None => {
                     self.problem(
                         git_url_at,

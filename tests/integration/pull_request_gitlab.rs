@@ -304,6 +304,24 @@ fn the_forge_and_its_api_come_from_the_remote_or_must_be_named() {
     let pr = c.targets[0].pull_request.as_ref().unwrap();
     assert_eq!(pr.api_url, "https://gitlab.corp.example/api/v4");
 
+    let forge_of = |api: &str| {
+        let c = parse(&target(
+            "https://git.example.com/org/manifests.git",
+            &format!("{{ apiUrl: '{api}', auth: {{ tokenEnv: T }} }}"),
+        ))
+        .unwrap();
+        c.targets[0].pull_request.as_ref().unwrap().forge
+    };
+    assert_eq!(
+        forge_of("https://git.example.com/api/v4/"),
+        ForgeKind::GitLab
+    );
+    assert_eq!(forge_of("https://git.example.com/api/v1"), ForgeKind::Gitea);
+    assert_eq!(
+        forge_of("https://git.example.com/api/v3"),
+        ForgeKind::GitHub
+    );
+
     let e = parse(&target(
         "https://git.example.com/org/manifests.git",
         "{ auth: { tokenEnv: T } }",
