@@ -23,6 +23,7 @@ pub enum Action {
     FindUser,
     /// Gitea: label names to label ids.
     FindLabels,
+    CreateStatus,
 }
 
 impl Action {
@@ -38,6 +39,7 @@ impl Action {
             Self::EnableAutoMerge => "enabling auto-merge",
             Self::FindUser => "looking up users",
             Self::FindLabels => "looking up labels",
+            Self::CreateStatus => "setting the commit status",
         }
     }
 
@@ -56,6 +58,7 @@ impl Action {
                 "\"pull requests: write\" and \"contents: write\", with auto-merge allowed in the repository settings"
             }
             Self::FindUser | Self::FindLabels => "read access to the repository",
+            Self::CreateStatus => "\"commit statuses: write\" on the repository",
         }
     }
 }

@@ -354,6 +354,16 @@ fn the_forge_and_its_api_come_from_the_remote_or_must_be_named() {
     ))
     .unwrap_err();
     assert!(e.contains("forge \"bitbucket\""), "{e}");
+
+    // The commit status is GitHub's: not sent to a GitLab API.
+    let e = parse(
+        "targets:\n  - name: prod\n    git: { url: 'https://gitlab.com/org/manifests.git', branch: main }\n    push:\n      status: true\n      pullRequest: { auth: { tokenEnv: T } }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("push.status sets a GitHub commit status; gitlab pull requests have none here"),
+        "{e}"
+    );
 }
 
 /// A redirect is not followed: the token goes to `apiUrl`'s host and nowhere else.
