@@ -51,6 +51,8 @@ pub struct Metrics {
     pub file_errors: Family<Labels, Gauge<i64>>,
     /// Per target: marker problems its last run found (unknown policy, near miss, tenancy, ...).
     pub marker_problems: Family<Labels, Gauge<i64>>,
+    /// Per target: markers held for a person's rollback.
+    pub holds: Family<Labels, Gauge<i64>>,
     /// Always 1, labelled with the version.
     pub build_info: Family<Labels, Gauge<i64>>,
 }
@@ -142,6 +144,12 @@ impl Metrics {
             "Marker problems the target's last run found",
             marker_problems.clone(),
         );
+        let holds = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "holds",
+            "Markers of the target held because a person rolled them back",
+            holds.clone(),
+        );
         let build_info = Family::<Labels, Gauge<i64>>::default();
         registry.register(
             "build_info",
@@ -169,6 +177,7 @@ impl Metrics {
             policy_failures,
             file_errors,
             marker_problems,
+            holds,
             build_info,
         }
     }

@@ -77,7 +77,7 @@ fn base_url(url: &str) -> String {
 }
 
 /// A service listening on every address (`0.0.0.0`, `[::]`) is asked on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(super) fn reachable(addr: SocketAddr) -> SocketAddr {
     let ip = match addr {
         SocketAddr::V4(a) if a.ip().is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         SocketAddr::V6(a) if a.ip().is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),

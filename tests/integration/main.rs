@@ -33,6 +33,7 @@ mod git_delivery;
 mod git_ssh;
 mod git_workspace;
 mod help_readme;
+mod holds;
 mod kubernetes_examples;
 mod once;
 mod policy_conformance;
