@@ -53,6 +53,9 @@ pub struct Metrics {
     pub marker_problems: Family<Labels, Gauge<i64>>,
     /// Per target: markers held for a person's rollback.
     pub holds: Family<Labels, Gauge<i64>>,
+    /// Messages per `notify:` sink (and `github-status:<target>`) by result (`sent`, `failed`,
+    /// `dropped` when the sink's queue was full).
+    pub notifications: Family<Labels, Counter>,
     /// Always 1, labelled with the version.
     pub build_info: Family<Labels, Gauge<i64>>,
 }
@@ -150,6 +153,12 @@ impl Metrics {
             "Markers of the target held because a person rolled them back",
             holds.clone(),
         );
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Messages to notify sinks by sink and result",
+            notifications.clone(),
+        );
         let build_info = Family::<Labels, Gauge<i64>>::default();
         registry.register(
             "build_info",
@@ -178,6 +187,7 @@ impl Metrics {
             file_errors,
             marker_problems,
             holds,
+            notifications,
             build_info,
         }
     }

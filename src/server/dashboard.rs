@@ -393,6 +393,7 @@ mod tests {
                     ..TargetStatus::default()
                 },
             ],
+            ..StatusView::default()
         }
     }
 
