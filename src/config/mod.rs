@@ -98,6 +98,8 @@ pub struct ImagePolicy {
     pub interval: Duration,
     pub policy: Policy,
     pub digest: DigestMode,
+    /// `suspend: true` (or a suspended Flux object): not scanned, markers left as they are.
+    pub suspend: bool,
 }
 
 /// A Git user name: as written, or read from an environment variable when needed.
@@ -533,6 +535,7 @@ impl<'a> Validator<'a> {
             interval: interval?,
             policy: policy?,
             digest: digest?,
+            suspend: raw.suspend,
         })
     }
 

@@ -59,6 +59,9 @@ pub struct RawImage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub digest: Option<Spanned<String>>,
+    /// Not scanned, and its markers left as they are (Flux's `spec.suspend`).
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -15,7 +15,8 @@ use futures_util::future::BoxFuture;
 use octocrab::secrecy::SecretString;
 
 pub use self::body::{
-    BodyRow, Desired, Existing, Plan, decide, graphql_endpoint, render_body, rows,
+    BodyRow, Desired, Existing, HeldRow, Plan, decide, graphql_endpoint, render_body,
+    render_body_with_holds, rows,
 };
 pub use self::error::{Action, ForgeError, RateLimit, explain_unprocessable, rate_limit_wait};
 pub use self::gitea::Gitea;

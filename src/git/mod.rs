@@ -3,6 +3,7 @@
 
 mod auth;
 mod commit;
+mod history;
 mod known_hosts;
 mod lease;
 mod push;

@@ -35,6 +35,7 @@ mod git_delivery;
 mod git_ssh;
 mod git_workspace;
 mod help_readme;
+mod holds;
 mod kubernetes_examples;
 mod notify;
 mod once;
