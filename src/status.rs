@@ -34,6 +34,9 @@ pub struct ImageStatus {
     pub error: Option<String>,
     /// Scans failed in a row (each waits longer before the next).
     pub failures: u32,
+    /// Better-ranked tags a gate stopped at the last scan: `tag stopped by gate: reason`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

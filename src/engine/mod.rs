@@ -7,6 +7,7 @@
 //! of the engine.
 
 mod deliver;
+pub mod gates;
 mod message;
 mod report;
 mod run;

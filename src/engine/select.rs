@@ -30,6 +30,12 @@ pub struct ImageReport {
     /// A failed scan may work when tried again later.
     #[serde(skip)]
     pub transient: bool,
+    /// Better-ranked tags a gate (minAge, platforms, signature) stopped, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<crate::gate::Stop>,
+    /// When a tag held back by minAge comes of age (Unix ms): the image is scanned again then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
 }
 
 /// Selections by policy, plus a report per image.
@@ -151,12 +157,17 @@ fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: b
             error: Some(error),
             failed: true,
             transient,
+            stopped: Vec::new(),
+            retry_at: None,
         },
         selection: None,
     }
 }
 
 async fn select_one(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan {
+    if !image.gates.is_empty() {
+        return gated(image, tags, client).await;
+    }
     let selection = image.policy.select(tags);
     let Some(index) = selection.index else {
         let mut nothing = failure(
@@ -196,7 +207,54 @@ async fn select_one(image: &ImagePolicy, tags: &[Tag], client: &Client) -> Polic
             error: None,
             failed: false,
             transient: false,
+            stopped: Vec::new(),
+            retry_at: None,
         },
         selection: Some(reference),
+    }
+}
+
+/// The policy's ranking passed through the image's gates (`super::gates`).
+async fn gated(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan {
+    let gated = match super::gates::choose(image, tags, client).await {
+        Ok(g) => g,
+        Err(e) => {
+            let error = format!("gates: {}", super::report::chain(&e));
+            return failure(image, Some(tags.len()), error, e.is_transient());
+        }
+    };
+    let selection = gated.index.map(|i| ImageRef {
+        name: image.image.clone(),
+        tag: Some(tags[i].clone()),
+        digest: match image.digest {
+            DigestMode::Never => None,
+            DigestMode::IfNotPresent | DigestMode::Always => gated.digest.clone(),
+        },
+    });
+    let error = match (&selection, gated.stops.is_empty()) {
+        (Some(_), _) => None,
+        (None, true) => Some(format!("no tag selected from {}", gated.stats)),
+        (None, false) if gated.exhausted => Some(format!(
+            "no tag passed the gates: the best {} candidates were stopped",
+            gated.stops.len()
+        )),
+        (None, false) => Some(format!(
+            "no tag passed the gates ({} stopped)",
+            gated.stops.len()
+        )),
+    };
+    PolicyScan {
+        report: ImageReport {
+            policy: image.id.to_string(),
+            image: image.image.to_string(),
+            tags: Some(tags.len()),
+            selected: selection.as_ref().map(ToString::to_string),
+            error,
+            failed: false,
+            transient: false,
+            stopped: gated.stops,
+            retry_at: gated.retry_at,
+        },
+        selection,
     }
 }
