@@ -81,6 +81,9 @@ fn print_text(report: &CycleReport) {
             (None, Some(error)) => println!("image {} {}: {error}", image.policy, image.image),
             (None, None) => println!("image {} {}: no selection", image.policy, image.image),
         }
+        for stop in &image.stopped {
+            println!("  {stop}");
+        }
     }
     for target in &report.targets {
         match &target.outcome {
