@@ -60,6 +60,8 @@ struct Cache {
     verified: HashSet<(String, String, String)>,
     /// (repository, tag) -> when this process first looked at it (Unix ms).
     first_seen: HashMap<(String, String), u64>,
+    /// First-seen times not handed to the state store yet.
+    new_first_seen: Vec<(String, String, u64)>,
 }
 
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
@@ -70,25 +72,18 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Seeds first-seen times kept from an earlier process (the state store), without replacing
-/// any this process already holds.
-pub fn remember_first_seen(image: &ImageName, seen: impl IntoIterator<Item = (String, u64)>) {
-    let repo = image.canonical();
+/// Seeds first-seen times kept by an earlier process (the state store): (canonical image,
+/// tag, Unix ms). A time this process already holds is kept.
+pub fn remember_first_seen(seen: impl IntoIterator<Item = (String, String, u64)>) {
     let mut c = cache();
-    for (tag, at) in seen {
-        c.first_seen.entry((repo.clone(), tag)).or_insert(at);
+    for (image, tag, at) in seen {
+        c.first_seen.entry((image, tag)).or_insert(at);
     }
 }
 
-/// First-seen times of `image`'s tags this process knows, for the state store.
-pub fn first_seen_of(image: &ImageName) -> Vec<(String, u64)> {
-    let repo = image.canonical();
-    cache()
-        .first_seen
-        .iter()
-        .filter(|((r, _), _)| *r == repo)
-        .map(|((_, t), at)| (t.clone(), *at))
-        .collect()
+/// First-seen times recorded since the last call, for the state store.
+pub fn take_new_first_seen() -> Vec<(String, String, u64)> {
+    std::mem::take(&mut cache().new_first_seen)
 }
 
 fn first_seen(image: &ImageName, tag: &Tag, now_ms: u64) -> u64 {
@@ -96,9 +91,15 @@ fn first_seen(image: &ImageName, tag: &Tag, now_ms: u64) -> u64 {
     if c.first_seen.len() > CACHE_LIMIT {
         c.first_seen.clear();
     }
-    *c.first_seen
-        .entry((image.canonical(), tag.to_string()))
-        .or_insert(now_ms)
+    let key = (image.canonical(), tag.to_string());
+    if let Some(at) = c.first_seen.get(&key) {
+        return *at;
+    }
+    c.first_seen.insert(key.clone(), now_ms);
+    if c.new_first_seen.len() < CACHE_LIMIT {
+        c.new_first_seen.push((key.0, key.1, now_ms));
+    }
+    now_ms
 }
 
 /// Runs the policy and the image's gates over `tags`. A registry error while checking a

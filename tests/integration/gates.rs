@@ -514,3 +514,60 @@ fn run_writes_a_tag_held_by_min_age_the_moment_it_comes_of_age_without_a_poll() 
     );
     assert!(chrono::Utc::now() >= created + chrono::Duration::seconds(8));
 }
+
+#[test]
+fn first_seen_times_outlive_the_process_so_a_tag_without_created_comes_of_age() {
+    let registry = Registry::start(Auth::None);
+    let p = registry.pusher();
+    block(async {
+        p.push_image("org/nodate", "1.0.0", Some("2020-01-01T00:00:00Z"))
+            .await;
+        p.push_image("org/nodate", "1.1.0", None).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &registry, "nodate", "    minAge: 3s\n");
+    let state = dir.path().join("state");
+    let once = || {
+        let out = tagsmith(
+            &[
+                "once",
+                "-c",
+                cfg.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["images"][0].clone()
+    };
+    let first = once();
+    assert!(
+        first["selected"].as_str().unwrap().ends_with(":1.0.0"),
+        "{first}"
+    );
+    assert!(
+        first["stopped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("(first seen "),
+        "{first}"
+    );
+    // Each `once` is a new process: only the state store remembers when 1.1.0 was first seen.
+    // Were the time not kept, every run would see it for the first time and hold it again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let image = once();
+        if image["selected"].as_str().unwrap().ends_with(":1.1.0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "1.1.0 never came of age: {image}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
