@@ -60,6 +60,8 @@ struct Cache {
     verified: HashSet<(String, String, String)>,
     /// (repository, tag) -> when this process first looked at it (Unix ms).
     first_seen: HashMap<(String, String), u64>,
+    /// Registries that answered the referrers API with 404: asked no more.
+    no_referrers: HashSet<String>,
     /// First-seen times not handed to the state store yet.
     new_first_seen: Vec<(String, String, u64)>,
 }
@@ -352,7 +354,19 @@ async fn signatures(
     client: &Client,
 ) -> Result<Vec<cosign::Signature>, registry::Error> {
     let mut manifests = Vec::new();
-    if let Some(referrers) = client.referrers(image, digest.as_str()).await? {
+    let registry = image.registry().to_string();
+    let no_api = cache().no_referrers.contains(&registry);
+    let referrers = if no_api {
+        None
+    } else {
+        client.referrers(image, digest.as_str()).await?
+    };
+    if referrers.is_none() && !no_api {
+        // A registry with the API answers an empty list for a digest nothing refers to; a 404
+        // means the API is missing, and it will not appear during this process.
+        cache().no_referrers.insert(registry);
+    }
+    if let Some(referrers) = referrers {
         for r in referrers.iter().filter(|r| {
             matches!(
                 r.artifact_type.as_deref(),
