@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod forge;
+pub mod gate;
 pub mod git;
 pub mod grammars;
 pub mod hold;

@@ -38,6 +38,9 @@ const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const TAG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_meta");
 /// Canonical image name -> tag list as JSON; written when it changes, never read at start.
 const TAG_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_lists");
+/// `<canonical image>\t<tag>` -> when tagsmith first looked at that tag (Unix ms), for the
+/// minAge gate when an image has no `created`. Only tags a gate examined are kept.
+const FIRST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("first_seen");
 /// Target name -> [`TargetRecord`] as JSON.
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
 
@@ -122,11 +125,20 @@ pub struct Batch {
     images: Vec<(String, ImageRecord)>,
     tags: Vec<(String, TagMeta, Option<Vec<u8>>)>,
     targets: Vec<(String, TargetRecord)>,
+    first_seen: Vec<(String, u64)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty() && self.tags.is_empty() && self.targets.is_empty()
+        self.images.is_empty()
+            && self.tags.is_empty()
+            && self.targets.is_empty()
+            && self.first_seen.is_empty()
+    }
+
+    /// When `tag` of `image` (canonical) was first seen; an earlier record is kept.
+    pub fn first_seen(&mut self, image: &str, tag: &str, at: u64) {
+        self.first_seen.push((format!("{image}\t{tag}"), at));
     }
 
     pub fn image(&mut self, policy: &str, record: ImageRecord) {
@@ -305,6 +317,29 @@ impl Store {
         ));
     }
 
+    /// Every stored first-seen time: (canonical image, tag, Unix ms). A store written before
+    /// the table existed has none.
+    pub fn first_seen(&self) -> Result<Vec<(String, String, u64)>, StateError> {
+        let fail = |e: &dyn std::fmt::Display| StateError::Store {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
+        let table = match txn.open_table(FIRST_SEEN) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(fail(&e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (key, at) = row.map_err(|e| fail(&e))?;
+            if let Some((image, tag)) = key.value().split_once('\t') {
+                out.push((image.to_string(), tag.to_string(), at.value()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored tag list of an image, if any.
     pub fn tag_list(&self, image: &str) -> Result<Option<Vec<String>>, StateError> {
         let fail = |e: &dyn std::fmt::Display| StateError::Store {
@@ -352,6 +387,12 @@ impl Store {
                     lists
                         .insert(key.as_str(), list.as_slice())
                         .map_err(|e| e.to_string())?;
+                }
+            }
+            let mut seen = txn.open_table(FIRST_SEEN).map_err(|e| e.to_string())?;
+            for (key, at) in &batch.first_seen {
+                if seen.get(key.as_str()).map_err(|e| e.to_string())?.is_none() {
+                    seen.insert(key.as_str(), at).map_err(|e| e.to_string())?;
                 }
             }
             let mut targets = txn.open_table(TARGETS).map_err(|e| e.to_string())?;

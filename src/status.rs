@@ -54,6 +54,9 @@ pub struct ImageStatus {
     pub failures: u32,
     /// `suspend: true`: not scanned, its markers are left as they are.
     pub suspended: bool,
+    /// Better-ranked tags a gate stopped at the last scan: `tag stopped by gate: reason`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -100,6 +100,8 @@ pub struct ImagePolicy {
     pub digest: DigestMode,
     /// `suspend: true` (or a suspended Flux object): not scanned, markers left as they are.
     pub suspend: bool,
+    /// Checks a candidate passes after the policy ranks the tags (`minAge`, `platforms`, `verify`).
+    pub gates: crate::gate::Gates,
 }
 
 /// A Git user name: as written, or read from an environment variable when needed.
@@ -526,6 +528,7 @@ impl<'a> Validator<'a> {
                 }
             }
         };
+        let gates = self.gates(&raw);
         if self.problems.len() > before {
             return None;
         }
@@ -536,7 +539,95 @@ impl<'a> Validator<'a> {
             policy: policy?,
             digest: digest?,
             suspend: raw.suspend,
+            gates,
         })
+    }
+
+    /// `minAge`, `platforms` and `verify.cosign.publicKeys`; keys are read here, so a missing
+    /// file or variable is reported at load with the line that names it.
+    fn gates(&mut self, raw: &raw::RawImage) -> crate::gate::Gates {
+        let mut gates = crate::gate::Gates::default();
+        if let Some(age) = &raw.min_age {
+            match duration::parse(&age.value) {
+                Ok(d) if d.is_zero() => {
+                    self.problem(
+                        age,
+                        "minAge must be longer than 0s (leave it out for no minimum)",
+                    );
+                }
+                Ok(d) => gates.min_age = Some(d),
+                Err(e) => self.problem(age, format!("minAge: {e}")),
+            }
+        }
+        for p in raw.platforms.iter().flatten() {
+            match p.value.parse::<crate::gate::Platform>() {
+                Ok(platform) if !gates.platforms.contains(&platform) => {
+                    gates.platforms.push(platform)
+                }
+                Ok(_) => {}
+                Err(e) => self.problem(p, e.to_string()),
+            }
+        }
+        if let Some(verify) = &raw.verify {
+            if verify.cosign.public_keys.is_empty() {
+                self.problem(
+                    &raw.policy,
+                    "verify.cosign.publicKeys is empty: name at least one key",
+                );
+            }
+            for key in &verify.cosign.public_keys {
+                if let Some(k) = self.public_key(key, &raw.policy) {
+                    gates.keys.push(k);
+                }
+            }
+        }
+        gates
+    }
+
+    fn public_key(
+        &mut self,
+        key: &raw::RawPublicKey,
+        policy: &Spanned<String>,
+    ) -> Option<crate::gate::cosign::PublicKey> {
+        let (name, at, text) = match (&key.file, &key.env) {
+            (Some(file), None) => {
+                let path = self.resolve(&file.value);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (path.display().to_string(), file, text),
+                    Err(e) => {
+                        self.problem(
+                            file,
+                            format!("cannot read public key {}: {e}", path.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, Some(env)) => match std::env::var(&env.value) {
+                Ok(text) => (format!("${}", env.value), env, text),
+                Err(_) => {
+                    self.problem(
+                        env,
+                        format!(
+                            "environment variable {} (a public key) is not set",
+                            env.value
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (Some(file), Some(_)) => {
+                self.problem(file, "a public key is either file or env, not both");
+                return None;
+            }
+            (None, None) => {
+                self.problem(policy, "a verify.cosign.publicKeys entry needs file or env");
+                return None;
+            }
+        };
+        crate::gate::cosign::PublicKey::from_pem(&name, &text)
+            .map_err(|e| self.problem(at, e.to_string()))
+            .ok()
     }
 
     fn rule(&mut self, raw: &raw::RawImage) -> Option<RuleSpec> {

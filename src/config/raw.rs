@@ -62,6 +62,42 @@ pub struct RawImage {
     /// Not scanned, and its markers left as they are (Flux's `spec.suspend`).
     #[serde(default)]
     pub suspend: bool,
+    /// Gate: a tag is eligible only once its image is this old (`24h`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub min_age: Option<Spanned<String>>,
+    /// Gate: a tag is eligible only if it provides every one of these (`linux/arm64`).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub platforms: Option<Vec<Spanned<String>>>,
+    /// Gate: a tag is eligible only if its digest carries a valid signature.
+    #[serde(default)]
+    pub verify: Option<RawVerify>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawVerify {
+    pub cosign: RawCosign,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCosign {
+    /// PEM public keys (ECDSA P-256 or Ed25519); a signature from any one is enough.
+    pub public_keys: Vec<RawPublicKey>,
+}
+
+/// A public key from a file or an environment variable (exactly one).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPublicKey {
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -8,6 +8,7 @@
 
 mod deliver;
 mod holds;
+pub mod gates;
 mod message;
 mod report;
 mod run;
@@ -113,6 +114,8 @@ pub async fn run_once(
                 error: Some("suspended: not scanned, its markers are left as they are".into()),
                 failed: false,
                 transient: false,
+                stopped: Vec::new(),
+                retry_at: None,
             }),
     );
     CycleReport {

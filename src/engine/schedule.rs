@@ -389,6 +389,14 @@ impl Schedule {
         } else {
             now.mono.after(wait)
         };
+        // A tag held back by minAge is looked at again the moment it comes of age.
+        let due = match scan.report.retry_at {
+            Some(at) if !scan.report.failed => due.min(
+                now.mono
+                    .after(Duration::from_millis(at.saturating_sub(now.wall_ms))),
+            ),
+            _ => due,
+        };
         slot.known = true;
         slot.record.scanned_at = now.wall_ms;
         slot.record.error.clone_from(&scan.report.error);
@@ -769,6 +777,11 @@ fn image_status(slot: &ImageSlot, now: Now) -> ImageStatus {
         error: slot.record.error.clone(),
         failures: slot.failures,
         suspended: slot.suspended,
+        stopped: slot
+            .report
+            .as_ref()
+            .map(|r| r.stopped.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -951,6 +964,8 @@ mod tests {
                 error: None,
                 failed: false,
                 transient: false,
+                stopped: Vec::new(),
+                retry_at: None,
             },
             selection: Some(selected),
         }
@@ -966,6 +981,8 @@ mod tests {
                 error: Some("registry down".into()),
                 failed: true,
                 transient: true,
+                stopped: Vec::new(),
+                retry_at: None,
             },
             selection: None,
         }

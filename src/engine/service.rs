@@ -315,6 +315,9 @@ impl Driver {
             let mut batch = Batch::default();
             self.store
                 .tags(&mut batch, &scan.image.canonical(), tags, now.wall_ms);
+            for (image, tag, at) in super::gates::take_new_first_seen() {
+                batch.first_seen(&image, &tag, at);
+            }
             self.writer.send(batch);
         }
         #[allow(clippy::cast_precision_loss)]

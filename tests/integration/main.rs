@@ -30,6 +30,7 @@ mod flux_config;
 mod flux_once;
 mod flux_run;
 mod flux_secrets;
+mod gates;
 mod git_config;
 mod git_delivery;
 mod git_ssh;
