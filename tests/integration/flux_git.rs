@@ -85,6 +85,11 @@ fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_br
     git(&bare, &["tag", "v2.0.0", &rev(&bare, "main")]);
     commit_elsewhere(&bare, "main", "notes/four.txt", "four\n");
     let main = rev(&bare, "main");
+    // A commit only a side branch holds: found without naming the branch (cloneCommit
+    // fetches every branch then).
+    git(&bare, &["branch", "side", &one]);
+    commit_elsewhere(&bare, "side", "notes/side.txt", "side\n");
+    let side = rev(&bare, "side");
 
     let flux = tmp.path().join("flux.yaml");
     let url = format!("file://{}", bare.display());
@@ -107,6 +112,16 @@ fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_br
                 "by-commit",
                 "",
                 &format!("    checkout: {{ ref: {{ branch: main, commit: {seed} }} }}\n    push: {{ branch: auto/commit }}\n"),
+            ),
+            automation(
+                "by-commit-anywhere",
+                "",
+                &format!("    checkout: {{ ref: {{ commit: {side} }} }}\n    push: {{ branch: auto/anywhere }}\n"),
+            ),
+            automation(
+                "by-name",
+                "",
+                "    checkout: { ref: { name: 'refs/tags/v1.1.0' } }\n    push: { branch: auto/name }\n",
             ),
         ]
         .join("---\n"),
@@ -138,6 +153,9 @@ fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_br
         // The highest version in range; 1.1.0+build.2 equals 1.1.0 and its commit is later.
         ("team-a-by-semver", "auto/semver", &two),
         ("team-a-by-commit", "auto/commit", &seed),
+        ("team-a-by-commit-anywhere", "auto/anywhere", &side),
+        // An annotated tag's reference peels to its commit.
+        ("team-a-by-name", "auto/name", &one),
     ] {
         assert!(
             stdout.contains(&format!("target {target}: committed")),
@@ -180,7 +198,14 @@ fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_br
         converted.contains(&format!("commit: {seed}")),
         "{converted}"
     );
-    for branch in ["auto/tag", "auto/semver", "auto/commit"] {
+    assert!(converted.contains("ref: refs/tags/v1.1.0"), "{converted}");
+    for branch in [
+        "auto/tag",
+        "auto/semver",
+        "auto/commit",
+        "auto/anywhere",
+        "auto/name",
+    ] {
         git(
             &bare,
             &["update-ref", "-d", &format!("refs/heads/{branch}")],
@@ -201,6 +226,8 @@ fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_br
     ));
     assert_eq!(rev(&bare, "auto/semver~1"), two);
     assert_eq!(rev(&bare, "auto/tag~1"), one);
+    assert_eq!(rev(&bare, "auto/anywhere~1"), side);
+    assert_eq!(rev(&bare, "auto/name~1"), one);
 }
 
 #[test]
@@ -462,7 +489,10 @@ fn commits_are_signed_with_an_openpgp_signing_key_that_gpg_verifies() {
 
     // tagsmith.yaml: an unprotected key given as commit.signingKey.openpgp.
     let plain_home = tmp.path().join("gnupg-plain");
-    let plain = gpg_key(&plain_home, None);
+    gpg_key(&plain_home, None);
+    // A subkey flagged for signing signs, as go-crypto's Entity.SigningKey picks it.
+    let subkey = gpg_signing_subkey(&plain_home);
+    let plain = export_secret(&plain_home);
     let key = tmp.path().join("plain.asc");
     std::fs::write(&key, plain).unwrap();
     let config = tmp.path().join("tagsmith.yaml");
@@ -488,8 +518,66 @@ fn commits_are_signed_with_an_openpgp_signing_key_that_gpg_verifies() {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GNUPGHOME", &plain_home)
-        .args(["log", "-1", "--format=%G?", "main"])
+        .args(["log", "-1", "--format=%G?%n%GF", "main"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "G\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("G\n{subkey}\n"),
+        "signed by the signing subkey"
+    );
+}
+
+fn gpg_in(home: &Path, args: &[&str]) -> String {
+    let out = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run gpg ({e}): install it with apt (gnupg), or run scripts/setup")
+        });
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Adds an ed25519 signing subkey to the one key in `home`; its fingerprint.
+fn gpg_signing_subkey(home: &Path) -> String {
+    let listing = gpg_in(
+        home,
+        &["--with-colons", "--list-keys", "bot@example.invalid"],
+    );
+    let primary = listing
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap()
+        .to_string();
+    gpg_in(
+        home,
+        &["--quick-add-key", &primary, "ed25519", "sign", "never"],
+    );
+    let listing = gpg_in(
+        home,
+        &["--with-colons", "--list-keys", "bot@example.invalid"],
+    );
+    listing
+        .lines()
+        .filter(|l| l.starts_with("fpr:"))
+        .filter_map(|l| l.split(':').nth(9))
+        .next_back()
+        .unwrap()
+        .to_string()
+}
+
+fn export_secret(home: &Path) -> String {
+    gpg_in(
+        home,
+        &["--armor", "--export-secret-keys", "bot@example.invalid"],
+    )
 }
