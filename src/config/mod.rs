@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod flux;
 mod keys;
+mod notify;
 mod pull_request;
 pub mod raw;
 mod schedule;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 use thiserror::Error;
 
+pub use self::notify::{CommitStatus, EventKind, Sink, SinkKind, WebhookFormat};
 pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
 pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
@@ -217,6 +219,8 @@ pub struct Target {
     pub push_branch: Option<String>,
     /// Deliver through a GitHub pull request instead of pushing to `push_branch`.
     pub pull_request: Option<PullRequestSettings>,
+    /// Set a GitHub commit status on each delivered commit (`push.status`).
+    pub status: Option<CommitStatus>,
     pub author: Author,
     pub message: Template,
     /// The key commits are signed with (SSH or OpenPGP); `None`: unsigned.
@@ -250,6 +254,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub server: crate::server::ServerSettings,
     pub receivers: Vec<crate::server::webhooks::Receiver>,
+    /// `notify:` sinks.
+    pub notify: Vec<Sink>,
     /// Flux object files or folders named by the `flux:` key, relative paths resolved.
     pub flux: Vec<PathBuf>,
 }
@@ -366,6 +372,13 @@ impl<'a> Validator<'a> {
                 receivers.push(valid);
             }
         }
+        let mut notify = Vec::new();
+        let mut sink_names = BTreeSet::new();
+        for sink in raw.notify {
+            if let Some(valid) = self.sink(sink, &mut sink_names, &names) {
+                notify.push(valid);
+            }
+        }
         let flux = raw.flux.iter().map(|p| self.resolve(&p.value)).collect();
         if self.problems.is_empty() {
             Ok(Config {
@@ -376,6 +389,7 @@ impl<'a> Validator<'a> {
                 state_dir,
                 server,
                 receivers,
+                notify,
                 flux,
             })
         } else {
@@ -748,9 +762,9 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(&raw.name, format!("target {name}: {e}")))
                 .unwrap_or_default(),
         };
-        let (push_branch, raw_pull_request, push_options) = match raw.push {
-            Some(p) => (p.branch, p.pull_request, p.options),
-            None => (None, None, Vec::new()),
+        let (push_branch, raw_pull_request, want_status, push_options) = match raw.push {
+            Some(p) => (p.branch, p.pull_request, p.status, p.options),
+            None => (None, None, false, Vec::new()),
         };
         if let (Some(c), Some(_)) = (&checkout, &raw_pull_request) {
             self.problem(
@@ -783,6 +797,11 @@ impl<'a> Validator<'a> {
         }
         let pull_request = raw_pull_request
             .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
+        let status = if want_status {
+            self.commit_status(&name, &raw.git.url.value, &auth, pull_request.as_ref())
+        } else {
+            None
+        };
         if let Some(b) = &push_branch
             && !valid_branch(b)
         {
@@ -873,6 +892,7 @@ impl<'a> Validator<'a> {
             tenancy,
             push_branch,
             pull_request,
+            status,
             author,
             message,
             signing_key,
