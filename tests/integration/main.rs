@@ -58,6 +58,7 @@ mod rewrite_props;
 mod rewrite_walk;
 mod run;
 mod run_service;
+mod select_shared;
 mod status_cli;
 mod webhooks;
 mod webhooks_config;
