@@ -9,6 +9,7 @@ pub mod engine;
 pub mod forge;
 pub mod git;
 pub mod grammars;
+pub mod hold;
 pub mod metrics;
 pub mod model;
 pub mod notify;

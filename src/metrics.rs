@@ -51,6 +51,8 @@ pub struct Metrics {
     pub file_errors: Family<Labels, Gauge<i64>>,
     /// Per target: marker problems its last run found (unknown policy, near miss, tenancy, ...).
     pub marker_problems: Family<Labels, Gauge<i64>>,
+    /// Per target: markers held for a person's rollback.
+    pub holds: Family<Labels, Gauge<i64>>,
     /// Messages per `notify:` sink (and `github-status:<target>`) by result (`sent`, `failed`,
     /// `dropped` when the sink's queue was full).
     pub notifications: Family<Labels, Counter>,
@@ -145,6 +147,12 @@ impl Metrics {
             "Marker problems the target's last run found",
             marker_problems.clone(),
         );
+        let holds = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "holds",
+            "Markers of the target held because a person rolled them back",
+            holds.clone(),
+        );
         let notifications = Family::<Labels, Counter>::default();
         registry.register(
             "notifications",
@@ -178,6 +186,7 @@ impl Metrics {
             policy_failures,
             file_errors,
             marker_problems,
+            holds,
             notifications,
             build_info,
         }

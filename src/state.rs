@@ -434,30 +434,129 @@ impl PushedHead {
 
     /// Replaces the record atomically (a temporary file renamed over it, owner-only).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-
-        let write_err = |source| StateError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec(self).map_err(|e| StateError::Record {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err)?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
+        write_private(path, &bytes)
     }
+}
+
+/// Where a target's holds live under the state directory: a small file beside the store, so
+/// `tagsmith once` (which runs without the store) keeps them too, and so do restarts.
+pub fn holds_file(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("holds").join(format!("{target}.json"))
+}
+
+/// Every read-modify-write of a holds file in this process goes through here, so a release
+/// (from `POST /release`) and a target run finishing at the same time do not lose each other's
+/// changes. Other processes are kept out by the state directory's lock.
+static HOLDS: Mutex<()> = Mutex::new(());
+
+/// The holds file at `path`; none yet is an empty book. An unreadable file is an error (not an
+/// empty book): treating it as empty would write over the rollbacks it protects.
+pub fn load_holds(path: &Path) -> Result<crate::hold::HoldBook, StateError> {
+    let _guard = HOLDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    read_holds(path)
+}
+
+fn read_holds(path: &Path) -> Result<crate::hold::HoldBook, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(crate::hold::HoldBook::default().current());
+        }
+        Err(e) => {
+            return Err(StateError::Record {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    serde_json::from_slice::<crate::hold::HoldBook>(&bytes)
+        .map(crate::hold::HoldBook::current)
+        .map_err(|e| StateError::Record {
+            path: path.to_path_buf(),
+            reason: format!("{e} (move it aside to start without holds)"),
+        })
+}
+
+/// Loads the holds file at `path`, lets `change` modify it and writes it back when it changed.
+pub fn update_holds<R>(
+    path: &Path,
+    change: impl FnOnce(&mut crate::hold::HoldBook) -> R,
+) -> Result<R, StateError> {
+    let _guard = HOLDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut book = read_holds(path)?;
+    let before = book.clone();
+    let out = change(&mut book);
+    if book != before {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir).map_err(|source| StateError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let bytes = serde_json::to_vec_pretty(&book).map_err(|e| StateError::Record {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        write_private(path, &bytes)?;
+    }
+    Ok(out)
+}
+
+/// Lifts the holds of `policy` in every target of `targets` (or only `target`), all of them
+/// or those in `file`; returns what was released, by target. One log line per hold released.
+pub fn release_holds(
+    state_dir: &Path,
+    targets: &[String],
+    policy: &str,
+    target: Option<&str>,
+    file: Option<&str>,
+) -> Result<Vec<(String, crate::hold::Hold)>, StateError> {
+    let mut released = Vec::new();
+    for name in targets
+        .iter()
+        .filter(|t| target.is_none_or(|only| only == t.as_str()))
+    {
+        let path = holds_file(state_dir, name);
+        if !path.exists() {
+            continue;
+        }
+        for hold in update_holds(&path, |book| book.release(policy, file))? {
+            tracing::info!(target = %name, policy, file = %hold.key.file, line = hold.key.line, "hold ended: released; the next run writes the selection");
+            released.push((name.clone(), hold));
+        }
+    }
+    Ok(released)
+}
+
+/// Replaces `path` atomically (a temporary file renamed over it, owner-only).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let write_err = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(write_err)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)
 }
 
 fn read_table<T: serde::de::DeserializeOwned>(
@@ -602,6 +701,35 @@ mod tests {
         let mut newest = contents[contents.len() - KEEP_CORRUPT..].to_vec();
         newest.sort();
         assert_eq!(kept, newest);
+    }
+
+    #[test]
+    fn holds_survive_a_reload_and_an_unreadable_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = holds_file(dir.path(), "prod");
+        assert_eq!(load_holds(&path).unwrap().holds, Vec::new());
+        let hold = crate::hold::Hold {
+            key: crate::hold::MarkerKey {
+                file: "app.yaml".into(),
+                marker: "team-a:app:tag".into(),
+                line: 3,
+            },
+            from: "1.3.0".into(),
+            from_tag: Some("1.3.0".into()),
+            to: "1.2.0".into(),
+            since_ms: 5,
+        };
+        update_holds(&path, |book| book.holds.push(hold.clone())).unwrap();
+        assert_eq!(load_holds(&path).unwrap().holds, vec![hold]);
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = load_holds(&path).unwrap_err().to_string();
+        assert!(err.contains("prod.json"), "{err}");
+        assert!(update_holds(&path, |_| ()).is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{not json",
+            "left as it was"
+        );
     }
 
     #[test]

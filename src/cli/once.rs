@@ -145,6 +145,12 @@ fn print_text(report: &CycleReport) {
         for problem in &target.problems {
             println!("  problem: {problem}");
         }
+        for hold in &target.holds {
+            println!(
+                "  held: {}:{}: {}: left at {} (a person rolled it back from {}); `tagsmith release {}` lifts it",
+                hold.file, hold.line, hold.marker, hold.to, hold.from, hold.policy
+            );
+        }
         if !target.file_errors.is_empty() {
             println!(
                 "  failed: {} file(s) could not be processed and were left as they were",

@@ -97,6 +97,10 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
             images: config.images.iter().map(|i| i.image.clone()).collect(),
             runs,
             targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+            releases: Some(admin::Releases {
+                state_dir: state_dir.clone(),
+                policies: config.images.iter().map(|i| i.id.to_string()).collect(),
+            }),
         });
         tokio::spawn(admin::serve(router, listener, stop_signal(stopped.clone())))
     });

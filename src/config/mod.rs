@@ -24,7 +24,9 @@ use serde_saphyr::Spanned;
 use thiserror::Error;
 
 pub use self::notify::{CommitStatus, EventKind, Sink, SinkKind, WebhookFormat};
-pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
+pub use self::pull_request::{
+    AutoMerge, ForgeKind, GitHubAuth, PullRequestSettings, forge_from_url, repository_from,
+};
 pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
@@ -96,6 +98,8 @@ pub struct ImagePolicy {
     pub interval: Duration,
     pub policy: Policy,
     pub digest: DigestMode,
+    /// `suspend: true` (or a suspended Flux object): not scanned, markers left as they are.
+    pub suspend: bool,
 }
 
 /// A Git user name: as written, or read from an environment variable when needed.
@@ -594,6 +598,7 @@ impl<'a> Validator<'a> {
             interval: interval?,
             policy: policy?,
             digest: digest?,
+            suspend: raw.suspend,
         })
     }
 
@@ -795,8 +800,8 @@ impl<'a> Validator<'a> {
                 format!("target {name}: give push.branch or push.pullRequest, not both"),
             );
         }
-        let pull_request = raw_pull_request
-            .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
+        let pull_request =
+            raw_pull_request.and_then(|pr| self.pull_request(&name, &raw.git.url, &branch, pr));
         let status = if want_status {
             self.commit_status(&name, &raw.git.url.value, &auth, pull_request.as_ref())
         } else {

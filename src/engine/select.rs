@@ -74,7 +74,8 @@ pub struct PolicyScan {
 
 /// Scans all images and selects; see [`select_images`].
 pub async fn select_all(config: &Config, client: &Client) -> SelectionSet {
-    let all: Vec<&ImagePolicy> = config.images.iter().collect();
+    // A suspended image is not scanned: no selection, so its markers stay as they are.
+    let all: Vec<&ImagePolicy> = config.images.iter().filter(|i| !i.suspend).collect();
     select_images(&all, client).await
 }
 

@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod commit;
+mod history;
 mod known_hosts;
 mod lease;
 mod openpgp;

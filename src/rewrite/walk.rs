@@ -118,12 +118,16 @@ pub struct Hooks<'a> {
     /// Called with a file's absolute path once its new bytes are in the temporary file, just
     /// before tagsmith checks the file still holds the bytes it read and replaces it.
     pub before_replace: Option<&'a (dyn Fn(&Path) + Sync)>,
+    /// Called with each planned change; a change it refuses is not made (a marker held for a
+    /// person's rollback).
+    pub keep: Option<&'a (dyn Fn(&Change) -> bool + Sync)>,
 }
 
 impl std::fmt::Debug for Hooks<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
             .field("before_replace", &self.before_replace.is_some())
+            .field("keep", &self.keep.is_some())
             .finish()
     }
 }
@@ -231,9 +235,12 @@ fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> Outcome {
         Some(cache) => cache.scan(&before, lang),
         None => scan(&before, lang),
     };
-    let plan = plan_allowed(rel, lang, scanned, job.selections, |policy| {
+    let mut plan = plan_allowed(rel, lang, scanned, job.selections, |policy| {
         (job.allowed)(rel, policy)
     });
+    if let Some(keep) = job.hooks.keep {
+        plan.retain_changes(keep);
+    }
     outcome.problems = plan.problems.clone();
     outcome.policies = plan.sites.iter().map(|s| s.marker.policy.clone()).collect();
     if plan.is_noop() {

@@ -15,6 +15,7 @@ const COMMANDS: &[&[&str]] = &[
     &[],
     &["run"],
     &["status"],
+    &["release"],
     &["once"],
     &["check"],
     &["convert"],

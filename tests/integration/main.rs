@@ -11,7 +11,9 @@
 // The `json!` documents of the GitHub fake's tests nest deeper than the default allows.
 #![recursion_limit = "256"]
 
+mod gitea_fake;
 mod github_fake;
+mod gitlab_fake;
 mod gitserver;
 mod support;
 
@@ -34,6 +36,7 @@ mod git_delivery;
 mod git_ssh;
 mod git_workspace;
 mod help_readme;
+mod holds;
 mod kubernetes_examples;
 mod notify;
 mod once;
@@ -42,6 +45,8 @@ mod policy_live;
 mod policy_props;
 mod pull_request;
 mod pull_request_config;
+mod pull_request_gitea;
+mod pull_request_gitlab;
 mod pull_request_lease;
 mod quickstart;
 mod registry;

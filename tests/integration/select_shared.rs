@@ -45,6 +45,7 @@ fn policy(id: &str, image: &str, range: &str, digest: DigestMode) -> ImagePolicy
         })
         .unwrap(),
         digest,
+        suspend: false,
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Image {
     pub exclude: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// A suspended ImagePolicy, or one of a suspended ImageRepository.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
