@@ -147,6 +147,23 @@ pub struct RawGit {
     pub url: Spanned<String>,
     #[serde(default)]
     pub branch: Option<String>,
+    /// Check out this tag instead of a branch (needs push.branch).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub tag: Option<Spanned<String>>,
+    /// Check out the highest tag in this semver range (needs push.branch).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub semver: Option<Spanned<String>>,
+    /// Check out this commit (40 hex digits), found on `branch` when given, else on any
+    /// branch; pushes go to push.branch, else `branch`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub commit: Option<Spanned<String>>,
+    /// Check out this full reference name, e.g. refs/pull/1/head (needs push.branch).
+    #[serde(default, rename = "ref")]
+    #[schemars(with = "Option<String>")]
+    pub reference: Option<Spanned<String>>,
     #[serde(default)]
     pub auth: Option<RawGitAuth>,
 }
@@ -188,6 +205,10 @@ pub struct RawGitAuth {
 pub struct RawPush {
     #[serde(default)]
     pub branch: Option<String>,
+    /// Git push options (`git push -o`), sent with every push.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub options: Vec<Spanned<String>>,
     #[serde(default)]
     pub pull_request: Option<RawPullRequest>,
     /// Sets a GitHub commit status on each delivered commit.
@@ -268,7 +289,28 @@ pub struct RawCommit {
     #[schemars(with = "Option<RawGoTemplate>")]
     pub go_template: Option<Spanned<RawGoTemplate>>,
     #[serde(default)]
-    pub signing_key: Option<String>,
+    pub signing_key: Option<RawSigningKey>,
+}
+
+/// `commit.signingKey`: an SSH private key file, or `{ openpgp: FILE, ... }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSigningKey {
+    /// An SSH private key file.
+    Ssh(String),
+    OpenPgp(RawOpenPgpKey),
+}
+
+/// An armored OpenPGP secret key, signed with as Flux's signingKey (`git.asc`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOpenPgpKey {
+    /// The armored secret key file.
+    pub openpgp: String,
+    #[serde(default)]
+    pub passphrase_file: Option<String>,
+    #[serde(default)]
+    pub passphrase_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -21,7 +21,10 @@ pub struct Workspace {
     pub(super) url: String,
     pub(super) creds: Option<Credentials>,
     pub(super) host_keys: Option<HostKeys>,
-    pub(super) signing_key: Option<PathBuf>,
+    pub(super) signing_key: Option<crate::config::SigningKey>,
+    /// Checked out instead of the base branch's head, when set.
+    checkout: Option<crate::config::CheckoutRef>,
+    pub(super) push_options: Vec<String>,
 }
 
 /// Where a sync left the workspace.
@@ -115,6 +118,8 @@ impl Workspace {
             creds,
             host_keys,
             signing_key: None,
+            checkout: source.checkout.clone(),
+            push_options: source.push_options.clone(),
         })
     }
 
@@ -130,12 +135,19 @@ impl Workspace {
     /// Fetches `base_branch` (and `push_branch`), then makes the working tree exactly the commit
     /// new work builds on: the push branch when it exists remotely and differs from the base
     /// (so commits accumulate there, as Flux does), else the base branch.
+    /// With a checkout ref (a tag, semver range, commit or reference name) that commit takes
+    /// the base branch's place, and the push branch is built on when it exists, as Flux's
+    /// SwitchBranch does.
     pub fn sync(&self, base_branch: &str, push_branch: &str) -> Result<Synced, GitError> {
-        let mut refspecs = vec![format!(
-            "+refs/heads/{base_branch}:{}",
-            remote_ref(base_branch)
-        )];
-        if push_branch != base_branch {
+        let mut refspecs = match &self.checkout {
+            None => vec![format!(
+                "+refs/heads/{base_branch}:{}",
+                remote_ref(base_branch)
+            )],
+            Some(c) => super::checkout::refspecs(c, base_branch),
+        };
+        let switch = push_branch != base_branch || self.checkout.is_some();
+        if switch {
             refspecs.push(format!(
                 "+refs/heads/{push_branch}:{}",
                 remote_ref(push_branch)
@@ -143,12 +155,15 @@ impl Workspace {
         }
         self.fetch(&refspecs)?;
         let head_of = |branch: &str| self.repo.refname_to_id(&remote_ref(branch)).ok();
-        let base_head = head_of(base_branch).ok_or_else(|| GitError::MissingBranch {
-            url: self.url.clone(),
-            branch: base_branch.to_string(),
-        })?;
+        let base_head = match &self.checkout {
+            Some(c) => self.checkout_commit(c)?,
+            None => head_of(base_branch).ok_or_else(|| GitError::MissingBranch {
+                url: self.url.clone(),
+                branch: base_branch.to_string(),
+            })?,
+        };
         let push_head = head_of(push_branch);
-        let base = if push_branch != base_branch {
+        let base = if switch {
             push_head.unwrap_or(base_head)
         } else {
             base_head

@@ -27,6 +27,7 @@ mod cue_grammar;
 mod dashboard;
 mod docs_commands;
 mod flux_config;
+mod flux_git;
 mod flux_once;
 mod flux_run;
 mod flux_secrets;
