@@ -18,3 +18,4 @@ pub mod secret;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod writeback;

@@ -166,6 +166,9 @@ pub struct Target {
     pub interval: Duration,
     /// When set, only these policies may change the target's files (a Flux policySelector).
     pub policies: Option<BTreeSet<PolicyId>>,
+    /// Argo CD Image Updater write-backs (`--argocd`): files edited beside the markers, in
+    /// the same commit.
+    pub writebacks: Vec<crate::writeback::WriteBack>,
 }
 
 impl Target {
@@ -774,6 +777,7 @@ impl<'a> Validator<'a> {
             schedule,
             interval,
             policies,
+            writebacks: Vec::new(),
         })
     }
 

@@ -161,6 +161,15 @@ fn rewrite(run: &TargetRun<'_>, ws: &Workspace, cache: &ScanCache) -> Result<Tre
         &allow,
         Some(cache),
     )?;
+    // Argo CD write-backs: named files edited by their own writers, same tree, same commit.
+    let mut tree = tree;
+    crate::writeback::tree::apply(
+        ws.root(),
+        &run.target.writebacks,
+        &run.selections.selections,
+        true,
+        &mut tree,
+    );
     if tree.changed.is_empty() && !tree.has_errors() {
         ws.remember_clean()?;
     }
