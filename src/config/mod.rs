@@ -3,6 +3,7 @@
 //! first pass (`keys`) reports every unknown key at once; a YAML syntax error or a value of the
 //! wrong type stops reading at its place; the validation after that reports all it finds.
 
+pub mod argocd;
 pub mod duration;
 pub mod flux;
 mod keys;

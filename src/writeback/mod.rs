@@ -5,7 +5,7 @@
 //! lives in [`tree`], which the engine calls beside the marker rewrite.
 
 mod kustomization;
-mod scalar;
+pub mod scalar;
 mod source;
 pub mod tree;
 mod values;
@@ -160,4 +160,9 @@ impl Selected {
         }
         s
     }
+}
+
+/// An `image-list` entry split as registry-scanner splits identifiers (for the config step).
+pub fn scalar_identifier(image: &str) -> scalar::Identifier {
+    scalar::Identifier::parse(image)
 }
