@@ -15,6 +15,7 @@ mod github_fake;
 mod gitserver;
 mod support;
 
+mod argocd_config;
 mod argocd_once;
 mod check;
 mod cli_completions;
