@@ -283,3 +283,80 @@ fn convert_gives_markers_for_values_and_refuses_argocd_source_files() {
         text(&out)
     );
 }
+
+/// The digest strategy (AIU registry-scanner pkg/image/version.go: only the constraint tag;
+/// pkg/argocd/update.go `needsUpdate`: a changed digest is an update) writes
+/// `tag@digest` as the Helm tag parameter (`GetTagWithDigest`), and a new push of the same
+/// tag is a new commit.
+#[test]
+fn digest_strategy_follows_a_mutable_tag() {
+    let registry = Registry::start(Auth::None);
+    let reg = registry.host.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pusher = registry.pusher();
+    let first = rt.block_on(pusher.push_tags("org/job", &["latest".to_string()]));
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[("job/Chart.yaml", "name: job\n")],
+    );
+    let p = "    argocd-image-updater.argoproj.io/";
+    let apps = tmp.path().join("job.yaml");
+    std::fs::write(
+        &apps,
+        application(
+            "job",
+            "argocd",
+            &format!("file://{}", bare.display()),
+            "job",
+            "    helm: {}\n",
+            &format!("{p}image-list: job={reg}/org/job:latest\n{p}job.update-strategy: digest\n{p}write-back-method: git\n"),
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {reg}\n    insecure: true\nstate: {{ dir: '{}' }}\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out = tagsmith(&[
+            "once",
+            "-c",
+            config.to_str().unwrap(),
+            "--argocd",
+            apps.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    let expected = |digest: &str| {
+        format!(
+            "helm:\n  parameters:\n  - name: image.name\n    value: {reg}/org/job\n    forcestring: true\n  - name: image.tag\n    value: latest@{digest}\n    forcestring: true\n"
+        )
+    };
+    run();
+    assert_eq!(
+        show(&bare, "main", "job/.argocd-source-job.yaml"),
+        expected(&first)
+    );
+    let commits = count_commits(&bare, "main");
+    // The same tag, pushed again with other content.
+    let second = rt.block_on(async {
+        let manifest = pusher.image_manifest("org/job", "arm64").await;
+        pusher
+            .manifest("org/job", "latest", crate::support::OCI_MANIFEST, &manifest)
+            .await
+    });
+    assert_ne!(first, second);
+    run();
+    assert_eq!(
+        show(&bare, "main", "job/.argocd-source-job.yaml"),
+        expected(&second)
+    );
+    assert_eq!(count_commits(&bare, "main"), commits + 1);
+}
