@@ -11,6 +11,7 @@ pub mod git;
 pub mod grammars;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod rewrite;

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub file_errors: Family<Labels, Gauge<i64>>,
     /// Per target: marker problems its last run found (unknown policy, near miss, tenancy, ...).
     pub marker_problems: Family<Labels, Gauge<i64>>,
+    /// Messages per `notify:` sink (and `github-status:<target>`) by result (`sent`, `failed`,
+    /// `dropped` when the sink's queue was full).
+    pub notifications: Family<Labels, Counter>,
     /// Always 1, labelled with the version.
     pub build_info: Family<Labels, Gauge<i64>>,
 }
@@ -142,6 +145,12 @@ impl Metrics {
             "Marker problems the target's last run found",
             marker_problems.clone(),
         );
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Messages to notify sinks by sink and result",
+            notifications.clone(),
+        );
         let build_info = Family::<Labels, Gauge<i64>>::default();
         registry.register(
             "build_info",
@@ -169,6 +178,7 @@ impl Metrics {
             policy_failures,
             file_errors,
             marker_problems,
+            notifications,
             build_info,
         }
     }

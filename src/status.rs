@@ -11,6 +11,24 @@ pub struct StatusView {
     pub started_at: String,
     pub images: Vec<ImageStatus>,
     pub targets: Vec<TargetStatus>,
+    /// Each `notify:` sink (and each target's GitHub commit status).
+    pub notifications: Vec<NotificationStatus>,
+}
+
+/// A notification sink's counts and its last failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NotificationStatus {
+    pub name: String,
+    /// `slack`, `teams`, `webhook` or `github-status`.
+    pub kind: String,
+    pub sent: u64,
+    pub failed: u64,
+    /// Dropped because the sink's queue was full.
+    pub dropped: u64,
+    /// Why the last message that failed did (never the URL).
+    pub last_error: Option<String>,
+    pub last_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use clap::Args;
 use super::{OutputFormat, Status};
 use crate::config::Config;
 use crate::engine::{CycleReport, Outcome, run_once};
+use crate::notify::Notifier;
 use crate::registry::{Client, Options};
 use crate::state::StateDirLock;
 
@@ -53,12 +54,13 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(run_once(
-        Arc::clone(&config),
-        &client,
-        &state_dir,
-        args.dry_run,
-    ));
+    let report = runtime.block_on(async {
+        let report = run_once(Arc::clone(&config), &client, &state_dir, args.dry_run).await;
+        if !args.dry_run {
+            notify(&config, &report).await;
+        }
+        report
+    });
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print_text(&report),
@@ -67,6 +69,24 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
         anyhow::bail!("the cycle had failures (see above)");
     }
     Ok(Status::Ok)
+}
+
+/// How long `once` waits at exit for its notifications to be sent.
+const NOTIFY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends what the cycle did to the `notify:` sinks, waiting for them up to a deadline; a sink
+/// that fails does not fail the cycle (it is logged and counted).
+async fn notify(config: &Config, report: &CycleReport) {
+    let mut notifier = Notifier::start(config);
+    if notifier.is_empty() {
+        return;
+    }
+    for target in &report.targets {
+        if let Some(settings) = config.targets.iter().find(|t| t.name == target.target) {
+            notifier.report(settings, target);
+        }
+    }
+    notifier.finish(NOTIFY_DEADLINE).await;
 }
 
 fn print_text(report: &CycleReport) {

@@ -7,6 +7,7 @@ pub mod argocd;
 pub mod duration;
 pub mod flux;
 mod keys;
+mod notify;
 mod pull_request;
 pub mod raw;
 mod schedule;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 use thiserror::Error;
 
+pub use self::notify::{CommitStatus, EventKind, Sink, SinkKind, WebhookFormat};
 pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
 pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
@@ -155,6 +157,8 @@ pub struct Target {
     pub push_branch: Option<String>,
     /// Deliver through a GitHub pull request instead of pushing to `push_branch`.
     pub pull_request: Option<PullRequestSettings>,
+    /// Set a GitHub commit status on each delivered commit (`push.status`).
+    pub status: Option<CommitStatus>,
     pub author: Author,
     pub message: Template,
     /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
@@ -191,6 +195,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub server: crate::server::ServerSettings,
     pub receivers: Vec<crate::server::webhooks::Receiver>,
+    /// `notify:` sinks.
+    pub notify: Vec<Sink>,
     /// Flux object files or folders named by the `flux:` key, relative paths resolved.
     pub flux: Vec<PathBuf>,
 }
@@ -307,6 +313,13 @@ impl<'a> Validator<'a> {
                 receivers.push(valid);
             }
         }
+        let mut notify = Vec::new();
+        let mut sink_names = BTreeSet::new();
+        for sink in raw.notify {
+            if let Some(valid) = self.sink(sink, &mut sink_names, &names) {
+                notify.push(valid);
+            }
+        }
         let flux = raw.flux.iter().map(|p| self.resolve(&p.value)).collect();
         if self.problems.is_empty() {
             Ok(Config {
@@ -317,6 +330,7 @@ impl<'a> Validator<'a> {
                 state_dir,
                 server,
                 receivers,
+                notify,
                 flux,
             })
         } else {
@@ -672,9 +686,9 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(&raw.name, format!("target {name}: {e}")))
                 .unwrap_or_default(),
         };
-        let (push_branch, raw_pull_request) = match raw.push {
-            Some(p) => (p.branch, p.pull_request),
-            None => (None, None),
+        let (push_branch, raw_pull_request, want_status) = match raw.push {
+            Some(p) => (p.branch, p.pull_request, p.status),
+            None => (None, None, false),
         };
         if push_branch.is_some() && raw_pull_request.is_some() {
             self.problem(
@@ -684,6 +698,11 @@ impl<'a> Validator<'a> {
         }
         let pull_request = raw_pull_request
             .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
+        let status = if want_status {
+            self.commit_status(&name, &raw.git.url.value, &auth, pull_request.as_ref())
+        } else {
+            None
+        };
         if let Some(b) = &push_branch
             && !valid_branch(b)
         {
@@ -772,6 +791,7 @@ impl<'a> Validator<'a> {
             tenancy,
             push_branch,
             pull_request,
+            status,
             author,
             message,
             signing_key,

@@ -23,6 +23,9 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
+    /// Where to send messages about what tagsmith did (Slack, Teams, a webhook).
+    #[serde(default)]
+    pub notify: Vec<RawSink>,
     /// Files or folders of Flux objects compiled into the config as `--flux` does.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
@@ -148,6 +151,9 @@ pub struct RawPush {
     pub branch: Option<String>,
     #[serde(default)]
     pub pull_request: Option<RawPullRequest>,
+    /// Sets a GitHub commit status on each delivered commit.
+    #[serde(default)]
+    pub status: bool,
 }
 
 /// `push.pullRequest`: deliver through a GitHub pull request instead of a direct push.
@@ -270,4 +276,38 @@ pub struct RawReceiver {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub registry: Option<Spanned<String>>,
+}
+
+/// One `notify:` sink.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSink {
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// `slack`, `teams` or `webhook`.
+    #[serde(rename = "type")]
+    #[schemars(with = "String")]
+    pub kind: Spanned<String>,
+    /// The webhook URL is a secret: an environment variable or a file holds it.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<String>,
+    /// `webhook` only: the HMAC-SHA256 key the body is signed with.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    /// `webhook` only: `json` (default) or `cloudevents`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub format: Option<Spanned<String>>,
+    /// `delivered`, `failed`, `stalled`, `held`; default: all of them.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub events: Option<Vec<Spanned<String>>>,
+    /// Only these targets' events; default: every target.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub targets: Option<Vec<Spanned<String>>>,
 }

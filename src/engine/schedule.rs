@@ -730,6 +730,7 @@ impl Schedule {
             started_at: timestamp(self.started_ms).unwrap_or_default(),
             images,
             targets,
+            notifications: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ use super::schedule::{Command, Event, Mono, Now, Reason, Schedule, millis};
 use super::select::{RepositoryScan, SelectionSet, scan_repository};
 use crate::config::{Config, ImagePolicy};
 use crate::metrics::{label, metrics};
+use crate::notify::Notifier;
 use crate::registry::Client;
 use crate::rewrite::ScanCache;
 use crate::server::ScanRequest;
@@ -28,6 +29,8 @@ use crate::state::{Batch, Snapshot, Store, now_ms};
 /// The longest the driver sleeps without looking at the clock again: far-off wake-ups (a
 /// huge interval) never need an instant beyond what the platform can hold.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// How long shutdown waits for queued notifications after the runs in flight.
+const NOTIFY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Bounds of the service.
 #[derive(Debug, Clone)]
@@ -106,6 +109,7 @@ struct Driver {
     /// Per target, loaded (on the run's blocking thread) at its first run.
     caches: Vec<Arc<OnceLock<ScanCache>>>,
     writer: Writer,
+    notifier: Notifier,
     status: watch::Sender<String>,
 }
 
@@ -132,6 +136,8 @@ pub async fn serve(service: Service, inputs: Inputs, status: watch::Sender<Strin
     let mut requests_open = true;
     let mut runs_open = true;
     driver.feed(Event::Tick);
+    let mut notified = driver.notifier.changed();
+    let notifying = !driver.notifier.is_empty();
     loop {
         let wake = driver.wake_at();
         tokio::select! {
@@ -154,6 +160,7 @@ pub async fn serve(service: Service, inputs: Inputs, status: watch::Sender<Strin
             Some(joined) = driver.runs.join_next(), if !driver.runs.is_empty() => {
                 driver.run_done(joined);
             }
+            Ok(()) = notified.changed(), if notifying => driver.publish(),
             () = tokio::time::sleep_until(wake) => driver.feed(Event::Tick),
         }
     }
@@ -184,6 +191,7 @@ impl Driver {
         Self {
             caches: (0..config.targets.len()).map(|_| Arc::default()).collect(),
             writer: Writer::start(Arc::clone(&store)),
+            notifier: Notifier::start(&config),
             config,
             client,
             options,
@@ -373,12 +381,14 @@ impl Driver {
         };
         if !preview {
             count_run(&self.config.targets[i].name, &report);
+            self.notifier.report(&self.config.targets[i], &report);
         }
         self.feed(Event::Finished { target: i, report });
     }
 
     fn publish(&self) {
-        let view = self.schedule.view(self.now());
+        let mut view = self.schedule.view(self.now());
+        view.notifications = self.notifier.status();
         let json = serde_json::to_string_pretty(&view).unwrap_or_default();
         self.status.send_replace(json);
     }
@@ -403,6 +413,7 @@ impl Driver {
             }
         }
         self.writer.finish().await;
+        self.notifier.finish(NOTIFY_DEADLINE).await;
     }
 }
 

@@ -17,6 +17,7 @@ pub enum Action {
     AddLabels,
     RequestReviewers,
     EnableAutoMerge,
+    CreateStatus,
 }
 
 impl Action {
@@ -30,6 +31,7 @@ impl Action {
             Self::AddLabels => "adding labels",
             Self::RequestReviewers => "requesting reviewers",
             Self::EnableAutoMerge => "enabling auto-merge",
+            Self::CreateStatus => "setting the commit status",
         }
     }
 
@@ -47,6 +49,7 @@ impl Action {
             Self::EnableAutoMerge => {
                 "\"pull requests: write\" and \"contents: write\", with auto-merge allowed in the repository settings"
             }
+            Self::CreateStatus => "\"commit statuses: write\" on the repository",
         }
     }
 }

@@ -129,6 +129,14 @@ fn from_octocrab(action: Action, e: octocrab::Error) -> ForgeError {
     }
 }
 
+/// Where the client points: a repository on an API, with its credentials.
+struct Place<'a> {
+    api_url: &'a str,
+    owner: &'a str,
+    repo: &'a str,
+    auth: &'a GitHubAuth,
+}
+
 enum Method {
     Get,
     Post,
@@ -139,15 +147,38 @@ impl GitHub {
     /// Builds the client; for a GitHub App, finds the installation when not configured.
     /// Needs a tokio runtime.
     pub async fn connect(settings: &PullRequestSettings) -> Result<Self, ForgeError> {
+        Self::connect_to(
+            &settings.api_url,
+            &settings.owner,
+            &settings.repo,
+            &settings.auth,
+        )
+        .await
+    }
+
+    /// [`GitHub::connect`] for a repository and credentials alone (commit statuses need no
+    /// pull request settings).
+    pub async fn connect_to(
+        api_url: &str,
+        owner: &str,
+        repo: &str,
+        auth: &GitHubAuth,
+    ) -> Result<Self, ForgeError> {
+        let settings = Place {
+            api_url,
+            owner,
+            repo,
+            auth,
+        };
         let client_err = |e: octocrab::Error| ForgeError::Client {
-            api_url: settings.api_url.clone(),
+            api_url: settings.api_url.to_string(),
             message: e.to_string(),
         };
         let builder = Octocrab::builder()
-            .base_uri(settings.api_url.as_str())
+            .base_uri(settings.api_url)
             .map_err(client_err)?;
         let mut token = None;
-        let crab = match &settings.auth {
+        let crab = match settings.auth {
             GitHubAuth::Token(secret) => {
                 let secret = SecretString::from(read_secret(secret)?);
                 token = Some(secret.clone());
@@ -171,7 +202,7 @@ impl GitHub {
                 let installation = match installation_id {
                     Some(id) => *id,
                     None => {
-                        let as_app = Self::new(app.clone(), settings, None);
+                        let as_app = Self::new(app.clone(), &settings, None);
                         let found: octocrab::models::Installation = as_app
                             .request(
                                 Action::FindInstallation,
@@ -190,16 +221,16 @@ impl GitHub {
                 app.installation(installation.into()).map_err(client_err)?
             }
         };
-        Ok(Self::new(crab, settings, token))
+        Ok(Self::new(crab, &settings, token))
     }
 
-    fn new(crab: Octocrab, settings: &PullRequestSettings, token: Option<SecretString>) -> Self {
+    fn new(crab: Octocrab, settings: &Place<'_>, token: Option<SecretString>) -> Self {
         Self {
             crab,
             token,
-            owner: settings.owner.clone(),
-            repo: settings.repo.clone(),
-            api_url: settings.api_url.clone(),
+            owner: settings.owner.to_string(),
+            repo: settings.repo.to_string(),
+            api_url: settings.api_url.to_string(),
             writes: std::sync::atomic::AtomicU32::new(0),
         }
     }
@@ -357,6 +388,31 @@ impl GitHub {
             )
             .await?;
         Ok(pr.into())
+    }
+
+    /// `POST /repos/{owner}/{repo}/statuses/{sha}`: `state` is `success`, `failure`,
+    /// `error` or `pending`.
+    pub async fn create_status(
+        &self,
+        sha: &str,
+        state: &str,
+        context: &str,
+        description: &str,
+        target_url: Option<&str>,
+    ) -> Result<(), ForgeError> {
+        let mut body = json!({ "state": state, "context": context, "description": description });
+        if let Some(url) = target_url {
+            body["target_url"] = json!(url);
+        }
+        let _: Value = self
+            .request(
+                Action::CreateStatus,
+                Method::Post,
+                &format!("/repos/{}/{}/statuses/{sha}", self.owner, self.repo),
+                Some(&body),
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn add_labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {

@@ -375,6 +375,7 @@ mod tests {
                     ..TargetStatus::default()
                 },
             ],
+            ..StatusView::default()
         }
     }
 

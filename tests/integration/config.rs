@@ -219,7 +219,7 @@ fn every_unknown_key_is_reported_at_once_with_its_place_and_the_nearest_key() {
         "8:30: unknown key `brnch` in targets[0].git; did you mean `branch`?",
         "9:5: unknown key `pushh` in targets[0]; did you mean `push`?",
         "10:10: unknown key `dri` in state; did you mean `dir`?",
-        "11:1: unknown key `foo` at the top level (known keys: flux, images, receivers, registries, server, state, targets)",
+        "11:1: unknown key `foo` at the top level (known keys: flux, images, notify, receivers, registries, server, state, targets)",
     ] {
         assert!(
             err.contains(&format!("{file}:{expected}")),

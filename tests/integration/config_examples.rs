@@ -59,6 +59,33 @@ fn every_example_config_loads() {
         std::time::Duration::from_secs(1800)
     );
     assert!(service.server.metrics.is_some());
+    let notify = Config::load(&root().join("config/notify.yaml")).unwrap();
+    let kinds: Vec<&str> = notify.notify.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(kinds, ["slack", "teams", "webhook", "webhook"]);
+    assert!(notify.notify[1].wants(tagsmith::config::EventKind::Failed, "prod"));
+    assert!(!notify.notify[1].wants(tagsmith::config::EventKind::Failed, "staging"));
+    assert!(!notify.notify[1].wants(tagsmith::config::EventKind::Delivered, "prod"));
+    assert!(matches!(
+        &notify.notify[2].kind,
+        tagsmith::config::SinkKind::Webhook {
+            signing_key: Some(_),
+            format: tagsmith::config::WebhookFormat::Json
+        }
+    ));
+    assert!(matches!(
+        &notify.notify[3].kind,
+        tagsmith::config::SinkKind::Webhook {
+            signing_key: None,
+            format: tagsmith::config::WebhookFormat::CloudEvents
+        }
+    ));
+    let status = notify.targets[0].status.as_ref().unwrap();
+    assert_eq!(
+        (status.owner.as_str(), status.repo.as_str()),
+        ("org", "manifests")
+    );
+    assert_eq!(status.api_url, "https://api.github.com");
+    assert!(notify.targets[1].status.is_none());
 }
 
 /// Records the field (or variant) names serde's derive hands to the deserializer.
@@ -147,6 +174,7 @@ fn the_reference_documents_every_key() {
     keys.extend(names::<raw::RawState>());
     keys.extend(names::<raw::RawServer>());
     keys.extend(names::<raw::RawReceiver>());
+    keys.extend(names::<raw::RawSink>());
     keys.extend(names::<RawRegistrySettings>());
     keys.extend(names::<AuthSettings>());
     keys.extend(names::<BasicAuth>());

@@ -36,6 +36,7 @@ mod git_ssh;
 mod git_workspace;
 mod help_readme;
 mod kubernetes_examples;
+mod notify;
 mod once;
 mod policy_conformance;
 mod policy_live;

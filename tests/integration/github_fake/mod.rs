@@ -65,6 +65,8 @@ struct State {
     injected: Vec<Canned>,
     /// Seconds an installation token lives; default an hour, as on GitHub.
     token_lifetime: Option<u64>,
+    /// Commit statuses set: (sha, request body).
+    statuses: Vec<(String, Value)>,
 }
 
 #[derive(Clone)]
@@ -190,6 +192,11 @@ impl FakeGitHub {
 
     pub fn pulls(&self) -> Vec<Pull> {
         self.state.lock().unwrap().pulls.clone()
+    }
+
+    /// Commit statuses set, oldest first: (sha, request body).
+    pub fn statuses(&self) -> Vec<(String, Value)> {
+        self.state.lock().unwrap().statuses.clone()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -456,6 +463,27 @@ impl Ctx {
                 }),
             ),
             (_, ["repos", o, r, ..]) if *o != OWNER || *r != REPO => error(404, "Not Found"),
+            // POST /repos/{owner}/{repo}/statuses/{sha}: GitHub answers 201 with the status
+            // (docs.github.com, REST "Create a commit status").
+            ("POST", ["repos", _, _, "statuses", sha]) => {
+                let sha = sha.to_string();
+                self.state
+                    .lock()
+                    .unwrap()
+                    .statuses
+                    .push((sha.clone(), body.clone()));
+                reply(
+                    201,
+                    json!({
+                        "url": format!("https://api.github.com/repos/{OWNER}/{REPO}/statuses/{sha}"),
+                        "avatar_url": null, "id": 1, "node_id": "SC_kwDO1",
+                        "state": body["state"], "description": body["description"],
+                        "target_url": body["target_url"], "context": body["context"],
+                        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                        "creator": user("tagsmith[bot]", 41898282, "Bot")
+                    }),
+                )
+            }
             ("GET", ["repos", _, _, "pulls"]) => {
                 let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
                     .into_owned()

@@ -333,7 +333,19 @@ pub struct Seen {
     /// Path and query.
     pub uri: String,
     pub authorization: Option<String>,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Seen {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What a [`Scripted`] server answers.
@@ -433,6 +445,16 @@ impl Scripted {
                                     .headers
                                     .get("authorization")
                                     .map(|v| v.to_str().unwrap_or_default().to_string()),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(n, v)| {
+                                        (
+                                            n.as_str().to_string(),
+                                            v.to_str().unwrap_or_default().to_string(),
+                                        )
+                                    })
+                                    .collect(),
                                 body: String::from_utf8_lossy(&body).into_owned(),
                             };
                             let canned = script(&seen);
