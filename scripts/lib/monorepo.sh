@@ -1,14 +1,16 @@
 # Shell helper for benchmarks: a generated GitOps monorepo. Source this file, then call
-# `gen_monorepo DIR REGISTRY SERVICES IMAGES [FIRST]`: SERVICES services of 10 files each (a Deployment,
-# a Kustomize overlay and Helm values carry markers; 7 plain manifests), their markers spread
-# over IMAGES images `REGISTRY/bench/img-N` (N from FIRST, default 0) with policies `bench:img-N`,
-# committed on `main`.
+# `gen_monorepo DIR REGISTRY SERVICES IMAGES [FIRST] [POLICY]`: SERVICES services of 10 files each
+# (a Deployment, a Kustomize overlay and Helm values carry markers; 7 plain manifests), their
+# markers spread over IMAGES images `REGISTRY/bench/img-N` (N from FIRST, default 0), committed on
+# `main`. POLICY `image` (the default) names the policies `bench:img-N`, one per image; `service`
+# names them `bench:svc-S`, one per service (many policies watching each image).
 
 gen_monorepo() {
-  local tree=$1 reg=$2 services=$3 images=$4 first=${5:-0} s d n img policy f
+  local tree=$1 reg=$2 services=$3 images=$4 first=${5:-0} per=${6:-image} s d n img policy f
   for s in $(seq 0 $((services - 1))); do
     n=$((first + s % images))
     d="$tree/services/svc-$s" img="$reg/bench/img-$n" policy="bench:img-$n"
+    [ "$per" = service ] && policy="bench:svc-$s"
     mkdir -p "$d/base" "$d/overlays/prod" "$d/helm"
     printf '%s\n' "apiVersion: apps/v1" "kind: Deployment" "metadata:" "  name: svc-$s" "spec:" \
       "  replicas: 2" "  template:" "    spec:" "      containers:" "        - name: app" \

@@ -64,3 +64,22 @@ push_image() {
       --data-binary @"$work/manifest.json" "http://$REGISTRY_HOST/v2/$repo/manifests/$tag" >/dev/null
   done
 }
+
+# `registry_seed_many PREFIX REPOS TAGS`: repositories PREFIX-0 .. PREFIX-(REPOS-1), each with TAGS
+# tags 1.A.B (1.0.0, 1.0.1, .. 1.0.99, 1.1.0, ..; the newest is 1.(TAGS/100-1).99 for a multiple
+# of 100). One image is pushed through the API under 1.0.0; the other tags and repositories are
+# copies of its storage links, which is the state pushing each would leave, in a second rather
+# than minutes. Call it while the registry runs, before anything reads those repositories.
+registry_seed_many() {
+  local prefix=$1 repos=$2 tags=$3 i tag
+  push_image "$prefix-0" 1.0.0
+  local store="$REGISTRY_DIR/storage/docker/registry/v2/repositories"
+  local first="$store/$prefix-0/_manifests/tags"
+  for i in $(seq 1 $((tags - 1))); do
+    tag="1.$((i / 100)).$((i % 100))"
+    cp -r "$first/1.0.0" "$first/$tag"
+  done
+  for i in $(seq 1 $((repos - 1))); do
+    cp -r "$store/$prefix-0" "$store/$prefix-$i"
+  done
+}

@@ -25,7 +25,9 @@ use serde_saphyr::Spanned;
 use thiserror::Error;
 
 pub use self::notify::{CommitStatus, EventKind, Sink, SinkKind, WebhookFormat};
-pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
+pub use self::pull_request::{
+    AutoMerge, ForgeKind, GitHubAuth, PullRequestSettings, forge_from_url, repository_from,
+};
 pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
@@ -696,8 +698,8 @@ impl<'a> Validator<'a> {
                 format!("target {name}: give push.branch or push.pullRequest, not both"),
             );
         }
-        let pull_request = raw_pull_request
-            .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
+        let pull_request =
+            raw_pull_request.and_then(|pr| self.pull_request(&name, &raw.git.url, &branch, pr));
         let status = if want_status {
             self.commit_status(&name, &raw.git.url.value, &auth, pull_request.as_ref())
         } else {

@@ -156,10 +156,15 @@ pub struct RawPush {
     pub status: bool,
 }
 
-/// `push.pullRequest`: deliver through a GitHub pull request instead of a direct push.
+/// `push.pullRequest`: deliver through a pull request (GitHub), merge request (GitLab) or
+/// pull request (Gitea, Forgejo) instead of a direct push.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPullRequest {
+    /// `github`, `gitlab` or `gitea`; default: from `git.url`'s host when it is obvious.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub forge: Option<Spanned<String>>,
     #[serde(default)]
     pub base: Option<String>,
     #[serde(default)]
@@ -170,6 +175,9 @@ pub struct RawPullRequest {
     pub labels: Vec<String>,
     #[serde(default)]
     pub reviewers: Vec<String>,
+    /// Usernames; GitLab and Gitea only.
+    #[serde(default)]
+    pub assignees: Vec<String>,
     #[serde(default)]
     pub draft: bool,
     #[serde(default)]

@@ -3,14 +3,15 @@
 //! a slow registry delays only its own images. A failed tag listing and a failed digest lookup
 //! are both a failed scan of that image: no selection comes of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::config::{Config, DigestMode, ImagePolicy};
 use crate::metrics::{label, metrics};
-use crate::model::{ImageName, ImageRef, PolicyId, Tag};
+use crate::model::{Digest, ImageName, ImageRef, PolicyId, Tag};
+use crate::policy::{PolicyKey, TagList};
 use crate::registry::Client;
 
 /// What happened to one image this cycle.
@@ -111,7 +112,10 @@ pub async fn select_images(images: &[&ImagePolicy], client: &Client) -> Selectio
     set
 }
 
-/// Lists `image`'s tags once and selects for each of `policies` (which all watch it).
+/// Lists `image`'s tags once and selects for each of `policies` (which all watch it). The tag
+/// list is read once for all of them ([`TagList`]), equal policies select once between them,
+/// and each selected tag's digest is looked up once, the lookups running side by side (at
+/// most the client's digest concurrency per repository, and each host's own limit overall).
 pub async fn scan_repository(
     image: &ImageName,
     policies: &[&ImagePolicy],
@@ -119,26 +123,123 @@ pub async fn scan_repository(
 ) -> RepositoryScan {
     let started = std::time::Instant::now();
     let listed = client.list_tags(image).await;
-    let mut results = Vec::with_capacity(policies.len());
-    for policy in policies {
-        let scan = match &listed {
-            Ok(tags) => select_one(policy, tags, client).await,
-            Err(e) => failure(policy, None, super::report::chain(e), e.is_transient()),
-        };
-        let m = metrics();
+    let results = match &listed {
+        Ok(tags) => select_listed(policies, tags, client).await,
+        Err(e) => {
+            let error = super::report::chain(e);
+            let transient = e.is_transient();
+            policies
+                .iter()
+                .map(|policy| failure(policy, None, error.clone(), transient))
+                .collect()
+        }
+    };
+    let m = metrics();
+    for (policy, scan) in policies.iter().zip(&results) {
         m.scan_duration.observe(started.elapsed().as_secs_f64());
         let result = if scan.report.failed { "error" } else { "ok" };
         m.scans.get_or_create(&label("result", result)).inc();
         if let (true, Some(error)) = (scan.report.failed, &scan.report.error) {
             tracing::warn!(policy = %policy.id, image = %policy.image, %error, "scan failed; its markers stay as they are");
         }
-        results.push(scan);
     }
     RepositoryScan {
         image: image.clone(),
         tags: listed.ok(),
         policies: results,
     }
+}
+
+/// What one policy's selection came to, before any digest lookup.
+#[derive(Debug, Clone)]
+enum Choice {
+    /// The index of the selected tag.
+    Tag(usize),
+    /// Nothing acceptable; the message says what happened to the tags.
+    Nothing(String),
+}
+
+/// Selects for every policy from one listing, then looks up the digests they need.
+async fn select_listed(
+    policies: &[&ImagePolicy],
+    tags: &[Tag],
+    client: &Client,
+) -> Vec<PolicyScan> {
+    let choices = choose(policies, tags);
+    // Each selected tag some policy wants a digest for, once.
+    let mut wanted: Vec<usize> = policies
+        .iter()
+        .zip(&choices)
+        .filter_map(|(policy, choice)| match (policy.digest, choice) {
+            (DigestMode::Never, _) | (_, Choice::Nothing(_)) => None,
+            (DigestMode::IfNotPresent | DigestMode::Always, Choice::Tag(i)) => Some(*i),
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let image = &policies[0].image;
+    let digests: BTreeMap<usize, Result<Digest, (String, bool)>> =
+        futures_util::stream::iter(wanted)
+            .map(|i| async move {
+                let result = client
+                    .resolve_digest(image, &tags[i])
+                    .await
+                    .map_err(|e| (e.to_string(), e.is_transient()));
+                (i, result)
+            })
+            .buffer_unordered(client.options().digest_concurrency.max(1))
+            .collect()
+            .await;
+    policies
+        .iter()
+        .zip(choices)
+        .map(|(policy, choice)| match choice {
+            Choice::Nothing(why) => {
+                let mut nothing = failure(policy, Some(tags.len()), why, false);
+                nothing.report.failed = false;
+                nothing
+            }
+            Choice::Tag(i) => {
+                let digest = match (policy.digest, digests.get(&i)) {
+                    (DigestMode::Never, _) | (_, None) => None,
+                    (_, Some(Ok(d))) => Some(d.clone()),
+                    (_, Some(Err((e, transient)))) => {
+                        let tag = &tags[i];
+                        let error = format!("digest of {tag}: {e}");
+                        return failure(policy, Some(tags.len()), error, *transient);
+                    }
+                };
+                selected(policy, tags, &tags[i], digest)
+            }
+        })
+        .collect()
+}
+
+/// Each policy's choice from `tags`, in the order of `policies`. The list is read once for
+/// all of them, and equal policies select once.
+fn choose(policies: &[&ImagePolicy], tags: &[Tag]) -> Vec<Choice> {
+    let list = TagList::new(tags);
+    let mut made: HashMap<PolicyKey<'_>, Choice> = HashMap::new();
+    policies
+        .iter()
+        .map(|image| {
+            made.entry(image.policy.key())
+                .or_insert_with(|| {
+                    let selection = if policies.len() > 1 {
+                        image.policy.select_in(&list)
+                    } else {
+                        image.policy.select(tags)
+                    };
+                    match selection.index {
+                        Some(i) => Choice::Tag(i),
+                        None => {
+                            Choice::Nothing(format!("no tag selected from {}", selection.stats))
+                        }
+                    }
+                })
+                .clone()
+        })
+        .collect()
 }
 
 fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: bool) -> PolicyScan {
@@ -156,34 +257,10 @@ fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: b
     }
 }
 
-async fn select_one(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan {
-    let selection = image.policy.select(tags);
-    let Some(index) = selection.index else {
-        let mut nothing = failure(
-            image,
-            Some(tags.len()),
-            format!("no tag selected from {}", selection.stats),
-            false,
-        );
-        nothing.report.failed = false;
-        return nothing;
-    };
-    let tag = tags[index].clone();
-    let digest = match image.digest {
-        DigestMode::Never => None,
-        DigestMode::IfNotPresent | DigestMode::Always => {
-            match client.resolve_digest(&image.image, &tag).await {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    let error = format!("digest of {tag}: {e}");
-                    return failure(image, Some(tags.len()), error, e.is_transient());
-                }
-            }
-        }
-    };
+fn selected(image: &ImagePolicy, tags: &[Tag], tag: &Tag, digest: Option<Digest>) -> PolicyScan {
     let reference = ImageRef {
         name: image.image.clone(),
-        tag: Some(tag),
+        tag: Some(tag.clone()),
         digest,
     };
     tracing::debug!(policy = %image.id, selected = %reference, tags = tags.len(), "selected");

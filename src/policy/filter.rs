@@ -19,6 +19,9 @@ pub struct TagFilter {
     pattern: Regex,
     /// The parsed `extract` template, when there is a non-empty one.
     extract: Option<Vec<Piece>>,
+    /// The template as written, when non-empty: two filters with the same pattern and
+    /// template key every tag the same.
+    template: Option<String>,
 }
 
 /// Reusable per-thread scratch space, so filtering a million tags allocates almost nothing.
@@ -36,18 +39,27 @@ impl TagFilter {
                 reason,
             })?;
         // Flux expands only a non-empty template; an empty one keys by the tag.
-        let extract = extract
-            .filter(|t| !t.is_empty())
-            .map(|t| parse_template(&regex, t))
-            .transpose()?;
+        let template = extract.filter(|t| !t.is_empty());
+        let extract = template.map(|t| parse_template(&regex, t)).transpose()?;
         Ok(Self {
             pattern: regex,
             extract,
+            template: template.map(str::to_string),
         })
     }
 
     pub fn pattern(&self) -> &str {
         self.pattern.as_str()
+    }
+
+    /// The `extract` template, when a non-empty one was given.
+    pub fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
+    /// Whether the ordering key of a kept tag is the tag itself (no template).
+    pub fn keys_by_tag(&self) -> bool {
+        self.extract.is_none()
     }
 
     pub fn scratch(&self) -> Scratch {

@@ -6,12 +6,16 @@
 
 mod alphabetical;
 pub mod filter;
+mod intern;
 mod numerical;
 pub mod regex;
 pub mod semver;
 
+use std::borrow::Cow;
+use std::cell::{OnceCell, RefCell};
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 use ::regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -46,7 +50,7 @@ pub enum PolicyError {
 }
 
 /// `asc` picks the largest value, `desc` the smallest (Flux's wording).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     Asc,
@@ -101,17 +105,145 @@ pub struct FilterSpec {
 
 #[derive(Debug, Clone)]
 enum Rule {
-    Semver(Range),
+    Semver(Arc<Range>),
     Alphabetical(Order),
     Numerical(Order),
 }
 
-/// A validated policy: ranges parsed, regexes compiled.
+/// A validated policy: ranges parsed, regexes compiled. The compiled parts are shared with
+/// every other policy that spells them the same (see `intern`), so a policy costs a few
+/// pointers, however many there are.
+///
+/// Two policies are equal when they are written the same after validation (same range, filter
+/// pattern and template, exclude patterns): equal policies select the same tag from any list.
 #[derive(Debug, Clone)]
 pub struct Policy {
     rule: Rule,
-    filter: Option<TagFilter>,
-    exclude: Vec<Regex>,
+    filter: Option<Arc<TagFilter>>,
+    exclude: Arc<Exclusions>,
+}
+
+/// A policy's exclude patterns, compiled; the first that matches a tag drops it.
+#[derive(Debug)]
+struct Exclusions {
+    patterns: Vec<Regex>,
+}
+
+impl Exclusions {
+    fn first_match(&self, tag: &str) -> Option<usize> {
+        self.patterns.iter().position(|re| re.is_match(tag))
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self.patterns.len() == other.patterns.len()
+            && self
+                .patterns
+                .iter()
+                .zip(&other.patterns)
+                .all(|(a, b)| a.as_str() == b.as_str())
+    }
+}
+
+static RANGES: LazyLock<intern::Interner<String, Range>> = LazyLock::new(intern::Interner::new);
+static FILTERS: LazyLock<intern::Interner<(String, Option<String>), TagFilter>> =
+    LazyLock::new(intern::Interner::new);
+static EXCLUSIONS: LazyLock<intern::Interner<Vec<String>, Exclusions>> =
+    LazyLock::new(intern::Interner::new);
+
+/// What makes policies select alike: policies with equal keys select the same tag from any
+/// list. Borrowed from the policy, so it can key a map of selections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PolicyKey<'a> {
+    rule: RuleKey<'a>,
+    /// The filter's pattern (as compiled) and template.
+    filter: Option<(&'a str, Option<&'a str>)>,
+    exclude: Vec<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RuleKey<'a> {
+    Semver(&'a str),
+    Alphabetical(Order),
+    Numerical(Order),
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Policy {}
+
+/// One image's tag list as every policy watching the image reads it: the semver reading of
+/// each tag, and for each distinct exclude list the pattern each tag matches, are worked out
+/// once, on first use, and shared by all of them ([`Policy::select_in`]). Selecting with it
+/// gives exactly what [`Policy::select`] gives.
+pub struct TagList<'t, S> {
+    tags: &'t [S],
+    versions: OnceCell<Vec<Result<Version, NotSemver>>>,
+    /// Per exclude list: the first pattern each tag matches.
+    excluded: RefCell<Vec<ExcludeVerdicts>>,
+}
+
+/// An exclude list and, per tag, the index of the first of its patterns that matches.
+type ExcludeVerdicts = (Arc<Exclusions>, Arc<[Option<u32>]>);
+
+impl<S> fmt::Debug for TagList<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TagList")
+            .field("tags", &self.tags.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t, S: AsRef<str> + Sync> TagList<'t, S> {
+    pub fn new(tags: &'t [S]) -> Self {
+        Self {
+            tags,
+            versions: OnceCell::new(),
+            excluded: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn tags(&self) -> &'t [S] {
+        self.tags
+    }
+
+    fn versions(&self) -> &[Result<Version, NotSemver>] {
+        self.versions.get_or_init(|| {
+            self.tags
+                .iter()
+                .map(|t| Version::parse_tag(t.as_ref()))
+                .collect()
+        })
+    }
+
+    fn excluded(&self, exclude: &Arc<Exclusions>) -> Arc<[Option<u32>]> {
+        let mut known = self.excluded.borrow_mut();
+        if let Some((_, verdicts)) = known.iter().find(|(e, _)| e.same(exclude)) {
+            return Arc::clone(verdicts);
+        }
+        let verdicts: Arc<[Option<u32>]> = self
+            .tags
+            .iter()
+            .map(|t| {
+                exclude
+                    .first_match(t.as_ref())
+                    .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            })
+            .collect();
+        known.push((Arc::clone(exclude), Arc::clone(&verdicts)));
+        verdicts
+    }
+}
+
+/// What [`TagList`] worked out for one policy, indexed like the whole tag list.
+#[derive(Clone, Copy, Default)]
+struct Shared<'a> {
+    excluded: Option<&'a [Option<u32>]>,
+    /// Present when the policy orders by the tags' own semver reading.
+    versions: Option<&'a [Result<Version, NotSemver>]>,
 }
 
 /// Why a tag was not a candidate.
@@ -219,22 +351,32 @@ pub struct TagVerdict<'t> {
 }
 
 /// What a candidate is ordered by: the key text (the tag, or the filter's expansion) and its
-/// value under the rule.
+/// value under the rule (a version borrowed from a [`TagList`] when one read it).
 struct Key<'s> {
     text: &'s str,
-    value: Value,
+    value: Value<'s>,
 }
 
 #[derive(Clone)]
-enum Value {
-    Version(Version),
+enum Value<'v> {
+    Version(Cow<'v, Version>),
     Text,
     Number(f64),
 }
 
+impl Value<'_> {
+    fn into_owned(self) -> Value<'static> {
+        match self {
+            Self::Version(v) => Value::Version(Cow::Owned(v.into_owned())),
+            Self::Text => Value::Text,
+            Self::Number(n) => Value::Number(n),
+        }
+    }
+}
+
 struct Best {
     text: String,
-    value: Value,
+    value: Value<'static>,
     index: usize,
 }
 
@@ -251,7 +393,7 @@ impl Best {
 #[derive(Clone, Copy)]
 struct KeyRef<'a> {
     text: &'a str,
-    value: &'a Value,
+    value: &'a Value<'a>,
 }
 
 impl Key<'_> {
@@ -266,14 +408,20 @@ impl Key<'_> {
 impl Policy {
     pub fn new(spec: &PolicySpec) -> Result<Self, PolicyError> {
         let rule = match &spec.rule {
-            RuleSpec::Semver(range) => Rule::Semver(Range::parse(range)?),
+            RuleSpec::Semver(range) => {
+                Rule::Semver(RANGES.get_or_try(range.clone(), || Range::parse(range))?)
+            }
             RuleSpec::Alphabetical(order) => Rule::Alphabetical(*order),
             RuleSpec::Numerical(order) => Rule::Numerical(*order),
         };
         let filter = spec
             .filter
             .as_ref()
-            .map(|f| TagFilter::new(&f.pattern, f.extract.as_deref()))
+            .map(|f| {
+                FILTERS.get_or_try((f.pattern.clone(), f.extract.clone()), || {
+                    TagFilter::new(&f.pattern, f.extract.as_deref())
+                })
+            })
             .transpose()?;
         // Flux's `ImageRepository.GetExclusionList`: an empty list is the default list.
         let default_exclude = [DEFAULT_EXCLUDE.to_string()];
@@ -281,15 +429,18 @@ impl Policy {
             Some(list) if !list.is_empty() => list,
             _ => &default_exclude,
         };
-        let exclude = patterns
-            .iter()
-            .map(|p| {
-                regex::compile(p).map_err(|reason| PolicyError::ExcludePattern {
-                    pattern: p.clone(),
-                    reason,
+        let exclude = EXCLUSIONS.get_or_try(patterns.to_vec(), || {
+            let patterns = patterns
+                .iter()
+                .map(|p| {
+                    regex::compile(p).map_err(|reason| PolicyError::ExcludePattern {
+                        pattern: p.clone(),
+                        reason,
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()?;
+            Ok::<_, PolicyError>(Exclusions { patterns })
+        })?;
         Ok(Self {
             rule,
             filter,
@@ -297,8 +448,21 @@ impl Policy {
         })
     }
 
+    /// What decides this policy's selections; see [`PolicyKey`].
+    pub fn key(&self) -> PolicyKey<'_> {
+        PolicyKey {
+            rule: match &self.rule {
+                Rule::Semver(range) => RuleKey::Semver(range.as_str()),
+                Rule::Alphabetical(order) => RuleKey::Alphabetical(*order),
+                Rule::Numerical(order) => RuleKey::Numerical(*order),
+            },
+            filter: self.filter.as_deref().map(|f| (f.pattern(), f.template())),
+            exclude: self.exclude.patterns.iter().map(Regex::as_str).collect(),
+        }
+    }
+
     pub fn exclude_pattern(&self, index: usize) -> Option<&str> {
-        self.exclude.get(index).map(Regex::as_str)
+        self.exclude.patterns.get(index).map(Regex::as_str)
     }
 
     /// Picks the best tag: the highest version in range, or the largest (`asc`) or smallest
@@ -306,16 +470,43 @@ impl Policy {
     /// (sorted byte-wise descending), so the result never depends on the input order (the
     /// rules are in `docs/policies.md`, "Ties").
     pub fn select<'t, S: AsRef<str> + Sync>(&self, tags: &'t [S]) -> Selection<'t> {
+        self.select_shared(tags, Shared::default())
+    }
+
+    /// [`select`](Self::select) on a tag list shared with other policies: what they have in
+    /// common (semver readings, exclude verdicts) is worked out once for all of them.
+    pub fn select_in<'t, S: AsRef<str> + Sync>(&self, list: &TagList<'t, S>) -> Selection<'t> {
+        let excluded = list.excluded(&self.exclude);
+        let by_tag = self.filter.as_ref().is_none_or(|f| f.keys_by_tag());
+        let versions = match self.rule {
+            Rule::Semver(_) if by_tag => Some(list.versions()),
+            _ => None,
+        };
+        self.select_shared(
+            list.tags(),
+            Shared {
+                excluded: Some(&excluded),
+                versions,
+            },
+        )
+    }
+
+    fn select_shared<'t, S: AsRef<str> + Sync>(
+        &self,
+        tags: &'t [S],
+        shared: Shared<'_>,
+    ) -> Selection<'t> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         if tags.len() < PARALLEL_THRESHOLD || threads < 2 {
-            return self.select_chunk(tags, 0);
+            let (best, stats) = self.fold(tags, 0, shared);
+            return self.finish(tags, best, stats);
         }
         let chunk = tags.len().div_ceil(threads);
         let parts: Vec<(Option<Best>, Stats)> = std::thread::scope(|scope| {
             let handles: Vec<_> = tags
                 .chunks(chunk)
                 .enumerate()
-                .map(|(i, part)| scope.spawn(move || self.fold(part, i * chunk)))
+                .map(|(i, part)| scope.spawn(move || self.fold(part, i * chunk, shared)))
                 .collect();
             handles
                 .into_iter()
@@ -342,11 +533,6 @@ impl Policy {
         self.finish(tags, best, stats)
     }
 
-    fn select_chunk<'t, S: AsRef<str>>(&self, tags: &'t [S], offset: usize) -> Selection<'t> {
-        let (best, stats) = self.fold(tags, offset);
-        self.finish(tags, best, stats)
-    }
-
     fn finish<'t, S: AsRef<str>>(
         &self,
         tags: &'t [S],
@@ -361,9 +547,14 @@ impl Policy {
         }
     }
 
-    /// `offset` is the index of `tags[0]` in the caller's full list.
-    fn fold<S: AsRef<str>>(&self, tags: &[S], offset: usize) -> (Option<Best>, Stats) {
-        let mut scratch = self.filter.as_ref().map(TagFilter::scratch);
+    /// `offset` is the index of `tags[0]` in the caller's full list (and in `shared`'s).
+    fn fold<S: AsRef<str>>(
+        &self,
+        tags: &[S],
+        offset: usize,
+        shared: Shared<'_>,
+    ) -> (Option<Best>, Stats) {
+        let mut scratch = self.filter.as_deref().map(TagFilter::scratch);
         let mut best: Option<Best> = None;
         let mut stats = Stats {
             tags: tags.len(),
@@ -371,7 +562,7 @@ impl Policy {
         };
         for (i, tag) in tags.iter().enumerate() {
             let tag = tag.as_ref();
-            match self.classify(tag, scratch.as_mut()) {
+            match self.classify(tag, offset + i, scratch.as_mut(), shared) {
                 Err(drop) => stats.count(drop, tag),
                 Ok(key) => {
                     stats.candidates += 1;
@@ -384,7 +575,7 @@ impl Policy {
                     if wins {
                         best = Some(Best {
                             text: key.text.to_string(),
-                            value: key.value,
+                            value: key.value.into_owned(),
                             index: offset + i,
                         });
                     }
@@ -396,28 +587,31 @@ impl Policy {
 
     /// Every tag's verdict, and the same winner `select` picks.
     pub fn explain<'t, S: AsRef<str>>(&self, tags: &'t [S]) -> Explanation<'t> {
-        let mut scratch = self.filter.as_ref().map(TagFilter::scratch);
+        let mut scratch = self.filter.as_deref().map(TagFilter::scratch);
         let mut verdicts = Vec::with_capacity(tags.len());
         let mut best: Option<Best> = None;
         for (i, tag) in tags.iter().enumerate() {
             let tag = tag.as_ref();
-            let (outcome, key_text) = match self.classify(tag, scratch.as_mut()) {
-                Err(drop) => (Err(drop), None),
-                Ok(key) => {
-                    let wins = match &best {
-                        None => true,
-                        Some(b) => self.beats(key.by_ref(), tag, b.key(), tags[b.index].as_ref()),
-                    };
-                    if wins {
-                        best = Some(Best {
-                            text: key.text.to_string(),
-                            value: key.value,
-                            index: i,
-                        });
+            let (outcome, key_text) =
+                match self.classify(tag, i, scratch.as_mut(), Shared::default()) {
+                    Err(drop) => (Err(drop), None),
+                    Ok(key) => {
+                        let wins = match &best {
+                            None => true,
+                            Some(b) => {
+                                self.beats(key.by_ref(), tag, b.key(), tags[b.index].as_ref())
+                            }
+                        };
+                        if wins {
+                            best = Some(Best {
+                                text: key.text.to_string(),
+                                value: key.value.into_owned(),
+                                index: i,
+                            });
+                        }
+                        (Ok(()), None)
                     }
-                    (Ok(()), None)
-                }
-            };
+                };
             verdicts.push(TagVerdict {
                 tag,
                 key: key_text,
@@ -442,12 +636,19 @@ impl Policy {
         }
     }
 
+    /// `index` is the tag's place in `shared`'s lists.
     fn classify<'s>(
         &self,
         tag: &'s str,
+        index: usize,
         scratch: Option<&'s mut filter::Scratch>,
+        shared: Shared<'s>,
     ) -> Result<Key<'s>, Drop> {
-        if let Some(i) = self.exclude.iter().position(|re| re.is_match(tag)) {
+        let excluded = match shared.excluded {
+            Some(verdicts) => verdicts[index].map(|i| i as usize),
+            None => self.exclude.first_match(tag),
+        };
+        if let Some(i) = excluded {
             return Err(Drop::Excluded(i));
         }
         let key = match (&self.filter, scratch) {
@@ -456,7 +657,13 @@ impl Policy {
         };
         let value = match &self.rule {
             Rule::Semver(range) => {
-                let version = Version::parse_tag(key).map_err(Drop::NotSemver)?;
+                let version = match shared.versions {
+                    Some(versions) => match &versions[index] {
+                        Ok(v) => Cow::Borrowed(v),
+                        Err(e) => return Err(Drop::NotSemver(*e)),
+                    },
+                    None => Cow::Owned(Version::parse_tag(key).map_err(Drop::NotSemver)?),
+                };
                 range.check(&version).map_err(|miss| match miss {
                     semver::Miss::OutOfRange => Drop::OutOfRange,
                     semver::Miss::Prerelease => Drop::Prerelease,
@@ -531,6 +738,96 @@ impl fmt::Display for Drop {
             Self::Prerelease => f.write_str("prerelease, and the range names no prerelease"),
             Self::NotNumeric => f.write_str("not numeric, skipped"),
             Self::NotFinite => f.write_str("infinite, NaN or too large for a float, skipped"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn spec(range: &str, filter: Option<&str>, exclude: Option<Vec<String>>) -> PolicySpec {
+        PolicySpec {
+            rule: RuleSpec::Semver(range.to_string()),
+            filter: filter.map(|pattern| FilterSpec {
+                pattern: pattern.to_string(),
+                extract: Some("$v".to_string()),
+            }),
+            exclude,
+        }
+    }
+
+    #[test]
+    fn policies_written_the_same_are_equal_and_share_their_compiled_parts() {
+        let a = Policy::new(&spec("^1", Some("^app-(?P<v>.*)$"), None)).unwrap();
+        let b = Policy::new(&spec("^1", Some("^app-(?P<v>.*)$"), Some(vec![]))).unwrap();
+        assert_eq!(
+            a, b,
+            "no exclude list and an empty one both mean the default"
+        );
+        let (Rule::Semver(ra), Rule::Semver(rb)) = (&a.rule, &b.rule) else {
+            panic!("semver rules expected");
+        };
+        assert!(Arc::ptr_eq(ra, rb), "one parsed range");
+        assert!(Arc::ptr_eq(
+            a.filter.as_ref().unwrap(),
+            b.filter.as_ref().unwrap()
+        ));
+        assert!(
+            Arc::ptr_eq(&a.exclude, &b.exclude),
+            "one compiled exclude list"
+        );
+        let set: HashSet<PolicyKey<'_>> = [a.key(), b.key()].into_iter().collect();
+        assert_eq!(set.len(), 1);
+
+        let others = [
+            spec("^2", Some("^app-(?P<v>.*)$"), None),
+            spec("^1", Some("^web-(?P<v>.*)$"), None),
+            spec("^1", None, None),
+            spec("^1", Some("^app-(?P<v>.*)$"), Some(vec!["^x".into()])),
+        ];
+        for other in &others {
+            let other = Policy::new(other).unwrap();
+            assert_ne!(a, other, "{other:?}");
+        }
+        let numerical = Policy::new(&PolicySpec {
+            rule: RuleSpec::Numerical(Order::Asc),
+            filter: None,
+            exclude: None,
+        })
+        .unwrap();
+        assert_ne!(Policy::new(&spec("^1", None, None)).unwrap(), numerical);
+    }
+
+    #[test]
+    fn a_shared_list_above_the_parallel_threshold_selects_as_each_policy_alone() {
+        let tags: Vec<String> = (0..PARALLEL_THRESHOLD + 5_000)
+            .map(|i| match i % 5 {
+                0 => format!("1.{}.{}", i % 97, i % 1013),
+                1 => format!("v2.{}.{}-rc.{}", i % 31, i % 7, i % 11),
+                2 => format!("1.{}.{}.sig", i % 97, i % 1013),
+                3 => format!("app-3.{}.{}", i % 13, i % 17),
+                _ => format!("main-{i:x}"),
+            })
+            .collect();
+        let policies = [
+            spec("^1", None, None),
+            spec(">=1.0.0-0", None, Some(vec!["^v2".into()])),
+            spec("^3", Some("^app-(?P<v>.*)$"), None),
+            PolicySpec {
+                rule: RuleSpec::Alphabetical(Order::Desc),
+                filter: None,
+                exclude: None,
+            },
+        ];
+        let list = TagList::new(&tags);
+        for spec in &policies {
+            let policy = Policy::new(spec).unwrap();
+            let alone = policy.select(&tags);
+            assert!(alone.index.is_some(), "{spec:?}");
+            assert_eq!(policy.select_in(&list), alone, "{spec:?}");
         }
     }
 }

@@ -11,7 +11,9 @@
 // The `json!` documents of the GitHub fake's tests nest deeper than the default allows.
 #![recursion_limit = "256"]
 
+mod gitea_fake;
 mod github_fake;
+mod gitlab_fake;
 mod gitserver;
 mod support;
 
@@ -43,6 +45,8 @@ mod policy_live;
 mod policy_props;
 mod pull_request;
 mod pull_request_config;
+mod pull_request_gitea;
+mod pull_request_gitlab;
 mod pull_request_lease;
 mod quickstart;
 mod registry;
@@ -59,6 +63,7 @@ mod rewrite_props;
 mod rewrite_walk;
 mod run;
 mod run_service;
+mod select_shared;
 mod status_cli;
 mod webhooks;
 mod webhooks_config;

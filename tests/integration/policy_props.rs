@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 
 use proptest::prelude::*;
-use tagsmith::policy::{FilterSpec, Order, Policy, PolicySpec, Range, RuleSpec, Version};
+use tagsmith::policy::{FilterSpec, Order, Policy, PolicySpec, Range, RuleSpec, TagList, Version};
 
 fn tag() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -204,6 +204,52 @@ proptest! {
         prop_assert_eq!(a, b, "{:?} vs {:?}", tags, shuffled);
         let explained = p.explain(&shuffled).selected.map(|i| shuffled[i].as_str());
         prop_assert_eq!(explained, b);
+    }
+
+    /// Policies reading one shared tag list (semver readings and exclude verdicts worked out
+    /// once for all of them) select exactly what each selects on its own, down to the counts.
+    #[test]
+    fn a_shared_tag_list_selects_what_each_policy_selects_alone(
+        tags in prop::collection::vec(prop_oneof![tag(), tie_prone_tag()], 0..40),
+        specs in prop::collection::vec((
+            prop_oneof![
+                range().prop_map(RuleSpec::Semver),
+                Just(RuleSpec::Semver(">=0.0.0-0".to_string())),
+                any::<bool>().prop_map(|asc| RuleSpec::Alphabetical(if asc { Order::Asc } else { Order::Desc })),
+                any::<bool>().prop_map(|asc| RuleSpec::Numerical(if asc { Order::Asc } else { Order::Desc })),
+            ],
+            prop_oneof![
+                Just(None),
+                Just(Some((r"^(?:[a-c]-)?(.*)$", None))),
+                Just(Some((r"^(?:[a-c]-)?(.*)$", Some("$1")))),
+                Just(Some((r"^v", None))),
+            ],
+            prop_oneof![
+                Just(None),
+                Just(Some(vec![])),
+                Just(Some(vec![r"^a-".to_string()])),
+                Just(Some(vec![r"rc".to_string(), r"\.sig$".to_string()])),
+            ],
+        ), 1..6),
+    ) {
+        let policies: Vec<Policy> = specs
+            .into_iter()
+            .map(|(rule, filter, exclude)| {
+                Policy::new(&PolicySpec {
+                    rule,
+                    filter: filter.map(|(pattern, extract)| FilterSpec {
+                        pattern: pattern.to_string(),
+                        extract: extract.map(str::to_string),
+                    }),
+                    exclude,
+                })
+                .unwrap()
+            })
+            .collect();
+        let list = TagList::new(&tags);
+        for p in &policies {
+            prop_assert_eq!(p.select_in(&list), p.select(&tags), "{:?} on {:?}", p, tags);
+        }
     }
 
     #[test]
