@@ -3,6 +3,7 @@
 //! first pass (`keys`) reports every unknown key at once; a YAML syntax error or a value of the
 //! wrong type stops reading at its place; the validation after that reports all it finds.
 
+pub mod argocd;
 pub mod duration;
 pub mod flux;
 mod keys;
@@ -239,6 +240,9 @@ pub struct Target {
     pub interval: Duration,
     /// When set, only these policies may change the target's files (a Flux policySelector).
     pub policies: Option<BTreeSet<PolicyId>>,
+    /// Argo CD Image Updater write-backs (`--argocd`): files edited beside the markers, in
+    /// the same commit.
+    pub writebacks: Vec<crate::writeback::WriteBack>,
 }
 
 impl Target {
@@ -995,6 +999,7 @@ impl<'a> Validator<'a> {
             schedule,
             interval,
             policies,
+            writebacks: Vec::new(),
         })
     }
 

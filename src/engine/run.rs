@@ -185,6 +185,15 @@ fn rewrite(
             ..Hooks::default()
         },
     )?;
+    // Argo CD write-backs: named files edited by their own writers, same tree, same commit.
+    let mut tree = tree;
+    crate::writeback::tree::apply(
+        ws.root(),
+        &run.target.writebacks,
+        &run.selections.selections,
+        true,
+        &mut tree,
+    );
     if tree.changed.is_empty() && !tree.has_errors() {
         ws.remember_clean()?;
     }

@@ -20,6 +20,7 @@ const COMMANDS: &[&[&str]] = &[
     &["check"],
     &["convert"],
     &["convert", "flux"],
+    &["convert", "argocd"],
     &["config"],
     &["config", "schema"],
     &["apply"],

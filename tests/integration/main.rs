@@ -17,6 +17,8 @@ mod gitlab_fake;
 mod gitserver;
 mod support;
 
+mod argocd_config;
+mod argocd_once;
 mod check;
 mod cli_completions;
 mod cli_policy;
