@@ -7,8 +7,8 @@
 //! of the engine.
 
 mod deliver;
-mod holds;
 pub mod gates;
+mod holds;
 mod message;
 mod report;
 mod run;

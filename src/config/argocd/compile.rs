@@ -470,6 +470,7 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
             filter_tags: None,
             exclude: None,
             digest: None,
+            suspend: false,
         };
         let strategy = setting("update-strategy");
         let strategy_name = strategy.as_ref().map_or("semver".to_string(), |(v, _)| {
