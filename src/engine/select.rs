@@ -327,6 +327,16 @@ async fn gated(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan
             return failure(image, Some(tags.len()), error, e.is_transient());
         }
     };
+    for gate in image.gates.order() {
+        let count = gated.stops.iter().filter(|s| s.gate == gate).count();
+        crate::metrics::metrics()
+            .gate_stops
+            .get_or_create(&vec![
+                ("policy", image.id.to_string()),
+                ("gate", gate.to_string()),
+            ])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
     let selection = gated.index.map(|i| ImageRef {
         name: image.image.clone(),
         tag: Some(tags[i].clone()),

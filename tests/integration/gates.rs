@@ -507,11 +507,14 @@ fn run_writes_a_tag_held_by_min_age_the_moment_it_comes_of_age_without_a_poll() 
         stopped.starts_with("1.1.0 stopped by minAge: younger than 8s"),
         "{status}"
     );
+    let stops = ["policy=\"gates:app\"", "gate=\"minAge\""];
+    assert_eq!(service.metric("tagsmith_gate_stops", &stops), 1.0);
     service.wait_until(
         "1.1.0 written when it comes of age",
         Duration::from_secs(30),
         || show(&bare, "main", "apps/app.yaml").contains("org/young:1.1.0"),
     );
+    assert_eq!(service.metric("tagsmith_gate_stops", &stops), 0.0);
     assert!(chrono::Utc::now() >= created + chrono::Duration::seconds(8));
 }
 
