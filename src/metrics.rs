@@ -51,6 +51,10 @@ pub struct Metrics {
     pub file_errors: Family<Labels, Gauge<i64>>,
     /// Per target: marker problems its last run found (unknown policy, near miss, tenancy, ...).
     pub marker_problems: Family<Labels, Gauge<i64>>,
+    /// Per target: markers held for a person's rollback.
+    pub holds: Family<Labels, Gauge<i64>>,
+    /// Better-ranked tags each gate stopped at the policy's last scan.
+    pub gate_stops: Family<Labels, Gauge<i64>>,
     /// Messages per `notify:` sink (and `github-status:<target>`) by result (`sent`, `failed`,
     /// `dropped` when the sink's queue was full).
     pub notifications: Family<Labels, Counter>,
@@ -145,6 +149,18 @@ impl Metrics {
             "Marker problems the target's last run found",
             marker_problems.clone(),
         );
+        let holds = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "holds",
+            "Markers of the target held because a person rolled them back",
+            holds.clone(),
+        );
+        let gate_stops = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "gate_stops",
+            "Better-ranked tags a gate stopped at the policy's last scan, by policy and gate",
+            gate_stops.clone(),
+        );
         let notifications = Family::<Labels, Counter>::default();
         registry.register(
             "notifications",
@@ -178,6 +194,8 @@ impl Metrics {
             policy_failures,
             file_errors,
             marker_problems,
+            holds,
+            gate_stops,
             notifications,
             build_info,
         }

@@ -38,6 +38,9 @@ const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const TAG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_meta");
 /// Canonical image name -> tag list as JSON; written when it changes, never read at start.
 const TAG_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_lists");
+/// `<canonical image>\t<tag>` -> when tagsmith first looked at that tag (Unix ms), for the
+/// minAge gate when an image has no `created`. Only tags a gate examined are kept.
+const FIRST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("first_seen");
 /// Target name -> [`TargetRecord`] as JSON.
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
 
@@ -122,11 +125,20 @@ pub struct Batch {
     images: Vec<(String, ImageRecord)>,
     tags: Vec<(String, TagMeta, Option<Vec<u8>>)>,
     targets: Vec<(String, TargetRecord)>,
+    first_seen: Vec<(String, u64)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty() && self.tags.is_empty() && self.targets.is_empty()
+        self.images.is_empty()
+            && self.tags.is_empty()
+            && self.targets.is_empty()
+            && self.first_seen.is_empty()
+    }
+
+    /// When `tag` of `image` (canonical) was first seen; an earlier record is kept.
+    pub fn first_seen(&mut self, image: &str, tag: &str, at: u64) {
+        self.first_seen.push((format!("{image}\t{tag}"), at));
     }
 
     pub fn image(&mut self, policy: &str, record: ImageRecord) {
@@ -305,6 +317,29 @@ impl Store {
         ));
     }
 
+    /// Every stored first-seen time: (canonical image, tag, Unix ms). A store written before
+    /// the table existed has none.
+    pub fn first_seen(&self) -> Result<Vec<(String, String, u64)>, StateError> {
+        let fail = |e: &dyn std::fmt::Display| StateError::Store {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
+        let table = match txn.open_table(FIRST_SEEN) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(fail(&e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (key, at) = row.map_err(|e| fail(&e))?;
+            if let Some((image, tag)) = key.value().split_once('\t') {
+                out.push((image.to_string(), tag.to_string(), at.value()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored tag list of an image, if any.
     pub fn tag_list(&self, image: &str) -> Result<Option<Vec<String>>, StateError> {
         let fail = |e: &dyn std::fmt::Display| StateError::Store {
@@ -352,6 +387,12 @@ impl Store {
                     lists
                         .insert(key.as_str(), list.as_slice())
                         .map_err(|e| e.to_string())?;
+                }
+            }
+            let mut seen = txn.open_table(FIRST_SEEN).map_err(|e| e.to_string())?;
+            for (key, at) in &batch.first_seen {
+                if seen.get(key.as_str()).map_err(|e| e.to_string())?.is_none() {
+                    seen.insert(key.as_str(), at).map_err(|e| e.to_string())?;
                 }
             }
             let mut targets = txn.open_table(TARGETS).map_err(|e| e.to_string())?;
@@ -434,30 +475,129 @@ impl PushedHead {
 
     /// Replaces the record atomically (a temporary file renamed over it, owner-only).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-
-        let write_err = |source| StateError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec(self).map_err(|e| StateError::Record {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err)?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
+        write_private(path, &bytes)
     }
+}
+
+/// Where a target's holds live under the state directory: a small file beside the store, so
+/// `tagsmith once` (which runs without the store) keeps them too, and so do restarts.
+pub fn holds_file(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("holds").join(format!("{target}.json"))
+}
+
+/// Every read-modify-write of a holds file in this process goes through here, so a release
+/// (from `POST /release`) and a target run finishing at the same time do not lose each other's
+/// changes. Other processes are kept out by the state directory's lock.
+static HOLDS: Mutex<()> = Mutex::new(());
+
+/// The holds file at `path`; none yet is an empty book. An unreadable file is an error (not an
+/// empty book): treating it as empty would write over the rollbacks it protects.
+pub fn load_holds(path: &Path) -> Result<crate::hold::HoldBook, StateError> {
+    let _guard = HOLDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    read_holds(path)
+}
+
+fn read_holds(path: &Path) -> Result<crate::hold::HoldBook, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(crate::hold::HoldBook::default().current());
+        }
+        Err(e) => {
+            return Err(StateError::Record {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    serde_json::from_slice::<crate::hold::HoldBook>(&bytes)
+        .map(crate::hold::HoldBook::current)
+        .map_err(|e| StateError::Record {
+            path: path.to_path_buf(),
+            reason: format!("{e} (move it aside to start without holds)"),
+        })
+}
+
+/// Loads the holds file at `path`, lets `change` modify it and writes it back when it changed.
+pub fn update_holds<R>(
+    path: &Path,
+    change: impl FnOnce(&mut crate::hold::HoldBook) -> R,
+) -> Result<R, StateError> {
+    let _guard = HOLDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut book = read_holds(path)?;
+    let before = book.clone();
+    let out = change(&mut book);
+    if book != before {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir).map_err(|source| StateError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let bytes = serde_json::to_vec_pretty(&book).map_err(|e| StateError::Record {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        write_private(path, &bytes)?;
+    }
+    Ok(out)
+}
+
+/// Lifts the holds of `policy` in every target of `targets` (or only `target`), all of them
+/// or those in `file`; returns what was released, by target. One log line per hold released.
+pub fn release_holds(
+    state_dir: &Path,
+    targets: &[String],
+    policy: &str,
+    target: Option<&str>,
+    file: Option<&str>,
+) -> Result<Vec<(String, crate::hold::Hold)>, StateError> {
+    let mut released = Vec::new();
+    for name in targets
+        .iter()
+        .filter(|t| target.is_none_or(|only| only == t.as_str()))
+    {
+        let path = holds_file(state_dir, name);
+        if !path.exists() {
+            continue;
+        }
+        for hold in update_holds(&path, |book| book.release(policy, file))? {
+            tracing::info!(target = %name, policy, file = %hold.key.file, line = hold.key.line, "hold ended: released; the next run writes the selection");
+            released.push((name.clone(), hold));
+        }
+    }
+    Ok(released)
+}
+
+/// Replaces `path` atomically (a temporary file renamed over it, owner-only).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let write_err = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(write_err)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)
 }
 
 fn read_table<T: serde::de::DeserializeOwned>(
@@ -602,6 +742,35 @@ mod tests {
         let mut newest = contents[contents.len() - KEEP_CORRUPT..].to_vec();
         newest.sort();
         assert_eq!(kept, newest);
+    }
+
+    #[test]
+    fn holds_survive_a_reload_and_an_unreadable_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = holds_file(dir.path(), "prod");
+        assert_eq!(load_holds(&path).unwrap().holds, Vec::new());
+        let hold = crate::hold::Hold {
+            key: crate::hold::MarkerKey {
+                file: "app.yaml".into(),
+                marker: "team-a:app:tag".into(),
+                line: 3,
+            },
+            from: "1.3.0".into(),
+            from_tag: Some("1.3.0".into()),
+            to: "1.2.0".into(),
+            since_ms: 5,
+        };
+        update_holds(&path, |book| book.holds.push(hold.clone())).unwrap();
+        assert_eq!(load_holds(&path).unwrap().holds, vec![hold]);
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = load_holds(&path).unwrap_err().to_string();
+        assert!(err.contains("prod.json"), "{err}");
+        assert!(update_holds(&path, |_| ()).is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{not json",
+            "left as it was"
+        );
     }
 
     #[test]

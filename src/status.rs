@@ -52,6 +52,11 @@ pub struct ImageStatus {
     pub error: Option<String>,
     /// Scans failed in a row (each waits longer before the next).
     pub failures: u32,
+    /// `suspend: true`: not scanned, its markers are left as they are.
+    pub suspended: bool,
+    /// Better-ranked tags a gate stopped at the last scan: `tag stopped by gate: reason`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -85,6 +90,24 @@ pub struct TargetStatus {
     /// Marker edits not on the target's branch yet: what a dry run found while the schedule
     /// holds delivery, or what the last run's pull request (or failed delivery) carries.
     pub pending_changes: Vec<PendingChange>,
+    /// Markers left as a person rolled them back (see [`HoldStatus`]).
+    pub holds: Vec<HoldStatus>,
+}
+
+/// A marker tagsmith leaves as a person set it: they rolled it back from `from` (what tagsmith
+/// had written) to `to`. It stays until the policy selects a tag newer than `from`, or until
+/// `tagsmith release POLICY` (or `POST /release`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HoldStatus {
+    pub policy: String,
+    /// The marker with its part, e.g. `team-a:app:tag`.
+    pub marker: String,
+    pub file: String,
+    pub line: usize,
+    pub from: String,
+    pub to: String,
+    pub since: Option<String>,
 }
 
 /// One marker that would move from `old` to `new`.

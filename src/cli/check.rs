@@ -184,6 +184,65 @@ fn flux_report(compiled: &Compiled, output: OutputFormat) -> serde_json::Value {
     }
 }
 
+/// The Argo CD Applications' diagnostics and model, as [`flux_report`] does for Flux.
+fn argocd_report(
+    compiled: &crate::config::argocd::Compiled,
+    output: OutputFormat,
+) -> serde_json::Value {
+    let writebacks: Vec<serde_json::Value> = compiled
+        .writebacks
+        .iter()
+        .flat_map(|(target, list)| {
+            list.iter().map(move |wb| {
+                json!({
+                    "target": target,
+                    "application": wb.application,
+                    "file": wb.file,
+                    "kind": match wb.kind {
+                        crate::writeback::Kind::SourceKustomize { .. } => "argocd-source-kustomize",
+                        crate::writeback::Kind::SourceHelm => "argocd-source-helm",
+                        crate::writeback::Kind::Kustomization { .. } => "kustomization",
+                        crate::writeback::Kind::HelmValues => "helmvalues",
+                    },
+                    "policies": wb.images.iter().map(|i| i.policy.to_string()).collect::<Vec<_>>(),
+                })
+            })
+        })
+        .collect();
+    match output {
+        OutputFormat::Text => {
+            for d in &compiled.diagnostics {
+                println!("{d}");
+            }
+            for wb in &writebacks {
+                println!(
+                    "write-back: {} -> {} ({}) in target {}",
+                    wb["application"].as_str().unwrap_or_default(),
+                    wb["file"].as_str().unwrap_or_default(),
+                    wb["kind"].as_str().unwrap_or_default(),
+                    wb["target"].as_str().unwrap_or_default()
+                );
+            }
+            println!(
+                "{} Argo CD file(s): {} image(s), {} target(s), {} write-back(s), {} diagnostic(s)",
+                compiled.files.len(),
+                compiled.doc.images.len(),
+                compiled.doc.targets.len(),
+                writebacks.len(),
+                compiled.diagnostics.len()
+            );
+            serde_json::Value::Null
+        }
+        OutputFormat::Json => json!({
+            "files": compiled.files,
+            "valid": !compiled.has_errors(),
+            "diagnostics": compiled.diagnostics,
+            "model": compiled.doc,
+            "writebacks": writebacks,
+        }),
+    }
+}
+
 pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
     let inputs = match inputs::read(args.config.as_deref(), &args.flux) {
         Ok(inputs) => inputs,
@@ -205,6 +264,23 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
         }
         None => (0, serde_json::Value::Null),
     };
+    let (argocd_problems, argocd_json) = match &inputs.argocd {
+        Some(compiled) => {
+            let report = argocd_report(compiled, args.output);
+            if compiled.has_errors() {
+                if args.output == OutputFormat::Json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json!({ "valid": false, "argocd": report }))?
+                    );
+                }
+                bail!("the Argo CD Applications have errors (listed above)");
+            }
+            (compiled.diagnostics.len(), report)
+        }
+        None => (0, serde_json::Value::Null),
+    };
+    let flux_problems = flux_problems + argocd_problems;
     let config = inputs.config()?;
     let config_name = config.path.clone();
     let Some(dir) = &args.dir else {
@@ -217,7 +293,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
             ),
             OutputFormat::Json => println!(
                 "{}",
-                json!({ "config": config_name.display().to_string(), "valid": true, "problems": [], "flux": flux_json })
+                json!({ "config": config_name.display().to_string(), "valid": true, "problems": [], "flux": flux_json, "argocd": argocd_json })
             ),
         }
         return Ok(if flux_problems == 0 {
@@ -302,7 +378,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &json!({ "valid": problems.is_empty(), "markers": markers, "problems": list, "flux": flux_json })
+                    &json!({ "valid": problems.is_empty(), "markers": markers, "problems": list, "flux": flux_json, "argocd": argocd_json })
                 )?
             );
         }

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod inputs;
 pub mod once;
 mod policy;
+mod release;
 pub mod run;
 pub mod status;
 pub mod tags;
@@ -80,6 +81,8 @@ pub enum Command {
     Once(once::OnceArgs),
     /// Run as a service: scan on intervals and on registry webhooks, keep every target current.
     Run(run::RunArgs),
+    /// Lift the hold on markers a person rolled back, so tagsmith writes the selection again.
+    Release(release::ReleaseArgs),
     /// Show what a running service reports on /status: its images and targets, as tables.
     Status(status::StatusArgs),
     /// List an image's tags with the configured credentials.
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Config(cmd) => config::run(cmd),
         Command::Once(args) => once::run(args),
         Command::Run(args) => run::run(args),
+        Command::Release(args) => release::run(args),
         Command::Status(args) => status::run(args),
         Command::Tags(args) => tags::run(args),
         Command::Completions(args) => completions::completions(args),

@@ -49,6 +49,22 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
     let state_dir = state_dir(args.state_dir.clone(), &config)?;
     // Held until the cycle is over: workspaces are never shared with another process.
     let _lock = StateDirLock::acquire(&state_dir, "once")?;
+    // The store only for the minAge gate's first-seen times; without it (unopenable), they
+    // last for this cycle.
+    let store = config
+        .images
+        .iter()
+        .any(|i| i.gates.min_age.is_some())
+        .then(|| crate::state::Store::open(&state_dir))
+        .transpose()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot open the state store; minAge counts tags without a created time from now");
+            None
+        })
+        .map(|opened| opened.store);
+    if let Some(store) = &store {
+        super::run::seed_first_seen(store);
+    }
     let client = Client::new(config.registries.clone(), Options::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,6 +77,9 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
         }
         report
     });
+    if let Some(store) = &store {
+        super::run::save_first_seen(store);
+    }
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => print_text(&report),
@@ -100,6 +119,9 @@ fn print_text(report: &CycleReport) {
             ),
             (None, Some(error)) => println!("image {} {}: {error}", image.policy, image.image),
             (None, None) => println!("image {} {}: no selection", image.policy, image.image),
+        }
+        for stop in &image.stopped {
+            println!("  {stop}");
         }
     }
     for target in &report.targets {
@@ -144,6 +166,12 @@ fn print_text(report: &CycleReport) {
         }
         for problem in &target.problems {
             println!("  problem: {problem}");
+        }
+        for hold in &target.holds {
+            println!(
+                "  held: {}:{}: {}: left at {} (a person rolled it back from {}); `tagsmith release {}` lifts it",
+                hold.file, hold.line, hold.marker, hold.to, hold.from, hold.policy
+            );
         }
         if !target.file_errors.is_empty() {
             println!(

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{OutputFormat, Status};
 use crate::config::{Config, DigestMode, ImagePolicy};
+use crate::gate::Stop;
 use crate::model::{Digest, Tag};
 use crate::policy::{Drop, FilterSpec, Order, Policy, PolicySpec, RuleSpec};
 use crate::registry::{Client, Options};
@@ -112,6 +113,9 @@ struct JsonResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<&'a str>,
     stats: &'a crate::policy::Stats,
+    /// Better-ranked tags a gate stopped, best first.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    stopped: &'a [Stop],
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<Vec<JsonVerdict<'a>>>,
 }
@@ -160,10 +164,19 @@ fn eval_live(args: &EvalArgs, id: &str) -> anyhow::Result<Status> {
         .build()
         .context("cannot start the async runtime")?;
     let tags: Vec<Tag> = runtime.block_on(client.list_tags(&image.image))?;
-    let selected = image.policy.select(&tags).index.map(|i| &tags[i]);
-    let digest: Option<Digest> = match (selected, image.digest) {
-        (None, _) | (_, DigestMode::Never) => None,
-        (Some(tag), DigestMode::IfNotPresent | DigestMode::Always) => Some(
+    let gated = (!image.gates.is_empty())
+        .then(|| runtime.block_on(crate::engine::gates::choose(image, &tags, &client)))
+        .transpose()
+        .context("checking the gates")?;
+    let index = match &gated {
+        Some(g) => g.index,
+        None => image.policy.select(&tags).index,
+    };
+    let selected = index.map(|i| &tags[i]);
+    let digest: Option<Digest> = match (selected, image.digest, &gated) {
+        (None, _, _) | (_, DigestMode::Never, _) => None,
+        (Some(_), _, Some(g)) => g.digest.clone(),
+        (Some(tag), DigestMode::IfNotPresent | DigestMode::Always, None) => Some(
             runtime
                 .block_on(client.resolve_digest(&image.image, tag))
                 .with_context(|| format!("digest of {tag}"))?,
@@ -173,6 +186,7 @@ fn eval_live(args: &EvalArgs, id: &str) -> anyhow::Result<Status> {
         policy: image.id.to_string(),
         image: image.image.as_str(),
         digest: digest.as_ref().map(Digest::as_str),
+        gated: gated.map(|g| (g.index, g.stops)),
     };
     report(args, &image.policy, &tags, Some(&live))
 }
@@ -182,6 +196,8 @@ struct Live<'a> {
     policy: String,
     image: &'a str,
     digest: Option<&'a str>,
+    /// With gates: the tag that passed them, and the better ones they stopped.
+    gated: Option<(Option<usize>, Vec<Stop>)>,
 }
 
 fn report<S: AsRef<str> + Sync>(
@@ -191,7 +207,11 @@ fn report<S: AsRef<str> + Sync>(
     live: Option<&Live<'_>>,
 ) -> anyhow::Result<Status> {
     let selection = policy.select(tags);
-    let verdicts = args.explain.then(|| describe(policy, tags));
+    let gated = live.and_then(|l| l.gated.as_ref());
+    let index = gated.map_or(selection.index, |(i, _)| *i);
+    let selected_tag = index.map(|i| tags[i].as_ref());
+    let stops: &[Stop] = gated.map_or(&[], |(_, s)| s.as_slice());
+    let verdicts = args.explain.then(|| describe(policy, tags, index, stops));
     let digest = live.and_then(|l| l.digest);
 
     let mut out = std::io::stdout().lock();
@@ -200,9 +220,10 @@ fn report<S: AsRef<str> + Sync>(
             let result = JsonResult {
                 policy: live.map(|l| l.policy.clone()),
                 image: live.map(|l| l.image),
-                selected: selection.tag,
+                selected: selected_tag,
                 digest,
                 stats: &selection.stats,
+                stopped: stops,
                 tags: verdicts,
             };
             serde_json::to_writer_pretty(&mut out, &result)?;
@@ -217,7 +238,12 @@ fn report<S: AsRef<str> + Sync>(
                     .unwrap_or_default();
                 writeln!(out, "{:<9} {}{key}: {}", v.verdict, v.tag, v.reason)?;
             }
-            match (selection.tag, digest) {
+            if !args.explain {
+                for stop in stops {
+                    writeln!(out, "stopped   {stop}")?;
+                }
+            }
+            match (selected_tag, digest) {
                 (Some(tag), Some(digest)) => writeln!(out, "{tag}@{digest}")?,
                 (Some(tag), None) => writeln!(out, "{tag}")?,
                 (None, _) => {}
@@ -231,10 +257,16 @@ fn report<S: AsRef<str> + Sync>(
             "numerical policy skipped non-numeric tags"
         );
     }
-    match selection.tag {
+    match selected_tag {
         Some(_) => Ok(Status::Ok),
         None => {
             match live {
+                Some(l) if !stops.is_empty() => eprintln!(
+                    "tagsmith: {} {}: no tag passed the gates ({} stopped)",
+                    l.policy,
+                    l.image,
+                    stops.len()
+                ),
                 Some(l) => eprintln!(
                     "tagsmith: {} {}: no tag selected from {}",
                     l.policy, l.image, selection.stats
@@ -246,27 +278,46 @@ fn report<S: AsRef<str> + Sync>(
     }
 }
 
-fn describe<'a, S: AsRef<str>>(policy: &Policy, tags: &'a [S]) -> Vec<JsonVerdict<'a>> {
+/// Each tag's verdict; `selected` is the policy's pick or, with gates, the best tag that
+/// passed them, and a tag a gate stopped says which gate and why.
+fn describe<'a, S: AsRef<str>>(
+    policy: &Policy,
+    tags: &'a [S],
+    selected: Option<usize>,
+    stops: &[Stop],
+) -> Vec<JsonVerdict<'a>> {
     let explanation = policy.explain(tags);
-    let winner = explanation.selected.map(|i| tags[i].as_ref());
+    let winner = selected.map(|i| tags[i].as_ref());
     explanation
         .tags
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            let (verdict, reason) = match t.outcome {
-                Ok(()) if explanation.selected == Some(i) => {
-                    ("selected", "the best candidate".to_string())
+            let stop = stops.iter().find(|s| s.tag == t.tag);
+            let (verdict, reason) = match (t.outcome, stop) {
+                (Ok(()), Some(stop)) => ("stopped", format!("{}: {}", stop.gate, stop.reason)),
+                (Ok(()), None) if selected == Some(i) => {
+                    let why = if stops.is_empty() {
+                        "the best candidate"
+                    } else {
+                        "the best candidate that passed the gates"
+                    };
+                    ("selected", why.to_string())
                 }
-                Ok(()) => ("kept", format!("lost to {}", winner.unwrap_or_default())),
-                Err(Drop::Excluded(p)) => (
-                    "dropped",
-                    format!(
-                        "excluded by {:?}",
-                        policy.exclude_pattern(p).unwrap_or_default()
+                (Ok(()), None) => match winner {
+                    Some(w) => ("kept", format!("lost to {w}")),
+                    None => ("kept", "not reached: a gate stopped the search".to_string()),
+                },
+                (Err(drop), _) => match drop {
+                    Drop::Excluded(p) => (
+                        "dropped",
+                        format!(
+                            "excluded by {:?}",
+                            policy.exclude_pattern(p).unwrap_or_default()
+                        ),
                     ),
-                ),
-                Err(drop) => ("dropped", drop.to_string()),
+                    drop => ("dropped", drop.to_string()),
+                },
             };
             JsonVerdict {
                 tag: t.tag,

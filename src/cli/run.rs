@@ -83,6 +83,7 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
     if let Some(reason) = &opened.rebuilt {
         tracing::warn!(%reason, "state store rebuilt: selections come back with the next scans");
     }
+    seed_first_seen(&opened.store);
     let (stop, stopped) = watch::channel(false);
     let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
@@ -97,6 +98,10 @@ async fn service(config: Arc<Config>, state_dir: PathBuf, args: &RunArgs) -> any
             images: config.images.iter().map(|i| i.image.clone()).collect(),
             runs,
             targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+            releases: Some(admin::Releases {
+                state_dir: state_dir.clone(),
+                policies: config.images.iter().map(|i| i.id.to_string()).collect(),
+            }),
         });
         tokio::spawn(admin::serve(router, listener, stop_signal(stopped.clone())))
     });
@@ -217,4 +222,26 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
     }
     Ok(())
+}
+
+/// The minAge gate's first-seen times from the store; without them a tag with no `created`
+/// would count its age from this start.
+pub(super) fn seed_first_seen(store: &Store) {
+    match store.first_seen() {
+        Ok(seen) => crate::engine::gates::remember_first_seen(seen),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read first-seen times; minAge counts from now for tags without a created time")
+        }
+    }
+}
+
+/// Hands the first-seen times recorded since the last call to the store.
+pub(super) fn save_first_seen(store: &Store) {
+    let mut batch = crate::state::Batch::default();
+    for (image, tag, at) in crate::engine::gates::take_new_first_seen() {
+        batch.first_seen(&image, &tag, at);
+    }
+    if let Err(e) = store.write(batch) {
+        tracing::warn!(error = %e, "cannot keep first-seen times");
+    }
 }

@@ -77,7 +77,7 @@ fn base_url(url: &str) -> String {
 }
 
 /// A service listening on every address (`0.0.0.0`, `[::]`) is asked on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(super) fn reachable(addr: SocketAddr) -> SocketAddr {
     let ip = match addr {
         SocketAddr::V4(a) if a.ip().is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         SocketAddr::V6(a) if a.ip().is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -151,6 +151,37 @@ fn render(base: &str, status: &Value) -> String {
             .map(target_row)
             .collect::<Vec<_>>(),
     ));
+    let holds: Vec<Vec<String>> = list(status, "targets")
+        .iter()
+        .flat_map(|t| {
+            list(t, "holds").iter().map(move |h| {
+                vec![
+                    text(t, "name"),
+                    text(h, "policy"),
+                    format!("{}:{}", text(h, "file"), text(h, "line")),
+                    text(h, "to"),
+                    text(h, "from"),
+                    text(h, "since"),
+                ]
+            })
+        })
+        .collect();
+    if !holds.is_empty() {
+        out.push_str(
+            "\nHeld (a person rolled these back; `tagsmith release POLICY` lifts a hold)\n",
+        );
+        out.push_str(&table(
+            &[
+                "TARGET",
+                "POLICY",
+                "FILE",
+                "LEFT AT",
+                "ROLLED BACK FROM",
+                "SINCE",
+            ],
+            &holds,
+        ));
+    }
     out
 }
 
@@ -181,6 +212,8 @@ fn scan_result(image: &Value) -> String {
     let failures = image.get("failures").and_then(Value::as_u64).unwrap_or(0);
     if failures > 0 {
         "failed".into()
+    } else if image.get("suspended").and_then(Value::as_bool) == Some(true) {
+        "suspended".into()
     } else if field(image, "error").is_some() {
         "nothing selected".into()
     } else if field(image, "lastScan").is_some() {
@@ -293,6 +326,30 @@ mod tests {
         assert_eq!(reachable(any).to_string(), "127.0.0.1:9393");
         let any6: SocketAddr = "[::]:9393".parse().unwrap();
         assert_eq!(reachable(any6).to_string(), "[::1]:9393");
+    }
+
+    #[test]
+    fn holds_get_a_table_and_suspended_images_say_so() {
+        let status = serde_json::json!({
+            "images": [{ "policy": "team-a:app", "image": "ghcr.io/org/app", "suspended": true }],
+            "targets": [{ "name": "prod", "holds": [{ "policy": "team-a:app", "file": "apps/app.yaml",
+                "line": 3, "from": "app:1.3.0", "to": "app:1.2.0", "since": "2026-01-01T00:00:00.000Z" }] }],
+        });
+        let text = render("http://h", &status);
+        assert!(text.contains("suspended"), "{text}");
+        let held = text
+            .lines()
+            .find(|l| l.contains("apps/app.yaml:3"))
+            .unwrap();
+        assert!(
+            held.contains("app:1.2.0") && held.contains("app:1.3.0"),
+            "{text}"
+        );
+        let none = render(
+            "http://h",
+            &serde_json::json!({ "targets": [{ "name": "prod" }] }),
+        );
+        assert!(!none.contains("Held"), "{none}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! first pass (`keys`) reports every unknown key at once; a YAML syntax error or a value of the
 //! wrong type stops reading at its place; the validation after that reports all it finds.
 
+pub mod argocd;
 pub mod duration;
 pub mod flux;
 mod keys;
@@ -24,7 +25,9 @@ use serde_saphyr::Spanned;
 use thiserror::Error;
 
 pub use self::notify::{CommitStatus, EventKind, Sink, SinkKind, WebhookFormat};
-pub use self::pull_request::{AutoMerge, GitHubAuth, PullRequestSettings, repository_from};
+pub use self::pull_request::{
+    AutoMerge, ForgeKind, GitHubAuth, PullRequestSettings, forge_from_url, repository_from,
+};
 pub use self::schedule::{Schedule, Zone};
 pub use self::template::Template;
 pub use self::tenancy::Tenancy;
@@ -96,6 +99,10 @@ pub struct ImagePolicy {
     pub interval: Duration,
     pub policy: Policy,
     pub digest: DigestMode,
+    /// `suspend: true` (or a suspended Flux object): not scanned, markers left as they are.
+    pub suspend: bool,
+    /// Checks a candidate passes after the policy ranks the tags (`minAge`, `platforms`, `verify`).
+    pub gates: crate::gate::Gates,
 }
 
 /// A Git user name: as written, or read from an environment variable when needed.
@@ -125,8 +132,71 @@ pub struct SshAuth {
 #[derive(Debug, Clone)]
 pub struct GitSource {
     pub url: String,
+    /// The branch checked out, or with `checkout` the branch pushed to (for a commit: the
+    /// branch it is fetched from).
     pub branch: String,
     pub auth: GitAuth,
+    /// Check out this instead of `branch` (Flux's tag, semver, commit or name refs); new
+    /// commits go on top of it, or on the push branch when that exists remotely.
+    pub checkout: Option<CheckoutRef>,
+    /// Git push options (`git push -o`) sent with every push, e.g. GitLab's
+    /// `merge_request.create`.
+    pub push_options: Vec<String>,
+}
+
+/// A fixed point to check out rather than a branch head: Flux's `GitRepositoryRef` without
+/// `branch`, with source-controller's precedence (commit, name, tag, semver).
+#[derive(Debug, Clone)]
+pub enum CheckoutRef {
+    Tag(String),
+    /// The highest tag in the range, as source-controller picks it.
+    Semver(crate::policy::semver::Range),
+    /// A full commit id; fetched from `GitSource::branch` when `on_branch`, else from every
+    /// branch.
+    Commit {
+        id: String,
+        on_branch: bool,
+    },
+    /// A full reference name, e.g. `refs/tags/v1.0.0` or `refs/pull/1/head`.
+    Name(String),
+}
+
+impl fmt::Display for CheckoutRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tag(t) => write!(f, "tag {t}"),
+            Self::Semver(r) => write!(f, "semver {}", r.as_str()),
+            Self::Commit { id, .. } => write!(f, "commit {id}"),
+            Self::Name(n) => write!(f, "ref {n}"),
+        }
+    }
+}
+
+/// The key a target signs its commits with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningKey {
+    /// An SSH private key (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
+    Ssh(PathBuf),
+    /// An armored OpenPGP secret key (Flux's `git.asc`), optionally passphrase-protected.
+    OpenPgp {
+        key_file: PathBuf,
+        passphrase: Option<Secret>,
+    },
+}
+
+impl From<PathBuf> for SigningKey {
+    fn from(path: PathBuf) -> Self {
+        Self::Ssh(path)
+    }
+}
+
+impl SigningKey {
+    /// The key file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Ssh(p) | Self::OpenPgp { key_file: p, .. } => p,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +230,8 @@ pub struct Target {
     pub status: Option<CommitStatus>,
     pub author: Author,
     pub message: Template,
-    /// An SSH private key to sign commits with (`ssh-keygen -Y sign`, as git's `gpg.format=ssh`).
-    pub signing_key: Option<PathBuf>,
+    /// The key commits are signed with (SSH or OpenPGP); `None`: unsigned.
+    pub signing_key: Option<SigningKey>,
     /// `tagsmith run` delivers changes only at the times this cron expression names (crontab
     /// semantics, in `timezone`, default UTC).
     pub schedule: Option<Schedule>,
@@ -170,6 +240,9 @@ pub struct Target {
     pub interval: Duration,
     /// When set, only these policies may change the target's files (a Flux policySelector).
     pub policies: Option<BTreeSet<PolicyId>>,
+    /// Argo CD Image Updater write-backs (`--argocd`): files edited beside the markers, in
+    /// the same commit.
+    pub writebacks: Vec<crate::writeback::WriteBack>,
 }
 
 impl Target {
@@ -522,6 +595,7 @@ impl<'a> Validator<'a> {
                 }
             }
         };
+        let gates = self.gates(&raw);
         if self.problems.len() > before {
             return None;
         }
@@ -531,7 +605,96 @@ impl<'a> Validator<'a> {
             interval: interval?,
             policy: policy?,
             digest: digest?,
+            suspend: raw.suspend,
+            gates,
         })
+    }
+
+    /// `minAge`, `platforms` and `verify.cosign.publicKeys`; keys are read here, so a missing
+    /// file or variable is reported at load with the line that names it.
+    fn gates(&mut self, raw: &raw::RawImage) -> crate::gate::Gates {
+        let mut gates = crate::gate::Gates::default();
+        if let Some(age) = &raw.min_age {
+            match duration::parse(&age.value) {
+                Ok(d) if d.is_zero() => {
+                    self.problem(
+                        age,
+                        "minAge must be longer than 0s (leave it out for no minimum)",
+                    );
+                }
+                Ok(d) => gates.min_age = Some(d),
+                Err(e) => self.problem(age, format!("minAge: {e}")),
+            }
+        }
+        for p in raw.platforms.iter().flatten() {
+            match p.value.parse::<crate::gate::Platform>() {
+                Ok(platform) if !gates.platforms.contains(&platform) => {
+                    gates.platforms.push(platform)
+                }
+                Ok(_) => {}
+                Err(e) => self.problem(p, e.to_string()),
+            }
+        }
+        if let Some(verify) = &raw.verify {
+            if verify.cosign.public_keys.is_empty() {
+                self.problem(
+                    &raw.policy,
+                    "verify.cosign.publicKeys is empty: name at least one key",
+                );
+            }
+            for key in &verify.cosign.public_keys {
+                if let Some(k) = self.public_key(key, &raw.policy) {
+                    gates.keys.push(k);
+                }
+            }
+        }
+        gates
+    }
+
+    fn public_key(
+        &mut self,
+        key: &raw::RawPublicKey,
+        policy: &Spanned<String>,
+    ) -> Option<crate::gate::cosign::PublicKey> {
+        let (name, at, text) = match (&key.file, &key.env) {
+            (Some(file), None) => {
+                let path = self.resolve(&file.value);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (path.display().to_string(), file, text),
+                    Err(e) => {
+                        self.problem(
+                            file,
+                            format!("cannot read public key {}: {e}", path.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, Some(env)) => match std::env::var(&env.value) {
+                Ok(text) => (format!("${}", env.value), env, text),
+                Err(_) => {
+                    self.problem(
+                        env,
+                        format!(
+                            "environment variable {} (a public key) is not set",
+                            env.value
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (Some(file), Some(_)) => {
+                self.problem(file, "a public key is either file or env, not both");
+                return None;
+            }
+            (None, None) => {
+                self.problem(policy, "a verify.cosign.publicKeys entry needs file or env");
+                return None;
+            }
+        };
+        crate::gate::cosign::PublicKey::from_pem(&name, &text)
+            .map_err(|e| self.problem(at, e.to_string()))
+            .ok()
     }
 
     fn rule(&mut self, raw: &raw::RawImage) -> Option<RuleSpec> {
@@ -636,11 +799,28 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
-        let branch = raw
-            .git
-            .branch
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BRANCH.to_string());
+        let checkout = self.checkout(&name, &raw.git);
+        let given_push_branch = raw.push.as_ref().and_then(|p| p.branch.clone());
+        let branch = match (&checkout, raw.git.branch.clone(), given_push_branch) {
+            (None, branch, _) => branch.unwrap_or_else(|| DEFAULT_BRANCH.to_string()),
+            (Some(CheckoutRef::Commit { .. }), Some(branch), _) => branch,
+            (Some(c), Some(_), _) => {
+                self.problem(
+                    &raw.git.url,
+                    format!("target {name}: git.branch goes with git.commit only; with {c} push.branch names the branch pushed to"),
+                );
+                DEFAULT_BRANCH.to_string()
+            }
+            (Some(_), None, Some(push)) => push,
+            // As image-automation-controller's configurePush refuses it.
+            (Some(c), None, None) => {
+                self.problem(
+                    &raw.git.url,
+                    format!("target {name}: checking out {c} needs push.branch: the push branch cannot be inferred from the checkout ref"),
+                );
+                DEFAULT_BRANCH.to_string()
+            }
+        };
         if !valid_branch(&branch) {
             self.problem(
                 &raw.name,
@@ -682,18 +862,41 @@ impl<'a> Validator<'a> {
                 .map_err(|e| self.problem(&raw.name, format!("target {name}: {e}")))
                 .unwrap_or_default(),
         };
-        let (push_branch, raw_pull_request, want_status) = match raw.push {
-            Some(p) => (p.branch, p.pull_request, p.status),
-            None => (None, None, false),
+        let (push_branch, raw_pull_request, want_status, push_options) = match raw.push {
+            Some(p) => (p.branch, p.pull_request, p.status, p.options),
+            None => (None, None, false, Vec::new()),
         };
+        if let (Some(c), Some(_)) = (&checkout, &raw_pull_request) {
+            self.problem(
+                &raw.name,
+                format!(
+                    "target {name}: a pull request needs a branch to merge into; {c} is not one"
+                ),
+            );
+        }
+        let push_options = push_options
+            .iter()
+            .filter_map(|o| {
+                // One pkt-line each; git refuses a newline in a push option.
+                if o.value.is_empty() || o.value.contains(['\n', '\r', '\0']) {
+                    self.problem(
+                        o,
+                        format!("target {name}: invalid push option {:?}", o.value),
+                    );
+                    None
+                } else {
+                    Some(o.value.clone())
+                }
+            })
+            .collect();
         if push_branch.is_some() && raw_pull_request.is_some() {
             self.problem(
                 &raw.name,
                 format!("target {name}: give push.branch or push.pullRequest, not both"),
             );
         }
-        let pull_request = raw_pull_request
-            .and_then(|pr| self.pull_request(&name, &raw.git.url.value, &branch, pr));
+        let pull_request =
+            raw_pull_request.and_then(|pr| self.pull_request(&name, &raw.git.url, &branch, pr));
         let status = if want_status {
             self.commit_status(&name, &raw.git.url.value, &auth, pull_request.as_ref())
         } else {
@@ -741,8 +944,8 @@ impl<'a> Validator<'a> {
         };
         let signing_key = commit
             .as_ref()
-            .and_then(|c| c.signing_key.as_deref())
-            .map(|k| self.resolve(k));
+            .and_then(|c| c.signing_key.as_ref())
+            .and_then(|k| self.signing_key(&name, k));
         let timezone = raw.timezone.as_ref().and_then(|z| {
             z.value
                 .parse::<Zone>()
@@ -782,6 +985,8 @@ impl<'a> Validator<'a> {
                 url: raw.git.url.value,
                 branch,
                 auth,
+                checkout,
+                push_options,
             },
             paths,
             tenancy,
@@ -794,7 +999,87 @@ impl<'a> Validator<'a> {
             schedule,
             interval,
             policies,
+            writebacks: Vec::new(),
         })
+    }
+
+    /// `git.tag`, `git.semver`, `git.commit` or `git.ref`: at most one of them.
+    fn checkout(&mut self, target: &str, git: &raw::RawGit) -> Option<CheckoutRef> {
+        let given: Vec<(&str, &Spanned<String>)> = [
+            ("tag", git.tag.as_ref()),
+            ("semver", git.semver.as_ref()),
+            ("commit", git.commit.as_ref()),
+            ("ref", git.reference.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        let (kind, value) = match given.as_slice() {
+            [] => return None,
+            [one] => *one,
+            [_, (kind, value), ..] => {
+                self.problem(
+                    *value,
+                    format!("target {target}: git.{kind} given with another checkout ref: choose one of git.tag, git.semver, git.commit or git.ref"),
+                );
+                return None;
+            }
+        };
+        let v = value.value.trim();
+        let checkout = match kind {
+            "tag" if git2::Reference::is_valid_name(&format!("refs/tags/{v}")) => {
+                Ok(CheckoutRef::Tag(v.to_string()))
+            }
+            "tag" => Err(format!("invalid tag name {v:?}")),
+            "semver" => crate::policy::semver::Range::parse(v)
+                .map(CheckoutRef::Semver)
+                .map_err(|e| format!("invalid semver range {v:?}: {e}")),
+            "commit" if v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(CheckoutRef::Commit {
+                    id: v.to_ascii_lowercase(),
+                    on_branch: git.branch.is_some(),
+                })
+            }
+            "commit" => Err(format!(
+                "invalid commit {v:?}: give the full commit id (40 hex digits)"
+            )),
+            _ => {
+                let name = v.strip_suffix("^{}").unwrap_or(v);
+                if name.starts_with("refs/") && git2::Reference::is_valid_name(name) {
+                    Ok(CheckoutRef::Name(name.to_string()))
+                } else {
+                    Err(format!(
+                        "invalid ref {v:?}: give a full reference name such as refs/tags/v1.0.0"
+                    ))
+                }
+            }
+        };
+        checkout
+            .map_err(|e| self.problem(value, format!("target {target}: git.{kind}: {e}")))
+            .ok()
+    }
+
+    fn signing_key(&mut self, target: &str, raw: &raw::RawSigningKey) -> Option<SigningKey> {
+        match raw {
+            raw::RawSigningKey::Ssh(path) => Some(SigningKey::Ssh(self.resolve(path))),
+            raw::RawSigningKey::OpenPgp(k) => {
+                let passphrase = match (&k.passphrase_env, &k.passphrase_file) {
+                    (Some(_), Some(_)) => {
+                        self.problem_here(format!(
+                            "target {target}: commit.signingKey: give passphraseEnv or passphraseFile, not both"
+                        ));
+                        return None;
+                    }
+                    (Some(env), None) => Some(Secret::Env(env.clone())),
+                    (None, Some(file)) => Some(Secret::File(self.resolve(file))),
+                    (None, None) => None,
+                };
+                Some(SigningKey::OpenPgp {
+                    key_file: self.resolve(&k.openpgp),
+                    passphrase,
+                })
+            }
+        }
     }
 
     fn git_auth(&mut self, target: &str, raw: raw::RawGitAuth) -> GitAuth {

@@ -259,6 +259,13 @@ impl Validator<'_> {
         pull_request: Option<&PullRequestSettings>,
     ) -> Option<CommitStatus> {
         if let Some(pr) = pull_request {
+            if pr.forge != super::ForgeKind::GitHub {
+                self.problem_here(format!(
+                    "target {target}: push.status sets a GitHub commit status; {} pull requests have none here",
+                    pr.forge
+                ));
+                return None;
+            }
             return Some(CommitStatus {
                 api_url: pr.api_url.clone(),
                 owner: pr.owner.clone(),

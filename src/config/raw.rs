@@ -59,6 +59,45 @@ pub struct RawImage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub digest: Option<Spanned<String>>,
+    /// Not scanned, and its markers left as they are (Flux's `spec.suspend`).
+    #[serde(default)]
+    pub suspend: bool,
+    /// Gate: a tag is eligible only once its image is this old (`24h`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub min_age: Option<Spanned<String>>,
+    /// Gate: a tag is eligible only if it provides every one of these (`linux/arm64`).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub platforms: Option<Vec<Spanned<String>>>,
+    /// Gate: a tag is eligible only if its digest carries a valid signature.
+    #[serde(default)]
+    pub verify: Option<RawVerify>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawVerify {
+    pub cosign: RawCosign,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCosign {
+    /// PEM public keys (ECDSA P-256 or Ed25519); a signature from any one is enough.
+    pub public_keys: Vec<RawPublicKey>,
+}
+
+/// A public key from a file or an environment variable (exactly one).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPublicKey {
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -108,6 +147,23 @@ pub struct RawGit {
     pub url: Spanned<String>,
     #[serde(default)]
     pub branch: Option<String>,
+    /// Check out this tag instead of a branch (needs push.branch).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub tag: Option<Spanned<String>>,
+    /// Check out the highest tag in this semver range (needs push.branch).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub semver: Option<Spanned<String>>,
+    /// Check out this commit (40 hex digits), found on `branch` when given, else on any
+    /// branch; pushes go to push.branch, else `branch`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub commit: Option<Spanned<String>>,
+    /// Check out this full reference name, e.g. refs/pull/1/head (needs push.branch).
+    #[serde(default, rename = "ref")]
+    #[schemars(with = "Option<String>")]
+    pub reference: Option<Spanned<String>>,
     #[serde(default)]
     pub auth: Option<RawGitAuth>,
 }
@@ -149,6 +205,10 @@ pub struct RawGitAuth {
 pub struct RawPush {
     #[serde(default)]
     pub branch: Option<String>,
+    /// Git push options (`git push -o`), sent with every push.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub options: Vec<Spanned<String>>,
     #[serde(default)]
     pub pull_request: Option<RawPullRequest>,
     /// Sets a GitHub commit status on each delivered commit.
@@ -156,10 +216,15 @@ pub struct RawPush {
     pub status: bool,
 }
 
-/// `push.pullRequest`: deliver through a GitHub pull request instead of a direct push.
+/// `push.pullRequest`: deliver through a pull request (GitHub), merge request (GitLab) or
+/// pull request (Gitea, Forgejo) instead of a direct push.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPullRequest {
+    /// `github`, `gitlab` or `gitea`; default: from `git.url`'s host when it is obvious.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub forge: Option<Spanned<String>>,
     #[serde(default)]
     pub base: Option<String>,
     #[serde(default)]
@@ -170,6 +235,9 @@ pub struct RawPullRequest {
     pub labels: Vec<String>,
     #[serde(default)]
     pub reviewers: Vec<String>,
+    /// Usernames; GitLab and Gitea only.
+    #[serde(default)]
+    pub assignees: Vec<String>,
     #[serde(default)]
     pub draft: bool,
     #[serde(default)]
@@ -221,7 +289,28 @@ pub struct RawCommit {
     #[schemars(with = "Option<RawGoTemplate>")]
     pub go_template: Option<Spanned<RawGoTemplate>>,
     #[serde(default)]
-    pub signing_key: Option<String>,
+    pub signing_key: Option<RawSigningKey>,
+}
+
+/// `commit.signingKey`: an SSH private key file, or `{ openpgp: FILE, ... }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSigningKey {
+    /// An SSH private key file.
+    Ssh(String),
+    OpenPgp(RawOpenPgpKey),
+}
+
+/// An armored OpenPGP secret key, signed with as Flux's signingKey (`git.asc`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOpenPgpKey {
+    /// The armored secret key file.
+    pub openpgp: String,
+    #[serde(default)]
+    pub passphrase_file: Option<String>,
+    #[serde(default)]
+    pub passphrase_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

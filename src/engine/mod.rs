@@ -7,6 +7,8 @@
 //! of the engine.
 
 mod deliver;
+pub mod gates;
+mod holds;
 mod message;
 mod report;
 mod run;
@@ -70,6 +72,7 @@ pub async fn run_once(
         let name = config.targets[i].name.clone();
         let workspace = workspace_dir(state_dir, &name);
         let cache_file = scan_cache_file(state_dir, &name);
+        let holds_file = crate::state::holds_file(state_dir, &name);
         let span = tracing::info_span!("target", target = %name, reason = "once");
         let joined = tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
@@ -78,6 +81,8 @@ pub async fn run_once(
                     workspace,
                     cache_file,
                     selections: &set,
+                    images: &config.images,
+                    holds_file,
                     dry_run,
                 });
                 log_finished(&report);
@@ -95,9 +100,27 @@ pub async fn run_once(
         .collect()
         .await;
     targets.sort_by(|a, b| a.target.cmp(&b.target));
+    let mut images = set.reports.clone();
+    images.extend(
+        config
+            .images
+            .iter()
+            .filter(|i| i.suspend)
+            .map(|i| ImageReport {
+                policy: i.id.to_string(),
+                image: i.image.to_string(),
+                tags: None,
+                selected: None,
+                error: Some("suspended: not scanned, its markers are left as they are".into()),
+                failed: false,
+                transient: false,
+                stopped: Vec::new(),
+                retry_at: None,
+            }),
+    );
     CycleReport {
         scan_ms,
-        images: set.reports.clone(),
+        images,
         targets,
     }
 }

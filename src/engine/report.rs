@@ -115,6 +115,8 @@ pub struct TargetReport {
     /// failed, ...): the run is then partial, and counts as failed.
     pub file_errors: Vec<String>,
     pub push_attempts: u32,
+    /// Markers left as a person rolled them back, as they stand after this run.
+    pub holds: Vec<crate::status::HoldStatus>,
     pub timings: Timings,
     /// Every policy the target's markers name; the service runs the target when one changes.
     #[serde(skip)]
@@ -133,6 +135,7 @@ impl TargetReport {
             problems: Vec::new(),
             file_errors: Vec::new(),
             push_attempts: 0,
+            holds: Vec::new(),
             timings: Timings::default(),
             policies: Vec::new(),
             retry: Retry::Backoff,
@@ -263,6 +266,9 @@ pub enum RunError {
     },
     #[error("the target run panicked")]
     Panicked,
+    /// The target's holds file cannot be read: writing without it could undo a rollback.
+    #[error("holds: {0}")]
+    Holds(#[from] crate::state::StateError),
     /// The Flux messageTemplate failed on this run's changes (as Flux, no commit is made).
     #[error("commit.goTemplate: {0}")]
     Message(#[from] crate::config::flux::gotemplate::TemplateError),
@@ -277,7 +283,7 @@ impl RunError {
             // A checkout that cannot be read and a process that could not start a runtime may
             // be short of disk space or file handles; a panic is a bug, but a retry is cheap.
             Self::Rewrite(_) | Self::Runtime(_) | Self::TokenFile { .. } | Self::Panicked => true,
-            Self::ForeignCommits { .. } | Self::Message(_) => false,
+            Self::ForeignCommits { .. } | Self::Message(_) | Self::Holds(_) => false,
         }
     }
 

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use super::deliver::{Delivered, Delivery, Pending, for_target};
+use super::holds::{self, HoldRun};
 use super::message;
 use super::report::{ChangeReport, Outcome, RunError, TargetReport, chain, timed};
 use super::select::SelectionSet;
-use crate::config::Target;
+use crate::config::{ImagePolicy, Target};
 use crate::git::Workspace;
 use crate::model::PolicyId;
 use crate::rewrite::walk::{ChangedFile, Core, TreeReport};
@@ -38,6 +39,10 @@ pub struct TargetRun<'a> {
     /// The target's scan cache file (see [`scan_cache_file`]).
     pub cache_file: PathBuf,
     pub selections: &'a SelectionSet,
+    /// The configured images: their policies order tags for holds; suspended ones are left be.
+    pub images: &'a [ImagePolicy],
+    /// The target's holds (see [`crate::state::holds_file`]).
+    pub holds_file: PathBuf,
     pub dry_run: bool,
 }
 
@@ -66,9 +71,11 @@ pub fn save_cache(run: &TargetRun<'_>, cache: &ScanCache) {
 pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport {
     let mut report = TargetReport::new(&run.target.name);
     let mut delivery = for_target(run.target);
-    if let Err(error) = run_loop(run, delivery.as_mut(), &mut report, cache) {
+    let mut held = None;
+    if let Err(error) = run_loop(run, delivery.as_mut(), &mut report, cache, &mut held) {
         report.fail(&error);
     }
+    holds::finish(run, held, &mut report);
     cache.retain_used();
     report
 }
@@ -78,6 +85,7 @@ fn run_loop(
     delivery: &mut dyn Delivery,
     report: &mut TargetReport,
     cache: &ScanCache,
+    held: &mut Option<HoldRun>,
 ) -> Result<(), RunError> {
     let target = run.target;
     let mut ws = timed(&mut report.timings.open_ms, || {
@@ -86,7 +94,10 @@ fn run_loop(
     ws.sign_commits_with(target.signing_key.clone());
     loop {
         timed(&mut report.timings.sync_ms, || delivery.sync(&ws, target))?;
-        let tree = timed(&mut report.timings.rewrite_ms, || rewrite(run, &ws, cache))?;
+        let tree = timed(&mut report.timings.rewrite_ms, || {
+            rewrite(run, &ws, cache, held)
+        })?;
+        report.holds = held.as_ref().map(HoldRun::current).unwrap_or_default();
         if !to_deliver(run, &tree, report) {
             return Ok(());
         }
@@ -94,6 +105,7 @@ fn run_loop(
             target,
             changes: &report.changes,
             selections: run.selections,
+            holds: &report.holds,
         };
         if let Some(outcome) = delivery.before_commit(&ws, &pending)? {
             report.outcome = outcome;
@@ -106,6 +118,7 @@ fn run_loop(
             target,
             changes: &report.changes,
             selections: run.selections,
+            holds: &report.holds,
         };
         let mut push_ms = 0;
         let delivered = timed(&mut push_ms, || delivery.deliver(&ws, commit, &pending))?;
@@ -150,15 +163,45 @@ fn commit(
         .id)
 }
 
-/// Rewrites the synced commit's blobs in memory; the new ones are written by the commit.
-fn rewrite(run: &TargetRun<'_>, ws: &Workspace, cache: &ScanCache) -> Result<TreeReport, RunError> {
+/// Rewrites the synced commit's blobs in memory, then applies the Argo CD write-backs to
+/// them; the new blobs are written by the commit. Changes to markers held for a person's
+/// rollback are dropped.
+fn rewrite(
+    run: &TargetRun<'_>,
+    ws: &Workspace,
+    cache: &ScanCache,
+    held: &mut Option<HoldRun>,
+) -> Result<TreeReport, RunError> {
+    let holds: &HoldRun = held.insert(HoldRun::prepare(run, ws)?);
+    let keep = |change: &crate::rewrite::Change| holds.keep(change, run.images);
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
         run.target.allows_policy(policy)
             && tenancy.allows(&path.to_string_lossy(), policy.namespace())
     };
-    let core = Core::new(&run.selections.selections, &allow, Some(cache));
-    Ok(ws.rewrite_head(&run.target.paths, &core, Some(cache))?)
+    let core = Core::new(&run.selections.selections, &allow, Some(cache)).with_keep(Some(&keep));
+    let mut tree = ws.rewrite_head(&run.target.paths, &core, Some(cache))?;
+    // Argo CD write-backs: named files edited by their own writers, same tree, same commit.
+    crate::writeback::tree::apply(
+        &HeadFiles(ws),
+        &run.target.writebacks,
+        &run.selections.selections,
+        &mut tree,
+    );
+    Ok(tree)
+}
+
+/// The files of the synced commit, as write-backs read them.
+struct HeadFiles<'a>(&'a Workspace);
+
+impl crate::writeback::tree::Files for HeadFiles<'_> {
+    fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        self.0.head_file(path)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        self.0.head_has_file(path)
+    }
 }
 
 /// Records a rewrite in `report`; true when there is something to deliver. Otherwise the
@@ -166,7 +209,7 @@ fn rewrite(run: &TargetRun<'_>, ws: &Workspace, cache: &ScanCache) -> Result<Tre
 fn to_deliver(run: &TargetRun<'_>, tree: &TreeReport, report: &mut TargetReport) -> bool {
     report.changes = tree.changes.iter().map(ChangeReport::from).collect();
     report.policies = tree.policies.iter().map(ToString::to_string).collect();
-    (report.problems, report.file_errors) = problems(run.selections, tree);
+    (report.problems, report.file_errors) = problems(run, tree);
     if tree.changed.is_empty() {
         report.outcome = Outcome::Unchanged;
         return false;
@@ -182,11 +225,18 @@ fn to_deliver(run: &TargetRun<'_>, tree: &TreeReport, report: &mut TargetReport)
 
 /// Every problem as `file:line: message`, and apart the ones that kept a file from being
 /// processed.
-fn problems(selections: &SelectionSet, tree: &TreeReport) -> (Vec<String>, Vec<String>) {
+fn problems(run: &TargetRun<'_>, tree: &TreeReport) -> (Vec<String>, Vec<String>) {
+    let selections = run.selections;
     let mut all = Vec::new();
     let mut errors = Vec::new();
     for p in &tree.problems {
         let text = match &p.kind {
+            // Suspended on purpose: its markers are left as they are, and that is no problem.
+            ProblemKind::UnknownPolicy { policy }
+                if run.images.iter().any(|i| i.suspend && &i.id == policy) =>
+            {
+                continue;
+            }
             ProblemKind::UnknownPolicy { policy } => match selections.failed(policy) {
                 Some(why) => format!(
                     "{}:{}: policy {policy} not updated: {why}",

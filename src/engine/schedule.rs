@@ -191,6 +191,8 @@ struct ImageSlot {
     /// Scanned in this process, or a selection kept from before: the start-up run waits until
     /// every image is, so it does not report markers whose policy simply was not scanned yet.
     known: bool,
+    /// `suspend: true`: never scanned, never selected.
+    suspended: bool,
 }
 
 #[derive(Debug)]
@@ -212,6 +214,8 @@ struct TargetSlot {
     pull_request: Option<String>,
     /// Marker edits not on the branch yet (see [`TargetStatus::pending_changes`]).
     pending_changes: Vec<ChangeReport>,
+    /// Markers held for a person's rollback, as the last run (or preview) left them.
+    holds: Vec<crate::status::HoldStatus>,
     /// A preview is running, with the selections of this generation.
     previewing: Option<u64>,
     /// The selection generation the last preview (or run) saw.
@@ -258,6 +262,7 @@ impl Schedule {
             .map(|image| {
                 let slot = image_slot(image, snapshot, now);
                 if let Some(selected) = slot.record.selected.as_deref()
+                    && !slot.suspended
                     && let Ok(reference) = selected.parse::<ImageRef>()
                 {
                     selections.insert(image.id.clone(), reference);
@@ -306,6 +311,7 @@ impl Schedule {
     /// When something is next due if no event comes first; `None` when nothing is.
     pub fn next_wake(&self) -> Option<Mono> {
         let images = self.images.iter().filter_map(|slot| match slot.state {
+            _ if slot.suspended => None,
             ImageState::Idle { due } | ImageState::Backoff { due } => Some(due),
             ImageState::Scanning { .. } => None,
         });
@@ -354,7 +360,7 @@ impl Schedule {
 
     fn webhook(&mut self, names: &[String]) {
         for slot in &mut self.images {
-            if !names.contains(&slot.canonical) {
+            if slot.suspended || !names.contains(&slot.canonical) {
                 continue;
             }
             slot.state = match slot.state {
@@ -382,6 +388,14 @@ impl Schedule {
             now.mono
         } else {
             now.mono.after(wait)
+        };
+        // A tag held back by minAge is looked at again the moment it comes of age.
+        let due = match scan.report.retry_at {
+            Some(at) if !scan.report.failed => due.min(
+                now.mono
+                    .after(Duration::from_millis(at.saturating_sub(now.wall_ms))),
+            ),
+            _ => due,
         };
         slot.known = true;
         slot.record.scanned_at = now.wall_ms;
@@ -497,6 +511,7 @@ impl Schedule {
             // A preview leaves the target pending; a failed one just shows nothing.
             if !report.is_failure() {
                 slot.pending_changes.clone_from(&report.changes);
+                slot.holds.clone_from(&report.holds);
                 slot.policies = Some(report.policies.iter().cloned().collect());
             }
             slot.previewed = Some(generation);
@@ -554,6 +569,7 @@ impl Schedule {
             Outcome::Unchanged | Outcome::Pushed { .. } => (None, Vec::new()),
         };
         let slot = &mut self.targets[i];
+        slot.holds.clone_from(&report.holds);
         slot.record = Some(record.clone());
         self.out.push(Command::Persist {
             images: Vec::new(),
@@ -630,6 +646,7 @@ impl Schedule {
         for (i, slot) in self.images.iter_mut().enumerate() {
             if let ImageState::Idle { due } | ImageState::Backoff { due } = slot.state
                 && due <= now.mono
+                && !slot.suspended
             {
                 slot.state = ImageState::Scanning { again: false };
                 by_repository
@@ -759,6 +776,12 @@ fn image_status(slot: &ImageSlot, now: Now) -> ImageStatus {
         changed_at: slot.record.changed_at.and_then(timestamp),
         error: slot.record.error.clone(),
         failures: slot.failures,
+        suspended: slot.suspended,
+        stopped: slot
+            .report
+            .as_ref()
+            .map(|r| r.stopped.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -806,6 +829,7 @@ fn target_status(slot: &TargetSlot, now: Now) -> TargetStatus {
                 new: c.new.clone(),
             })
             .collect(),
+        holds: slot.holds.clone(),
     }
 }
 
@@ -830,7 +854,9 @@ fn image_slot(image: &ImagePolicy, snapshot: &Snapshot, now: Now) -> ImageSlot {
         _ => now.mono,
     };
     ImageSlot {
-        known: record.selected.is_some() || record.succeeded_at.is_some(),
+        // A suspended image is known as it is: the start-up run does not wait for its scan.
+        known: image.suspend || record.selected.is_some() || record.succeeded_at.is_some(),
+        suspended: image.suspend,
         id: image.id.clone(),
         image: image.image.to_string(),
         canonical: image.image.canonical(),
@@ -870,6 +896,7 @@ fn target_slot(
         problems: Vec::new(),
         pull_request: None,
         pending_changes: Vec::new(),
+        holds: Vec::new(),
         previewing: None,
         previewed: None,
     }
@@ -937,6 +964,8 @@ mod tests {
                 error: None,
                 failed: false,
                 transient: false,
+                stopped: Vec::new(),
+                retry_at: None,
             },
             selection: Some(selected),
         }
@@ -952,6 +981,8 @@ mod tests {
                 error: Some("registry down".into()),
                 failed: true,
                 transient: true,
+                stopped: Vec::new(),
+                retry_at: None,
             },
             selection: None,
         }

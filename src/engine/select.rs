@@ -31,6 +31,12 @@ pub struct ImageReport {
     /// A failed scan may work when tried again later.
     #[serde(skip)]
     pub transient: bool,
+    /// Better-ranked tags a gate (minAge, platforms, signature) stopped, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<crate::gate::Stop>,
+    /// When a tag held back by minAge comes of age (Unix ms): the image is scanned again then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
 }
 
 /// Selections by policy, plus a report per image.
@@ -74,7 +80,8 @@ pub struct PolicyScan {
 
 /// Scans all images and selects; see [`select_images`].
 pub async fn select_all(config: &Config, client: &Client) -> SelectionSet {
-    let all: Vec<&ImagePolicy> = config.images.iter().collect();
+    // A suspended image is not scanned: no selection, so its markers stay as they are.
+    let all: Vec<&ImagePolicy> = config.images.iter().filter(|i| !i.suspend).collect();
     select_images(&all, client).await
 }
 
@@ -159,12 +166,41 @@ enum Choice {
     Nothing(String),
 }
 
-/// Selects for every policy from one listing, then looks up the digests they need.
+/// Selects for every policy from one listing. A policy with gates runs its own gate pass
+/// (`super::gates`: it makes requests per candidate); the others share [`select_plain`].
 async fn select_listed(
     policies: &[&ImagePolicy],
     tags: &[Tag],
     client: &Client,
 ) -> Vec<PolicyScan> {
+    if policies.iter().all(|p| p.gates.is_empty()) {
+        return select_plain(policies, tags, client).await;
+    }
+    let plain: Vec<&ImagePolicy> = policies
+        .iter()
+        .copied()
+        .filter(|p| p.gates.is_empty())
+        .collect();
+    let mut plain_scans = if plain.is_empty() {
+        Vec::new()
+    } else {
+        select_plain(&plain, tags, client).await
+    }
+    .into_iter();
+    let mut out = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let scan = if policy.gates.is_empty() {
+            plain_scans.next()
+        } else {
+            Some(gated(policy, tags, client).await)
+        };
+        out.extend(scan);
+    }
+    out
+}
+
+/// Selects for every policy without gates from one listing, then looks up the digests they need.
+async fn select_plain(policies: &[&ImagePolicy], tags: &[Tag], client: &Client) -> Vec<PolicyScan> {
     let choices = choose(policies, tags);
     // Each selected tag some policy wants a digest for, once.
     let mut wanted: Vec<usize> = policies
@@ -252,6 +288,8 @@ fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: b
             error: Some(error),
             failed: true,
             transient,
+            stopped: Vec::new(),
+            retry_at: None,
         },
         selection: None,
     }
@@ -273,7 +311,64 @@ fn selected(image: &ImagePolicy, tags: &[Tag], tag: &Tag, digest: Option<Digest>
             error: None,
             failed: false,
             transient: false,
+            stopped: Vec::new(),
+            retry_at: None,
         },
         selection: Some(reference),
+    }
+}
+
+/// The policy's ranking passed through the image's gates (`super::gates`).
+async fn gated(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan {
+    let gated = match super::gates::choose(image, tags, client).await {
+        Ok(g) => g,
+        Err(e) => {
+            let error = format!("gates: {}", super::report::chain(&e));
+            return failure(image, Some(tags.len()), error, e.is_transient());
+        }
+    };
+    for gate in image.gates.order() {
+        let count = gated.stops.iter().filter(|s| s.gate == gate).count();
+        crate::metrics::metrics()
+            .gate_stops
+            .get_or_create(&vec![
+                ("policy", image.id.to_string()),
+                ("gate", gate.to_string()),
+            ])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let selection = gated.index.map(|i| ImageRef {
+        name: image.image.clone(),
+        tag: Some(tags[i].clone()),
+        digest: match image.digest {
+            DigestMode::Never => None,
+            DigestMode::IfNotPresent | DigestMode::Always => gated.digest.clone(),
+        },
+    });
+    let error = match (&selection, gated.stops.is_empty()) {
+        (Some(_), _) => None,
+        (None, true) => Some(format!("no tag selected from {}", gated.stats)),
+        (None, false) if gated.exhausted => Some(format!(
+            "no tag passed the gates: the best {} candidates were stopped",
+            gated.stops.len()
+        )),
+        (None, false) => Some(format!(
+            "no tag passed the gates ({} stopped)",
+            gated.stops.len()
+        )),
+    };
+    PolicyScan {
+        report: ImageReport {
+            policy: image.id.to_string(),
+            image: image.image.to_string(),
+            tags: Some(tags.len()),
+            selected: selection.as_ref().map(ToString::to_string),
+            error,
+            failed: false,
+            transient: false,
+            stopped: gated.stops,
+            retry_at: gated.retry_at,
+        },
+        selection,
     }
 }

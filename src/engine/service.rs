@@ -315,6 +315,9 @@ impl Driver {
             let mut batch = Batch::default();
             self.store
                 .tags(&mut batch, &scan.image.canonical(), tags, now.wall_ms);
+            for (image, tag, at) in super::gates::take_new_first_seen() {
+                batch.first_seen(&image, &tag, at);
+            }
             self.writer.send(batch);
         }
         #[allow(clippy::cast_precision_loss)]
@@ -346,6 +349,7 @@ impl Driver {
         let name = config.targets[i].name.clone();
         let workspace = workspace_dir(&self.options.state_dir, &name);
         let cache_file = scan_cache_file(&self.options.state_dir, &name);
+        let holds_file = crate::state::holds_file(&self.options.state_dir, &name);
         // Each target's scan cache stays in memory between runs (one run at a time uses it).
         let cache = Arc::clone(&self.caches[i]);
         let span = tracing::info_span!("target", target = %name, reason = reason.as_str(), preview);
@@ -359,6 +363,8 @@ impl Driver {
                     workspace,
                     cache_file,
                     selections: &selections,
+                    images: &config.images,
+                    holds_file,
                     dry_run: preview,
                 };
                 let report = run_target_cached(&run, cache);
@@ -440,6 +446,9 @@ fn count_run(name: &str, report: &TargetReport) {
         m.pushes.get_or_create(&label("result", "ok")).inc();
     }
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    m.holds
+        .get_or_create(&label("target", name))
+        .set(count(report.holds.len()));
     m.file_errors
         .get_or_create(&label("target", name))
         .set(count(report.file_errors.len()));

@@ -46,7 +46,22 @@ fn cell(text: &str) -> String {
     format!("`{}`", text.replace('`', "'").replace('|', "\\|"))
 }
 
+/// A marker tagsmith leaves as a person rolled it back (from what tagsmith wrote to theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRow {
+    pub policy: String,
+    pub file: String,
+    pub line: usize,
+    pub from: String,
+    pub to: String,
+}
+
 pub fn render_body(target: &str, rows: &[BodyRow]) -> String {
+    render_body_with_holds(target, rows, &[])
+}
+
+/// [`render_body`], saying also which markers are held and how to release them.
+pub fn render_body_with_holds(target: &str, rows: &[BodyRow], held: &[HeldRow]) -> String {
     let mut out = format!(
         "tagsmith updates {} image reference(s) for target `{target}`.\n\n",
         rows.len()
@@ -62,6 +77,21 @@ pub fn render_body(target: &str, rows: &[BodyRow]) -> String {
             files.join("<br>"),
             cell(&row.policy)
         ));
+    }
+    if !held.is_empty() {
+        out.push_str(&format!(
+            "\nHeld: {} marker(s) a person rolled back are left as they are until the policy selects a newer tag than the one rolled back from, or until `tagsmith release POLICY` lifts the hold.\n\n| Policy | Rolled back | File |\n|---|---|---|\n",
+            held.len()
+        ));
+        for h in held {
+            out.push_str(&format!(
+                "| {} | {} -> {} | {} |\n",
+                cell(&h.policy),
+                cell(&h.from),
+                cell(&h.to),
+                cell(&format!("{}:{}", h.file, h.line))
+            ));
+        }
     }
     out.push_str(&format!(
         "\nThis branch is owned by tagsmith and replaced on every update; commits pushed to it by others stop tagsmith from updating it.\n<!-- tagsmith:target={target} -->\n"
@@ -139,6 +169,24 @@ pub fn graphql_endpoint(api_url: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_markers_are_listed_with_how_to_release_them() {
+        let held = [HeldRow {
+            policy: "team-a:app".into(),
+            file: "apps/app.yaml".into(),
+            line: 7,
+            from: "1.3.0".into(),
+            to: "1.2.0".into(),
+        }];
+        let body = render_body_with_holds("prod", &[], &held);
+        assert!(
+            body.contains("| `team-a:app` | `1.3.0` -> `1.2.0` | `apps/app.yaml:7` |"),
+            "{body}"
+        );
+        assert!(body.contains("tagsmith release"), "{body}");
+        assert!(!render_body("prod", &[]).contains("Held"));
+    }
 
     fn sample() -> Vec<BodyRow> {
         rows([

@@ -1,10 +1,12 @@
-//! GitHub API failures, explained: which permission is missing, what a 422 means, how long a
-//! rate limit asks us to wait.
+//! Forge API failures, explained: which permission or token scope is missing, what a 422
+//! means, how long a rate limit asks us to wait.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::config::ForgeKind;
 
 /// What tagsmith was doing when a request failed, and the permission that needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,10 @@ pub enum Action {
     AddLabels,
     RequestReviewers,
     EnableAutoMerge,
+    /// GitLab: usernames to user ids for assignees and reviewers.
+    FindUser,
+    /// Gitea: label names to label ids.
+    FindLabels,
     CreateStatus,
 }
 
@@ -31,6 +37,8 @@ impl Action {
             Self::AddLabels => "adding labels",
             Self::RequestReviewers => "requesting reviewers",
             Self::EnableAutoMerge => "enabling auto-merge",
+            Self::FindUser => "looking up users",
+            Self::FindLabels => "looking up labels",
             Self::CreateStatus => "setting the commit status",
         }
     }
@@ -49,6 +57,7 @@ impl Action {
             Self::EnableAutoMerge => {
                 "\"pull requests: write\" and \"contents: write\", with auto-merge allowed in the repository settings"
             }
+            Self::FindUser | Self::FindLabels => "read access to the repository",
             Self::CreateStatus => "\"commit statuses: write\" on the repository",
         }
     }
@@ -72,7 +81,8 @@ pub enum ForgeError {
     NotFound { action: Action },
     #[error("github could not process {} (422): {explanation}", action.describe())]
     Unprocessable { action: Action, explanation: String },
-    #[error("github rate limit while {}: retry in {}s", action.describe(), wait.as_secs())]
+    /// Any forge's (the log line before it names the forge).
+    #[error("api rate limit while {}: retry in {}s", action.describe(), wait.as_secs())]
     RateLimited { action: Action, wait: Duration },
     #[error("github answered {status} while {}: {message}", action.describe())]
     Status {
@@ -82,13 +92,65 @@ pub enum ForgeError {
     },
     #[error("unexpected github answer while {}: {message}", action.describe())]
     Decode { action: Action, message: String },
+    // GitLab and Gitea: the variants above speak of GitHub's permissions.
+    #[error("cannot read the {forge} token from {source_name}: {reason}")]
+    Token {
+        forge: ForgeKind,
+        source_name: String,
+        reason: String,
+    },
+    #[error("cannot set up the {forge} client for {api_url}: {message}")]
+    Setup {
+        forge: ForgeKind,
+        api_url: String,
+        message: String,
+    },
+    #[error("{forge} api unreachable while {}: {message}", action.describe())]
+    Unreachable {
+        forge: ForgeKind,
+        action: Action,
+        message: String,
+    },
+    #[error("{forge} rejected the token (401) while {}: it is invalid, expired or revoked; needs {needs}", action.describe())]
+    TokenRejected {
+        forge: ForgeKind,
+        action: Action,
+        needs: String,
+    },
+    #[error("{forge} refused {} (403: {message}): needs {needs}", action.describe())]
+    Refused {
+        forge: ForgeKind,
+        action: Action,
+        message: String,
+        needs: String,
+    },
+    #[error("{forge} answered {status} while {}: {message}", action.describe())]
+    Answered {
+        forge: ForgeKind,
+        action: Action,
+        status: u16,
+        message: String,
+    },
+    #[error("{forge} has no {what} named {name:?} (while {})", action.describe())]
+    Unknown {
+        forge: ForgeKind,
+        action: Action,
+        what: &'static str,
+        name: String,
+    },
+    #[error("unexpected {forge} answer while {}: {message}", action.describe())]
+    Unexpected {
+        forge: ForgeKind,
+        action: Action,
+        message: String,
+    },
 }
 
 impl ForgeError {
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Http { .. } | Self::RateLimited { .. } => true,
-            Self::Status { status, .. } => *status >= 500,
+            Self::Http { .. } | Self::RateLimited { .. } | Self::Unreachable { .. } => true,
+            Self::Status { status, .. } | Self::Answered { status, .. } => *status >= 500,
             _ => false,
         }
     }

@@ -1,21 +1,28 @@
 //! Pull requests on a forge: the pure parts (body, what to do with an existing pull request),
-//! the [`Forge`] trait the engine delivers through, and GitHub's API client (octocrab), which
-//! is the only IO here. A second forge is one file implementing [`Forge`] plus its settings
-//! and a match arm in [`connect`].
+//! the [`Forge`] trait the engine delivers through, and one API client per forge: GitHub
+//! (octocrab), GitLab merge requests and Gitea/Forgejo pull requests (both on [`http`]'s
+//! small REST client). A forge is one file implementing [`Forge`] plus its settings and a
+//! match arm in [`connect`].
 
 mod body;
 mod error;
+mod gitea;
 mod github;
+mod gitlab;
+mod http;
 
 use futures_util::future::BoxFuture;
 use octocrab::secrecy::SecretString;
 
 pub use self::body::{
-    BodyRow, Desired, Existing, Plan, decide, graphql_endpoint, render_body, rows,
+    BodyRow, Desired, Existing, HeldRow, Plan, decide, graphql_endpoint, render_body,
+    render_body_with_holds, rows,
 };
 pub use self::error::{Action, ForgeError, RateLimit, explain_unprocessable, rate_limit_wait};
+pub use self::gitea::Gitea;
 pub use self::github::{GitHub, PullRequestView};
-use crate::config::{AutoMerge, PullRequestSettings};
+pub use self::gitlab::GitLab;
+use crate::config::{AutoMerge, ForgeKind, PullRequestSettings};
 
 /// Which pull requests [`Forge::find`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,5 +86,51 @@ pub trait Forge: Send + Sync {
 
 /// The client for a target's pull request settings. Needs a tokio runtime.
 pub async fn connect(settings: &PullRequestSettings) -> Result<Box<dyn Forge>, ForgeError> {
-    Ok(Box::new(GitHub::connect(settings).await?))
+    Ok(match settings.forge {
+        ForgeKind::GitHub => Box::new(GitHub::connect(settings).await?),
+        ForgeKind::GitLab => Box::new(GitLab::connect(settings)?),
+        ForgeKind::Gitea => Box::new(Gitea::connect(settings)?),
+    })
+}
+
+/// Forges without a draft flag mark a draft by a title prefix; the title tagsmith compares
+/// is the one without it, so a draft is not "updated" away on the next run.
+fn strip_draft_prefix<'a>(title: &'a str, prefixes: &[&str]) -> (&'a str, bool) {
+    for prefix in prefixes {
+        if title.len() >= prefix.len()
+            && title.is_char_boundary(prefix.len())
+            && title[..prefix.len()].eq_ignore_ascii_case(prefix)
+        {
+            return (title[prefix.len()..].trim_start(), true);
+        }
+    }
+    (title, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_draft_prefix;
+
+    #[test]
+    fn draft_prefixes_are_not_part_of_the_title() {
+        let gitlab = ["Draft:", "[Draft]", "(Draft)"];
+        assert_eq!(
+            strip_draft_prefix("Draft: Update", &gitlab),
+            ("Update", true)
+        );
+        assert_eq!(
+            strip_draft_prefix("draft:Update", &gitlab),
+            ("Update", true)
+        );
+        assert_eq!(
+            strip_draft_prefix("[Draft] Update", &gitlab),
+            ("Update", true)
+        );
+        assert_eq!(strip_draft_prefix("Update", &gitlab), ("Update", false));
+        assert_eq!(strip_draft_prefix("Drafting", &gitlab), ("Drafting", false));
+        assert_eq!(
+            strip_draft_prefix("WIP: x", &["WIP:", "[WIP]"]),
+            ("x", true)
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use git2::{Commit, Oid, Signature, Tree};
 
 use super::{GitError, Workspace, message};
-use crate::config::Author;
+use crate::config::{Author, SigningKey};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitInfo {
@@ -74,7 +74,13 @@ impl Workspace {
                 let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Commit {
                     message: format!("commit is not UTF-8: {e}"),
                 })?;
-                let armored = ssh_sign(key, content.as_bytes())?;
+                let armored = match key {
+                    SigningKey::Ssh(key) => ssh_sign(key, content.as_bytes())?,
+                    SigningKey::OpenPgp {
+                        key_file,
+                        passphrase,
+                    } => super::openpgp::sign(key_file, passphrase.as_ref(), content.as_bytes())?,
+                };
                 self.repo
                     .commit_signed(content, &armored, Some("gpgsig"))
                     .map_err(err)
@@ -82,9 +88,10 @@ impl Workspace {
         }
     }
 
-    /// Sign the commits this workspace makes with an SSH key (`None`: unsigned).
-    pub fn sign_commits_with(&mut self, key: Option<std::path::PathBuf>) {
-        self.signing_key = key;
+    /// Sign the commits this workspace makes with an SSH key (a path) or an OpenPGP key
+    /// (`None`: unsigned).
+    pub fn sign_commits_with(&mut self, key: Option<impl Into<SigningKey>>) {
+        self.signing_key = key.map(Into::into);
     }
 
     /// Commits `changed` (paths relative to the root) on top of HEAD and moves HEAD to it.

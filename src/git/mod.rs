@@ -2,10 +2,13 @@
 //! Blocking IO: async callers run it on `spawn_blocking`.
 
 mod auth;
+mod checkout;
 mod commit;
+mod history;
 mod known_hosts;
 mod lease;
 mod objects;
+mod openpgp;
 mod push;
 mod workspace;
 
@@ -41,6 +44,12 @@ pub enum GitError {
     },
     #[error("branch {branch} does not exist on {url}")]
     MissingBranch { url: String, branch: String },
+    #[error("cannot check out {reference} from {url}: {message}")]
+    Checkout {
+        url: String,
+        reference: String,
+        message: String,
+    },
     #[error("cannot reset the workspace to {commit}: {message}")]
     Reset { commit: String, message: String },
     #[error("cannot read the synced commit's tree: {message}")]

@@ -180,6 +180,37 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// The bytes of the file at `path` (relative to the root) in the synced commit's tree;
+    /// `None` when there is none there (or it is a link, a folder or a submodule).
+    pub fn head_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let head = self.head().ok()?;
+        let tree = self.repo.find_commit(head).and_then(|c| c.tree()).ok()?;
+        let entry = tree.get_path(&normalize(path)?).ok()?;
+        if entry.kind() != Some(ObjectType::Blob) || !is_file(entry.filemode()) {
+            return None;
+        }
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        Some(blob.content().to_vec())
+    }
+
+    /// Whether the synced commit's tree holds a file at `path` (relative to the root): a
+    /// file deleted or moved upstream takes its holds with it.
+    pub fn head_has_file(&self, path: &Path) -> bool {
+        let Ok(head) = self.head() else {
+            return false;
+        };
+        let Some(rel) = normalize(path) else {
+            return false;
+        };
+        self.repo
+            .find_commit(head)
+            .and_then(|c| c.tree())
+            .and_then(|tree| tree.get_path(&rel))
+            .is_ok_and(|entry| entry.kind() == Some(ObjectType::Blob) && is_file(entry.filemode()))
+    }
+}
+
 fn blob_key(id: Oid) -> Option<[u8; 20]> {
     id.as_bytes().try_into().ok()
 }

@@ -43,7 +43,10 @@ impl Workspace {
             Ok(())
         });
         let mut options = PushOptions::new();
-        options.remote_callbacks(cbs);
+        let push_options: Vec<&str> = self.push_options.iter().map(String::as_str).collect();
+        options
+            .remote_callbacks(cbs)
+            .remote_push_options(&push_options);
         let mut remote = self.repo.find_remote("origin")?;
         let result = remote.push(&[refspec], Some(&mut options));
         drop(options);

@@ -21,11 +21,14 @@ pub struct Workspace {
     pub(super) url: String,
     pub(super) creds: Option<Credentials>,
     pub(super) host_keys: Option<HostKeys>,
-    pub(super) signing_key: Option<PathBuf>,
+    pub(super) signing_key: Option<crate::config::SigningKey>,
     /// Opened for objects only ([`Self::open_objects`]): no working tree, no index.
     objects: bool,
     /// Fetch only the commits a run needs where the transport can ([`Self::fetch_shallow`]).
     shallow: bool,
+    /// Checked out instead of the base branch's head, when set.
+    checkout: Option<crate::config::CheckoutRef>,
+    pub(super) push_options: Vec<String>,
 }
 
 /// Where a sync left the workspace.
@@ -140,6 +143,8 @@ impl Workspace {
             signing_key: None,
             objects,
             shallow: false,
+            checkout: source.checkout.clone(),
+            push_options: source.push_options.clone(),
         })
     }
 
@@ -162,12 +167,19 @@ impl Workspace {
     /// Fetches `base_branch` (and `push_branch`), then makes the working tree exactly the commit
     /// new work builds on: the push branch when it exists remotely and differs from the base
     /// (so commits accumulate there, as Flux does), else the base branch.
+    /// With a checkout ref (a tag, semver range, commit or reference name) that commit takes
+    /// the base branch's place, and the push branch is built on when it exists, as Flux's
+    /// SwitchBranch does.
     pub fn sync(&self, base_branch: &str, push_branch: &str) -> Result<Synced, GitError> {
-        let mut refspecs = vec![format!(
-            "+refs/heads/{base_branch}:{}",
-            remote_ref(base_branch)
-        )];
-        if push_branch != base_branch {
+        let mut refspecs = match &self.checkout {
+            None => vec![format!(
+                "+refs/heads/{base_branch}:{}",
+                remote_ref(base_branch)
+            )],
+            Some(c) => super::checkout::refspecs(c, base_branch),
+        };
+        let switch = push_branch != base_branch || self.checkout.is_some();
+        if switch {
             refspecs.push(format!(
                 "+refs/heads/{push_branch}:{}",
                 remote_ref(push_branch)
@@ -175,12 +187,15 @@ impl Workspace {
         }
         self.fetch(&refspecs)?;
         let head_of = |branch: &str| self.repo.refname_to_id(&remote_ref(branch)).ok();
-        let base_head = head_of(base_branch).ok_or_else(|| GitError::MissingBranch {
-            url: self.url.clone(),
-            branch: base_branch.to_string(),
-        })?;
+        let base_head = match &self.checkout {
+            Some(c) => self.checkout_commit(c)?,
+            None => head_of(base_branch).ok_or_else(|| GitError::MissingBranch {
+                url: self.url.clone(),
+                branch: base_branch.to_string(),
+            })?,
+        };
         let push_head = head_of(push_branch);
-        let base = if push_branch != base_branch {
+        let base = if switch {
             push_head.unwrap_or(base_head)
         } else {
             base_head
@@ -209,7 +224,9 @@ impl Workspace {
             ))
             .prune(FetchPrune::On)
             .download_tags(git2::AutotagOption::None);
-        if self.shallow && !is_local(&self.url) {
+        // Only the first fetch is shallow: a depth on later fetches would cut the history
+        // back to the new tip, and holds need tagsmith's own earlier commits in it.
+        if self.shallow && !is_local(&self.url) && self.repo.head().is_err() {
             options.depth(1);
         }
         let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_err)?;

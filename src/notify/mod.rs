@@ -10,7 +10,7 @@ pub mod body;
 pub mod event;
 mod send;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 pub use self::event::{Event, ImageChange, PullRequestRef};
 use crate::config::{CommitStatus, Config, EventKind, Sink, Target};
-use crate::engine::TargetReport;
+use crate::engine::{ChangeReport, TargetReport};
 use crate::metrics::metrics;
 use crate::status::{NotificationStatus, timestamp};
 
@@ -137,6 +137,8 @@ pub struct Notifier {
     workers: JoinSet<()>,
     /// Per target, the failure last announced: the same failure again (a retry) is not news.
     announced: HashMap<String, String>,
+    /// Per target, the holds already announced: a hold is news once, when it starts.
+    held: HashMap<String, BTreeSet<(String, String, String)>>,
     changed: watch::Receiver<u64>,
 }
 
@@ -194,6 +196,7 @@ impl Notifier {
             queues,
             workers,
             announced: HashMap::new(),
+            held: HashMap::new(),
             changed,
         }
     }
@@ -210,6 +213,7 @@ impl Notifier {
             return;
         }
         let now = timestamp(crate::state::now_ms()).unwrap_or_default();
+        self.report_holds(target, report, &now);
         let Some(event) = Event::from_report(target, report, now) else {
             self.announced.remove(&target.name);
             return;
@@ -226,6 +230,37 @@ impl Notifier {
             }
         }
         self.send(event);
+    }
+
+    /// One `held` event for the markers whose hold started in this run (a person's rollback
+    /// that tagsmith leaves alone); holds that go on are not news again.
+    fn report_holds(&mut self, target: &Target, report: &TargetReport, now: &str) {
+        let current: BTreeSet<(String, String, String)> = report
+            .holds
+            .iter()
+            .map(|h| (h.file.clone(), h.marker.clone(), h.to.clone()))
+            .collect();
+        let known = self.held.entry(target.name.clone()).or_default();
+        let started: Vec<ChangeReport> = report
+            .holds
+            .iter()
+            .filter(|h| !known.contains(&(h.file.clone(), h.marker.clone(), h.to.clone())))
+            .map(|h| ChangeReport {
+                file: h.file.clone(),
+                line: h.line,
+                policy: h.policy.clone(),
+                old: h.to.clone(),
+                new: h.from.clone(),
+            })
+            .collect();
+        *known = current;
+        if !started.is_empty() {
+            let reason = format!(
+                "{} marker(s) left as a person rolled them back, until a newer tag or `tagsmith release`",
+                started.len()
+            );
+            self.send(Event::held(target, &started, &reason, now.to_string()));
+        }
     }
 
     /// Queues `event` for every sink that wants it.
@@ -418,6 +453,43 @@ mod tests {
                 .is_some_and(|e| e.contains("env TAGSMITH_TEST_SURELY_UNSET_URL: not set")),
             "{counts:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_hold_is_announced_once_when_it_starts() {
+        // The URL variable is unset: each message fails at once, so failures count messages.
+        let config = config(
+            "  - { name: a, type: webhook, urlEnv: TAGSMITH_TEST_SURELY_UNSET_URL, events: [held] }\n",
+        );
+        let mut notifier = Notifier::start(&config);
+        let counts = Arc::clone(&notifier.queues[0].counts);
+        let target = config.targets[0].clone();
+        let hold = |file: &str, to: &str| crate::status::HoldStatus {
+            policy: "team:app".into(),
+            marker: "team:app".into(),
+            file: file.into(),
+            line: 3,
+            from: "app:1.3.0".into(),
+            to: to.into(),
+            since: None,
+        };
+        let with_holds = |holds: Vec<crate::status::HoldStatus>| {
+            let mut report = TargetReport::new("prod");
+            report.holds = holds;
+            report
+        };
+        notifier.report(&target, &with_holds(vec![hold("a.yaml", "app:1.2.0")]));
+        notifier.report(&target, &with_holds(vec![hold("a.yaml", "app:1.2.0")]));
+        notifier.report(
+            &target,
+            &with_holds(vec![
+                hold("a.yaml", "app:1.2.0"),
+                hold("b.yaml", "app:1.1.0"),
+            ]),
+        );
+        notifier.report(&target, &with_holds(Vec::new()));
+        notifier.finish(Duration::from_secs(10)).await;
+        assert_eq!(counts.lock().unwrap().failed, 2);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@
 //! `settings`) carry the unit tests; `client` does the HTTP exchange, `auth` finds credentials,
 //! `scan` and `digest` are the public operations.
 
+mod artifact;
 pub mod auth;
 pub mod backoff;
 pub mod challenge;
@@ -22,12 +23,14 @@ mod client;
 mod digest;
 pub mod limit;
 pub mod link;
+pub mod oci;
 mod scan;
 pub mod settings;
 mod token;
 
 use thiserror::Error;
 
+pub use artifact::Fetched;
 pub use backoff::RetryPolicy;
 pub use client::{Client, Options, is_loopback};
 pub use digest::MANIFEST_ACCEPT;
@@ -125,6 +128,12 @@ pub enum Error {
         what: String,
         to: String,
         registry: String,
+    },
+    #[error("{image}: {what} is not usable: {reason}")]
+    Document {
+        image: String,
+        what: String,
+        reason: String,
     },
     #[error("{image}:{tag}: no usable manifest digest: {reason}")]
     Digest {

@@ -33,6 +33,28 @@ impl FilePlan {
     pub fn is_noop(&self) -> bool {
         self.edits.is_empty()
     }
+
+    /// Keeps only the changes `keep` accepts, and their edits.
+    pub fn retain_changes(&mut self, keep: impl Fn(&Change) -> bool) {
+        let dropped: Vec<usize> = self
+            .changes
+            .iter()
+            .filter(|c| !keep(c))
+            .map(|c| c.line)
+            .collect();
+        if dropped.is_empty() {
+            return;
+        }
+        self.changes.retain(|c| !dropped.contains(&c.line));
+        // A marker is a line comment on its value's line: the line names the site.
+        let ranges: Vec<Range<usize>> = self
+            .sites
+            .iter()
+            .filter(|s| dropped.contains(&s.line))
+            .map(|s| s.range.clone())
+            .collect();
+        self.edits.retain(|e| !ranges.contains(&e.range));
+    }
 }
 
 /// The text a marker's part takes from a selection, or `None` when the selection lacks it.

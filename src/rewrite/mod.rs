@@ -23,7 +23,7 @@ mod verify;
 pub mod walk;
 mod yaml;
 mod yaml_large;
-mod yaml_literal;
+pub(crate) mod yaml_literal;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -139,12 +139,16 @@ pub struct Hooks<'a> {
     /// Called with a file's absolute path once its new bytes are in the temporary file, just
     /// before tagsmith checks the file still holds the bytes it read and replaces it.
     pub before_replace: Option<&'a (dyn Fn(&Path) + Sync)>,
+    /// Called with each planned change; a change it refuses is not made (a marker held for a
+    /// person's rollback).
+    pub keep: Option<&'a (dyn Fn(&Change) -> bool + Sync)>,
 }
 
 impl std::fmt::Debug for Hooks<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
             .field("before_replace", &self.before_replace.is_some())
+            .field("keep", &self.keep.is_some())
             .finish()
     }
 }
@@ -166,7 +170,7 @@ pub fn rewrite_tree_with(
     let started = std::time::Instant::now();
     let job = Job {
         base: &base,
-        core: Core::new(selections, allowed, cache),
+        core: Core::new(selections, allowed, cache).with_keep(hooks.keep),
         mode,
         hooks,
         report: Mutex::new(TreeReport::default()),
@@ -228,6 +232,7 @@ pub struct Core<'a> {
     selections: &'a BTreeMap<PolicyId, ImageRef>,
     allowed: &'a (dyn Fn(&Path, &PolicyId) -> bool + Sync),
     cache: Option<&'a ScanCache>,
+    keep: Option<&'a (dyn Fn(&Change) -> bool + Sync)>,
 }
 
 impl std::fmt::Debug for Core<'_> {
@@ -249,7 +254,14 @@ impl<'a> Core<'a> {
             selections,
             allowed,
             cache,
+            keep: None,
         }
+    }
+
+    /// Drops the planned changes `keep` refuses (markers held for a person's rollback).
+    pub fn with_keep(mut self, keep: Option<&'a (dyn Fn(&Change) -> bool + Sync)>) -> Self {
+        self.keep = keep;
+        self
     }
 
     /// Whether `bytes` hold the marker (and so must be scanned).
@@ -292,9 +304,12 @@ impl<'a> Core<'a> {
             parsed: true,
             ..FileOutcome::default()
         };
-        let plan = plan_allowed(rel, lang, scanned, self.selections, |policy| {
+        let mut plan = plan_allowed(rel, lang, scanned, self.selections, |policy| {
             (self.allowed)(rel, policy)
         });
+        if let Some(keep) = self.keep {
+            plan.retain_changes(keep);
+        }
         outcome.problems = plan.problems.clone();
         outcome.policies = plan.sites.iter().map(|s| s.marker.policy.clone()).collect();
         if plan.is_noop() {

@@ -1,7 +1,8 @@
 //! The operator's side of `tagsmith run`, on its own address (`server.metrics`) so it is not
 //! exposed with the webhooks: `/metrics` (Prometheus text), `/status` (JSON), `POST /scan`
 //! (a manual trigger: rescan now, as a webhook would) and `POST /run?target=NAME` (run a target
-//! now, whatever its selections).
+//! now, whatever its selections) and `POST /release?policy=NS:NAME[&target=NAME][&file=PATH]`
+//! (lift the holds a person's rollback put on that policy's markers, then run the targets).
 
 use std::future::Future;
 
@@ -29,6 +30,15 @@ struct Admin {
     /// Manual runs, by target name, for the scheduler.
     runs: mpsc::Sender<String>,
     targets: Vec<String>,
+    releases: Option<Releases>,
+}
+
+/// What `POST /release` needs: where the holds are, and which policies exist.
+#[derive(Debug, Clone)]
+pub struct Releases {
+    pub state_dir: std::path::PathBuf,
+    /// Every configured policy id.
+    pub policies: Vec<String>,
 }
 
 /// The admin router's handles on the service.
@@ -44,6 +54,8 @@ pub struct Handles {
     pub runs: mpsc::Sender<String>,
     /// Every configured target.
     pub targets: Vec<String>,
+    /// `POST /release` answers 404 without them.
+    pub releases: Option<Releases>,
 }
 
 /// `/metrics`, `/status` (the JSON text `status` holds), `POST /scan` (onto `queue`, for
@@ -55,6 +67,7 @@ pub fn router(handles: Handles) -> Router {
         images,
         runs,
         targets,
+        releases,
     } = handles;
     Router::new()
         .route("/", get(dashboard))
@@ -62,12 +75,14 @@ pub fn router(handles: Handles) -> Router {
         .route("/status", get(status_json))
         .route("/scan", post(scan))
         .route("/run", post(run))
+        .route("/release", post(release))
         .with_state(Admin {
             status,
             queue,
             images,
             runs,
             targets,
+            releases,
         })
 }
 
@@ -225,4 +240,90 @@ async fn run(State(admin): State<Admin>, Query(query): Query<RunQuery>) -> impl 
             "the run queue is full or closed; try again\n".to_string(),
         ),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReleaseQuery {
+    policy: String,
+    target: Option<String>,
+    file: Option<String>,
+}
+
+/// `POST /release?policy=NS:NAME[&target=NAME][&file=PATH]` lifts the policy's holds (all, or
+/// in one target or file) and runs the targets that had one, so the selection is written
+/// now. 200 with the released holds as JSON (an empty list when none was held); 404 for a
+/// policy or target that is not configured.
+async fn release(
+    State(admin): State<Admin>,
+    Query(query): Query<ReleaseQuery>,
+) -> axum::response::Response {
+    let Some(releases) = admin.releases.clone() else {
+        return (StatusCode::NOT_FOUND, "this service keeps no holds\n").into_response();
+    };
+    if let Err(e) = query.policy.parse::<crate::model::PolicyId>() {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    }
+    if !releases.policies.contains(&query.policy) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no policy {} is configured\n", query.policy),
+        )
+            .into_response();
+    }
+    if let Some(target) = &query.target
+        && !admin.targets.contains(target)
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no target {target} is configured\n"),
+        )
+            .into_response();
+    }
+    let targets = admin.targets.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::state::release_holds(
+            &releases.state_dir,
+            &targets,
+            &query.policy,
+            query.target.as_deref(),
+            query.file.as_deref(),
+        )
+    })
+    .await;
+    let released = match done {
+        Ok(Ok(released)) => released,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "release failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+        }
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "release failed\n").into_response();
+        }
+    };
+    let mut ran: Vec<&str> = released.iter().map(|(t, _)| t.as_str()).collect();
+    ran.dedup();
+    for target in ran {
+        // A full queue only delays the write to the target's next run.
+        let _ = admin.runs.try_send(target.to_string());
+    }
+    let list: Vec<serde_json::Value> = released
+        .iter()
+        .map(|(target, hold)| {
+            serde_json::json!({
+                "target": target,
+                "policy": hold.policy(),
+                "marker": hold.key.marker,
+                "file": hold.key.file,
+                "line": hold.key.line,
+                "from": hold.from,
+                "to": hold.to,
+            })
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "released": list }).to_string(),
+    )
+        .into_response()
 }

@@ -113,6 +113,8 @@ fn image_table(page: &mut String, images: &[&ImageStatus], total: usize) {
             time(image.last_scan.as_deref()),
             if failing {
                 "<span class=\"bad\">failing</span>"
+            } else if image.suspended {
+                "suspended"
             } else if image.last_success.is_some() {
                 "ok"
             } else {
@@ -157,6 +159,22 @@ fn target_table(page: &mut String, targets: &[&TargetStatus], total: usize) {
             problems.push_str("<ul class=\"problems\">");
             for problem in &target.problems {
                 let _ = write!(problems, "<li>{}</li>", escape(problem));
+            }
+            problems.push_str("</ul>");
+        }
+        if !target.holds.is_empty() {
+            problems.push_str("<ul class=\"holds\">");
+            for h in &target.holds {
+                let _ = write!(
+                    problems,
+                    "<li>held: <span class=\"policy\">{}</span> left at <code>{}</code> \
+                     (rolled back from <code>{}</code>) <span class=\"file\">{}:{}</span></li>",
+                    escape(&h.policy),
+                    escape(&h.to),
+                    escape(&h.from),
+                    escape(&h.file),
+                    h.line
+                );
             }
             problems.push_str("</ul>");
         }
@@ -437,6 +455,28 @@ mod tests {
         ));
         assert!(!page.contains("href=\"javascript:"), "only web links");
         assert!(page.contains("javascript:alert(1)"), "shown as text");
+    }
+
+    #[test]
+    fn holds_and_suspended_images_are_shown() {
+        let mut v = view();
+        v.images[0].suspended = true;
+        v.images[0].last_success = None;
+        v.targets[0].holds = vec![crate::status::HoldStatus {
+            policy: "team-a:app".into(),
+            marker: "team-a:app:tag".into(),
+            file: "apps/<i>.yaml".into(),
+            line: 9,
+            from: "1.3.0".into(),
+            to: "1.2.0".into(),
+            since: None,
+        }];
+        let page = render(&v, &PageQuery::default());
+        assert!(
+            page.contains("held: <span class=\"policy\">team-a:app</span> left at <code>1.2.0</code> (rolled back from <code>1.3.0</code>) <span class=\"file\">apps/&lt;i&gt;.yaml:9</span>"),
+            "{page}"
+        );
+        assert!(page.contains("<td>suspended</td>"), "{page}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn every_example_config_loads() {
     assert!(full.targets[0].git.auth.ssh.is_some());
     assert_eq!(full.targets[1].push_branch(), "tagsmith/prod");
     assert_eq!(
-        full.targets[1].signing_key.as_deref(),
+        full.targets[1].signing_key.as_ref().map(|k| k.path()),
         Some(root().join("config/keys/signing").as_path())
     );
     assert_eq!(full.registries.len(), 6);
@@ -59,6 +59,30 @@ fn every_example_config_loads() {
         std::time::Duration::from_secs(1800)
     );
     assert!(service.server.metrics.is_some());
+    // One example per forge.
+    let forge = |file: &str| {
+        let c = Config::load(&root().join("config").join(file)).unwrap();
+        let pr = c.targets[0].pull_request.clone().unwrap();
+        (pr.forge, pr.owner, pr.api_url)
+    };
+    use tagsmith::config::ForgeKind;
+    assert_eq!(
+        forge("gitlab.yaml"),
+        (
+            ForgeKind::GitLab,
+            "platform/deploy".to_string(),
+            "https://gitlab.com/api/v4".to_string()
+        )
+    );
+    assert_eq!(
+        forge("gitea.yaml"),
+        (
+            ForgeKind::Gitea,
+            "org".to_string(),
+            "https://git.example.com/api/v1".to_string()
+        )
+    );
+    assert_eq!(forge("pull-request.yaml").0, ForgeKind::GitHub);
     let notify = Config::load(&root().join("config/notify.yaml")).unwrap();
     let kinds: Vec<&str> = notify.notify.iter().map(|s| s.kind.as_str()).collect();
     assert_eq!(kinds, ["slack", "teams", "webhook", "webhook"]);

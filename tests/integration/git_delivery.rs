@@ -12,6 +12,8 @@ use tagsmith::git::{GitError, Workspace};
 
 fn source(url: &str) -> GitSource {
     GitSource {
+        checkout: None,
+        push_options: Vec::new(),
         url: url.to_string(),
         branch: "main".into(),
         auth: GitAuth::default(),

@@ -11,6 +11,8 @@ use tagsmith::git::Workspace;
 
 fn source(server: &SshServer, repo: &Path, known_hosts: &Path) -> GitSource {
     GitSource {
+        checkout: None,
+        push_options: Vec::new(),
         url: server.url(repo),
         branch: "main".into(),
         auth: GitAuth {
@@ -84,6 +86,8 @@ fn a_missing_key_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = tmp.path().join("x.git");
     let src = GitSource {
+        checkout: None,
+        push_options: Vec::new(),
         url: format!("ssh://git@127.0.0.1:1{}", bare.display()),
         branch: "main".into(),
         auth: GitAuth {

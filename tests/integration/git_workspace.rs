@@ -12,6 +12,8 @@ use tagsmith::git::Workspace;
 
 fn source(bare: &Path) -> GitSource {
     GitSource {
+        checkout: None,
+        push_options: Vec::new(),
         url: format!("file://{}", bare.display()),
         branch: "main".into(),
         auth: GitAuth::default(),

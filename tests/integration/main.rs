@@ -11,10 +11,14 @@
 // The `json!` documents of the GitHub fake's tests nest deeper than the default allows.
 #![recursion_limit = "256"]
 
+mod gitea_fake;
 mod github_fake;
+mod gitlab_fake;
 mod gitserver;
 mod support;
 
+mod argocd_config;
+mod argocd_once;
 mod check;
 mod cli_completions;
 mod cli_policy;
@@ -25,14 +29,17 @@ mod cue_grammar;
 mod dashboard;
 mod docs_commands;
 mod flux_config;
+mod flux_git;
 mod flux_once;
 mod flux_run;
 mod flux_secrets;
+mod gates;
 mod git_config;
 mod git_delivery;
 mod git_ssh;
 mod git_workspace;
 mod help_readme;
+mod holds;
 mod kubernetes_examples;
 mod notify;
 mod objects_props;
@@ -42,6 +49,8 @@ mod policy_live;
 mod policy_props;
 mod pull_request;
 mod pull_request_config;
+mod pull_request_gitea;
+mod pull_request_gitlab;
 mod pull_request_lease;
 mod quickstart;
 mod registry;

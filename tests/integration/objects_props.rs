@@ -178,6 +178,8 @@ fn source(bare: &Path) -> GitSource {
         url: format!("file://{}", bare.display()),
         branch: "main".into(),
         auth: GitAuth::default(),
+        checkout: None,
+        push_options: Vec::new(),
     }
 }
 

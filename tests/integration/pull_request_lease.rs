@@ -18,6 +18,8 @@ const HEAD: &str = "tagsmith/prod";
 
 fn source(url: &str) -> GitSource {
     GitSource {
+        checkout: None,
+        push_options: Vec::new(),
         url: url.to_string(),
         branch: "main".into(),
         auth: GitAuth::default(),

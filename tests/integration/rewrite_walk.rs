@@ -222,6 +222,7 @@ fn an_edit_made_meanwhile_is_kept_and_reported() {
     };
     let hooks = Hooks {
         before_replace: Some(&edit),
+        ..Hooks::default()
     };
     let report = rewrite_tree_with(
         tree.path(),

@@ -45,6 +45,8 @@ fn policy(id: &str, image: &str, range: &str, digest: DigestMode) -> ImagePolicy
         })
         .unwrap(),
         digest,
+        suspend: false,
+        gates: tagsmith::gate::Gates::default(),
     }
 }
 

@@ -1075,6 +1075,7 @@ async fn the_admin_port_answers_503_past_its_own_connection_cap() {
         images: vec![image("acme/web")],
         runs,
         targets: vec!["prod".into()],
+        releases: None,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(admin::serve(router, listener, async {

@@ -38,6 +38,9 @@ pub struct Image {
     pub exclude: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// A suspended ImagePolicy, or one of a suspended ImageRepository.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,10 +66,19 @@ pub struct Target {
     pub interval: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Git {
     pub url: String,
-    pub branch: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<GitAuth>,
 }
@@ -86,7 +98,10 @@ pub struct GitAuth {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Push {
-    pub branch: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +110,20 @@ pub struct Commit {
     pub author: Author,
     pub go_template: GoTemplate,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signing_key: Option<String>,
+    pub signing_key: Option<SigningKey>,
+}
+
+/// `commit.signingKey`: an SSH key file, or an OpenPGP key with its passphrase file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum SigningKey {
+    Ssh(String),
+    #[serde(rename_all = "camelCase")]
+    OpenPgp {
+        openpgp: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        passphrase_file: Option<String>,
+    },
 }
 
 /// The automation's messageTemplate, rendered at commit time as Flux renders it.

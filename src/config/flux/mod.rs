@@ -4,9 +4,9 @@
 //! the same code as a `tagsmith.yaml`. Every field tagsmith cannot honour is a located
 //! diagnostic: file:line, the object, the field path.
 
-mod compile;
+pub(crate) mod compile;
 pub mod doc;
-mod files;
+pub(crate) mod files;
 pub mod gotemplate;
 pub mod raw;
 mod secrets;

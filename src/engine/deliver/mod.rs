@@ -22,6 +22,8 @@ pub struct Pending<'a> {
     pub changes: &'a [ChangeReport],
     /// The selections the run rewrote with (a pull request's body names each policy's image).
     pub selections: &'a SelectionSet,
+    /// Markers held for a person's rollback (a pull request's body lists them).
+    pub holds: &'a [crate::status::HoldStatus],
 }
 
 /// The result of handing a commit to a delivery.

@@ -16,10 +16,11 @@ use crate::config::{
 use crate::engine::report::{ChangeReport, Outcome, PullRequestAction, RunError};
 use crate::engine::select::SelectionSet;
 use crate::forge::{
-    Desired, Existing, Forge, NewPullRequest, Plan, PrState, PullRequestView, decide, render_body,
-    rows,
+    Desired, Existing, Forge, HeldRow, NewPullRequest, Plan, PrState, PullRequestView, decide,
+    render_body_with_holds, rows,
 };
 use crate::git::{GitError, Workspace};
+use crate::status::HoldStatus;
 
 /// The caller's runtime when there is one (target runs sit on `spawn_blocking`), else our own.
 enum Runtime {
@@ -100,7 +101,12 @@ impl<'a> PullRequest<'a> {
         let s = self.settings;
         let desired = Desired {
             title: s.title.clone(),
-            body: body(&pending.target.name, pending.changes, pending.selections),
+            body: body_with_holds(
+                &pending.target.name,
+                pending.changes,
+                pending.selections,
+                pending.holds,
+            ),
         };
         let (rt, forge) = self.forge()?;
         let first = |state| -> Result<Option<PullRequestView>, RunError> {
@@ -285,6 +291,16 @@ impl Delivery for PullRequest<'_> {
 
 /// The body's table from the changes and the images their policies watch.
 pub fn body(target: &str, changes: &[ChangeReport], selections: &SelectionSet) -> String {
+    body_with_holds(target, changes, selections, &[])
+}
+
+/// [`body`], listing the markers held for a person's rollback too.
+pub fn body_with_holds(
+    target: &str,
+    changes: &[ChangeReport],
+    selections: &SelectionSet,
+    holds: &[HoldStatus],
+) -> String {
     let image = |policy: &str| {
         selections
             .reports
@@ -301,7 +317,17 @@ pub fn body(target: &str, changes: &[ChangeReport], selections: &SelectionSet) -
             c.file.as_str(),
         )
     }));
-    render_body(target, &table)
+    let held: Vec<HeldRow> = holds
+        .iter()
+        .map(|h| HeldRow {
+            policy: h.policy.clone(),
+            file: h.file.clone(),
+            line: h.line,
+            from: h.from.clone(),
+            to: h.to.clone(),
+        })
+        .collect();
+    render_body_with_holds(target, &table, &held)
 }
 
 /// A GitHub App has no long-lived Git credential: Git uses the app's installation token (user

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cosign;
 pub mod pki;
 pub mod proxy;
 pub mod service;
@@ -403,6 +404,116 @@ impl Pusher {
         let digest = self.manifest(repo, tag, OCI_INDEX, index.as_bytes()).await;
         assert_eq!(digest, sha256(index.as_bytes()));
         (digest, platform_digests)
+    }
+}
+
+/// Images for the gate tests: chosen `created` times and platforms, indexes, and cosign
+/// signature artifacts written as cosign writes them.
+impl Pusher {
+    /// A single-platform image (`os/arch[/variant]`) whose config has `created` (none when
+    /// `None`); `salt` makes its digest its own. Returns the manifest bytes (not pushed).
+    pub async fn image_manifest_for(
+        &self,
+        repo: &str,
+        platform: &str,
+        created: Option<&str>,
+        salt: &str,
+    ) -> Vec<u8> {
+        let mut parts = platform.split('/');
+        let os = parts.next().unwrap();
+        let arch = parts.next().unwrap();
+        let variant = parts
+            .next()
+            .map(|v| format!(r#","variant":"{v}""#))
+            .unwrap_or_default();
+        let created = created
+            .map(|c| format!(r#""created":"{c}","#))
+            .unwrap_or_default();
+        let config = format!(
+            r#"{{{created}"architecture":"{arch}","os":"{os}"{variant},"config":{{"Labels":{{"salt":"{salt}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let layer = format!("layer of {repo} {salt} {platform}");
+        let config_digest = self.blob(repo, config.as_bytes()).await;
+        let layer_digest = self.blob(repo, layer.as_bytes()).await;
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{}}}]}}"#,
+            config.len(),
+            layer.len()
+        )
+        .into_bytes()
+    }
+
+    /// Pushes a linux/amd64 image created at `created` under `tag`; returns its digest.
+    pub async fn push_image(&self, repo: &str, tag: &str, created: Option<&str>) -> String {
+        let manifest = self
+            .image_manifest_for(repo, "linux/amd64", created, tag)
+            .await;
+        self.manifest(repo, tag, OCI_MANIFEST, &manifest).await
+    }
+
+    /// Pushes an OCI index under `tag` with one image per platform, each created at
+    /// `created`; returns the index digest.
+    pub async fn push_platforms(
+        &self,
+        repo: &str,
+        tag: &str,
+        platforms: &[&str],
+        created: Option<&str>,
+    ) -> String {
+        let mut entries = Vec::new();
+        for platform in platforms {
+            let manifest = self.image_manifest_for(repo, platform, created, tag).await;
+            let digest = self
+                .manifest(repo, &sha256(&manifest), OCI_MANIFEST, &manifest)
+                .await;
+            let mut parts = platform.split('/');
+            let (os, arch) = (parts.next().unwrap(), parts.next().unwrap());
+            let variant = parts
+                .next()
+                .map(|v| format!(r#","variant":"{v}""#))
+                .unwrap_or_default();
+            entries.push(format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"platform":{{"architecture":"{arch}","os":"{os}"{variant}}}}}"#,
+                manifest.len()
+            ));
+        }
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        self.manifest(repo, tag, OCI_INDEX, index.as_bytes()).await
+    }
+
+    /// A cosign signature artifact for `digest`, as `cosign sign` stores it without OCI 1.1:
+    /// an image manifest tagged `sha256-<hex>.sig` whose layers are the simple-signing payloads,
+    /// each with its base64 signature in the `dev.cosignproject.cosign/signature` annotation.
+    pub async fn push_signature(&self, repo: &str, digest: &str, signatures: &[(Vec<u8>, String)]) {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (payload, signature) in signatures {
+            let payload_digest = self.blob(repo, payload).await;
+            diff_ids.push(format!("\"{payload_digest}\""));
+            layers.push(format!(
+                r#"{{"mediaType":"{}","size":{},"digest":"{payload_digest}","annotations":{{"{}":"{signature}"}}}}"#,
+                cosign::SIMPLE_SIGNING,
+                payload.len(),
+                cosign::SIGNATURE_ANNOTATION
+            ));
+        }
+        // cosign's config for a signature image: empty platform, zero times, the payloads as diff ids.
+        let config = format!(
+            r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{{"created":"0001-01-01T00:00:00Z"}}],"os":"","rootfs":{{"type":"layers","diff_ids":[{}]}},"config":{{}}}}"#,
+            diff_ids.join(",")
+        );
+        let config_digest = self.blob(repo, config.as_bytes()).await;
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":{},"digest":"{config_digest}"}},"layers":[{}]}}"#,
+            config.len(),
+            layers.join(",")
+        );
+        let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+        self.manifest(repo, &tag, OCI_MANIFEST, manifest.as_bytes())
+            .await;
     }
 }
 

@@ -32,7 +32,7 @@ pub(super) fn repository(
         r.warn(
             at,
             "spec.suspend",
-            "suspended: its ImagePolicies are left out, as Flux stops scanning it",
+            "suspended: not scanned, and its ImagePolicies' markers are left as they are (suspend: true), as Flux stops scanning it",
         );
         return false;
     }
@@ -167,13 +167,13 @@ pub(super) fn image(
     let spec = &policy.object.spec;
     let mut r = report(out, policy);
     let before = r.out.len();
-    if let Some(at) = is_true(&spec.suspend) {
+    let suspended = is_true(&spec.suspend);
+    if let Some(at) = suspended {
         r.warn(
             at,
             "spec.suspend",
-            "suspended: left out, markers naming it are not changed",
+            "suspended: not scanned, markers naming it are left as they are (suspend: true)",
         );
-        return None;
     }
     let id = format!("{}:{}", policy.namespace, policy.name);
     if let Err(e) = id.parse::<PolicyId>() {
@@ -195,7 +195,9 @@ pub(super) fn image(
         );
         return None;
     };
-    if !usable.contains(&(repo.namespace.clone(), repo.name.clone())) {
+    // A suspended repository suspends its policies rather than leaving them out.
+    let repo_suspended = is_true(&repo.object.spec.suspend).is_some();
+    if !repo_suspended && !usable.contains(&(repo.namespace.clone(), repo.name.clone())) {
         r.warn(&reference.name, "spec.imageRepositoryRef", format!("ImageRepository {repo_namespace}/{} is suspended or unusable (see its diagnostics); this policy is left out", reference.name.value));
         return None;
     }
@@ -218,6 +220,7 @@ pub(super) fn image(
         filter_tags: None,
         exclude: None,
         digest: None,
+        suspend: suspended.is_some() || repo_suspended,
     };
     if given != 1 {
         r.error(

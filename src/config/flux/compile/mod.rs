@@ -112,7 +112,7 @@ fn report<'a, S>(out: &'a mut Vec<Diagnostic>, o: &'a Located<S>) -> Report<'a> 
 
 /// Splits a YAML stream at `---` lines. Each document keeps its line numbers: the lines of
 /// the others are blanked.
-fn documents(text: &str) -> Vec<String> {
+pub(crate) fn documents(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut starts = vec![0];
     for (i, line) in lines.iter().enumerate() {

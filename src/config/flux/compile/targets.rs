@@ -15,25 +15,85 @@ use super::{
     path_text, report, tagsmith_name,
 };
 
-/// The branch a `ref` names; other kinds of refs are refused.
-fn branch(r: &mut Report<'_>, reference: &Spanned<raw::GitRef>, field: &str) -> Option<String> {
+/// What a `ref` checks out, with source-controller's precedence (fluxcd/pkg git/gogit
+/// client.go clone: commit, then name, tag, semver, branch); `branch` stays beside a commit
+/// (where it is fetched from) and is the push branch Flux infers when none is given.
+#[derive(Debug, Default)]
+struct Checkout {
+    branch: Option<String>,
+    tag: Option<String>,
+    semver: Option<String>,
+    commit: Option<String>,
+    name: Option<String>,
+}
+
+fn checkout(r: &mut Report<'_>, reference: &Spanned<raw::GitRef>, field: &str) -> Option<Checkout> {
     let g = &reference.value;
-    for (what, value) in [
+    let mut out = Checkout {
+        branch: g.branch.as_ref().map(|b| b.value.clone()),
+        ..Checkout::default()
+    };
+    let fixed = [
+        ("commit", &g.commit),
+        ("name", &g.name),
         ("tag", &g.tag),
         ("semver", &g.semver),
-        ("name", &g.name),
-        ("commit", &g.commit),
-    ] {
-        if let Some(v) = value {
-            r.error(v, &format!("{field}.{what}"), format!("checking out a {what} is not supported: tagsmith works on a branch; give {field}.branch"));
-            return None;
+    ];
+    let mut chosen: Option<&str> = None;
+    for (what, value) in fixed {
+        let Some(v) = value else { continue };
+        if let Some(first) = chosen {
+            r.warn(
+                v,
+                &format!("{field}.{what}"),
+                format!("ignored: {field}.{first} takes precedence, as in Flux"),
+            );
+            continue;
+        }
+        chosen = Some(what);
+        let text = v.value.trim().to_string();
+        match what {
+            "commit" if !(text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())) => {
+                r.error(
+                    v,
+                    &format!("{field}.commit"),
+                    format!("{text:?} is not a full commit id (40 hex digits)"),
+                );
+                return None;
+            }
+            "commit" => out.commit = Some(text),
+            "name" if !text.starts_with("refs/") => {
+                r.error(
+                    v,
+                    &format!("{field}.name"),
+                    format!("{text:?} is not a full reference name (refs/...)"),
+                );
+                return None;
+            }
+            "name" => out.name = Some(text),
+            "tag" => out.tag = Some(text),
+            _ => {
+                if let Err(e) = crate::policy::semver::Range::parse(&text) {
+                    r.error(
+                        v,
+                        &format!("{field}.semver"),
+                        format!("semver parse error: {e}"),
+                    );
+                    return None;
+                }
+                out.semver = Some(text);
+            }
         }
     }
-    Some(
-        g.branch
-            .as_ref()
-            .map_or(FLUX_DEFAULT_BRANCH.to_string(), |b| b.value.clone()),
-    )
+    if chosen.is_some_and(|c| c != "commit")
+        && let Some(b) = &g.branch
+    {
+        r.warn(b, &format!("{field}.branch"), format!("not checked out: {field}.{} takes precedence, as in Flux; only the push branch is inferred from it", chosen.unwrap_or_default()));
+    }
+    if chosen.is_none() && out.branch.is_none() {
+        out.branch = Some(FLUX_DEFAULT_BRANCH.to_string());
+    }
+    Some(out)
 }
 
 pub(super) fn target(
@@ -105,14 +165,19 @@ pub(super) fn target(
         return None;
     };
     let git_spec = &git_spec.value;
-    let checkout_branch = match &git_spec.checkout {
-        Some(c) => branch(&mut r, &c.reference, "spec.git.checkout.ref"),
+    // As image-automation-controller's buildGitConfig: the automation's checkout ref, else
+    // the GitRepository's; none at all checks out Flux's default branch.
+    let checkout = match &git_spec.checkout {
+        Some(c) => checkout(&mut r, &c.reference, "spec.git.checkout.ref"),
         None => match &git_repository.object.spec.reference {
             Some(reference) => {
                 let mut gr = report(r.out, git_repository);
-                branch(&mut gr, reference, "spec.ref")
+                checkout(&mut gr, reference, "spec.ref")
             }
-            None => Some(FLUX_DEFAULT_BRANCH.to_string()),
+            None => Some(Checkout {
+                branch: Some(FLUX_DEFAULT_BRANCH.to_string()),
+                ..Checkout::default()
+            }),
         },
     };
     let git = git(git_repository, secrets, r.out);
@@ -120,13 +185,24 @@ pub(super) fn target(
         .push
         .as_ref()
         .and_then(|p| p.branch.as_ref())
+        .filter(|b| !b.value.is_empty())
         .map(|b| b.value.clone());
+    // configurePush: without push.branch the checkout ref must name a branch. Flux refuses
+    // an automation with no ref anywhere too; tagsmith keeps pushing to the branch it checks
+    // out (master) there, as it always has.
+    let ref_branch = checkout.as_ref().and_then(|c| c.branch.clone());
+    let pushed = push_branch.clone().or(ref_branch);
+    if pushed.is_none() && checkout.is_some() {
+        r.error(
+            &git_spec.commit,
+            "spec.git.push.branch",
+            "push spec not provided, and cannot be inferred from .spec.git.checkout.ref or GitRepository .spec.ref",
+        );
+    }
+    let mut push_options = Vec::new();
     if let Some(push) = &git_spec.push {
         if let Some(refspec) = &push.refspec {
-            let effective = push_branch
-                .clone()
-                .or_else(|| checkout_branch.clone())
-                .unwrap_or_default();
+            let effective = pushed.clone().unwrap_or_default();
             let same = match refspec.value.split_once(':') {
                 Some((src, dst)) => {
                     dst == format!("refs/heads/{effective}")
@@ -139,11 +215,23 @@ pub(super) fn target(
             }
         }
         if let Some(o) = &push.options {
-            r.error(
-                o,
-                "spec.git.push.options",
-                "git push options are not supported",
-            );
+            // As `git push -o key=value`; a key with no value is sent alone (`-o key`).
+            for (key, value) in &o.value {
+                let option = if value.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{key}={value}")
+                };
+                if option.is_empty() || option.contains(['\n', '\r', '\0']) {
+                    r.error(
+                        o,
+                        "spec.git.push.options",
+                        format!("invalid push option {option:?}"),
+                    );
+                } else {
+                    push_options.push(option);
+                }
+            }
         }
     }
     let commit = &git_spec.commit.value;
@@ -159,21 +247,51 @@ pub(super) fn target(
             String::new()
         }
     };
+    // image-automation-controller internal/source/signing.go: `gpg` (the default) reads
+    // `git.asc` and an optional `passphrase`, `ssh` reads `identity`.
     let signing_key = commit.signing_key.as_ref().and_then(|k| {
-        let kind = k.value.kind.as_ref().map_or("gpg", |t| t.value.as_str());
-        if kind != "ssh" {
-            r.error(k, "spec.git.commit.signingKey", format!("{kind} signing keys are not supported: tagsmith signs with SSH keys (signingKey.type: ssh)"));
-            return None;
-        }
+        let kind = k.value.kind.as_ref().map_or("", |t| t.value.as_str());
         let secret = &k.value.secret_ref.value.name.value;
-        if secrets.has(&automation.namespace, secret, "password") {
-            r.error(k, "spec.git.commit.signingKey", "a passphrase-protected signing key is not supported");
+        let ns = &automation.namespace;
+        match kind {
+            "" | "gpg" => {
+                let key = secrets
+                    .key(ns, secret, "git.asc")
+                    .map_err(|e| r.error(k, "spec.git.commit.signingKey.secretRef", e))
+                    .ok()?;
+                let passphrase_file = secrets
+                    .has(ns, secret, "passphrase")
+                    .then(|| secrets.key(ns, secret, "passphrase").ok())
+                    .flatten()
+                    .map(|f| path_text(&f));
+                Some(doc::SigningKey::OpenPgp {
+                    openpgp: path_text(&key),
+                    passphrase_file,
+                })
+            }
+            "ssh" => {
+                if secrets.has(ns, secret, "password") {
+                    r.error(
+                        k,
+                        "spec.git.commit.signingKey",
+                        "a passphrase-protected SSH signing key is not supported",
+                    );
+                }
+                secrets
+                    .key(ns, secret, "identity")
+                    .map(|f| doc::SigningKey::Ssh(path_text(&f)))
+                    .map_err(|e| r.error(k, "spec.git.commit.signingKey.secretRef", e))
+                    .ok()
+            }
+            other => {
+                r.error(
+                    k,
+                    "spec.git.commit.signingKey.type",
+                    format!("unknown signing key type {other:?}"),
+                );
+                None
+            }
         }
-        secrets
-            .key(&automation.namespace, secret, "identity")
-            .map(|f| path_text(&f))
-            .map_err(|e| r.error(k, "spec.git.commit.signingKey.secretRef", e))
-            .ok()
     });
     let template = match &commit.message_template {
         Some(t) if !t.value.is_empty() => t.value.clone(),
@@ -259,22 +377,38 @@ pub(super) fn target(
     let failed = r.out[before..]
         .iter()
         .any(|d| d.severity == Severity::Error);
-    let (git, branch) = (git?, checkout_branch?);
+    let (git, checkout) = (git?, checkout?);
     if failed {
         return None;
     }
+    // tagsmith.yaml's git.branch: the branch checked out, or beside a commit the branch it
+    // is on; with a tag, semver or name there is none and push.branch says where to push.
+    let branch = if checkout.commit.is_some()
+        || checkout.tag.is_none() && checkout.semver.is_none() && checkout.name.is_none()
+    {
+        checkout.branch.clone()
+    } else {
+        None
+    };
+    let push_to = pushed.filter(|p| branch.as_ref() != Some(p));
+    let push = (push_to.is_some() || !push_options.is_empty()).then_some(doc::Push {
+        branch: push_to,
+        options: push_options,
+    });
     Some(doc::Target {
         name,
         git: doc::Git {
             url: git.0,
-            branch: branch.clone(),
+            branch,
+            tag: checkout.tag,
+            semver: checkout.semver,
+            commit: checkout.commit,
+            reference: checkout.name,
             auth: git.1,
         },
         paths,
         policies: selected,
-        push: push_branch
-            .filter(|b| *b != branch)
-            .map(|branch| doc::Push { branch }),
+        push,
         commit: doc::Commit {
             author: doc::Author {
                 name: author_name,
