@@ -309,3 +309,41 @@ fn a_suspended_image_is_not_scanned_and_its_markers_are_left() {
     assert!(!out.contains("problem"), "{out}");
     assert!(show(&bare, "main", APP).contains("org/app:1.0.0"));
 }
+
+/// Over smart HTTP a direct push fetches shallow; only the first fetch may be, or the
+/// history back to tagsmith's own commit (which tells a rollback apart) would be cut off.
+#[test]
+fn a_persons_rollback_is_held_when_the_remote_is_fetched_over_http() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.2.0", "1.3.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[(APP, &manifest(&registry, "1.0.0"))],
+    );
+    let server = crate::gitserver::GitHttpServer::start(tmp.path(), None, None);
+    let url = format!("{}/manifests.git", server.base_url);
+    let service = start(tmp.path(), &registry, &url);
+    service.wait_until("tagsmith to write 1.3.0", LIMIT, || {
+        show(&bare, "main", APP).contains("org/app:1.3.0")
+    });
+    service.wait_until("the push to be recorded", LIMIT, || {
+        service.status()["targets"][0]["outcome"] == "pushed"
+    });
+    commit_elsewhere(&bare, "main", APP, &manifest(&registry, "1.2.0"));
+    commit_elsewhere(&bare, "main", "README.md", "a later, unrelated commit\n");
+    let commits = count_commits(&bare, "main");
+    hold_after_a_run(&service);
+    let held = holds(&service);
+    assert!(
+        held[0]["to"].as_str().unwrap().ends_with(":1.2.0"),
+        "{held:?}"
+    );
+    assert!(show(&bare, "main", APP).contains("org/app:1.2.0"));
+    assert_eq!(
+        count_commits(&bare, "main"),
+        commits,
+        "nothing written back"
+    );
+}
