@@ -225,8 +225,13 @@ impl Workspace {
             .prune(FetchPrune::On)
             .download_tags(git2::AutotagOption::None);
         // Only the first fetch is shallow: a depth on later fetches would cut the history
-        // back to the new tip, and holds need tagsmith's own earlier commits in it.
-        if self.shallow && !is_local(&self.url) && self.repo.head().is_err() {
+        // back to the new tip, and holds need tagsmith's own earlier commits in it. A
+        // checkout by commit looks for that commit in the branches' history: never shallow.
+        let by_commit = matches!(
+            self.checkout,
+            Some(crate::config::CheckoutRef::Commit { .. })
+        );
+        if self.shallow && !by_commit && !is_local(&self.url) && self.repo.head().is_err() {
             options.depth(1);
         }
         let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_err)?;

@@ -66,6 +66,17 @@ fn automation(name: &str, commit_extra: &str, git: &str) -> String {
 
 #[test]
 fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_branch() {
+    checkout_refs(false);
+}
+
+/// Over smart HTTP a direct push fetches shallow where it can; a commit that is not a
+/// branch's tip must still be found.
+#[test]
+fn checkout_refs_work_over_smart_http() {
+    checkout_refs(true);
+}
+
+fn checkout_refs(http: bool) {
     let registry = registry_with_app();
     let reg = registry.host.clone();
     let tmp = tempfile::tempdir().unwrap();
@@ -92,7 +103,11 @@ fn checkout_by_tag_semver_and_commit_builds_on_that_commit_and_pushes_to_push_br
     let side = rev(&bare, "side");
 
     let flux = tmp.path().join("flux.yaml");
-    let url = format!("file://{}", bare.display());
+    let server = http.then(|| GitHttpServer::start(tmp.path(), None, None));
+    let url = match &server {
+        Some(server) => format!("{}/manifests.git", server.base_url),
+        None => format!("file://{}", bare.display()),
+    };
     std::fs::write(
         &flux,
         [
