@@ -33,7 +33,20 @@ impl HoldRun {
     /// the branch as read (after sync, before the rewrite).
     pub fn prepare(run: &TargetRun<'_>, ws: &Workspace) -> Result<Self, RunError> {
         let mut book = crate::state::load_holds(&run.holds_file)?;
-        let gone = book.retain_files(|file| ws.head_has_file(file));
+        let files: std::collections::BTreeSet<&str> = book
+            .holds
+            .iter()
+            .map(|h| h.key.file.as_str())
+            .chain(book.written.iter().map(|w| w.key.file.as_str()))
+            .collect();
+        let files: Vec<&str> = files.into_iter().collect();
+        let present: std::collections::BTreeSet<std::path::PathBuf> = files
+            .iter()
+            .zip(ws.head_has_files(&files))
+            .filter(|(_, present)| *present)
+            .map(|(file, _)| std::path::PathBuf::from(file))
+            .collect();
+        let gone = book.retain_files(|file| present.contains(file));
         let mut others = BTreeMap::new();
         for written in &book.written {
             if !others.contains_key(&written.commit) {

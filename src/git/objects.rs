@@ -197,17 +197,27 @@ impl Workspace {
     /// Whether the synced commit's tree holds a file at `path` (relative to the root): a
     /// file deleted or moved upstream takes its holds with it.
     pub fn head_has_file(&self, path: &Path) -> bool {
-        let Ok(head) = self.head() else {
-            return false;
-        };
-        let Some(rel) = normalize(path) else {
-            return false;
-        };
-        self.repo
-            .find_commit(head)
-            .and_then(|c| c.tree())
-            .and_then(|tree| tree.get_path(&rel))
-            .is_ok_and(|entry| entry.kind() == Some(ObjectType::Blob) && is_file(entry.filemode()))
+        self.head_has_files(std::slice::from_ref(&path)).first() == Some(&true)
+    }
+
+    /// [`Self::head_has_file`] for many paths with one tree lookup: libgit2 does not cache
+    /// trees above a few KiB, so a large root tree would be read again for every path.
+    pub fn head_has_files<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<bool> {
+        let tree = self
+            .head()
+            .ok()
+            .and_then(|head| self.repo.find_commit(head).and_then(|c| c.tree()).ok());
+        paths
+            .iter()
+            .map(|path| {
+                let (Some(tree), Some(rel)) = (&tree, normalize(path.as_ref())) else {
+                    return false;
+                };
+                tree.get_path(&rel).is_ok_and(|entry| {
+                    entry.kind() == Some(ObjectType::Blob) && is_file(entry.filemode())
+                })
+            })
+            .collect()
     }
 }
 
