@@ -77,10 +77,7 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, ArgocdError> {
         });
     }
     let (doc, writebacks) = compile::compile(&apps, &mut diagnostics);
-    diagnostics.sort_by(|a, b| {
-        (a.severity, &a.file, a.line, a.column).cmp(&(b.severity, &b.file, b.line, b.column))
-    });
-    diagnostics.dedup();
+    super::flux::order(&mut diagnostics);
     Ok(Compiled {
         doc,
         writebacks,

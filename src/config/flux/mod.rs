@@ -59,6 +59,14 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// Errors before warnings, each by place, and each once: how every input front end lists them.
+pub(crate) fn order(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| {
+        (a.severity, &a.file, a.line, a.column).cmp(&(b.severity, &b.file, b.line, b.column))
+    });
+    diagnostics.dedup();
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let severity = match self.severity {
@@ -128,10 +136,7 @@ pub fn compile(paths: &[PathBuf], options: &Options) -> Result<Compiled, FluxErr
         });
     }
     let doc = compile::compile(&objects, options, &mut diagnostics);
-    diagnostics.sort_by(|a, b| {
-        (a.severity, &a.file, a.line, a.column).cmp(&(b.severity, &b.file, b.line, b.column))
-    });
-    diagnostics.dedup();
+    order(&mut diagnostics);
     Ok(Compiled {
         doc,
         diagnostics,
