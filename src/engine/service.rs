@@ -3,6 +3,7 @@
 //! repository, so a slow registry holds up only its own images; target runs go to blocking
 //! threads; state store writes go to a writer thread, in order, never on the async threads.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use super::schedule::{Command, Event, Mono, Now, Reason, Schedule, millis};
 use super::select::{RepositoryScan, SelectionSet, scan_repository};
 use crate::config::{Config, ImagePolicy};
 use crate::metrics::{label, metrics};
+use crate::model::Tag;
 use crate::notify::Notifier;
 use crate::registry::Client;
 use crate::rewrite::ScanCache;
@@ -31,6 +33,12 @@ use crate::state::{Batch, Snapshot, Store, now_ms};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How long shutdown waits for queued notifications after the runs in flight.
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(10);
+/// Rescans of an image whose tag list does not show a tag a webhook announced yet, and the
+/// wait before the first (doubling after each): 50 ms to 1.6 s, about 3 s in all. A
+/// registry sends its notification before it links the tag; this covers that and a lagging
+/// replica, not a tag that never comes (the image's interval still scans it).
+const ANNOUNCED_RESCANS: u32 = 6;
+const ANNOUNCED_FIRST_WAIT: Duration = Duration::from_millis(50);
 
 /// Bounds of the service.
 #[derive(Debug, Clone)]
@@ -106,6 +114,9 @@ struct Driver {
     epoch: Instant,
     scans: JoinSet<(Vec<usize>, RepositoryScan)>,
     runs: JoinSet<(usize, bool, TargetReport)>,
+    announced: Announced,
+    /// Rescans waiting for a tag a webhook announced: each yields the image's canonical name.
+    rescans: JoinSet<String>,
     /// Per target, loaded (on the run's blocking thread) at its first run.
     caches: Vec<Arc<OnceLock<ScanCache>>>,
     writer: Writer,
@@ -160,6 +171,9 @@ pub async fn serve(service: Service, inputs: Inputs, status: watch::Sender<Strin
             Some(joined) = driver.runs.join_next(), if !driver.runs.is_empty() => {
                 driver.run_done(joined);
             }
+            Some(Ok(image)) = driver.rescans.join_next(), if !driver.rescans.is_empty() => {
+                driver.feed(Event::Webhook { images: vec![image] });
+            }
             Ok(()) = notified.changed(), if notifying => driver.publish(),
             () = tokio::time::sleep_until(wake) => driver.feed(Event::Tick),
         }
@@ -200,6 +214,8 @@ impl Driver {
             epoch,
             scans: JoinSet::new(),
             runs: JoinSet::new(),
+            announced: Announced::default(),
+            rescans: JoinSet::new(),
             status,
         }
     }
@@ -233,8 +249,12 @@ impl Driver {
     /// A flood becomes one event: everything already queued is taken now.
     fn webhooks(&mut self, first: ScanRequest, queue: &mut mpsc::Receiver<ScanRequest>) {
         let mut images: Vec<String> = Vec::new();
+        let announced = &mut self.announced;
         let mut add = |request: ScanRequest| {
             tracing::debug!(receiver = %request.receiver, images = request.images.len(), "webhook");
+            for (image, tag) in request.tags {
+                announced.announce(image.canonical(), tag);
+            }
             images.extend(
                 request
                     .images
@@ -298,7 +318,9 @@ impl Driver {
         self.scans.spawn(async move {
             let policies: Vec<&ImagePolicy> = images.iter().map(|&i| &config.images[i]).collect();
             let repository = &config.images[images[0]].image;
+            let started = Instant::now();
             let scan = scan_repository(repository, &policies, &client).await;
+            tracing::debug!(image = %repository, elapsed_ms = millis(started.elapsed()), "scanned");
             (images, scan)
         });
     }
@@ -311,6 +333,21 @@ impl Driver {
             return;
         };
         let now = self.now();
+        let name = scan.image.canonical();
+        match self.announced.scanned(&name, scan.tags.as_deref()) {
+            Recheck::Done => {}
+            Recheck::After(wait) => {
+                tracing::debug!(image = %name, ?wait, "an announced tag is not listed yet; rescanning");
+                self.rescans.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    name
+                });
+            }
+            Recheck::GiveUp(tags) => {
+                let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+                tracing::warn!(image = %name, tags = %tags.join(", "), rescans = ANNOUNCED_RESCANS, "a webhook announced tags the registry still does not list; the image's next scan looks again");
+            }
+        }
         if let Some(tags) = &scan.tags {
             let mut batch = Batch::default();
             self.store
@@ -368,7 +405,18 @@ impl Driver {
                     dry_run: preview,
                 };
                 let report = run_target_cached(&run, cache);
+                let saving = std::time::Instant::now();
                 save_cache(&run, cache);
+                let t = &report.timings;
+                tracing::debug!(
+                    open_ms = t.open_ms,
+                    sync_ms = t.sync_ms,
+                    rewrite_ms = t.rewrite_ms,
+                    commit_ms = t.commit_ms,
+                    push_ms = t.push_ms,
+                    cache_save_ms = millis(saving.elapsed()),
+                    "run phases"
+                );
                 report
             });
             let report = std::panic::catch_unwind(run)
@@ -401,6 +449,7 @@ impl Driver {
 
     async fn shut_down(mut self) {
         self.scans.abort_all();
+        self.rescans.abort_all();
         let in_flight = self.runs.len();
         tracing::info!(in_flight, "shutting down: no new runs");
         let deadline = tokio::time::sleep(self.options.shutdown_deadline);
@@ -420,6 +469,66 @@ impl Driver {
         }
         self.writer.finish().await;
         self.notifier.finish(NOTIFY_DEADLINE).await;
+    }
+}
+
+/// Tags webhooks announced that the image's scans did not list yet, by canonical image name.
+#[derive(Debug, Default)]
+struct Announced {
+    images: HashMap<String, Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    tags: BTreeSet<Tag>,
+    rescans: u32,
+}
+
+/// What to do after a scan of an image with announced tags.
+#[derive(Debug, PartialEq, Eq)]
+enum Recheck {
+    /// Nothing is waiting (every announced tag is listed, or the scan failed and its backoff
+    /// takes over).
+    Done,
+    /// Scan again after this wait.
+    After(Duration),
+    /// Still missing after every rescan.
+    GiveUp(BTreeSet<Tag>),
+}
+
+impl Announced {
+    /// A new announcement starts the rescans afresh.
+    fn announce(&mut self, image: String, tag: Tag) {
+        let waiting = self.images.entry(image).or_default();
+        waiting.tags.insert(tag);
+        waiting.rescans = 0;
+    }
+
+    /// `listed` is the scan's tag list, `None` when the scan failed.
+    fn scanned(&mut self, image: &str, listed: Option<&[Tag]>) -> Recheck {
+        let Some(waiting) = self.images.get_mut(image) else {
+            return Recheck::Done;
+        };
+        let Some(listed) = listed else {
+            self.images.remove(image);
+            return Recheck::Done;
+        };
+        waiting.tags.retain(|t| !listed.contains(t));
+        if waiting.tags.is_empty() {
+            self.images.remove(image);
+            return Recheck::Done;
+        }
+        if waiting.rescans >= ANNOUNCED_RESCANS {
+            let gone = self
+                .images
+                .remove(image)
+                .map(|w| w.tags)
+                .unwrap_or_default();
+            return Recheck::GiveUp(gone);
+        }
+        let wait = ANNOUNCED_FIRST_WAIT.saturating_mul(1 << waiting.rescans);
+        waiting.rescans += 1;
+        Recheck::After(wait)
     }
 }
 
@@ -471,5 +580,72 @@ mod fault {
         {
             panic!("fault injected: the scheduler stops");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(names: &[&str]) -> Vec<Tag> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_announced_tag_is_rescanned_for_with_doubling_waits_until_it_is_listed() {
+        let mut announced = Announced::default();
+        assert_eq!(
+            announced.scanned("reg/app", Some(&tags(&["1.0.0"]))),
+            Recheck::Done
+        );
+        announced.announce("reg/app".into(), "1.1.0".parse().unwrap());
+        let before = tags(&["1.0.0"]);
+        assert_eq!(
+            announced.scanned("reg/app", Some(&before)),
+            Recheck::After(Duration::from_millis(50))
+        );
+        assert_eq!(
+            announced.scanned("reg/app", Some(&before)),
+            Recheck::After(Duration::from_millis(100))
+        );
+        // Another image's scan is no news for this one.
+        assert_eq!(announced.scanned("reg/other", Some(&before)), Recheck::Done);
+        assert_eq!(
+            announced.scanned("reg/app", Some(&tags(&["1.0.0", "1.1.0"]))),
+            Recheck::Done
+        );
+        assert_eq!(announced.scanned("reg/app", Some(&before)), Recheck::Done);
+    }
+
+    #[test]
+    fn a_tag_that_never_shows_is_given_up_after_the_last_rescan() {
+        let mut announced = Announced::default();
+        announced.announce("reg/app".into(), "2.0.0".parse().unwrap());
+        let listed = tags(&["1.0.0"]);
+        let mut waits = Vec::new();
+        while let Recheck::After(wait) = announced.scanned("reg/app", Some(&listed)) {
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600]);
+        assert!(announced.images.is_empty());
+        // A failed scan hands the image to its backoff.
+        announced.announce("reg/app".into(), "2.0.0".parse().unwrap());
+        assert_eq!(announced.scanned("reg/app", None), Recheck::Done);
+        assert!(announced.images.is_empty());
+    }
+
+    #[test]
+    fn a_new_announcement_starts_the_rescans_afresh() {
+        let mut announced = Announced::default();
+        announced.announce("reg/app".into(), "2.0.0".parse().unwrap());
+        let listed = tags(&["1.0.0"]);
+        for _ in 0..3 {
+            announced.scanned("reg/app", Some(&listed));
+        }
+        announced.announce("reg/app".into(), "2.1.0".parse().unwrap());
+        assert_eq!(
+            announced.scanned("reg/app", Some(&tags(&["2.0.0"]))),
+            Recheck::After(Duration::from_millis(50))
+        );
     }
 }

@@ -199,6 +199,7 @@ async fn scan(
     let request = ScanRequest {
         receiver: "manual".into(),
         images,
+        tags: Vec::new(),
     };
     match admin.queue.try_send(request) {
         Ok(()) if query.back.is_some() => {

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 pub use self::connections::Limits;
 pub use self::health::Readiness;
 use self::webhooks::{ArmedReceiver, Event, Proof, Receiver, WebhookError};
-use crate::model::ImageName;
+use crate::model::{ImageName, Tag};
 
 /// Largest webhook body accepted; vendors send a few KiB.
 pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
@@ -80,6 +80,9 @@ pub struct ScanRequest {
     /// The receiver's configured name.
     pub receiver: String,
     pub images: Vec<ImageName>,
+    /// Tags the payload says were pushed (only some vendors name them): the service rescans
+    /// an image whose tag list does not show its tag yet.
+    pub tags: Vec<(ImageName, Tag)>,
 }
 
 /// Limits of the webhook endpoint.
@@ -465,9 +468,15 @@ impl Server {
             ));
         }
         let names: Vec<String> = images.iter().map(ToString::to_string).collect();
+        let tags = receiver
+            .announced(&body)
+            .into_iter()
+            .filter(|(image, _)| images.iter().any(|i| i.canonical() == image.canonical()))
+            .collect();
         let request = ScanRequest {
             receiver: receiver.receiver.name.clone(),
             images,
+            tags,
         };
         match self
             .queue

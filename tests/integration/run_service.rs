@@ -1,7 +1,8 @@
 //! `tagsmith run` as a service, through the binary against a real registry and real Git
 //! remotes: the registry's own notifications alone bring a new tag to Git, webhook floods
 //! coalesce, a restart keeps its state and pushes nothing again, a corrupt state file is
-//! rebuilt, a registry outage backs off and recovers without a duplicate commit, a target
+//! rebuilt, a notification that arrives before the registry lists its tag still gets there,
+//! a registry outage backs off and recovers without a duplicate commit, a target
 //! outside its schedule waits, a failed run is retried after a backoff, SIGTERM during a
 //! push lets the push finish, a registry that never answers holds up only its own images, a
 //! dead scheduler fails the probes and the process, and files that cannot be processed are
@@ -396,6 +397,59 @@ fn a_tag_pushed_to_the_registry_reaches_git_through_its_notifications_alone() {
         ) >= 1.0
     );
     assert!(service.metric("tagsmith_scans_total", &[]) > scans_before);
+    assert_eq!(service.stop(), Some(0));
+}
+
+#[test]
+fn a_notification_that_arrives_before_the_registry_lists_its_tag_still_reaches_git() {
+    // The distribution registry notifies of a manifest push before it links the tag, so the
+    // scan the notification starts can miss it. Here the notification comes first on
+    // purpose, and the tag only after the scan it started has finished.
+    let (registry, tmp, bare, url) = seeded();
+    let mut service = start(tmp.path(), &registry, &url, "1h");
+    service.wait_until("the first commit", Duration::from_secs(60), || {
+        show(&bare, "main", APP).contains("org/app:1.1.0")
+    });
+    let pusher = registry.pusher();
+    let manifest = service
+        .runtime
+        .block_on(pusher.image_manifest("org/app", "amd64"));
+    let scans_before = service.metric("tagsmith_scans_total", &[]);
+    let envelope = serde_json::json!({ "events": [{
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "repository": "org/app",
+            "tag": "1.2.0",
+        },
+        "request": { "host": registry.host },
+    }]});
+    let port = service.port;
+    let code = service.runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/hook/registry/hook-secret"))
+            .body(envelope.to_string())
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    });
+    assert_eq!(code, 202);
+    service.wait_until("the notification's scan", Duration::from_secs(30), || {
+        service.metric("tagsmith_scans_total", &[]) > scans_before
+    });
+    service.runtime.block_on(pusher.manifest(
+        "org/app",
+        "1.2.0",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    ));
+    // Polling is off (1h): only a rescan for the announced tag can find it.
+    service.wait_until(
+        "the announced tag's commit",
+        Duration::from_secs(30),
+        || show(&bare, "main", APP).contains("org/app:1.2.0"),
+    );
+    assert_eq!(count_commits(&bare, "main"), 3);
     assert_eq!(service.stop(), Some(0));
 }
 

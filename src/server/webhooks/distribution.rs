@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::{Event, WebhookError, image_in, json, scan};
+use crate::model::{ImageName, Tag};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -62,8 +63,31 @@ impl Target {
 }
 
 pub(super) fn parse(body: &[u8], registry: Option<&str>) -> Result<Event, WebhookError> {
+    let images = pushes(body, registry)?
+        .into_iter()
+        .map(|(image, _)| image)
+        .collect();
+    Ok(scan(images, "no manifest push in the envelope"))
+}
+
+/// The tags the manifest pushes name, per image. The registry sends the notification before
+/// it links the tag, so a scan right after it may not list the tag yet; the service rescans
+/// until it does (see `engine::service`). A payload `parse` refuses names none.
+pub(super) fn announced(body: &[u8], registry: Option<&str>) -> Vec<(ImageName, Tag)> {
+    pushes(body, registry)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(image, tag)| Some((image, tag?.parse::<Tag>().ok()?)))
+        .collect()
+}
+
+/// Every manifest push in the envelope: its image and the tag it names, if any.
+fn pushes(
+    body: &[u8],
+    registry: Option<&str>,
+) -> Result<Vec<(ImageName, Option<String>)>, WebhookError> {
     let envelope: Envelope = json(body)?;
-    let mut images = Vec::new();
+    let mut pushes = Vec::new();
     for event in envelope.events {
         if event.action != "push" || !event.target.is_manifest() {
             continue;
@@ -76,9 +100,9 @@ pub(super) fn parse(body: &[u8], registry: Option<&str>) -> Result<Event, Webhoo
                     "manifest push without request.host: set the receiver's registry",
                 )
             })?;
-        images.push(image_in(host, &event.target.repository)?);
+        pushes.push((image_in(host, &event.target.repository)?, event.target.tag));
     }
-    Ok(scan(images, "no manifest push in the envelope"))
+    Ok(pushes)
 }
 
 #[cfg(test)]
@@ -101,6 +125,23 @@ mod tests {
             moved,
             Event::Scan(vec!["registry.internal/team-a/app".parse().unwrap()])
         );
+    }
+
+    #[test]
+    fn manifest_pushes_announce_their_tags() {
+        assert_eq!(
+            announced(PUSH.as_bytes(), None),
+            vec![(
+                "registry.example.com:5000/team-a/app".parse().unwrap(),
+                "1.4.2".parse().unwrap()
+            )]
+        );
+        // A push by digest names no tag; a tag no registry would accept is not announced.
+        let by_digest = PUSH.replace(r#""tag": "1.4.2""#, r#""tag": null"#);
+        assert_eq!(announced(by_digest.as_bytes(), None), vec![]);
+        let odd = PUSH.replace(r#""tag": "1.4.2""#, r#""tag": "-bad tag""#);
+        assert_eq!(announced(odd.as_bytes(), None), vec![]);
+        assert_eq!(announced(b"not json", None), vec![]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use axum::http::HeaderMap;
 use thiserror::Error;
 
 pub use self::auth::{SecretKey, sign, verify};
-use crate::model::{ImageName, ImageRef};
+use crate::model::{ImageName, ImageRef, Tag};
 use crate::secret::Secret;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -206,6 +206,18 @@ impl ArmedReceiver {
             body,
             self.receiver.registry.as_deref(),
         )
+    }
+
+    /// The tags an accepted payload says were pushed, per image, where the vendor names them
+    /// (so far the distribution registry, whose notification can arrive before its tag list
+    /// shows the tag). Empty for the others: their scan needs no second look.
+    pub fn announced(&self, body: &[u8]) -> Vec<(ImageName, Tag)> {
+        match self.receiver.kind {
+            ReceiverKind::Distribution => {
+                distribution::announced(body, self.receiver.registry.as_deref())
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
