@@ -3,7 +3,7 @@
 //! repository, so a slow registry holds up only its own images; target runs go to blocking
 //! threads; state store writes go to a writer thread, in order, never on the async threads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -202,6 +202,13 @@ impl Driver {
             now,
             fastrand::u64(..),
         );
+        let announced = Announced::new(
+            config
+                .images
+                .iter()
+                .filter(|i| !i.suspend)
+                .map(|i| i.image.canonical()),
+        );
         Self {
             caches: (0..config.targets.len()).map(|_| Arc::default()).collect(),
             writer: Writer::start(Arc::clone(&store)),
@@ -214,7 +221,7 @@ impl Driver {
             epoch,
             scans: JoinSet::new(),
             runs: JoinSet::new(),
-            announced: Announced::default(),
+            announced,
             rescans: JoinSet::new(),
             status,
         }
@@ -476,6 +483,9 @@ impl Driver {
 #[derive(Debug, Default)]
 struct Announced {
     images: HashMap<String, Waiting>,
+    /// The images that are scanned (configured, not suspended): no other is waited for, so
+    /// nothing piles up for an image no scan ever clears.
+    scanned: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -497,8 +507,18 @@ enum Recheck {
 }
 
 impl Announced {
+    fn new(scanned: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            images: HashMap::new(),
+            scanned: scanned.into_iter().collect(),
+        }
+    }
+
     /// A new announcement starts the rescans afresh.
     fn announce(&mut self, image: String, tag: Tag) {
+        if !self.scanned.contains(&image) {
+            return;
+        }
         let waiting = self.images.entry(image).or_default();
         waiting.tags.insert(tag);
         waiting.rescans = 0;
@@ -593,7 +613,7 @@ mod tests {
 
     #[test]
     fn an_announced_tag_is_rescanned_for_with_doubling_waits_until_it_is_listed() {
-        let mut announced = Announced::default();
+        let mut announced = Announced::new(["reg/app".to_string()]);
         assert_eq!(
             announced.scanned("reg/app", Some(&tags(&["1.0.0"]))),
             Recheck::Done
@@ -619,7 +639,7 @@ mod tests {
 
     #[test]
     fn a_tag_that_never_shows_is_given_up_after_the_last_rescan() {
-        let mut announced = Announced::default();
+        let mut announced = Announced::new(["reg/app".to_string()]);
         announced.announce("reg/app".into(), "2.0.0".parse().unwrap());
         let listed = tags(&["1.0.0"]);
         let mut waits = Vec::new();
@@ -635,8 +655,19 @@ mod tests {
     }
 
     #[test]
+    fn only_images_that_are_scanned_wait_for_their_tags() {
+        let mut announced = Announced::new(["reg/app".to_string()]);
+        announced.announce("reg/suspended".into(), "2.0.0".parse().unwrap());
+        assert!(announced.images.is_empty());
+        assert_eq!(
+            announced.scanned("reg/suspended", Some(&tags(&["1.0.0"]))),
+            Recheck::Done
+        );
+    }
+
+    #[test]
     fn a_new_announcement_starts_the_rescans_afresh() {
-        let mut announced = Announced::default();
+        let mut announced = Announced::new(["reg/app".to_string()]);
         announced.announce("reg/app".into(), "2.0.0".parse().unwrap());
         let listed = tags(&["1.0.0"]);
         for _ in 0..3 {
