@@ -10,7 +10,7 @@ pub(crate) mod files;
 pub mod gotemplate;
 pub mod raw;
 mod secrets;
-mod selector;
+pub(crate) mod selector;
 pub mod template;
 
 use std::fmt;
