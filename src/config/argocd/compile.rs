@@ -69,11 +69,17 @@ pub fn read(file: &Path, text: &str, inputs: &mut Inputs, out: &mut Vec<Diagnost
                     file: file.to_path_buf(),
                     object,
                 }),
-                Err(e) => out.push(file_error(
-                    file,
-                    "ImageUpdater",
-                    format!("cannot read this ImageUpdater: {e}"),
-                )),
+                Err(e) => {
+                    let mut d = file_error(
+                        file,
+                        "ImageUpdater",
+                        format!("cannot read this ImageUpdater: {}", e.without_snippet()),
+                    );
+                    if let Some(at) = e.location() {
+                        (d.line, d.column) = (at.line(), at.column());
+                    }
+                    out.push(d);
+                }
             }
             continue;
         }

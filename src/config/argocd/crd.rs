@@ -594,3 +594,43 @@ fn verification(
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(yaml: &str) -> usize {
+        specificity(&serde_saphyr::from_str::<ApplicationRef>(yaml).unwrap())
+    }
+
+    // AIU pkg/argocd/argocd_test.go Test_calculateSpecificity.
+    #[test]
+    fn specificity_is_aius() {
+        assert_eq!(score("namePattern: app-one\nimages: []"), 1_000_007);
+        assert_eq!(score("namePattern: app-*"), 4);
+        assert_eq!(score("namePattern: app-prod-*"), 9);
+        assert_eq!(score("namePattern: app-v?"), 5);
+        assert_eq!(score("namePattern: app-[abc]"), 4);
+        assert_eq!(score("namePattern: '*'"), 0);
+        assert_eq!(score("namePattern: app-one\nlabelSelectors: {}"), 1_010_007);
+        assert_eq!(
+            score("namePattern: app-one\nlabelSelectors: { matchLabels: { env: prod } }"),
+            1_010_107
+        );
+        assert_eq!(
+            score(
+                "namePattern: app-*\nlabelSelectors:\n  matchExpressions: [{ key: env, operator: In, values: [prod] }]"
+            ),
+            10_104
+        );
+    }
+
+    #[test]
+    fn aliases_follow_the_crd_pattern() {
+        assert!(valid_alias("nginx"));
+        assert!(valid_alias("a1-b.c_d"));
+        assert!(!valid_alias("-a"));
+        assert!(!valid_alias(""));
+        assert!(!valid_alias("a/b"));
+    }
+}
