@@ -93,34 +93,22 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, ArgocdError> {
 
 impl Compiled {
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        super::flux::has_errors(&self.diagnostics)
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
+        super::flux::warnings(&self.diagnostics)
     }
 
     /// The images and targets as a `tagsmith.yaml` (without the write-backs, which have no
     /// key there).
     pub fn yaml(&self) -> Result<String, ArgocdError> {
-        let mut body = serde_saphyr::to_string(&self.doc).map_err(|e| ArgocdError::Serialize {
-            message: e.to_string(),
-        })?;
-        if !body.ends_with('\n') {
-            body.push('\n');
-        }
-        let sources = self
-            .files
-            .iter()
-            .map(|f| format!("#   {}\n", f.display()))
-            .collect::<String>();
-        Ok(format!(
-            "# Compiled by tagsmith from Argo CD Applications in:\n{sources}{body}"
-        ))
+        super::flux::render(
+            &self.doc,
+            "Compiled by tagsmith from Argo CD Applications in",
+            &self.files,
+        )
+        .map_err(|message| ArgocdError::Serialize { message })
     }
 
     /// The validated config with the write-backs attached; fails when any diagnostic is an
