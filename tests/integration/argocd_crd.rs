@@ -219,7 +219,7 @@ fn use_annotations_reads_the_applications_annotations_as_without_an_image_update
     let plain = application(
         "plain",
         "  labels:\n    image-updater: my-image-updater\n",
-        "",
+        &format!("  annotations:\n{P}write-back-method: git\n"),
         "    kustomize: {}\n",
     );
     let apps = tmp.path().join("apps.yaml");
@@ -257,6 +257,20 @@ fn use_annotations_reads_the_applications_annotations_as_without_an_image_update
         .unwrap_or_else(|| panic!("{}", with["diagnostics"]));
     assert_eq!(ignored["severity"], "warning");
     assert_eq!(ignored["line"], 16, "{ignored}");
+    // plain's annotation is not read once a ref without useAnnotations configures it.
+    let not_read = with["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["object"] == "Application argocd/plain" && d["field"] == "metadata.annotations")
+        .unwrap_or_else(|| panic!("{}", with["diagnostics"]));
+    assert!(
+        not_read["message"]
+            .as_str()
+            .unwrap()
+            .contains("ImageUpdater argocd/argocd-image-updater-sample-short-1 applicationRefs[2] configures this Application"),
+        "{not_read}"
+    );
 }
 
 #[test]

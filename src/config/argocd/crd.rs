@@ -320,6 +320,26 @@ pub fn settings(
                     ));
                     continue;
                 }
+                let from_ref = !r
+                    .raw
+                    .value
+                    .use_annotations
+                    .as_ref()
+                    .is_some_and(|b| b.value);
+                if from_ref && annotations::has_any(app) {
+                    let name = &app.app.metadata.name;
+                    out.push(
+                        Loc::of(&app.file, &annotations::object(app), name, "metadata.annotations")
+                            .diagnostic(
+                                Severity::Warning,
+                                format!(
+                                    "not read: {} applicationRefs[{}] configures this Application, without useAnnotations, as in AIU",
+                                    u.name(),
+                                    r.index
+                                ),
+                            ),
+                    );
+                }
                 selected.insert(ai, Selected { by: u.name(), at });
                 if let Choice::Settings(s) = choice {
                     result.push((ai, *s));
