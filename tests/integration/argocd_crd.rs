@@ -381,7 +381,7 @@ fn convert_prints_the_tagsmith_yaml_an_image_updater_amounts_to() {
     let updater = tmp.path().join("updater.yaml");
     std::fs::write(
         &updater,
-        "apiVersion: argocd-image-updater.argoproj.io/v1alpha1\nkind: ImageUpdater\nmetadata:\n  name: api\n  namespace: argocd\nspec:\n  applicationRefs:\n    - namePattern: api\n      writeBackConfig:\n        method: git\n        gitConfig:\n          branch: main:image-updates\n          writeBackTarget: helmvalues:values-prod.yaml\n      images:\n        - alias: api\n          imageName: ghcr.io/org/api:^1.2\n          manifestTargets:\n            helm: { name: image.repository, tag: image.tag }\n",
+        "apiVersion: argocd-image-updater.argoproj.io/v1alpha1\nkind: ImageUpdater\nmetadata:\n  name: api\nspec:\n  applicationRefs:\n    - namePattern: api\n      writeBackConfig:\n        method: git\n        gitConfig:\n          branch: main:image-updates\n          writeBackTarget: helmvalues:values-prod.yaml\n      images:\n        - alias: api\n          imageName: ghcr.io/org/api:^1.2\n          manifestTargets:\n            helm: { name: image.repository, tag: image.tag }\n",
     )
     .unwrap();
     let out = tagsmith(&[
@@ -395,6 +395,14 @@ fn convert_prints_the_tagsmith_yaml_an_image_updater_amounts_to() {
     assert!(yaml.contains("semver: ^1.2"), "{yaml}");
     assert!(yaml.contains("branch: image-updates"), "{yaml}");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Without a namespace the object is taken to be in AIU's, where the Application is.
+    assert!(
+        stderr.contains(&format!(
+            "{}:4:9: warning: ImageUpdater argocd/api metadata.namespace: not set; taken as \"argocd\"",
+            updater.display()
+        )),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("add marker: apps/api/values-prod.yaml: key image.tag: add `# {\"$imagepolicy\": \"argocd:api-api:tag\"}`"),
         "{stderr}"

@@ -266,6 +266,16 @@ pub fn settings(
     let mut selected: BTreeMap<usize, Selected> = BTreeMap::new();
     let mut result = Vec::new();
     for u in updaters {
+        if u.object.metadata.namespace.is_none() {
+            // The namespace decides which Applications are selected: say what is assumed.
+            out.push(
+                u.loc(&u.object.metadata.name, "metadata.namespace")
+                    .diagnostic(
+                        Severity::Warning,
+                        format!("not set; taken as {CONTROLLER_NAMESPACE:?}: only Applications there are selected"),
+                    ),
+            );
+        }
         let Some(refs) = refs(u, out) else {
             continue;
         };
