@@ -311,6 +311,11 @@ fn what_tagsmith_cannot_do_is_located_in_the_image_updater() {
             "{}  applicationRefs:\n    - namePattern: \"[app\"\n      images: [{{ alias: x, imageName: ghcr.io/org/x }}]\n    - namePattern: \"cmp\"\n",
             head("three")
         ),
+        // Line 57: the first one again.
+        format!(
+            "{}  applicationRefs:\n    - namePattern: app-1\n      useAnnotations: true\n",
+            head("one")
+        ),
     ];
     let file = tmp.path().join("updaters.yaml");
     std::fs::write(&file, updaters.join("---\n")).unwrap();
@@ -358,6 +363,7 @@ fn what_tagsmith_cannot_do_is_located_in_the_image_updater() {
         format!(
             "{f}:53:20: error: ImageUpdater argocd/three spec.applicationRefs[0].namePattern: invalid application name pattern \"[app\": AIU refuses the whole ImageUpdater"
         ),
+        format!("{f}:60:9: error: ImageUpdater argocd/one metadata.name: defined more than once"),
         format!(
             "{f}:55:20: error: ImageUpdater argocd/three spec.applicationRefs[1].images: either useAnnotations must be true, or images must list at least one image"
         ),
@@ -370,7 +376,7 @@ fn what_tagsmith_cannot_do_is_located_in_the_image_updater() {
         assert!(stdout.contains(line.as_str()), "missing {line}\n{stdout}");
     }
     // Nothing else: the Applications the refs skip are not also reported on their own.
-    assert!(stdout.contains("9 diagnostic(s)"), "{stdout}");
+    assert!(stdout.contains("10 diagnostic(s)"), "{stdout}");
 }
 
 #[test]

@@ -265,7 +265,15 @@ pub fn settings(
 ) -> Vec<(usize, AppSettings)> {
     let mut selected: BTreeMap<usize, Selected> = BTreeMap::new();
     let mut result = Vec::new();
+    let mut names = BTreeSet::new();
     for u in updaters {
+        if !names.insert(u.name()) {
+            out.push(
+                u.loc(&u.object.metadata.name, "metadata.name")
+                    .diagnostic(Severity::Error, "defined more than once"),
+            );
+            continue;
+        }
         if u.object.metadata.namespace.is_none() {
             // The namespace decides which Applications are selected: say what is assumed.
             out.push(
