@@ -52,7 +52,7 @@ impl std::fmt::Display for ForeignCommit {
 }
 
 impl Workspace {
-    /// Fetches `base` and `head`, then resets the working tree to the base: updates are always
+    /// Fetches `base` and `head`, then points HEAD at the base: updates are always
     /// computed on top of the current base, never on an older head.
     pub fn sync_onto_base(&self, base: &str, head: &str) -> Result<Synced, GitError> {
         let synced = self.sync(base, head)?;

@@ -1,4 +1,4 @@
-//! Git delivery with git2: a workspace per target (clone, fetch, hard reset), commits, pushes.
+//! Git delivery with git2: a bare repository per target (fetch, rewrite objects, commit), pushes.
 //! Blocking IO: async callers run it on `spawn_blocking`.
 
 mod auth;

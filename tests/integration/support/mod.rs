@@ -8,6 +8,7 @@ pub mod pki;
 pub mod proxy;
 pub mod service;
 pub mod token;
+pub mod workspace;
 
 use std::sync::Arc;
 
