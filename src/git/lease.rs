@@ -93,18 +93,6 @@ impl Workspace {
         })
     }
 
-    /// Whether `head` is a commit tagsmith wrote (see [`Self::foreign_commit`], which also
-    /// names the commit that is not; this checks against the last pushed head whatever branch
-    /// it was pushed to).
-    pub fn is_own_commit(&self, head: Oid, base: Oid, author: &Author) -> Result<bool, GitError> {
-        let record = self.pushed_head()?;
-        let foreign = self.check_branch(head, base, author, |commit| match &record {
-            Some(record) => record.names(&record.branch, &commit.to_string()),
-            None => true,
-        })?;
-        Ok(foreign.is_none())
-    }
-
     fn check_branch(
         &self,
         head: Oid,
