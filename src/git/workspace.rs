@@ -264,9 +264,14 @@ fn is_local(url: &str) -> bool {
     url.starts_with("file://") || url.starts_with('/') || !url.contains(':')
 }
 
-/// Removes what an older tagsmith checked out in `dir` (everything but `.git`): the
-/// checkout-free pipeline never reads it, and stale files must not be mistaken for the repo's.
+/// Removes what an older tagsmith checked out in `dir` (everything but `.git`, and the index
+/// in it): the checkout-free pipeline never reads them, and stale files must not be mistaken
+/// for the repo's.
 fn remove_checkout(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(".git/index")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_name() == ".git" {
@@ -287,14 +292,11 @@ fn init(dir: &Path) -> Result<Repository, git2::Error> {
 }
 
 /// Why an opened repository cannot be worked with, if it cannot: the checks are the reads
-/// every run makes first (config, index, the commit HEAD names and its tree, references).
+/// every run makes first (config, the commit HEAD names and its tree, references).
 /// Damage deeper in the object store is found only when a run needs those objects.
 fn damage(repo: &Repository) -> Option<String> {
     if let Err(e) = repo.config().and_then(|mut c| c.snapshot()) {
         return Some(format!("its config is unreadable: {}", message(&e)));
-    }
-    if let Err(e) = repo.index() {
-        return Some(format!("its index is unreadable: {}", message(&e)));
     }
     match repo.head() {
         Ok(head) => {
