@@ -42,8 +42,9 @@ pub struct HoldRun {
 impl HoldRun {
     /// Reads the target's holds and checks that their files are still there. The workspace
     /// holds the branch as read (after sync, before the rewrite). A record already checked
-    /// against this very commit is not checked again, and Git's history is read only for the
-    /// markers that need it (see [`Self::keep`]).
+    /// against this very commit is not checked again, one checked against an earlier commit
+    /// only for the paths changed since, and Git's history is read only for the markers that
+    /// need it (see [`Self::keep`]).
     pub fn prepare(run: &TargetRun<'_>, ws: &Workspace) -> Result<Self, RunError> {
         let loaded = crate::state::load_holds_stamped(&run.holds_file)?;
         let history = ws.history()?;
@@ -57,7 +58,13 @@ impl HoldRun {
                 .map(|h| h.key.file.as_str())
                 .chain(book.written.iter().map(|w| w.key.file.as_str()))
                 .collect();
-            let files: Vec<&str> = files.into_iter().collect();
+            // The files of the commit last checked are all there: only a path that changed
+            // since can have gone.
+            let changed = book.checked.as_deref().and_then(|c| ws.changed_since(c));
+            let files: Vec<&str> = files
+                .into_iter()
+                .filter(|f| changed.as_ref().is_none_or(|c| c.contains(*f)))
+                .collect();
             gone_files = files
                 .iter()
                 .zip(ws.head_has_files(&files))

@@ -1,6 +1,7 @@
 //! Who committed after a given commit: what tells a person's rollback from tagsmith's own
 //! history (see `crate::hold`).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
@@ -20,6 +21,26 @@ impl Workspace {
         author: &Author,
     ) -> Result<bool, GitError> {
         others_since(&self.repo, self.root(), self.head()?, commit, author)
+    }
+
+    /// The paths (relative to the root) whose entries differ between `commit`'s tree and the
+    /// checked-out head's: trees are compared by id, so only folders that changed are read.
+    /// `None` when `commit` is not in the repository: then any path may have changed.
+    pub fn changed_since(&self, commit: &str) -> Option<BTreeSet<String>> {
+        let old = Oid::from_str(commit).ok()?;
+        let old = self.repo.find_commit(old).and_then(|c| c.tree()).ok()?;
+        let head = self.head().ok()?;
+        let head = self.repo.find_commit(head).and_then(|c| c.tree()).ok()?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old), Some(&head), None)
+            .ok()?;
+        Some(
+            diff.deltas()
+                .filter_map(|d| d.old_file().path())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+        )
     }
 
     /// A handle that answers [`Self::committed_by_others_since`] for the head checked out now,
