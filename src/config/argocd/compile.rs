@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::doc::{self, Doc, Filter, Image};
 use super::glob;
+use super::options;
 use super::raw::{self, Application, Source};
 use crate::config::flux::{Diagnostic, Severity};
 use crate::writeback::{HelmKeys, Kind, WriteBack, WriteImage};
@@ -434,6 +435,16 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
                         .flatten()
                 })
         };
+        // `<alias>.platforms` (image-specific only in AIU); None after reporting a bad one.
+        let alias_platforms = |r: &mut Report<'_>| -> Option<Vec<String>> {
+            let Some(v) = alias.as_ref().and_then(|a| get(&format!("{a}.platforms"))) else {
+                return Some(Vec::new());
+            };
+            let key = format!("{}.platforms", alias.as_deref().unwrap_or(""));
+            options::platforms(&v.value)
+                .map_err(|e| r.error(v, &annotation_field(&key), e))
+                .ok()
+        };
         let id = crate::writeback::scalar_identifier(image);
         if id.digest.is_some() {
             r.warn(
@@ -467,6 +478,7 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
             semver: None,
             alphabetical: None,
             numerical: None,
+            newest_build: None,
             filter_tags: None,
             exclude: None,
             digest: None,
@@ -489,9 +501,23 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
                 img.alphabetical = Some("asc".into());
             }
             "latest" | "newest-build" => {
-                let (v, key) = strategy.as_ref()?;
-                r.error(*v, &annotation_field(key), format!("{image}: newest-build needs each tag's image creation time, which tagsmith does not read yet; use semver or alphabetical"));
-                continue;
+                if let (Some((v, key)), "latest") = (&strategy, strategy_name.as_str()) {
+                    r.warn(
+                        *v,
+                        &annotation_field(key),
+                        "\"latest\" is AIU's old name for newest-build",
+                    );
+                }
+                let Some(platforms) = alias_platforms(&mut r) else {
+                    continue;
+                };
+                if let Some(w) = options::newest_build(&mut img, constraint.as_deref(), platforms) {
+                    r.warn(
+                        list,
+                        &annotation_field("image-list"),
+                        format!("{image}: {w}"),
+                    );
+                }
             }
             "digest" => {
                 let Some(tag) = &constraint else {
@@ -595,12 +621,17 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         if let Some((v, key)) = setting("pull-secret") {
             r.warn(v, &annotation_field(&key), "not resolved outside a cluster: give the registry's credentials in -c (registries[].auth)");
         }
-        if let Some((v, key)) = setting("platforms") {
-            r.warn(
-                v,
-                &annotation_field(&key),
-                "ignored: tagsmith selects tags, not platform manifests",
-            );
+        if let (Some((v, key)), "semver" | "name" | "alphabetical") =
+            (setting("platforms"), strategy_name.as_str())
+        {
+            r.warn(v, &annotation_field(&key), format!("no effect with the {strategy_name} strategy, as in Argo CD Image Updater (only newest-build and digest read platforms)"));
+        } else if let (Some(tag), "digest") = (&constraint, strategy_name.as_str()) {
+            let Some(platforms) = alias_platforms(&mut r) else {
+                continue;
+            };
+            if !platforms.is_empty() {
+                options::digest_platforms(&mut img, tag, platforms);
+            }
         }
         let alias_get = |k: &str| alias.as_ref().and_then(|a| get(&format!("{a}.{k}")));
         let kustomize_name = alias_get("kustomize.image-name").map(|v| v.value.trim().to_string());

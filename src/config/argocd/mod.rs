@@ -7,6 +7,7 @@
 mod compile;
 pub mod doc;
 mod glob;
+mod options;
 pub mod raw;
 
 use std::collections::BTreeMap;

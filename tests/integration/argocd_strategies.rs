@@ -1,0 +1,316 @@
+//! Argo CD Image Updater's newest-build strategy and `platforms` option against the real
+//! registry, images pushed with chosen `created` times and platforms. Expected answers follow
+//! AIU's code: registry-scanner `pkg/tag/tag.go` (`SortByDate`: by `created`, equal times by
+//! name), `pkg/image/version.go` (`GetNewestVersionFromTags` takes the last; the constraint
+//! is not checked for newest-build), `pkg/registry/registry.go` (`GetTags`: only tags passing
+//! allow-tags and ignore-tags are looked up; a tag without metadata is left out),
+//! `pkg/registry/client.go` (`TagMetadata`, `TagInfoFromReferences`: for an index, the newest
+//! `created` among the manifests of wanted platforms; none wanted, no metadata) and
+//! `pkg/options/options.go` (`WantsPlatform`: any one listed platform is enough).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::gitserver::{bare_repo, count_commits, show};
+use crate::support::proxy::{Paging, Proxy};
+use crate::support::service::Service;
+use crate::support::{Auth, OCI_INDEX, OCI_MANIFEST, Pusher, Registry, free_port, sha256};
+
+fn tagsmith(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+        .args(args)
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+const P: &str = "    argocd-image-updater.argoproj.io/";
+
+fn application(name: &str, url: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\n  annotations:\n{annotations}{P}write-back-method: git\nspec:\n  project: default\n  source:\n    repoURL: {url}\n    targetRevision: main\n    path: apps/{name}\n    kustomize: {{}}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {name}\n"
+    )
+}
+
+/// An index under `tag` with one image per (platform, created).
+async fn push_index(p: &Pusher, repo: &str, tag: &str, images: &[(&str, Option<&str>)]) {
+    let mut entries = Vec::new();
+    for (platform, created) in images {
+        let manifest = p
+            .image_manifest_for(repo, platform, *created, &format!("{tag}-{platform}"))
+            .await;
+        let digest = p
+            .manifest(repo, &sha256(&manifest), OCI_MANIFEST, &manifest)
+            .await;
+        let mut parts = platform.split('/');
+        let (os, arch) = (parts.next().unwrap(), parts.next().unwrap());
+        entries.push(format!(
+            r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"platform":{{"architecture":"{arch}","os":"{os}"}}}}"#,
+            manifest.len()
+        ));
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    p.manifest(repo, tag, OCI_INDEX, index.as_bytes()).await;
+}
+
+fn push_builds(p: &Pusher, repo: &str) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        // Newest of all, but not allowed (allow-tags regexp:^main-).
+        p.push_image(repo, "feature-x", Some("2027-01-01T00:00:00Z"))
+            .await;
+        // Allowed but ignored (ignore-tags main-c*).
+        p.push_image(repo, "main-ccc", Some("2026-12-01T00:00:00Z"))
+            .await;
+        // The newest allowed build, twice: equal times go to the greater name.
+        p.push_image(repo, "main-aaa", Some("2026-05-01T00:00:00Z"))
+            .await;
+        p.push_image(repo, "main-bbb", Some("2026-05-01T00:00:00Z"))
+            .await;
+        // The greatest name, built earlier: alphabetical would take it, newest-build does not.
+        p.push_image(repo, "main-zzz", Some("2026-04-01T00:00:00Z"))
+            .await;
+        // No `created`: AIU cannot date it and leaves it out.
+        p.push_image(repo, "main-undated", None).await;
+    });
+}
+
+#[test]
+fn newest_build_takes_the_last_built_allowed_tag_and_breaks_ties_by_name() {
+    let registry = Registry::start(Auth::None);
+    let reg = registry.host.clone();
+    push_builds(&registry.pusher(), "org/app");
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[("apps/app/kustomization.yaml", "resources: []\n")],
+    );
+    let apps = tmp.path().join("apps.yaml");
+    std::fs::write(
+        &apps,
+        application(
+            "app",
+            &format!("file://{}", bare.display()),
+            &format!(
+                "{P}image-list: app={reg}/org/app:1.x\n{P}app.update-strategy: latest\n{P}app.allow-tags: 'regexp:^main-'\n{P}app.ignore-tags: 'main-c*'\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let apps = apps.to_str().unwrap();
+    // The old name and the ignored constraint are located warnings; the model is newestBuild.
+    let check = tagsmith(&["check", "--argocd", apps, "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let argocd = &report["argocd"];
+    let messages: Vec<String> = argocd["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{} {}: {}", d["severity"], d["line"], d["message"]))
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m.starts_with("\"warning\"")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("old name for newest-build")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("\\\"1.x\\\" in the image-list is ignored with newest-build")),
+        "{messages:?}"
+    );
+    let image = &argocd["model"]["images"][0];
+    assert_eq!(image["newestBuild"], serde_json::json!({}), "{image}");
+    assert_eq!(image["filterTags"]["pattern"], "^main-");
+    assert!(image.get("semver").is_none(), "{image}");
+
+    let config = tmp.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {reg}\n    insecure: true\nstate: {{ dir: '{}' }}\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let before = count_commits(&bare, "main");
+    let once = tagsmith(&["once", "-c", config.to_str().unwrap(), "--argocd", apps]);
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once));
+    assert_eq!(count_commits(&bare, "main"), before + 1);
+    assert_eq!(
+        show(&bare, "main", "apps/app/.argocd-source-app.yaml"),
+        format!("kustomize:\n  images:\n  - {reg}/org/app:main-bbb\n")
+    );
+}
+
+/// `tagsmith.yaml` with one newest-build policy on `repo`, `extra` under `newestBuild`.
+fn newest_config(dir: &Path, host: &str, repo: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{}.yaml", free_port()));
+    std::fs::write(
+        &path,
+        format!(
+            "images:\n  - policy: nb:app\n    image: {host}/{repo}\n    newestBuild: {extra}\n\
+             registries:\n  - host: {host}\n    insecure: true\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn selected(config: &Path) -> serde_json::Value {
+    let out = tagsmith(&[
+        "policy",
+        "eval",
+        "-c",
+        config.to_str().unwrap(),
+        "--policy",
+        "nb:app",
+        "--output",
+        "json",
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    json["selected"].clone()
+}
+
+#[test]
+fn platforms_choose_which_images_of_an_index_date_a_tag() {
+    let registry = Registry::start(Auth::None);
+    let p = registry.pusher();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        // amd64 built late, arm64 early: dated by whichever platforms count.
+        push_index(
+            &p,
+            "org/multi",
+            "a",
+            &[
+                ("linux/amd64", Some("2026-09-01T00:00:00Z")),
+                ("linux/arm64", Some("2026-01-01T00:00:00Z")),
+            ],
+        )
+        .await;
+        push_index(
+            &p,
+            "org/multi",
+            "b",
+            &[
+                ("linux/amd64", Some("2026-05-01T00:00:00Z")),
+                ("linux/arm64", Some("2026-05-01T00:00:00Z")),
+            ],
+        )
+        .await;
+        // A single amd64 image, the newest build of all.
+        p.push_image("org/multi", "c", Some("2026-12-01T00:00:00Z"))
+            .await;
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let host = &registry.host;
+    // Every platform counts: c. Only arm64: c has none, a's arm64 is older than b's.
+    assert_eq!(
+        selected(&newest_config(tmp.path(), host, "org/multi", "{}")),
+        "c"
+    );
+    let arm = newest_config(
+        tmp.path(),
+        host,
+        "org/multi",
+        "{ platforms: [linux/arm64] }",
+    );
+    assert_eq!(selected(&arm), "b");
+    // Any one listed platform is enough; an index counts its newest wanted image (a: amd64).
+    let both = newest_config(
+        tmp.path(),
+        host,
+        "org/multi",
+        "{ platforms: [linux/arm64, linux/s390x] }",
+    );
+    assert_eq!(selected(&both), "b");
+    let amd = newest_config(
+        tmp.path(),
+        host,
+        "org/multi",
+        "{ platforms: [linux/amd64] }",
+    );
+    assert_eq!(selected(&amd), "c");
+    let none = newest_config(
+        tmp.path(),
+        host,
+        "org/multi",
+        "{ platforms: [windows/amd64] }",
+    );
+    assert_eq!(selected(&none), serde_json::Value::Null);
+}
+
+/// A warm `tagsmith run` asks the registry for each tag's digest, and for nothing else it
+/// already read: manifests by digest and config blobs are fetched once per digest.
+#[test]
+fn a_warm_run_does_not_fetch_build_times_again() {
+    let registry = Registry::start(Auth::None);
+    push_builds(&registry.pusher(), "org/app");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(Proxy::start(&registry.host, Paging::PassThrough));
+    let host = proxy.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let yaml = format!(
+        "images:\n  - policy: nb:app\n    image: {host}/org/app\n    newestBuild: {{}}\n    interval: 1s\n\
+         registries:\n  - host: {host}\n    insecure: true\n\
+         server: {{ listen: '127.0.0.1:{port}', metrics: '127.0.0.1:{metrics_port}' }}\n\
+         state: {{ dir: state }}\n"
+    );
+    let _service = Service::start(tmp.path(), &yaml, port, metrics_port, &[]);
+    let lists = || {
+        proxy
+            .log()
+            .iter()
+            .filter(|l| l.method == "GET" && l.uri.contains("/tags/list"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lists() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three scans within 60 s: {:?}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = proxy.log();
+    let mut by_digest: Vec<&str> = log
+        .iter()
+        .filter(|l| l.method == "GET" && l.uri.contains("sha256:"))
+        .map(|l| l.uri.as_str())
+        .collect();
+    let fetched = by_digest.len();
+    assert!(
+        fetched >= 2 * 6,
+        "manifest and config of every tag: {by_digest:?}"
+    );
+    by_digest.sort_unstable();
+    by_digest.dedup();
+    assert_eq!(by_digest.len(), fetched, "fetched again: {log:?}");
+    // Digests are asked for every scan: a tag may move.
+    let heads = log.iter().filter(|l| l.method == "HEAD").count();
+    assert!(heads >= 2 * 6, "{log:?}");
+}
