@@ -314,3 +314,67 @@ fn a_warm_run_does_not_fetch_build_times_again() {
     let heads = log.iter().filter(|l| l.method == "HEAD").count();
     assert!(heads >= 2 * 6, "{log:?}");
 }
+
+/// helmvalues with keys the values file lacks: AIU's `setHelmValue` (pkg/argocd/update.go)
+/// appends a missing key to the mapping its path reaches and creates missing parents; here
+/// that is an insertion, so comments, anchors and the rest of the file stay as they were.
+#[test]
+fn helmvalues_adds_missing_keys_where_aiu_adds_them() {
+    let registry = Registry::start(Auth::None);
+    let reg = registry.host.clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(
+        registry
+            .pusher()
+            .push_tags("org/api", &["1.0.0".into(), "1.2.0".into()]),
+    );
+    let values = "# api values\ncommon: &common\n  pullPolicy: IfNotPresent # keep\n\nimage: *common\nreplicas: 2 # two\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[
+            ("apps/api/values.yaml", values),
+            ("apps/api/Chart.yaml", "name: api\n"),
+        ],
+    );
+    let apps = tmp.path().join("apps.yaml");
+    std::fs::write(
+        &apps,
+        application(
+            "api",
+            &format!("file://{}", bare.display()),
+            &format!(
+                "{P}image-list: api={reg}/org/api\n{P}api.helm.image-name: image.repository\n{P}api.helm.image-tag: image.tag\n{P}write-back-target: helmvalues\n"
+            ),
+        )
+        .replace("    kustomize: {}\n", "    helm: {}\n"),
+    )
+    .unwrap();
+    let config = tmp.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {reg}\n    insecure: true\nstate: {{ dir: '{}' }}\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let once = tagsmith(&[
+        "once",
+        "-c",
+        config.to_str().unwrap(),
+        "--argocd",
+        apps.to_str().unwrap(),
+    ]);
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once));
+    // image is an alias of common: the keys go to the anchored mapping, tag first.
+    assert_eq!(
+        show(&bare, "main", "apps/api/values.yaml"),
+        values.replace(
+            "  pullPolicy: IfNotPresent # keep\n",
+            &format!(
+                "  pullPolicy: IfNotPresent # keep\n  tag: 1.2.0\n  repository: {reg}/org/api\n"
+            )
+        )
+    );
+}
