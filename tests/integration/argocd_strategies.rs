@@ -378,3 +378,125 @@ fn helmvalues_adds_missing_keys_where_aiu_adds_them() {
         )
     );
 }
+
+/// `pull-secret: env:VAR` and `ext:/path` as registry-scanner `pkg/image/credentials.go`
+/// (`FetchCredentials`) resolves them: the variable holds `user:password`; the script, run
+/// without arguments, prints `user:password`. They are the credentials of that image's
+/// registry host only: another registry in the same run gets none.
+#[test]
+fn pull_secrets_from_env_and_a_script_go_to_their_registry_only() {
+    let secured = Registry::start(Auth::Htpasswd {
+        user: "robot".into(),
+        password: "s3cret-pw".into(),
+    });
+    let open = Registry::start(Auth::None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        secured
+            .pusher()
+            .push_tags("org/a", &["1.0.0".into(), "1.1.0".into()])
+            .await;
+        secured
+            .pusher()
+            .push_tags("org/b", &["2.0.0".into(), "2.1.0".into()])
+            .await;
+        open.pusher()
+            .push_tags("org/c", &["3.0.0".into(), "3.1.0".into()])
+            .await;
+    });
+    let proxy = rt.block_on(Proxy::start(&open.host, Paging::PassThrough));
+    let (sec, other) = (secured.host.clone(), proxy.host());
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("creds.sh");
+    std::fs::write(&script, "#!/bin/sh\necho robot:s3cret-pw\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[
+            ("apps/a/kustomization.yaml", "resources: []\n"),
+            ("apps/b/kustomization.yaml", "resources: []\n"),
+            ("apps/c/kustomization.yaml", "resources: []\n"),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let write = |a_secret: &str, b_secret: &str| {
+        let apps = [
+            application(
+                "a",
+                &url,
+                &format!("{P}image-list: a={sec}/org/a\n{P}a.pull-secret: '{a_secret}'\n"),
+            ),
+            application(
+                "b",
+                &url,
+                &format!("{P}image-list: b={sec}/org/b\n{P}b.pull-secret: '{b_secret}'\n"),
+            ),
+            // Two images of different hosts in one Application would share a Kustomize
+            // image key (AIU's `KustomizeImage.Match` splits at the port's `:`).
+            application("c", &url, &format!("{P}image-list: c={other}/org/c\n")),
+        ]
+        .join("---\n");
+        let path = tmp.path().join("apps.yaml");
+        std::fs::write(&path, apps).unwrap();
+        path
+    };
+    let run = |apps: &Path, env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+            .args(["once", "--argocd", apps.to_str().unwrap(), "--state-dir"])
+            .arg(tmp.path().join("state"))
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REG_CREDS")
+            .env("HOME", "/nonexistent")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    // Two different sources for one host: a located error (one set of credentials per host).
+    let ext = format!("ext:{}", script.display());
+    let apps = write("env:REG_CREDS", &ext);
+    let check = tagsmith(&["check", "--argocd", apps.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(2), "{}", text(&check));
+    assert!(
+        text(&check).contains(&format!("another pull-secret is given for registry {sec}")),
+        "{}",
+        text(&check)
+    );
+
+    // The script alone.
+    let apps = write(&ext, &ext);
+    let once = run(&apps, &[]);
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once));
+    assert!(!text(&once).contains("s3cret-pw"), "{}", text(&once));
+    assert_eq!(
+        show(&bare, "main", "apps/a/.argocd-source-a.yaml"),
+        format!("kustomize:\n  images:\n  - {sec}/org/a:1.1.0\n")
+    );
+    assert_eq!(
+        show(&bare, "main", "apps/b/.argocd-source-b.yaml"),
+        format!("kustomize:\n  images:\n  - {sec}/org/b:2.1.0\n")
+    );
+    assert_eq!(
+        show(&bare, "main", "apps/c/.argocd-source-c.yaml"),
+        format!("kustomize:\n  images:\n  - {other}/org/c:3.1.0\n")
+    );
+    let log = proxy.log();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter().all(|l| !l.authorized),
+        "credentials sent to another registry: {log:?}"
+    );
+
+    // env: both with the variable; a value that is not user:password fails without showing it.
+    let apps = write("env:REG_CREDS", "env:REG_CREDS");
+    let bad = run(&apps, &[("REG_CREDS", "s3cret-pw")]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("env REG_CREDS does not hold user:password"),
+        "{}",
+        text(&bad)
+    );
+    assert!(!text(&bad).contains("s3cret-pw"), "{}", text(&bad));
+    let good = run(&apps, &[("REG_CREDS", "robot:s3cret-pw")]);
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good));
+}

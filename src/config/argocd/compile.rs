@@ -141,6 +141,18 @@ struct Compiled {
     path: String,
     images: Vec<Image>,
     writeback: WriteBack,
+    registries: Vec<Pulled>,
+}
+
+/// Registry credentials a `pull-secret` gives, and where it was written.
+struct Pulled {
+    host: String,
+    auth: doc::RegistryAuth,
+    file: PathBuf,
+    line: u64,
+    column: u64,
+    field: String,
+    object: String,
 }
 
 fn annotation_field(key: &str) -> String {
@@ -420,6 +432,7 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
     };
     // Images.
     let mut images = Vec::new();
+    let mut registries = Vec::new();
     let mut write_images = Vec::new();
     let mut helm_hint = false;
     let mut kustomize_hint = false;
@@ -619,7 +632,25 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
             continue;
         }
         if let Some((v, key)) = setting("pull-secret") {
-            r.warn(v, &annotation_field(&key), "not resolved outside a cluster: give the registry's credentials in -c (registries[].auth)");
+            match options::pull_secret(&v.value) {
+                Ok(secret) => match (options::registry_auth(&secret), name.parse::<crate::model::ImageName>()) {
+                    (Some(auth), Ok(parsed)) => registries.push(Pulled {
+                        host: parsed.registry().to_string(),
+                        auth,
+                        file: located.file.clone(),
+                        line: v.referenced.line(),
+                        column: v.referenced.column(),
+                        field: annotation_field(&key),
+                        object: r.object.clone(),
+                    }),
+                    (Some(_), Err(e)) => r.error(v, &annotation_field(&key), format!("{image}: {e}")),
+                    (None, _) => r.warn(v, &annotation_field(&key), "a Kubernetes secret is not read outside a cluster: give the registry's credentials in -c (registries[].auth)"),
+                },
+                Err(e) => {
+                    r.error(v, &annotation_field(&key), e);
+                    continue;
+                }
+            }
         }
         if let (Some((v, key)), "semver" | "name" | "alphabetical") =
             (setting("platforms"), strategy_name.as_str())
@@ -711,6 +742,7 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
             kind,
             images: write_images,
         },
+        registries,
     })
 }
 
@@ -798,6 +830,24 @@ pub fn compile(
             }),
         }
         writebacks.entry(name).or_default().push(c.writeback);
+        for pulled in c.registries {
+            match doc.registries.iter().find(|r| r.host == pulled.host) {
+                Some(known) if known.auth == pulled.auth => {}
+                Some(_) => out.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: pulled.file,
+                    line: pulled.line,
+                    column: pulled.column,
+                    object: pulled.object,
+                    field: pulled.field,
+                    message: format!("another pull-secret is given for registry {}: tagsmith has one set of credentials per registry host", pulled.host),
+                }),
+                None => doc.registries.push(doc::Registry {
+                    host: pulled.host,
+                    auth: pulled.auth,
+                }),
+            }
+        }
     }
     (doc, writebacks)
 }
