@@ -67,6 +67,38 @@ struct Cache {
     no_referrers: HashSet<String>,
     /// First-seen times not handed to the state store yet.
     new_first_seen: Vec<(String, String, u64)>,
+    /// Build times not handed to the state store yet: (key, Unix ms).
+    new_built: Vec<(String, Option<i64>)>,
+}
+
+/// A build-time cache entry as the state store keys it.
+fn built_key(key: &(String, String, String)) -> String {
+    format!("{}\t{}\t{}", key.0, key.1, key.2)
+}
+
+/// Seeds newest-build times kept by an earlier process (the state store): (key, Unix ms).
+pub fn remember_build_times(known: impl IntoIterator<Item = (String, Option<i64>)>) {
+    let mut c = cache();
+    for (key, at) in known {
+        let mut parts = key.splitn(3, '\t');
+        let (Some(image), Some(digest), Some(platforms)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if c.built.len() >= CACHE_LIMIT {
+            break;
+        }
+        let created = at.and_then(DateTime::<Utc>::from_timestamp_millis);
+        c.built
+            .entry((image.to_string(), digest.to_string(), platforms.to_string()))
+            .or_insert(created);
+    }
+}
+
+/// Build times read since the last call, for the state store.
+pub fn take_new_build_times() -> Vec<(String, Option<i64>)> {
+    std::mem::take(&mut cache().new_built)
 }
 
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
@@ -313,6 +345,10 @@ async fn build_time(
     let mut c = cache();
     if c.built.len() > CACHE_LIMIT {
         c.built.clear();
+    }
+    if c.new_built.len() < CACHE_LIMIT {
+        c.new_built
+            .push((built_key(&key), created.map(|t| t.timestamp_millis())));
     }
     c.built.insert(key, created);
     Ok(created)

@@ -500,3 +500,58 @@ fn pull_secrets_from_env_and_a_script_go_to_their_registry_only() {
     let good = run(&apps, &[("REG_CREDS", "robot:s3cret-pw")]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good));
 }
+
+/// `tagsmith once` keeps the build times it read in its state: the next `once` asks the
+/// registry for each tag's digest only.
+#[test]
+fn a_second_once_reads_build_times_from_the_state() {
+    let registry = Registry::start(Auth::None);
+    push_builds(&registry.pusher(), "org/app");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(Proxy::start(&registry.host, Paging::PassThrough));
+    let host = proxy.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[(
+            "app.yaml",
+            &format!("image: {host}/org/app:old # {{\"$imagepolicy\": \"nb:app\"}}\n"),
+        )],
+    );
+    let config = tmp.path().join("tagsmith.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "images:\n  - policy: nb:app\n    image: {host}/org/app\n    newestBuild: {{}}\n    filterTags: {{ pattern: '^main-' }}\n\
+             targets:\n  - name: prod\n    git: {{ url: 'file://{}', branch: main }}\n    commit: {{ author: {{ name: bot, email: bot@example.invalid }} }}\n\
+             registries:\n  - host: {host}\n    insecure: true\nstate: {{ dir: state }}\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    let by_digest = || {
+        proxy
+            .log()
+            .iter()
+            .filter(|l| l.method == "GET" && l.uri.contains("sha256:"))
+            .count()
+    };
+    let once = tagsmith(&["once", "-c", config.to_str().unwrap()]);
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once));
+    assert_eq!(
+        show(&bare, "main", "app.yaml"),
+        // main-ccc: the newest main- build (nothing ignores it here).
+        format!("image: {host}/org/app:main-ccc # {{\"$imagepolicy\": \"nb:app\"}}\n")
+    );
+    let first = by_digest();
+    assert!(
+        first >= 2 * 5,
+        "manifest and config of each main- tag: {first}"
+    );
+    proxy.clear_log();
+    let again = tagsmith(&["once", "-c", config.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(by_digest(), 0, "{:?}", proxy.log());
+    assert!(proxy.log().iter().filter(|l| l.method == "HEAD").count() >= 5);
+}
