@@ -6,12 +6,12 @@ use super::doc::RegistryAuth;
 use crate::config::flux::doc::{Filter, Image, NewestBuild};
 use crate::gate::Platform;
 
-/// `<alias>.platforms`: comma-separated, blanks dropped (AIU `pkg/argocd/annotations.go`).
-/// An entry AIU cannot parse matches nothing there (registry-scanner `pkg/image/options.go`
+/// `platforms` (the annotation split at commas, or the ImageUpdater's list), duplicates
+/// dropped. An entry AIU cannot parse matches nothing there (registry-scanner `pkg/image/options.go`
 /// `GetPlatformOptions`), so no tag would ever be chosen: an error here.
-pub fn platforms(value: &str) -> Result<Vec<String>, String> {
+pub fn platforms(values: &[String]) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
-    for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for p in values.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let platform = p.parse::<Platform>().map_err(|e| e.to_string())?;
         let text = platform.to_string();
         if !out.contains(&text) {
@@ -131,11 +131,17 @@ mod tests {
     }
 
     #[test]
-    fn platforms_split_at_commas_and_refuse_what_aiu_cannot_parse() {
+    fn platforms_drop_blanks_and_doubles_and_refuse_what_aiu_cannot_parse() {
         assert_eq!(
-            platforms(" linux/amd64, ,linux/arm/v7,linux/amd64").unwrap(),
+            platforms(&[
+                " linux/amd64".into(),
+                "".into(),
+                "linux/arm/v7".into(),
+                "linux/amd64".into()
+            ])
+            .unwrap(),
             ["linux/amd64", "linux/arm/v7"]
         );
-        assert!(platforms("linux").is_err());
+        assert!(platforms(&["linux".into()]).is_err());
     }
 }
