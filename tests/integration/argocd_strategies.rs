@@ -555,3 +555,39 @@ fn a_second_once_reads_build_times_from_the_state() {
     assert_eq!(by_digest(), 0, "{:?}", proxy.log());
     assert!(proxy.log().iter().filter(|l| l.method == "HEAD").count() >= 5);
 }
+
+/// The same options from an `ImageUpdater` (AIU 1.x `commonUpdateSettings`: `updateStrategy`,
+/// `platforms` as a list, `pullSecret`) map as the annotations do.
+#[test]
+fn an_image_updater_gives_newest_build_platforms_and_a_pull_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("argo.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: api\n  namespace: argocd\nspec:\n  source:\n    repoURL: https://git.example/m.git\n    targetRevision: main\n    path: api\n    kustomize: {}\n\
+         ---\napiVersion: argocd-image-updater.argoproj.io/v1alpha1\nkind: ImageUpdater\nmetadata:\n  name: u\n  namespace: argocd\nspec:\n  writeBackConfig:\n    method: git\n  commonUpdateSettings:\n    pullSecret: env:REG_CREDS\n  applicationRefs:\n    - namePattern: api\n      images:\n        - alias: api\n          imageName: ghcr.io/org/api\n          commonUpdateSettings:\n            updateStrategy: newest-build\n            platforms: [linux/arm64, linux/amd64]\n",
+    )
+    .unwrap();
+    let out = tagsmith(&[
+        "check",
+        "--argocd",
+        file.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let m = &report["argocd"];
+    assert_eq!(m["valid"], true, "{m}");
+    let image = &m["model"]["images"][0];
+    assert_eq!(
+        image["newestBuild"]["platforms"],
+        serde_json::json!(["linux/arm64", "linux/amd64"]),
+        "{image}"
+    );
+    assert_eq!(
+        m["model"]["registries"],
+        serde_json::json!([{ "host": "ghcr.io", "auth": { "basic": { "credentialsEnv": "REG_CREDS" } } }]),
+        "{m}"
+    );
+}
