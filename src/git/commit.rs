@@ -93,46 +93,4 @@ impl Workspace {
     pub fn sign_commits_with(&mut self, key: Option<impl Into<SigningKey>>) {
         self.signing_key = key.map(Into::into);
     }
-
-    /// Commits `changed` (paths relative to the root) on top of HEAD and moves HEAD to it.
-    pub fn commit(
-        &self,
-        changed: &[&Path],
-        author: &Author,
-        text: &str,
-    ) -> Result<CommitInfo, GitError> {
-        let err = |e: git2::Error| GitError::Commit {
-            message: message(&e),
-        };
-        let parent_id = self.head()?;
-        let parent = self.repo.find_commit(parent_id).map_err(err)?;
-        let mut index = self.repo.index().map_err(err)?;
-        for path in changed {
-            index.add_path(path).map_err(err)?;
-        }
-        index.write().map_err(err)?;
-        let tree_id = index.write_tree().map_err(err)?;
-        if tree_id == parent.tree_id() {
-            return Err(GitError::Commit {
-                message: "nothing to commit: the files equal the base commit".into(),
-            });
-        }
-        let tree = self.repo.find_tree(tree_id).map_err(err)?;
-        let id = self.write_commit(&parent, &tree, author, text)?;
-        self.repo.set_head_detached(id).map_err(err)?;
-        // The files are exactly the new HEAD's only if what was committed is still what is on
-        // disk: a file written again meanwhile leaves the workspace to a full reset next time.
-        let unchanged = changed.iter().all(|path| {
-            self.repo
-                .status_file(path)
-                .is_ok_and(|s| s == git2::Status::CURRENT)
-        });
-        if unchanged {
-            self.remember_clean()?;
-        }
-        Ok(CommitInfo {
-            id,
-            parent: parent_id,
-        })
-    }
 }
