@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use git2::{Commit, Oid, Signature, Tree};
+use git2::{Commit, Oid, Repository, Signature, Tree};
 
 use super::{GitError, Workspace, message};
 use crate::config::{Author, SigningKey};
@@ -57,18 +57,29 @@ impl Workspace {
         author: &Author,
         text: &str,
     ) -> Result<Oid, GitError> {
+        self.write_commit_in(&self.repo, parent, tree, author, text)
+    }
+
+    /// [`Self::write_commit`] into `repo`, a handle of this workspace's repository (one that
+    /// keeps new objects in memory, say).
+    pub(super) fn write_commit_in(
+        &self,
+        repo: &Repository,
+        parent: &Commit<'_>,
+        tree: &Tree<'_>,
+        author: &Author,
+        text: &str,
+    ) -> Result<Oid, GitError> {
         let err = |e: git2::Error| GitError::Commit {
             message: message(&e),
         };
         let signature = Signature::now(&author.name, &author.email).map_err(err)?;
         match &self.signing_key {
-            None => self
-                .repo
+            None => repo
                 .commit(None, &signature, &signature, text, tree, &[parent])
                 .map_err(err),
             Some(key) => {
-                let buffer = self
-                    .repo
+                let buffer = repo
                     .commit_create_buffer(&signature, &signature, text, tree, &[parent])
                     .map_err(err)?;
                 let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Commit {
@@ -81,8 +92,7 @@ impl Workspace {
                         passphrase,
                     } => super::openpgp::sign(key_file, passphrase.as_ref(), content.as_bytes())?,
                 };
-                self.repo
-                    .commit_signed(content, &armored, Some("gpgsig"))
+                repo.commit_signed(content, &armored, Some("gpgsig"))
                     .map_err(err)
             }
         }
