@@ -99,6 +99,10 @@ pub struct HoldBook {
     pub version: u32,
     pub written: Vec<Written>,
     pub holds: Vec<Hold>,
+    /// A commit whose tree holds every file the record names: while the branch reads that
+    /// commit, no file can have gone, and a run need not look for them again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked: Option<String>,
 }
 
 /// Finds by exact key, else the only entry of the same file and marker (its line moved).
@@ -450,6 +454,19 @@ mod tests {
         assert!(book.retain_files(|_| true).is_empty());
         assert_eq!(book.retain_files(|_| false).len(), 1);
         assert!(book.holds.is_empty() && book.written.is_empty());
+    }
+
+    #[test]
+    fn the_commit_a_record_was_checked_against_is_kept_and_optional() {
+        let mut book = wrote("1.3.0");
+        let plain = serde_json::to_string(&book).unwrap();
+        assert!(!plain.contains("checked"), "{plain}");
+        // A record written before the field existed reads as never checked.
+        let old: HoldBook = serde_json::from_str(&plain).unwrap();
+        assert_eq!(old.checked, None);
+        book.checked = Some("c0ffee".into());
+        let back: HoldBook = serde_json::from_str(&serde_json::to_string(&book).unwrap()).unwrap();
+        assert_eq!(back, book);
     }
 
     #[test]

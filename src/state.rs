@@ -503,6 +503,42 @@ pub fn load_holds(path: &Path) -> Result<crate::hold::HoldBook, StateError> {
     read_holds(path)
 }
 
+/// A holds file as one run read it: the book, and which version of the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedHolds {
+    pub book: crate::hold::HoldBook,
+    stamp: Option<FileStamp>,
+}
+
+/// Tells one version of a file from another without reading it: every write replaces the
+/// file (a new inode), and its size and modification time come along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        inode: meta.ino(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
+}
+
+/// [`load_holds`], remembering the file's version for [`update_loaded_holds`].
+pub fn load_holds_stamped(path: &Path) -> Result<LoadedHolds, StateError> {
+    let _guard = HOLDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stamp = stamp(path);
+    let book = read_holds(path)?;
+    Ok(LoadedHolds { book, stamp })
+}
+
 fn read_holds(path: &Path) -> Result<crate::hold::HoldBook, StateError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
@@ -532,7 +568,34 @@ pub fn update_holds<R>(
     let _guard = HOLDS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut book = read_holds(path)?;
+    let book = read_holds(path)?;
+    change_holds(path, book, change)
+}
+
+/// [`update_holds`] starting from `loaded`, which is read again only when the file changed
+/// since (a release in between): a large record is not parsed twice in a run.
+pub fn update_loaded_holds<R>(
+    path: &Path,
+    loaded: LoadedHolds,
+    change: impl FnOnce(&mut crate::hold::HoldBook) -> R,
+) -> Result<R, StateError> {
+    let _guard = HOLDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let book = match (loaded.stamp, stamp(path)) {
+        (Some(then), Some(now)) if then == now => loaded.book,
+        (None, None) => loaded.book,
+        _ => read_holds(path)?,
+    };
+    change_holds(path, book, change)
+}
+
+/// Applies `change` to `book` (read from `path`) and writes it back there when it changed.
+fn change_holds<R>(
+    path: &Path,
+    mut book: crate::hold::HoldBook,
+    change: impl FnOnce(&mut crate::hold::HoldBook) -> R,
+) -> Result<R, StateError> {
     let before = book.clone();
     let out = change(&mut book);
     if book != before {
@@ -771,6 +834,42 @@ mod tests {
             b"{not json",
             "left as it was"
         );
+    }
+
+    #[test]
+    fn a_run_starting_from_the_book_it_read_sees_a_release_made_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = holds_file(dir.path(), "prod");
+        let hold = |file: &str| crate::hold::Hold {
+            key: crate::hold::MarkerKey {
+                file: file.into(),
+                marker: "team-a:app:tag".into(),
+                line: 3,
+            },
+            from: "1.3.0".into(),
+            from_tag: Some("1.3.0".into()),
+            to: "1.2.0".into(),
+            since_ms: 5,
+        };
+        update_holds(&path, |book| {
+            book.holds = vec![hold("a.yaml"), hold("b.yaml")];
+        })
+        .unwrap();
+        let loaded = load_holds_stamped(&path).unwrap();
+        // Unchanged since it was read: nothing to change is nothing written.
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let seen = update_loaded_holds(&path, loaded.clone(), |book| book.holds.len()).unwrap();
+        assert_eq!(seen, 2);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            written
+        );
+        // A release between the run's read and its update is not undone by the update.
+        update_holds(&path, |book| book.release("team-a:app", Some("a.yaml"))).unwrap();
+        update_loaded_holds(&path, loaded, |book| book.checked = Some("c0ffee".into())).unwrap();
+        let book = load_holds(&path).unwrap();
+        assert_eq!(book.holds, vec![hold("b.yaml")]);
+        assert_eq!(book.checked.as_deref(), Some("c0ffee"));
     }
 
     #[test]

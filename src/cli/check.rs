@@ -243,41 +243,50 @@ fn argocd_report(
     }
 }
 
+/// An input's problem count and report, or the error that stops the check when the input
+/// has errors (`key` names its report in the JSON document, `what` the input in the error).
+fn input_report(
+    has_errors: bool,
+    problems: usize,
+    report: serde_json::Value,
+    (key, what): (&str, &str),
+    output: OutputFormat,
+) -> anyhow::Result<(usize, serde_json::Value)> {
+    if has_errors {
+        if output == OutputFormat::Json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "valid": false, key: report }))?
+            );
+        }
+        bail!("{what} have errors (listed above)");
+    }
+    Ok((problems, report))
+}
+
 pub fn run(args: CheckArgs) -> anyhow::Result<Status> {
     let inputs = match inputs::read(args.config.as_deref(), &args.flux) {
         Ok(inputs) => inputs,
         Err(err) => return Err(invalid_config(err, args.output)?),
     };
     let (flux_problems, flux_json) = match &inputs.flux {
-        Some(compiled) => {
-            let report = flux_report(compiled, args.output);
-            if compiled.has_errors() {
-                if args.output == OutputFormat::Json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&json!({ "valid": false, "flux": report }))?
-                    );
-                }
-                bail!("the Flux objects have errors (listed above)");
-            }
-            (compiled.diagnostics.len(), report)
-        }
+        Some(compiled) => input_report(
+            compiled.has_errors(),
+            compiled.diagnostics.len(),
+            flux_report(compiled, args.output),
+            ("flux", "the Flux objects"),
+            args.output,
+        )?,
         None => (0, serde_json::Value::Null),
     };
     let (argocd_problems, argocd_json) = match &inputs.argocd {
-        Some(compiled) => {
-            let report = argocd_report(compiled, args.output);
-            if compiled.has_errors() {
-                if args.output == OutputFormat::Json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&json!({ "valid": false, "argocd": report }))?
-                    );
-                }
-                bail!("the Argo CD Applications have errors (listed above)");
-            }
-            (compiled.diagnostics.len(), report)
-        }
+        Some(compiled) => input_report(
+            compiled.has_errors(),
+            compiled.diagnostics.len(),
+            argocd_report(compiled, args.output),
+            ("argocd", "the Argo CD Applications"),
+            args.output,
+        )?,
         None => (0, serde_json::Value::Null),
     };
     let flux_problems = flux_problems + argocd_problems;

@@ -15,7 +15,8 @@ pub enum ConvertCommand {
     /// From Flux objects: ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository and
     /// Receiver files or folders (read recursively). Warnings go to stderr.
     Flux(ConvertFluxArgs),
-    /// From Argo CD Applications with Argo CD Image Updater annotations (files or folders).
+    /// From Argo CD Applications with Argo CD Image Updater annotations or ImageUpdater objects
+    /// (files or folders).
     /// Write-backs to Helm values or a kustomization become markers, listed on stderr to add
     /// to those files; `.argocd-source-*` write-backs have no marker form and are refused
     /// (run those with --argocd).

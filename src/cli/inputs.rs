@@ -24,8 +24,9 @@ pub struct FluxArgs {
     /// mounts Secrets.
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
-    /// Argo CD Applications to run from, with Argo CD Image Updater's annotations (files or
-    /// folders, read recursively); updates are written back to Git as its git method does.
+    /// Argo CD Applications to run from, with Argo CD Image Updater's annotations or its
+    /// ImageUpdater objects (files or folders, read recursively); updates are written back to
+    /// Git as its git method does.
     /// With -c, the file adds server, state, registry and git credential settings.
     #[arg(long = "argocd", value_name = "PATH", num_args = 1..)]
     pub argocd: Vec<PathBuf>,

@@ -6,7 +6,6 @@
 //! edited here, under the state directory's lock, and the next `once` or `run` writes.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -15,8 +14,6 @@ use serde_json::Value;
 use super::{OutputFormat, Status};
 use crate::model::PolicyId;
 use crate::state::{LockError, StateDirLock, release_holds};
-
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
@@ -161,11 +158,7 @@ fn post(base: &str, args: &ReleaseArgs) -> anyhow::Result<Vec<Value>> {
         if let Some(f) = &args.file {
             query.push(("file", f));
         }
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .context("cannot build the HTTP client")?;
-        let response = client
+        let response = super::status::client()?
             .post(&url)
             .query(&query)
             .send()
@@ -173,16 +166,7 @@ fn post(base: &str, args: &ReleaseArgs) -> anyhow::Result<Vec<Value>> {
             .with_context(|| {
                 format!("cannot reach {url}: is `tagsmith run` serving its admin address there?")
             })?;
-        let code = response.status();
-        let body = response
-            .text()
-            .await
-            .with_context(|| format!("cannot read the answer of {url}"))?;
-        if !code.is_success() {
-            bail!("{url} answered {code}: {}", body.trim());
-        }
-        let doc: Value = serde_json::from_str(&body)
-            .with_context(|| format!("{url} did not answer a release document"))?;
+        let doc = super::status::json_answer(response, &url, "a release document").await?;
         Ok(doc
             .get("released")
             .and_then(Value::as_array)

@@ -88,11 +88,7 @@ pub(super) fn reachable(addr: SocketAddr) -> SocketAddr {
 
 async fn fetch(base: &str) -> anyhow::Result<Value> {
     let url = format!("{base}/status");
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .context("cannot build the HTTP client")?;
-    let response = client.get(&url).send().await.map_err(|e| {
+    let response = client()?.get(&url).send().await.map_err(|e| {
         let why = if e.is_connect() {
             "nothing answers there; is `tagsmith run` running, and is that its server.metrics address?"
         } else if e.is_timeout() {
@@ -107,6 +103,23 @@ async fn fetch(base: &str) -> anyhow::Result<Value> {
         }
         anyhow::anyhow!("cannot read {url}: {why} ({cause})")
     })?;
+    json_answer(response, &url, "a tagsmith /status document").await
+}
+
+/// A client for a running service's addresses, which answer at once or not at all.
+pub(super) fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// The JSON document (`what`) a running service answered at `url`, or why there is none.
+pub(super) async fn json_answer(
+    response: reqwest::Response,
+    url: &str,
+    what: &str,
+) -> anyhow::Result<Value> {
     let code = response.status();
     let body = response
         .text()
@@ -115,8 +128,7 @@ async fn fetch(base: &str) -> anyhow::Result<Value> {
     if !code.is_success() {
         bail!("{url} answered {code}: {}", body.trim());
     }
-    serde_json::from_str(&body)
-        .with_context(|| format!("{url} did not answer a tagsmith /status document"))
+    serde_json::from_str(&body).with_context(|| format!("{url} did not answer {what}"))
 }
 
 /// The text view: a line naming the service, then the images and the targets.

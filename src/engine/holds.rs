@@ -2,77 +2,106 @@
 //! Git says before the rewrite, refuses the held changes during it, and afterwards records
 //! what was delivered and which holds started or ended, with one log line for each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use super::report::{RunError, TargetReport};
+use super::report::{Outcome, RunError, TargetReport};
 use super::run::TargetRun;
 use crate::config::ImagePolicy;
-use crate::git::Workspace;
+use crate::git::{GitError, History, Workspace};
 use crate::hold::{Facts, Hold, HoldBook, Verdict, decide};
 use crate::model::PolicyId;
 use crate::rewrite::Change;
-use crate::state::{now_ms, update_holds};
+use crate::state::{LoadedHolds, now_ms};
 use crate::status::{HoldStatus, timestamp};
 
 /// One rewrite's view of the holds.
 #[derive(Debug)]
 pub struct HoldRun {
-    book: HoldBook,
+    /// The holds file as read.
+    loaded: LoadedHolds,
+    /// The book without the files that are gone, when some are (else the book as read).
+    kept: Option<HoldBook>,
+    /// The commit the book now holds good for (see [`HoldBook::checked`]): the synced head.
+    head: String,
+    /// Files of the record that the synced tree no longer has.
+    gone_files: BTreeSet<String>,
     /// Holds of files that are gone.
     gone: Vec<Hold>,
+    /// Asked only for a marker that no longer reads what tagsmith wrote there.
+    history: History,
     /// Per commit tagsmith delivered a marker with: whether a person committed after it.
-    others: BTreeMap<String, bool>,
+    others: Mutex<BTreeMap<String, bool>>,
+    /// The first question Git could not answer: the run fails with it.
+    error: Mutex<Option<GitError>>,
     verdicts: Mutex<Vec<(Change, Verdict)>>,
     now_ms: u64,
 }
 
 impl HoldRun {
-    /// Reads the target's holds and asks Git about the commits they name. The workspace holds
-    /// the branch as read (after sync, before the rewrite).
+    /// Reads the target's holds and checks that their files are still there. The workspace
+    /// holds the branch as read (after sync, before the rewrite). A record already checked
+    /// against this very commit is not checked again, one checked against an earlier commit
+    /// only for the paths changed since, and Git's history is read only for the markers that
+    /// need it (see [`Self::keep`]).
     pub fn prepare(run: &TargetRun<'_>, ws: &Workspace) -> Result<Self, RunError> {
-        let mut book = crate::state::load_holds(&run.holds_file)?;
-        let files: std::collections::BTreeSet<&str> = book
-            .holds
-            .iter()
-            .map(|h| h.key.file.as_str())
-            .chain(book.written.iter().map(|w| w.key.file.as_str()))
-            .collect();
-        let files: Vec<&str> = files.into_iter().collect();
-        let present: std::collections::BTreeSet<std::path::PathBuf> = files
-            .iter()
-            .zip(ws.head_has_files(&files))
-            .filter(|(_, present)| *present)
-            .map(|(file, _)| std::path::PathBuf::from(file))
-            .collect();
-        let gone = book.retain_files(|file| present.contains(file));
-        let mut others = BTreeMap::new();
-        for written in &book.written {
-            if !others.contains_key(&written.commit) {
-                let since = ws.committed_by_others_since(&written.commit, &run.target.author)?;
-                others.insert(written.commit.clone(), since);
-            }
+        let loaded = crate::state::load_holds_stamped(&run.holds_file)?;
+        let history = ws.history()?;
+        let head = ws.head()?.to_string();
+        let book = &loaded.book;
+        let mut gone_files = BTreeSet::new();
+        if book.checked.as_deref() != Some(head.as_str()) {
+            let files: BTreeSet<&str> = book
+                .holds
+                .iter()
+                .map(|h| h.key.file.as_str())
+                .chain(book.written.iter().map(|w| w.key.file.as_str()))
+                .collect();
+            // The files of the commit last checked are all there: only a path that changed
+            // since can have gone.
+            let changed = book.checked.as_deref().and_then(|c| ws.changed_since(c));
+            let files: Vec<&str> = files
+                .into_iter()
+                .filter(|f| changed.as_ref().is_none_or(|c| c.contains(*f)))
+                .collect();
+            gone_files = files
+                .iter()
+                .zip(ws.head_has_files(&files))
+                .filter(|(_, present)| !*present)
+                .map(|(file, _)| (*file).to_string())
+                .collect();
         }
+        let mut gone = Vec::new();
+        let kept = (!gone_files.is_empty()).then(|| {
+            let mut kept = book.clone();
+            gone = kept.retain_files(|file| !is_gone(&gone_files, file));
+            kept
+        });
         Ok(Self {
-            book,
+            loaded,
+            kept,
+            head,
+            gone_files,
             gone,
-            others,
+            history,
+            others: Mutex::new(BTreeMap::new()),
+            error: Mutex::new(None),
             verdicts: Mutex::new(Vec::new()),
             now_ms: now_ms(),
         })
     }
 
     /// Whether the rewrite may make `change`; the verdict is kept for [`finish`].
-    pub fn keep(&self, change: &Change, images: &[ImagePolicy]) -> bool {
-        let newer = |policy: &PolicyId, a: &str, b: &str| newer(images, policy, a, b);
-        let person = |commit: &str| self.others.get(commit).copied().unwrap_or(false);
+    pub fn keep(&self, change: &Change, run: &TargetRun<'_>) -> bool {
+        let newer = |policy: &PolicyId, a: &str, b: &str| newer(run.images, policy, a, b);
+        let person = |commit: &str| self.person_committed_since(commit, run);
         let facts = Facts {
             newer: &newer,
             person_committed_since: &person,
             now_ms: self.now_ms,
         };
-        let verdict = decide(&self.book, change, &facts);
+        let verdict = decide(self.book(), change, &facts);
         let writes = verdict.writes();
         self.verdicts
             .lock()
@@ -80,12 +109,58 @@ impl HoldRun {
             .push((change.clone(), verdict));
         writes
     }
+
+    /// Git's answer for `commit`, walked once per run; an error is kept for
+    /// [`Self::take_error`] and counts as no person's commit meanwhile.
+    fn person_committed_since(&self, commit: &str, run: &TargetRun<'_>) -> bool {
+        let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = others.get(commit) {
+            return *known;
+        }
+        match self
+            .history
+            .committed_by_others_since(commit, &run.target.author)
+        {
+            Ok(since) => {
+                others.insert(commit.to_string(), since);
+                since
+            }
+            Err(e) => {
+                let mut error = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+                error.get_or_insert(e);
+                false
+            }
+        }
+    }
+
+    /// The error Git gave while the rewrite asked it (see [`Self::keep`]): the rewrite's
+    /// verdicts cannot be trusted then, and the run fails as it would have before it.
+    pub fn take_error(&self) -> Option<GitError> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl HoldRun {
+    /// The record as this run decides by: without the files that are gone.
+    fn book(&self) -> &HoldBook {
+        self.kept.as_ref().unwrap_or(&self.loaded.book)
+    }
+}
+
+fn is_gone(gone_files: &BTreeSet<String>, file: &Path) -> bool {
+    file.to_str().is_some_and(|f| gone_files.contains(f))
 }
 
 impl HoldRun {
     /// The holds as they stand with this rewrite's verdicts.
     pub fn current(&self) -> Vec<HoldStatus> {
-        let mut book = self.book.clone();
+        let mut book = HoldBook {
+            holds: self.book().holds.clone(),
+            ..HoldBook::default()
+        };
         let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
         let plain: Vec<Verdict> = verdicts.iter().map(|(_, v)| v.clone()).collect();
         book.note(&plain);
@@ -102,7 +177,8 @@ fn newer(images: &[ImagePolicy], policy: &PolicyId, a: &str, b: &str) -> bool {
 }
 
 /// After the run: a dry run only reports; otherwise the holds file takes in what started and
-/// ended and what was delivered. The report gets the target's holds as they now stand.
+/// ended and what was delivered, and the commit it was last checked against; it is written
+/// only when that changed anything. The report gets the target's holds as they now stand.
 pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetReport) {
     let Some(holds) = holds else {
         // The run failed before the rewrite: the file says what holds.
@@ -117,7 +193,7 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
         .unwrap_or_else(PoisonError::into_inner);
     let plain: Vec<Verdict> = verdicts.iter().map(|(_, v)| v.clone()).collect();
     if run.dry_run {
-        let mut book = holds.book;
+        let mut book = holds.kept.unwrap_or(holds.loaded.book);
         book.note(&plain);
         report.holds = statuses(&book);
         return;
@@ -137,14 +213,31 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
         None => Vec::new(),
     };
     let commit = report.outcome.delivered().map(str::to_string);
+    // A commit pushed to the branch was made on the synced head, whose files it keeps: the
+    // next run, reading it, need not look for them.
+    let checked = match &report.outcome {
+        Outcome::Pushed { commit, .. } => commit.clone(),
+        _ => holds.head.clone(),
+    };
+    let fallback = HoldBook {
+        holds: holds
+            .kept
+            .as_ref()
+            .unwrap_or(&holds.loaded.book)
+            .holds
+            .clone(),
+        ..HoldBook::default()
+    };
     let now = holds.now_ms;
     let gone = holds.gone;
-    let saved = update_holds(&run.holds_file, |book| {
-        book.retain_files(|file| !gone.iter().any(|h| Path::new(&h.key.file) == file));
+    let gone_files = holds.gone_files;
+    let saved = crate::state::update_loaded_holds(&run.holds_file, holds.loaded, |book| {
+        book.retain_files(|file| !is_gone(&gone_files, file));
         book.note(&plain);
         if let Some(commit) = &commit {
             book.delivered(&delivered, commit, now);
         }
+        book.checked = (!book.holds.is_empty() || !book.written.is_empty()).then_some(checked);
         statuses(book)
     });
     match saved {
@@ -152,7 +245,7 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
         Err(e) => {
             // The verdicts stand for this run; the next one decides again from the file.
             tracing::warn!(error = %e, "holds not saved");
-            let mut book = holds.book;
+            let mut book = fallback;
             book.note(&plain);
             report.holds = statuses(&book);
             return;

@@ -173,7 +173,7 @@ fn rewrite(
     held: &mut Option<HoldRun>,
 ) -> Result<TreeReport, RunError> {
     let holds: &HoldRun = held.insert(HoldRun::prepare(run, ws)?);
-    let keep = |change: &crate::rewrite::Change| holds.keep(change, run.images);
+    let keep = |change: &crate::rewrite::Change| holds.keep(change, run);
     let tenancy = &run.target.tenancy;
     let allow = |path: &Path, policy: &PolicyId| {
         run.target.allows_policy(policy)
@@ -181,6 +181,9 @@ fn rewrite(
     };
     let core = Core::new(&run.selections.selections, &allow, Some(cache)).with_keep(Some(&keep));
     let mut tree = ws.rewrite_head(&run.target.paths, &core, Some(cache))?;
+    if let Some(error) = holds.take_error() {
+        return Err(error.into());
+    }
     // Argo CD write-backs: named files edited by their own writers, same tree, same commit.
     crate::writeback::tree::apply(
         &HeadFiles(ws),

@@ -4,18 +4,13 @@
 //! checks succeed". API reference: https://gitea.com/api/swagger (the same document is served
 //! by every instance at /api/swagger) and https://codeberg.org/api/swagger for Forgejo.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use futures_util::future::BoxFuture;
-use octocrab::secrecy::SecretString;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{Action, ForgeError};
 use super::http::{Answer, Rest, encode, quote, read_token};
-use super::{NewPullRequest, PrState, PullRequestView, strip_draft_prefix};
+use super::{DraftTitles, NewPullRequest, PrState, PullRequestView, split_reviewers};
 use crate::config::{AutoMerge, ForgeKind, GitHubAuth, PullRequestSettings};
 
 const FORGE: ForgeKind = ForgeKind::Gitea;
@@ -62,7 +57,7 @@ pub struct Gitea {
     /// `/repos/{owner}/{repo}`
     repo_route: String,
     assignees: Vec<String>,
-    drafts: Mutex<HashMap<u64, bool>>,
+    drafts: DraftTitles,
 }
 
 impl std::fmt::Debug for Gitea {
@@ -167,7 +162,7 @@ impl Gitea {
                 encode(&settings.repo)
             ),
             assignees: settings.assignees.clone(),
-            drafts: Mutex::new(HashMap::new()),
+            drafts: DraftTitles::new(&DRAFT_PREFIXES),
         })
     }
 
@@ -188,10 +183,7 @@ impl Gitea {
     }
 
     fn view(&self, pull: Pull) -> PullRequestView {
-        let (title, prefixed) = strip_draft_prefix(&pull.title, &DRAFT_PREFIXES);
-        if let Ok(mut drafts) = self.drafts.lock() {
-            drafts.insert(pull.number, pull.draft || prefixed);
-        }
+        let title = self.drafts.read(pull.number, &pull.title, pull.draft);
         PullRequestView {
             number: pull.number,
             node_id: None,
@@ -206,13 +198,39 @@ impl Gitea {
         }
     }
 
-    fn is_draft(&self, number: u64) -> bool {
-        self.drafts
-            .lock()
-            .map(|d| d.get(&number).copied().unwrap_or(false))
-            .unwrap_or(false)
+    /// Label names to ids: Gitea's create and label calls take ids, and labels must exist.
+    async fn label_ids(&self, names: &[String]) -> Result<Vec<u64>, ForgeError> {
+        let action = Action::FindLabels;
+        let mut known: Vec<Label> = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let route = format!("{}/labels?page={page}&limit={PAGE}", self.repo_route);
+            let answer = self.call(action, Method::GET, &route, None).await?;
+            let labels: Vec<Label> = self.rest.decode(action, &answer)?;
+            let full = labels.len() >= PAGE;
+            known.extend(labels);
+            if !full {
+                break;
+            }
+        }
+        names
+            .iter()
+            .map(|name| {
+                known
+                    .iter()
+                    .find(|l| l.name == *name)
+                    .map(|l| l.id)
+                    .ok_or_else(|| ForgeError::Unknown {
+                        forge: FORGE,
+                        action,
+                        what: "label",
+                        name: name.clone(),
+                    })
+            })
+            .collect()
     }
+}
 
+impl super::ForgeApi for Gitea {
     /// Gitea's list has no head filter: pages of the state, newest activity first, filtered
     /// here to the head branch of this repository (not a fork's) and the base.
     async fn find(
@@ -249,11 +267,7 @@ impl Gitea {
     }
 
     async fn create(&self, new: NewPullRequest<'_>) -> Result<PullRequestView, ForgeError> {
-        let title = if new.draft {
-            format!("{} {}", DRAFT_PREFIXES[0], new.title)
-        } else {
-            new.title.to_string()
-        };
+        let title = self.drafts.create(new.title, new.draft);
         let mut payload = json!({
             "head": new.head,
             "base": new.base,
@@ -283,12 +297,7 @@ impl Gitea {
     ) -> Result<PullRequestView, ForgeError> {
         let mut payload = serde_json::Map::new();
         if let Some(title) = title {
-            let title = if self.is_draft(number) {
-                format!("{} {title}", DRAFT_PREFIXES[0])
-            } else {
-                title.to_string()
-            };
-            payload.insert("title".into(), title.into());
+            payload.insert("title".into(), self.drafts.update(number, title).into());
         }
         if let Some(body) = body {
             payload.insert("body".into(), body.into());
@@ -303,37 +312,6 @@ impl Gitea {
             )
             .await?;
         Ok(self.view(self.rest.decode(action, &answer)?))
-    }
-
-    /// Label names to ids: Gitea's create and label calls take ids, and labels must exist.
-    async fn label_ids(&self, names: &[String]) -> Result<Vec<u64>, ForgeError> {
-        let action = Action::FindLabels;
-        let mut known: Vec<Label> = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let route = format!("{}/labels?page={page}&limit={PAGE}", self.repo_route);
-            let answer = self.call(action, Method::GET, &route, None).await?;
-            let labels: Vec<Label> = self.rest.decode(action, &answer)?;
-            let full = labels.len() >= PAGE;
-            known.extend(labels);
-            if !full {
-                break;
-            }
-        }
-        names
-            .iter()
-            .map(|name| {
-                known
-                    .iter()
-                    .find(|l| l.name == *name)
-                    .map(|l| l.id)
-                    .ok_or_else(|| ForgeError::Unknown {
-                        forge: FORGE,
-                        action,
-                        what: "label",
-                        name: name.clone(),
-                    })
-            })
-            .collect()
     }
 
     async fn add_labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {
@@ -356,12 +334,7 @@ impl Gitea {
         if reviewers.is_empty() {
             return Ok(());
         }
-        let (teams, users): (Vec<&String>, Vec<&String>) =
-            reviewers.iter().partition(|r| r.contains('/'));
-        let teams: Vec<&str> = teams
-            .iter()
-            .filter_map(|t| t.split_once('/').map(|(_, name)| name))
-            .collect();
+        let (users, teams) = split_reviewers(reviewers);
         self.call(
             Action::RequestReviewers,
             Method::POST,
@@ -406,61 +379,6 @@ impl Gitea {
             return Ok(());
         }
         Err(explain(action, answer.status, &answer.text))
-    }
-}
-
-impl super::Forge for Gitea {
-    fn find<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-        state: PrState,
-    ) -> BoxFuture<'a, Result<Vec<PullRequestView>, ForgeError>> {
-        Box::pin(Gitea::find(self, head, base, state))
-    }
-
-    fn create<'a>(
-        &'a self,
-        new: NewPullRequest<'a>,
-    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
-        Box::pin(Gitea::create(self, new))
-    }
-
-    fn update<'a>(
-        &'a self,
-        number: u64,
-        title: Option<&'a str>,
-        body: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
-        Box::pin(Gitea::update(self, number, title, body))
-    }
-
-    fn add_labels<'a>(
-        &'a self,
-        number: u64,
-        labels: &'a [String],
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(Gitea::add_labels(self, number, labels))
-    }
-
-    fn request_reviewers<'a>(
-        &'a self,
-        number: u64,
-        reviewers: &'a [String],
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(Gitea::request_reviewers(self, number, reviewers))
-    }
-
-    fn enable_auto_merge<'a>(
-        &'a self,
-        pr: &'a PullRequestView,
-        how: AutoMerge,
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(Gitea::enable_auto_merge(self, pr, how))
-    }
-
-    fn git_password(&self) -> BoxFuture<'_, Result<Option<SecretString>, ForgeError>> {
-        Box::pin(async { Ok(None) })
     }
 
     fn writes(&self) -> u32 {

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use super::body::graphql_endpoint;
 use super::error::{Action, ForgeError, RateLimit, rate_limit_wait};
-use futures_util::future::BoxFuture;
 
 use crate::config::{AutoMerge, GitHubAuth, PullRequestSettings, Secret};
 
@@ -320,76 +319,6 @@ impl GitHub {
         format!("/repos/{}/{}/pulls", self.owner, self.repo)
     }
 
-    /// Pull requests from `head` (a branch of this repository) into `base`, newest first.
-    pub async fn find(
-        &self,
-        head: &str,
-        base: &str,
-        state: &str,
-    ) -> Result<Vec<PullRequestView>, ForgeError> {
-        let route = format!(
-            "{}?state={state}&head={}&base={}&sort=created&direction=desc&per_page=20",
-            self.pulls_route(),
-            encode(&format!("{}:{head}", self.owner)),
-            encode(base)
-        );
-        let found: Vec<PullRequest> = self
-            .request(Action::ListPullRequests, Method::Get, &route, None)
-            .await?;
-        Ok(found.into_iter().map(PullRequestView::from).collect())
-    }
-
-    pub async fn create(
-        &self,
-        head: &str,
-        base: &str,
-        title: &str,
-        body: &str,
-        draft: bool,
-    ) -> Result<PullRequestView, ForgeError> {
-        let payload = json!({
-            "title": title,
-            "head": head,
-            "base": base,
-            "body": body,
-            "draft": draft,
-            "maintainer_can_modify": false,
-        });
-        let pr: PullRequest = self
-            .request(
-                Action::CreatePullRequest,
-                Method::Post,
-                &self.pulls_route(),
-                Some(&payload),
-            )
-            .await?;
-        Ok(pr.into())
-    }
-
-    pub async fn update(
-        &self,
-        number: u64,
-        title: Option<&str>,
-        body: Option<&str>,
-    ) -> Result<PullRequestView, ForgeError> {
-        let mut payload = serde_json::Map::new();
-        if let Some(title) = title {
-            payload.insert("title".into(), title.into());
-        }
-        if let Some(body) = body {
-            payload.insert("body".into(), body.into());
-        }
-        let pr: PullRequest = self
-            .request(
-                Action::UpdatePullRequest,
-                Method::Patch,
-                &format!("{}/{number}", self.pulls_route()),
-                Some(&Value::Object(payload)),
-            )
-            .await?;
-        Ok(pr.into())
-    }
-
     /// `POST /repos/{owner}/{repo}/statuses/{sha}`: `state` is `success`, `failure`,
     /// `error` or `pending`.
     pub async fn create_status(
@@ -415,49 +344,12 @@ impl GitHub {
         Ok(())
     }
 
-    pub async fn add_labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {
-        if labels.is_empty() {
-            return Ok(());
-        }
-        let _: Value = self
-            .request(
-                Action::AddLabels,
-                Method::Post,
-                &format!("/repos/{}/{}/issues/{number}/labels", self.owner, self.repo),
-                Some(&json!({ "labels": labels })),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// `org/team` names a team, anything else a user.
-    pub async fn request_reviewers(
-        &self,
-        number: u64,
-        reviewers: &[String],
-    ) -> Result<(), ForgeError> {
-        if reviewers.is_empty() {
-            return Ok(());
-        }
-        let (teams, users): (Vec<&String>, Vec<&String>) =
-            reviewers.iter().partition(|r| r.contains('/'));
-        let teams: Vec<&str> = teams
-            .iter()
-            .filter_map(|t| t.split_once('/').map(|(_, slug)| slug))
-            .collect();
-        let _: Value = self
-            .request(
-                Action::RequestReviewers,
-                Method::Post,
-                &format!("{}/{number}/requested_reviewers", self.pulls_route()),
-                Some(&json!({ "reviewers": users, "team_reviewers": teams })),
-            )
-            .await?;
-        Ok(())
-    }
-
     /// GraphQL `enablePullRequestAutoMerge`; GraphQL reports failures in `errors` with 200.
-    pub async fn enable_auto_merge(&self, node_id: &str, method: &str) -> Result<(), ForgeError> {
+    async fn enable_auto_merge_graphql(
+        &self,
+        node_id: &str,
+        method: &str,
+    ) -> Result<(), ForgeError> {
         let action = Action::EnableAutoMerge;
         let (origin, path) = graphql_endpoint(&self.api_url);
         let query = "mutation($id: ID!, $method: PullRequestMergeMethod!) { enablePullRequestAutoMerge(input: {pullRequestId: $id, mergeMethod: $method}) { pullRequest { number } } }";
@@ -505,75 +397,122 @@ impl GitHub {
     }
 }
 
-impl super::Forge for GitHub {
-    fn find<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
+impl super::ForgeApi for GitHub {
+    async fn find(
+        &self,
+        head: &str,
+        base: &str,
         state: super::PrState,
-    ) -> BoxFuture<'a, Result<Vec<PullRequestView>, ForgeError>> {
+    ) -> Result<Vec<PullRequestView>, ForgeError> {
         let state = match state {
             super::PrState::Open => "open",
             super::PrState::Closed => "closed",
         };
-        Box::pin(GitHub::find(self, head, base, state))
+        let route = format!(
+            "{}?state={state}&head={}&base={}&sort=created&direction=desc&per_page=20",
+            self.pulls_route(),
+            encode(&format!("{}:{head}", self.owner)),
+            encode(base)
+        );
+        let found: Vec<PullRequest> = self
+            .request(Action::ListPullRequests, Method::Get, &route, None)
+            .await?;
+        Ok(found.into_iter().map(PullRequestView::from).collect())
     }
 
-    fn create<'a>(
-        &'a self,
-        new: super::NewPullRequest<'a>,
-    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
-        Box::pin(GitHub::create(
-            self, new.head, new.base, new.title, new.body, new.draft,
-        ))
+    async fn create(&self, new: super::NewPullRequest<'_>) -> Result<PullRequestView, ForgeError> {
+        let payload = json!({
+            "title": new.title,
+            "head": new.head,
+            "base": new.base,
+            "body": new.body,
+            "draft": new.draft,
+            "maintainer_can_modify": false,
+        });
+        let pr: PullRequest = self
+            .request(
+                Action::CreatePullRequest,
+                Method::Post,
+                &self.pulls_route(),
+                Some(&payload),
+            )
+            .await?;
+        Ok(pr.into())
     }
 
-    fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         number: u64,
-        title: Option<&'a str>,
-        body: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
-        Box::pin(GitHub::update(self, number, title, body))
+        title: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<PullRequestView, ForgeError> {
+        let mut payload = serde_json::Map::new();
+        if let Some(title) = title {
+            payload.insert("title".into(), title.into());
+        }
+        if let Some(body) = body {
+            payload.insert("body".into(), body.into());
+        }
+        let pr: PullRequest = self
+            .request(
+                Action::UpdatePullRequest,
+                Method::Patch,
+                &format!("{}/{number}", self.pulls_route()),
+                Some(&Value::Object(payload)),
+            )
+            .await?;
+        Ok(pr.into())
     }
 
-    fn add_labels<'a>(
-        &'a self,
-        number: u64,
-        labels: &'a [String],
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(GitHub::add_labels(self, number, labels))
+    async fn add_labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let _: Value = self
+            .request(
+                Action::AddLabels,
+                Method::Post,
+                &format!("/repos/{}/{}/issues/{number}/labels", self.owner, self.repo),
+                Some(&json!({ "labels": labels })),
+            )
+            .await?;
+        Ok(())
     }
 
-    fn request_reviewers<'a>(
-        &'a self,
-        number: u64,
-        reviewers: &'a [String],
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(GitHub::request_reviewers(self, number, reviewers))
+    /// `org/team` names a team, anything else a user.
+    async fn request_reviewers(&self, number: u64, reviewers: &[String]) -> Result<(), ForgeError> {
+        if reviewers.is_empty() {
+            return Ok(());
+        }
+        let (users, teams) = super::split_reviewers(reviewers);
+        let _: Value = self
+            .request(
+                Action::RequestReviewers,
+                Method::Post,
+                &format!("{}/{number}/requested_reviewers", self.pulls_route()),
+                Some(&json!({ "reviewers": users, "team_reviewers": teams })),
+            )
+            .await?;
+        Ok(())
     }
 
-    fn enable_auto_merge<'a>(
-        &'a self,
-        pr: &'a PullRequestView,
+    async fn enable_auto_merge(
+        &self,
+        pr: &PullRequestView,
         how: AutoMerge,
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(async move {
-            match (how.graphql_method(), &pr.node_id) {
-                (Some(method), Some(node)) => GitHub::enable_auto_merge(self, node, method).await,
-                _ => Ok(()),
-            }
-        })
+    ) -> Result<(), ForgeError> {
+        match (how.graphql_method(), &pr.node_id) {
+            (Some(method), Some(node)) => self.enable_auto_merge_graphql(node, method).await,
+            _ => Ok(()),
+        }
     }
 
-    fn git_password(&self) -> BoxFuture<'_, Result<Option<SecretString>, ForgeError>> {
+    async fn git_password(&self) -> Result<Option<SecretString>, ForgeError> {
         // A configured token is for the API only; an app's installation token also works for Git.
-        Box::pin(async move {
-            match self.token {
-                Some(_) => Ok(None),
-                None => self.token().await.map(Some),
-            }
-        })
+        match self.token {
+            Some(_) => Ok(None),
+            None => self.token().await.map(Some),
+        }
     }
 
     fn writes(&self) -> u32 {

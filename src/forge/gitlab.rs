@@ -4,18 +4,13 @@
 //! draft flag on create or update); auto-merge is "merge when pipeline succeeds".
 //! API reference: https://docs.gitlab.com/api/merge_requests/ and https://docs.gitlab.com/api/users/
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use futures_util::future::BoxFuture;
-use octocrab::secrecy::SecretString;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{Action, ForgeError};
 use super::http::{Answer, Rest, encode, quote, read_token};
-use super::{NewPullRequest, PrState, PullRequestView, strip_draft_prefix};
+use super::{DraftTitles, NewPullRequest, PrState, PullRequestView};
 use crate::config::{AutoMerge, ForgeKind, GitHubAuth, PullRequestSettings};
 
 const FORGE: ForgeKind = ForgeKind::GitLab;
@@ -51,7 +46,7 @@ pub struct GitLab {
     project: String,
     assignees: Vec<String>,
     /// Whether each merge request seen is a draft, so an update keeps its prefix.
-    drafts: Mutex<HashMap<u64, bool>>,
+    drafts: DraftTitles,
 }
 
 impl std::fmt::Debug for GitLab {
@@ -171,7 +166,7 @@ impl GitLab {
             rest,
             project: encode(&format!("{}/{}", settings.owner, settings.repo)),
             assignees: settings.assignees.clone(),
-            drafts: Mutex::new(HashMap::new()),
+            drafts: DraftTitles::new(&DRAFT_PREFIXES),
         })
     }
 
@@ -196,11 +191,7 @@ impl GitLab {
     }
 
     fn view(&self, mr: MergeRequest) -> PullRequestView {
-        let (title, prefixed) = strip_draft_prefix(&mr.title, &DRAFT_PREFIXES);
-        let draft = mr.draft || prefixed;
-        if let Ok(mut drafts) = self.drafts.lock() {
-            drafts.insert(mr.iid, draft);
-        }
+        let title = self.drafts.read(mr.iid, &mr.title, mr.draft);
         PullRequestView {
             number: mr.iid,
             node_id: None,
@@ -211,13 +202,6 @@ impl GitLab {
             head_sha: mr.sha.unwrap_or_default(),
             auto_merge: mr.merge_when_pipeline_succeeds,
         }
-    }
-
-    fn is_draft(&self, iid: u64) -> bool {
-        self.drafts
-            .lock()
-            .map(|d| d.get(&iid).copied().unwrap_or(false))
-            .unwrap_or(false)
     }
 
     /// Usernames to user ids, as `assignee_ids` and `reviewer_ids` require.
@@ -247,7 +231,9 @@ impl GitLab {
         }
         Ok(ids)
     }
+}
 
+impl super::ForgeApi for GitLab {
     async fn find(
         &self,
         head: &str,
@@ -281,11 +267,7 @@ impl GitLab {
 
     async fn create(&self, new: NewPullRequest<'_>) -> Result<PullRequestView, ForgeError> {
         let assignees = self.user_ids(&self.assignees).await?;
-        let title = if new.draft {
-            format!("{} {}", DRAFT_PREFIXES[0], new.title)
-        } else {
-            new.title.to_string()
-        };
+        let title = self.drafts.create(new.title, new.draft);
         let mut payload = json!({
             "source_branch": new.head,
             "target_branch": new.base,
@@ -310,13 +292,7 @@ impl GitLab {
     ) -> Result<PullRequestView, ForgeError> {
         let mut payload = serde_json::Map::new();
         if let Some(title) = title {
-            // A draft stays one: a person may have marked it ready, which we then keep too.
-            let title = if self.is_draft(iid) {
-                format!("{} {title}", DRAFT_PREFIXES[0])
-            } else {
-                title.to_string()
-            };
-            payload.insert("title".into(), title.into());
+            payload.insert("title".into(), self.drafts.update(iid, title).into());
         }
         if let Some(body) = body {
             payload.insert("description".into(), body.into());
@@ -390,62 +366,6 @@ impl GitLab {
         )
         .await?;
         Ok(())
-    }
-}
-
-impl super::Forge for GitLab {
-    fn find<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-        state: PrState,
-    ) -> BoxFuture<'a, Result<Vec<PullRequestView>, ForgeError>> {
-        Box::pin(GitLab::find(self, head, base, state))
-    }
-
-    fn create<'a>(
-        &'a self,
-        new: NewPullRequest<'a>,
-    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
-        Box::pin(GitLab::create(self, new))
-    }
-
-    fn update<'a>(
-        &'a self,
-        number: u64,
-        title: Option<&'a str>,
-        body: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<PullRequestView, ForgeError>> {
-        Box::pin(GitLab::update(self, number, title, body))
-    }
-
-    fn add_labels<'a>(
-        &'a self,
-        number: u64,
-        labels: &'a [String],
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(GitLab::add_labels(self, number, labels))
-    }
-
-    fn request_reviewers<'a>(
-        &'a self,
-        number: u64,
-        reviewers: &'a [String],
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(GitLab::request_reviewers(self, number, reviewers))
-    }
-
-    fn enable_auto_merge<'a>(
-        &'a self,
-        pr: &'a PullRequestView,
-        how: AutoMerge,
-    ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(GitLab::enable_auto_merge(self, pr, how))
-    }
-
-    fn git_password(&self) -> BoxFuture<'_, Result<Option<SecretString>, ForgeError>> {
-        // The API token is for the API; Git uses git.auth.
-        Box::pin(async { Ok(None) })
     }
 
     fn writes(&self) -> u32 {

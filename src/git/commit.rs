@@ -48,21 +48,10 @@ fn ssh_sign(key: &Path, content: &[u8]) -> Result<String, GitError> {
 }
 
 impl Workspace {
-    /// Writes the commit of `tree` on `parent` with the configured identity and signing;
-    /// HEAD stays where it is.
+    /// Writes the commit of `tree` on `parent` with the configured identity and signing into
+    /// `repo`, a handle of this workspace's repository (one that keeps new objects in memory,
+    /// say); HEAD stays where it is.
     pub(super) fn write_commit(
-        &self,
-        parent: &Commit<'_>,
-        tree: &Tree<'_>,
-        author: &Author,
-        text: &str,
-    ) -> Result<Oid, GitError> {
-        self.write_commit_in(&self.repo, parent, tree, author, text)
-    }
-
-    /// [`Self::write_commit`] into `repo`, a handle of this workspace's repository (one that
-    /// keeps new objects in memory, say).
-    pub(super) fn write_commit_in(
         &self,
         repo: &Repository,
         parent: &Commit<'_>,
@@ -102,47 +91,5 @@ impl Workspace {
     /// (`None`: unsigned).
     pub fn sign_commits_with(&mut self, key: Option<impl Into<SigningKey>>) {
         self.signing_key = key.map(Into::into);
-    }
-
-    /// Commits `changed` (paths relative to the root) on top of HEAD and moves HEAD to it.
-    pub fn commit(
-        &self,
-        changed: &[&Path],
-        author: &Author,
-        text: &str,
-    ) -> Result<CommitInfo, GitError> {
-        let err = |e: git2::Error| GitError::Commit {
-            message: message(&e),
-        };
-        let parent_id = self.head()?;
-        let parent = self.repo.find_commit(parent_id).map_err(err)?;
-        let mut index = self.repo.index().map_err(err)?;
-        for path in changed {
-            index.add_path(path).map_err(err)?;
-        }
-        index.write().map_err(err)?;
-        let tree_id = index.write_tree().map_err(err)?;
-        if tree_id == parent.tree_id() {
-            return Err(GitError::Commit {
-                message: "nothing to commit: the files equal the base commit".into(),
-            });
-        }
-        let tree = self.repo.find_tree(tree_id).map_err(err)?;
-        let id = self.write_commit(&parent, &tree, author, text)?;
-        self.repo.set_head_detached(id).map_err(err)?;
-        // The files are exactly the new HEAD's only if what was committed is still what is on
-        // disk: a file written again meanwhile leaves the workspace to a full reset next time.
-        let unchanged = changed.iter().all(|path| {
-            self.repo
-                .status_file(path)
-                .is_ok_and(|s| s == git2::Status::CURRENT)
-        });
-        if unchanged {
-            self.remember_clean()?;
-        }
-        Ok(CommitInfo {
-            id,
-            parent: parent_id,
-        })
     }
 }

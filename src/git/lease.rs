@@ -52,7 +52,7 @@ impl std::fmt::Display for ForeignCommit {
 }
 
 impl Workspace {
-    /// Fetches `base` and `head`, then resets the working tree to the base: updates are always
+    /// Fetches `base` and `head`, then points HEAD at the base: updates are always
     /// computed on top of the current base, never on an older head.
     pub fn sync_onto_base(&self, base: &str, head: &str) -> Result<Synced, GitError> {
         let synced = self.sync(base, head)?;
@@ -91,18 +91,6 @@ impl Workspace {
             Some(record) if record.branch == branch => record.names(branch, &commit.to_string()),
             _ => true,
         })
-    }
-
-    /// Whether `head` is a commit tagsmith wrote (see [`Self::foreign_commit`], which also
-    /// names the commit that is not; this checks against the last pushed head whatever branch
-    /// it was pushed to).
-    pub fn is_own_commit(&self, head: Oid, base: Oid, author: &Author) -> Result<bool, GitError> {
-        let record = self.pushed_head()?;
-        let foreign = self.check_branch(head, base, author, |commit| match &record {
-            Some(record) => record.names(&record.branch, &commit.to_string()),
-            None => true,
-        })?;
-        Ok(foreign.is_none())
     }
 
     fn check_branch(

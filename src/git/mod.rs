@@ -1,4 +1,4 @@
-//! Git delivery with git2: a workspace per target (clone, fetch, hard reset), commits, pushes.
+//! Git delivery with git2: a bare repository per target (fetch, rewrite objects, commit), pushes.
 //! Blocking IO: async callers run it on `spawn_blocking`.
 
 mod auth;
@@ -17,6 +17,7 @@ use thiserror::Error;
 
 pub use self::auth::{credentials_in_url, redact_url};
 pub use self::commit::CommitInfo;
+pub use self::history::History;
 pub use self::known_hosts::{HostKeyCheck, KnownHosts, ssh_host};
 pub use self::lease::{ForeignCommit, ForeignReason};
 pub use self::push::PushOutcome;

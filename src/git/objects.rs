@@ -197,7 +197,7 @@ impl Workspace {
             });
         }
         let tree = staging.find_tree(tree_id).map_err(err)?;
-        let id = self.write_commit_in(&staging, &parent, &tree, author, text)?;
+        let id = self.write_commit(&staging, &parent, &tree, author, text)?;
         written.push(id);
         let stored = super::pack::store(&odb, &written).map_err(|e| GitError::Commit {
             message: redact_url(&e.to_string()),
@@ -241,24 +241,58 @@ impl Workspace {
         self.head_has_files(std::slice::from_ref(&path)).first() == Some(&true)
     }
 
-    /// [`Self::head_has_file`] for many paths with one tree lookup: libgit2 does not cache
-    /// trees above a few KiB, so a large root tree would be read again for every path.
+    /// [`Self::head_has_file`] for many paths, each folder's tree read once however many of
+    /// the paths are in it: libgit2 does not cache trees above a few KiB, so a large folder
+    /// (`services/` with thousands of entries) would be read and hashed again for every path.
     pub fn head_has_files<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<bool> {
         let tree = self
             .head()
             .ok()
             .and_then(|head| self.repo.find_commit(head).and_then(|c| c.tree()).ok());
+        let mut folders = Folders::default();
         paths
             .iter()
             .map(|path| {
                 let (Some(tree), Some(rel)) = (&tree, normalize(path.as_ref())) else {
                     return false;
                 };
-                tree.get_path(&rel).is_ok_and(|entry| {
-                    entry.kind() == Some(ObjectType::Blob) && is_file(entry.filemode())
-                })
+                let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                    return false;
+                };
+                folders
+                    .get(&self.repo, tree, parent)
+                    .and_then(|folder| folder.get_path(Path::new(name)).ok())
+                    .is_some_and(|entry| {
+                        entry.kind() == Some(ObjectType::Blob) && is_file(entry.filemode())
+                    })
             })
             .collect()
+    }
+}
+
+/// The trees of the folders looked up so far, by path (`None`: no such folder).
+#[derive(Default)]
+struct Folders<'r> {
+    trees: std::collections::HashMap<PathBuf, Option<Tree<'r>>>,
+}
+
+impl<'r> Folders<'r> {
+    fn get(&mut self, repo: &'r Repository, root: &Tree<'r>, dir: &Path) -> Option<Tree<'r>> {
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return Some(root.clone());
+        };
+        if let Some(tree) = self.trees.get(dir) {
+            return tree.clone();
+        }
+        let tree = self.get(repo, root, parent).and_then(|up| {
+            let entry = up.get_path(Path::new(name)).ok()?;
+            if entry.kind() != Some(ObjectType::Tree) {
+                return None;
+            }
+            repo.find_tree(entry.id()).ok()
+        });
+        self.trees.insert(dir.to_path_buf(), tree.clone());
+        tree
     }
 }
 

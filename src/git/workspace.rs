@@ -1,12 +1,12 @@
-//! A target's working copy: created once, then fetched and hard-reset before every run so that
+//! A target's repository: created once, then fetched before every run. It is used bare: a
+//! sync only moves HEAD to the commit the run reads, and nothing is ever checked out, so
 //! nothing from an earlier (perhaps interrupted) run can leak into a commit.
 
 use std::cell::Cell;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use git2::build::CheckoutBuilder;
-use git2::{ErrorCode, FetchOptions, FetchPrune, Oid, Repository, ResetType, StatusOptions};
+use git2::{ErrorCode, FetchOptions, FetchPrune, Oid, Repository};
 
 use super::auth::{Credentials, HostKeys, callbacks};
 use super::{GitError, failure, message, redact_url};
@@ -22,8 +22,6 @@ pub struct Workspace {
     pub(super) creds: Option<Credentials>,
     pub(super) host_keys: Option<HostKeys>,
     pub(super) signing_key: Option<crate::config::SigningKey>,
-    /// Opened for objects only ([`Self::open_objects`]): no working tree, no index.
-    objects: bool,
     /// Fetch only the commits a run needs where the transport can ([`Self::fetch_shallow`]).
     shallow: bool,
     /// Checked out instead of the base branch's head, when set.
@@ -55,21 +53,12 @@ fn remote_ref(branch: &str) -> String {
 
 impl Workspace {
     /// Opens the workspace in `dir`, creating it (an empty repository with the remote set) if
-    /// needed. Folders it creates are owner-only (0700), and so is the workspace itself. A
-    /// workspace whose `.git` is damaged is set aside (`<dir>.damaged-<UTC time>`, the newest
-    /// one kept) and created again, with a warning: the next sync fetches it anew.
-    pub fn open(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
-        Self::open_as(dir, source, false)
-    }
-
-    /// Opens the workspace in `dir` (created, checked and set aside as [`Self::open`] does)
-    /// for the checkout-free pipeline: its `.git` is used as a bare repository, syncs move
-    /// HEAD without touching files, and files an older tagsmith checked out are removed.
+    /// needed, and uses its `.git` as a bare repository: syncs move HEAD without touching
+    /// files, and files an older tagsmith checked out are removed. Folders it creates are
+    /// owner-only (0700), and so is the workspace itself. A workspace whose `.git` is damaged
+    /// is set aside (`<dir>.damaged-<UTC time>`, the newest one kept) and created again, with
+    /// a warning: the next sync fetches it anew.
     pub fn open_objects(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
-        Self::open_as(dir, source, true)
-    }
-
-    fn open_as(dir: &Path, source: &GitSource, objects: bool) -> Result<Self, GitError> {
         let creds = Credentials::resolve(&source.auth)?;
         let host_keys = HostKeys::load(&source.url, &source.auth)?;
         let open_err = |e: git2::Error| GitError::Open {
@@ -126,14 +115,10 @@ impl Workspace {
                 repo.remote(REMOTE, &source.url).map_err(open_err)?;
             }
         }
-        let repo = if objects {
-            let git_dir = repo.path().to_path_buf();
-            drop(repo);
-            remove_checkout(dir).map_err(io_err)?;
-            Repository::open_bare(&git_dir).map_err(open_err)?
-        } else {
-            repo
-        };
+        let git_dir = repo.path().to_path_buf();
+        drop(repo);
+        remove_checkout(dir).map_err(io_err)?;
+        let repo = Repository::open_bare(&git_dir).map_err(open_err)?;
         Ok(Self {
             repo,
             dir: dir.to_path_buf(),
@@ -141,7 +126,6 @@ impl Workspace {
             creds,
             host_keys,
             signing_key: None,
-            objects,
             shallow: false,
             checkout: source.checkout.clone(),
             push_options: source.push_options.clone(),
@@ -164,8 +148,8 @@ impl Workspace {
         self.shallow = shallow;
     }
 
-    /// Fetches `base_branch` (and `push_branch`), then makes the working tree exactly the commit
-    /// new work builds on: the push branch when it exists remotely and differs from the base
+    /// Fetches `base_branch` (and `push_branch`), then points HEAD at the commit new work
+    /// builds on: the push branch when it exists remotely and differs from the base
     /// (so commits accumulate there, as Flux does), else the base branch.
     /// With a checkout ref (a tag, semver range, commit or reference name) that commit takes
     /// the base branch's place, and the push branch is built on when it exists, as Flux's
@@ -253,101 +237,14 @@ impl Workspace {
         Ok(())
     }
 
-    /// Detached HEAD at `commit`, index and working tree equal to it, nothing untracked left.
+    /// Detached HEAD at `commit`: the commit the tree walk reads and attributes come from.
     pub(super) fn reset_to(&self, commit: Oid) -> Result<(), GitError> {
-        let err = |m: String| GitError::Reset {
-            commit: commit.to_string(),
-            message: m,
-        };
-        if self.objects {
-            // HEAD names the commit the tree walk reads and attributes come from.
-            return self
-                .repo
-                .set_head_detached(commit)
-                .map_err(|e| err(message(&e)));
-        }
-        if self.known_clean_at(commit) {
-            return Ok(());
-        }
-        self.forget_clean()?;
-        let object = self
-            .repo
-            .find_object(commit, None)
-            .map_err(|e| err(message(&e)))?;
         self.repo
             .set_head_detached(commit)
-            .map_err(|e| err(message(&e)))?;
-        let mut checkout = CheckoutBuilder::new();
-        checkout.force().remove_untracked(true).remove_ignored(true);
-        self.repo
-            .reset(&object, ResetType::Hard, Some(&mut checkout))
-            .map_err(|e| err(message(&e)))?;
-        let mut options = StatusOptions::new();
-        options
-            .include_untracked(true)
-            .include_ignored(true)
-            .recurse_untracked_dirs(true)
-            .recurse_ignored_dirs(true);
-        let statuses = self
-            .repo
-            .statuses(Some(&mut options))
-            .map_err(|e| err(message(&e)))?;
-        for entry in statuses.iter() {
-            if let Ok(path) = entry.path() {
-                let full = self.dir.join(path);
-                let removed = if full.is_dir() {
-                    std::fs::remove_dir_all(&full)
-                } else {
-                    std::fs::remove_file(&full)
-                };
-                removed.map_err(|e| err(format!("cannot remove leftover {path}: {e}")))?;
-            }
-        }
-        remove_empty_dirs(&self.dir)
-            .map_err(|e| err(format!("cannot remove leftover folders: {e}")))?;
-        self.remember_clean()
-    }
-
-    // A full reset walks the whole tree three times (checkout, leftovers, empty folders): on a
-    // large repository that is most of a run. The workspace belongs to tagsmith alone, so when
-    // it is known to hold exactly a commit (after a reset, a commit, or a rewrite that wrote
-    // nothing) a sync to that same commit can skip the walks. The record is dropped before any
-    // file is written, so a run cut off mid-way is followed by a full reset.
-    fn clean_record(&self) -> PathBuf {
-        self.repo.path().join("tagsmith-clean")
-    }
-
-    fn known_clean_at(&self, commit: Oid) -> bool {
-        let recorded = std::fs::read_to_string(self.clean_record()).ok();
-        recorded.is_some_and(|r| r.trim() == commit.to_string())
-            && self.head().is_ok_and(|head| head == commit)
-    }
-
-    /// Files are about to change: the next sync must reset in full.
-    pub fn forget_clean(&self) -> Result<(), GitError> {
-        if self.objects {
-            return Ok(());
-        }
-        match std::fs::remove_file(self.clean_record()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(GitError::Reset {
-                commit: String::new(),
-                message: format!("cannot clear {}: {e}", self.clean_record().display()),
-            }),
-        }
-    }
-
-    /// The files are exactly HEAD's.
-    pub fn remember_clean(&self) -> Result<(), GitError> {
-        if self.objects {
-            return Ok(());
-        }
-        let head = self.head()?;
-        std::fs::write(self.clean_record(), format!("{head}\n")).map_err(|e| GitError::Reset {
-            commit: head.to_string(),
-            message: format!("cannot write {}: {e}", self.clean_record().display()),
-        })
+            .map_err(|e| GitError::Reset {
+                commit: commit.to_string(),
+                message: message(&e),
+            })
     }
 
     /// The commit the workspace holds.
@@ -367,9 +264,14 @@ fn is_local(url: &str) -> bool {
     url.starts_with("file://") || url.starts_with('/') || !url.contains(':')
 }
 
-/// Removes what an older tagsmith checked out in `dir` (everything but `.git`): the
-/// checkout-free pipeline never reads it, and stale files must not be mistaken for the repo's.
+/// Removes what an older tagsmith checked out in `dir` (everything but `.git`, and the index
+/// in it): the checkout-free pipeline never reads them, and stale files must not be mistaken
+/// for the repo's.
 fn remove_checkout(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(".git/index")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_name() == ".git" {
@@ -390,14 +292,11 @@ fn init(dir: &Path) -> Result<Repository, git2::Error> {
 }
 
 /// Why an opened repository cannot be worked with, if it cannot: the checks are the reads
-/// every run makes first (config, index, the commit HEAD names and its tree, references).
+/// every run makes first (config, the commit HEAD names and its tree, references).
 /// Damage deeper in the object store is found only when a run needs those objects.
 fn damage(repo: &Repository) -> Option<String> {
     if let Err(e) = repo.config().and_then(|mut c| c.snapshot()) {
         return Some(format!("its config is unreadable: {}", message(&e)));
-    }
-    if let Err(e) = repo.index() {
-        return Some(format!("its index is unreadable: {}", message(&e)));
     }
     match repo.head() {
         Ok(head) => {
@@ -469,23 +368,4 @@ fn set_aside(dir: &Path) -> std::io::Result<PathBuf> {
 /// Where the workspace keeps its [`PushedHead`] record: inside `.git`, where no reset reaches.
 pub(super) fn pushed_record(git_dir: &Path) -> PathBuf {
     git_dir.join("tagsmith-pushed.json")
-}
-
-/// Git does not track folders, so removing untracked files can leave empty ones behind.
-fn remove_empty_dirs(dir: &Path) -> std::io::Result<bool> {
-    let mut empty = true;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() && entry.file_name() != ".git" {
-            if remove_empty_dirs(&entry.path())? {
-                std::fs::remove_dir(entry.path())?;
-            } else {
-                empty = false;
-            }
-        } else {
-            empty = false;
-        }
-    }
-    Ok(empty)
 }

@@ -7,25 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits, rev, show};
-use tagsmith::config::{Author, GitAuth, GitSource, Secret, Username};
+use crate::support::workspace::{author, commit_file, head_text, source};
+use tagsmith::config::{GitAuth, Secret, Username};
 use tagsmith::git::{GitError, Workspace};
-
-fn source(url: &str) -> GitSource {
-    GitSource {
-        checkout: None,
-        push_options: Vec::new(),
-        url: url.to_string(),
-        branch: "main".into(),
-        auth: GitAuth::default(),
-    }
-}
-
-fn author() -> Author {
-    Author {
-        name: "tagsmith".into(),
-        email: "tagsmith@example.invalid".into(),
-    }
-}
 
 fn file_url(p: &Path) -> String {
     format!("file://{}", p.display())
@@ -35,18 +19,19 @@ fn file_url(p: &Path) -> String {
 fn sync_commit_push_over_file_url() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "manifests", &[("app.yaml", "image: a:1\n")]);
-    let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     let synced = ws.sync("main", "main").unwrap();
     assert_eq!(synced.base.to_string(), rev(&bare, "main"));
-    assert_eq!(
-        std::fs::read_to_string(ws.root().join("app.yaml")).unwrap(),
-        "image: a:1\n"
-    );
+    assert_eq!(head_text(&ws, "app.yaml"), "image: a:1\n");
 
-    std::fs::write(ws.root().join("app.yaml"), "image: a:2\n").unwrap();
-    let commit = ws
-        .commit(&[Path::new("app.yaml")], &author(), "Update a to 2\n")
-        .unwrap();
+    let commit = commit_file(
+        &ws,
+        "app.yaml",
+        "image: a:2\n",
+        &author(),
+        "Update a to 2\n",
+    )
+    .unwrap();
     assert_eq!(commit.parent, synced.base);
     ws.push(commit.id, "main").unwrap();
 
@@ -59,46 +44,44 @@ fn sync_commit_push_over_file_url() {
     );
 }
 
+/// A run cut off after its commit and before its push (or whose push failed) leaves HEAD on
+/// a commit the remote never got: the next sync builds on the remote's head, not on that one.
+/// Files in the workspace folder (from a person or an older tagsmith) are not read and go.
 #[test]
 fn sync_discards_leftovers_of_an_interrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let bare = bare_repo(
-        tmp.path(),
-        "m",
-        &[("a.yaml", "x: 1\n"), (".gitignore", "*.tmp\n")],
-    );
-    let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
-    ws.sync("main", "main").unwrap();
-    // As every run does before it writes a file; a run cut off after this point leaves the
-    // workspace marked as unknown, so the next sync resets it in full.
-    ws.forget_clean().unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: half-written").unwrap();
-    std::fs::write(ws.root().join("new.yaml"), "stray").unwrap();
-    std::fs::write(ws.root().join("b.tmp"), "ignored stray").unwrap();
-    std::fs::create_dir_all(ws.root().join("dir/sub")).unwrap();
-    std::fs::write(ws.root().join("dir/sub/c.yaml"), "stray").unwrap();
+    let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
+    let dir = tmp.path().join("ws");
+    let ws = Workspace::open_objects(&dir, &source(&file_url(&bare))).unwrap();
+    let synced = ws.sync("main", "main").unwrap();
+    let unpushed = commit_file(&ws, "a.yaml", "x: half-done\n", &author(), "cut off").unwrap();
+    assert_eq!(ws.head().unwrap(), unpushed.id);
+    drop(ws);
+    std::fs::write(dir.join("a.yaml"), "x: stray\n").unwrap();
+    std::fs::create_dir_all(dir.join("dir/sub")).unwrap();
+    std::fs::write(dir.join("dir/sub/c.yaml"), "stray").unwrap();
 
-    let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
-    ws.sync("main", "main").unwrap();
-    assert_eq!(
-        std::fs::read_to_string(ws.root().join("a.yaml")).unwrap(),
-        "x: 1\n"
-    );
-    assert!(!ws.root().join("new.yaml").exists());
-    assert!(!ws.root().join("b.tmp").exists());
-    assert!(!ws.root().join("dir").exists());
+    let ws = Workspace::open_objects(&dir, &source(&file_url(&bare))).unwrap();
+    let again = ws.sync("main", "main").unwrap();
+    assert_eq!(again.base, synced.base);
+    assert_eq!(ws.head().unwrap(), synced.base);
+    assert_eq!(head_text(&ws, "a.yaml"), "x: 1\n");
+    assert!(!dir.join("a.yaml").exists());
+    assert!(!dir.join("dir").exists());
+    let next = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "whole").unwrap();
+    assert_eq!(next.parent, synced.base);
+    ws.push(next.id, "main").unwrap();
+    assert_eq!(count_commits(&bare, "main"), 2);
+    assert_eq!(show(&bare, "main", "a.yaml"), "x: 2\n");
 }
 
 #[test]
 fn a_remote_that_moved_is_non_fast_forward_and_nothing_is_forced() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let commit = ws
-        .commit(&[Path::new("a.yaml")], &author(), "ours")
-        .unwrap();
+    let commit = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "ours").unwrap();
 
     commit_elsewhere(&bare, "main", "b.yaml", "theirs\n");
     let theirs = rev(&bare, "main");
@@ -114,10 +97,7 @@ fn a_remote_that_moved_is_non_fast_forward_and_nothing_is_forced() {
     // The retry path: fetch, re-apply on the new head, push.
     let synced = ws.sync("main", "main").unwrap();
     assert_eq!(synced.base.to_string(), theirs);
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let commit = ws
-        .commit(&[Path::new("a.yaml")], &author(), "ours again")
-        .unwrap();
+    let commit = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "ours again").unwrap();
     ws.push(commit.id, "main").unwrap();
     assert_eq!(show(&bare, "main", "b.yaml"), "theirs\n");
     assert_eq!(show(&bare, "main", "a.yaml"), "x: 2\n");
@@ -128,21 +108,17 @@ fn a_remote_that_moved_is_non_fast_forward_and_nothing_is_forced() {
 fn a_separate_push_branch_accumulates_commits() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     let first = ws.sync("main", "tagsmith/prod").unwrap();
     assert_eq!(first.push_head, None);
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let c1 = ws.commit(&[Path::new("a.yaml")], &author(), "one").unwrap();
+    let c1 = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "one").unwrap();
     ws.push(c1.id, "tagsmith/prod").unwrap();
     assert_eq!(rev(&bare, "main"), first.base.to_string(), "main untouched");
 
     let second = ws.sync("main", "tagsmith/prod").unwrap();
     assert_eq!(second.base, c1.id, "work continues on the push branch");
     assert_eq!(second.push_head, Some(c1.id));
-    assert_eq!(
-        std::fs::read_to_string(ws.root().join("a.yaml")).unwrap(),
-        "x: 2\n"
-    );
+    assert_eq!(head_text(&ws, "a.yaml"), "x: 2\n");
 }
 
 #[test]
@@ -155,16 +131,13 @@ fn a_hook_rejection_is_reported_with_its_status() {
     let before = rev(&bare, "main");
 
     let server = GitHttpServer::start(tmp.path(), None, None);
-    let ws = Workspace::open(
+    let ws = Workspace::open_objects(
         &tmp.path().join("ws"),
         &source(&format!("{}/m.git", server.base_url)),
     )
     .unwrap();
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let c = ws
-        .commit(&[Path::new("a.yaml")], &author(), "blocked")
-        .unwrap();
+    let c = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "blocked").unwrap();
     let err = ws.push(c.id, "main").unwrap_err();
     assert!(matches!(err, GitError::PushRejected { .. }), "{err}");
     assert!(
@@ -195,20 +168,14 @@ fn smart_http_with_basic_auth_and_a_concurrent_writer() {
         password: Some(Secret::File(token_file)),
         ssh: None,
     };
-    let ws = Workspace::open(&tmp.path().join("ws"), &src).unwrap();
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &src).unwrap();
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let c = ws
-        .commit(&[Path::new("a.yaml")], &author(), "ours")
-        .unwrap();
+    let c = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "ours").unwrap();
     let err = ws.push(c.id, "main").unwrap_err();
     assert!(matches!(err, GitError::NonFastForward { .. }), "{err}");
 
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let c = ws
-        .commit(&[Path::new("a.yaml")], &author(), "ours")
-        .unwrap();
+    let c = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "ours").unwrap();
     ws.push(c.id, "main").unwrap();
     assert_eq!(rev(&bare, "main"), c.id.to_string());
     assert_eq!(show(&bare, "main", "b.yaml"), "theirs\n");
@@ -236,7 +203,7 @@ fn wrong_credentials_fail_after_a_few_tries_without_leaking_the_secret() {
         password: Some(Secret::File(token_file.clone())),
         ssh: None,
     };
-    let ws = Workspace::open(&tmp.path().join("ws"), &src).unwrap();
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &src).unwrap();
     let err = ws.sync("main", "main").unwrap_err().to_string();
     assert!(
         err.contains(&format!("file {}", token_file.display())),
@@ -251,7 +218,7 @@ fn wrong_credentials_fail_after_a_few_tries_without_leaking_the_secret() {
 fn a_missing_branch_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    let ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     let err = ws.sync("release", "release").unwrap_err().to_string();
     assert!(err.contains("branch release does not exist"), "{err}");
 }
@@ -267,13 +234,11 @@ fn commits_are_signed_with_an_ssh_key_when_configured() {
         .output()
         .expect("ssh-keygen: install it with apt (openssh-client)");
     assert!(out.status.success());
-    let mut ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    let mut ws =
+        Workspace::open_objects(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     ws.sign_commits_with(Some(key.clone()));
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let c = ws
-        .commit(&[Path::new("a.yaml")], &author(), "signed")
-        .unwrap();
+    let c = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "signed").unwrap();
     ws.push(c.id, "main").unwrap();
 
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
@@ -294,12 +259,11 @@ fn commits_are_signed_with_an_ssh_key_when_configured() {
     );
     assert_eq!(verify.trim(), "G", "a good signature");
 
-    let mut ws = Workspace::open(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
+    let mut ws =
+        Workspace::open_objects(&tmp.path().join("ws"), &source(&file_url(&bare))).unwrap();
     ws.sign_commits_with(Some(tmp.path().join("missing-key")));
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 3\n").unwrap();
-    let err = ws
-        .commit(&[Path::new("a.yaml")], &author(), "unsigned")
+    let err = commit_file(&ws, "a.yaml", "x: 3\n", &author(), "unsigned")
         .unwrap_err()
         .to_string();
     assert!(

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::gitserver::ssh::SshServer;
 use crate::gitserver::{bare_repo, rev, show};
-use tagsmith::config::{Author, GitAuth, GitSource, SshAuth};
+use crate::support::workspace::{author, commit_file};
+use tagsmith::config::{GitAuth, GitSource, SshAuth};
 use tagsmith::git::Workspace;
 
 fn source(server: &SshServer, repo: &Path, known_hosts: &Path) -> GitSource {
@@ -31,20 +32,13 @@ fn clone_commit_and_push_over_ssh() {
     let tmp = tempfile::tempdir().unwrap();
     let server = SshServer::start(tmp.path());
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    let ws = Workspace::open(
+    let ws = Workspace::open_objects(
         &tmp.path().join("ws"),
         &source(&server, &bare, &server.known_hosts),
     )
     .unwrap();
     ws.sync("main", "main").unwrap();
-    std::fs::write(ws.root().join("a.yaml"), "x: 2\n").unwrap();
-    let author = Author {
-        name: "tagsmith".into(),
-        email: "t@example.invalid".into(),
-    };
-    let c = ws
-        .commit(&[Path::new("a.yaml")], &author, "over ssh")
-        .unwrap();
+    let c = commit_file(&ws, "a.yaml", "x: 2\n", &author(), "over ssh").unwrap();
     ws.push(c.id, "main").unwrap();
     assert_eq!(rev(&bare, "main"), c.id.to_string());
     assert_eq!(show(&bare, "main", "a.yaml"), "x: 2\n");
@@ -58,7 +52,8 @@ fn unknown_and_changed_host_keys_are_refused() {
 
     let empty = tmp.path().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let ws = Workspace::open(&tmp.path().join("ws1"), &source(&server, &bare, &empty)).unwrap();
+    let ws =
+        Workspace::open_objects(&tmp.path().join("ws1"), &source(&server, &bare, &empty)).unwrap();
     let err = ws.sync("main", "main").unwrap_err().to_string();
     assert!(
         err.contains(&format!(
@@ -76,7 +71,8 @@ fn unknown_and_changed_host_keys_are_refused() {
         format!("[127.0.0.1]:{} ssh-ed25519 {wrong_key}\n", server.port),
     )
     .unwrap();
-    let ws = Workspace::open(&tmp.path().join("ws2"), &source(&server, &bare, &other)).unwrap();
+    let ws =
+        Workspace::open_objects(&tmp.path().join("ws2"), &source(&server, &bare, &other)).unwrap();
     let err = ws.sync("main", "main").unwrap_err().to_string();
     assert!(err.contains("does not match"), "{err}");
 }
@@ -99,7 +95,7 @@ fn a_missing_key_file_is_named() {
             ..GitAuth::default()
         },
     };
-    let err = Workspace::open(&tmp.path().join("ws"), &src)
+    let err = Workspace::open_objects(&tmp.path().join("ws"), &src)
         .unwrap_err()
         .to_string();
     assert!(

@@ -1,24 +1,15 @@
 #![allow(clippy::unwrap_used)]
 
-//! A target's workspace against a real remote: created owner-only, and a damaged `.git` is set
-//! aside and cloned again instead of failing every run.
+//! A target's workspace against a real remote: created owner-only, a checkout an older tagsmith
+//! left is emptied, and a damaged `.git` is set aside and cloned again instead of failing
+//! every run.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::gitserver::{bare_repo, commit_elsewhere, rev};
-use tagsmith::config::{GitAuth, GitSource};
+use crate::gitserver::{bare_repo, commit_elsewhere, git, rev};
+use crate::support::workspace::{file_source as source, head_text};
 use tagsmith::git::Workspace;
-
-fn source(bare: &Path) -> GitSource {
-    GitSource {
-        checkout: None,
-        push_options: Vec::new(),
-        url: format!("file://{}", bare.display()),
-        branch: "main".into(),
-        auth: GitAuth::default(),
-    }
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -45,7 +36,7 @@ fn workspaces_are_created_owner_only_and_old_ones_are_tightened() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
     let dir = tmp.path().join("state/workspaces/prod");
-    let ws = Workspace::open(&dir, &source(&bare)).unwrap();
+    let ws = Workspace::open_objects(&dir, &source(&bare)).unwrap();
     ws.sync("main", "main").unwrap();
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&tmp.path().join("state/workspaces")), 0o700);
@@ -53,8 +44,51 @@ fn workspaces_are_created_owner_only_and_old_ones_are_tightened() {
     drop(ws);
     // One an older tagsmith left world-readable.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    Workspace::open(&dir, &source(&bare)).unwrap();
+    Workspace::open_objects(&dir, &source(&bare)).unwrap();
     assert_eq!(mode(&dir), 0o700);
+}
+
+/// A workspace an older tagsmith checked out (files, index and all): its files go, so nothing
+/// stale can pass for the repository's, and it syncs to the remote's head as a bare one. A
+/// damaged index in it is no damage: nothing reads it.
+#[test]
+fn a_checkout_left_by_an_older_tagsmith_is_emptied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "m",
+        &[("a.yaml", "x: 1\n"), ("sub/b.yaml", "y\n")],
+    );
+    let dir = tmp.path().join("workspaces/prod");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", bare.display()),
+            "workspaces/prod",
+        ],
+    );
+    std::fs::write(dir.join("a.yaml"), "x: half-written\n").unwrap();
+    std::fs::write(dir.join("stray.yaml"), "stray\n").unwrap();
+    std::fs::write(dir.join(".git/index"), b"DIRC\0\0").unwrap();
+    commit_elsewhere(&bare, "main", "a.yaml", "x: 2\n");
+
+    let ws = Workspace::open_objects(&dir, &source(&bare)).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".git"]);
+    assert!(
+        !dir.join(".git/index").exists(),
+        "the checkout's index goes too"
+    );
+    let synced = ws.sync("main", "main").unwrap();
+    assert_eq!(synced.base.to_string(), rev(&bare, "main"));
+    assert_eq!(head_text(&ws, "a.yaml"), "x: 2\n");
+    assert_eq!(head_text(&ws, "sub/b.yaml"), "y\n");
+    assert!(set_aside(&dir).is_empty(), "a checkout is no damage");
 }
 
 /// Each way of damaging `.git` that made every run fail: the workspace opens again, the next
@@ -64,17 +98,14 @@ fn a_damaged_workspace_is_set_aside_and_cloned_again() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
     let dir = tmp.path().join("workspaces/prod");
-    let ws = Workspace::open(&dir, &source(&bare)).unwrap();
+    let ws = Workspace::open_objects(&dir, &source(&bare)).unwrap();
     ws.sync("main", "main").unwrap();
     drop(ws);
 
     type Damage = fn(&Path);
-    let damages: [(&str, Damage); 5] = [
+    let damages: [(&str, Damage); 4] = [
         ("HEAD overwritten", |git| {
             std::fs::write(git.join("HEAD"), b"\0\0garbage\n").unwrap()
-        }),
-        ("index truncated", |git| {
-            std::fs::write(git.join("index"), b"DIRC\0\0").unwrap()
         }),
         ("objects lost", |git| {
             std::fs::remove_dir_all(git.join("objects")).unwrap();
@@ -94,13 +125,14 @@ fn a_damaged_workspace_is_set_aside_and_cloned_again() {
     for (i, (what, damage)) in damages.iter().enumerate() {
         commit_elsewhere(&bare, "main", "a.yaml", &format!("x: {}\n", i + 2));
         damage(&dir.join(".git"));
-        let ws = Workspace::open(&dir, &source(&bare)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let ws =
+            Workspace::open_objects(&dir, &source(&bare)).unwrap_or_else(|e| panic!("{what}: {e}"));
         let synced = ws
             .sync("main", "main")
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(synced.base.to_string(), rev(&bare, "main"), "{what}");
         assert_eq!(
-            std::fs::read_to_string(dir.join("a.yaml")).unwrap(),
+            head_text(&ws, "a.yaml"),
             format!("x: {}\n", i + 2),
             "{what}"
         );

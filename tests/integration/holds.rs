@@ -347,3 +347,79 @@ fn a_persons_rollback_is_held_when_the_remote_is_fetched_over_http() {
         "nothing written back"
     );
 }
+
+/// Runs with nothing new leave the holds file as it is (not even written again) and keep the
+/// hold; the held file deleted upstream ends the hold, once, and tagsmith forgets what it
+/// wrote to every file that is gone, held or not (a file added again later under that name is
+/// new to it; before, the records of files without a hold stayed in the file for good).
+#[test]
+fn a_hold_stands_through_runs_with_nothing_new_and_ends_with_its_file() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let registry = Registry::start(Auth::None);
+    push(&registry, &["1.0.0", "1.2.0", "1.3.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (other, third) = ("apps/other.yaml", "apps/third.yaml");
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[
+            (APP, &manifest(&registry, "1.0.0")),
+            (other, &manifest(&registry, "1.0.0")),
+            (third, &manifest(&registry, "1.0.0")),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let cfg = config(&registry, &url, free_port(), free_port(), "");
+    std::fs::write(tmp.path().join("tagsmith.yaml"), cfg).unwrap();
+    let once = || {
+        let (code, out, err) = tagsmith(tmp.path(), &["once", "-c", "tagsmith.yaml"]);
+        assert_eq!(code, 0, "{out}{err}");
+        (out, err)
+    };
+    once();
+    assert!(show(&bare, "main", APP).contains("org/app:1.3.0"));
+    commit_elsewhere(&bare, "main", APP, &manifest(&registry, "1.2.0"));
+    let (out, _) = once();
+    assert!(out.contains("held: apps/app.yaml:1: team-a:app"), "{out}");
+
+    let file = tmp.path().join("state/holds/prod.json");
+    let stamp = || {
+        let meta = std::fs::metadata(&file).unwrap();
+        (meta.ino(), meta.modified().unwrap(), meta.len())
+    };
+    let before = stamp();
+    let (out, _) = once();
+    assert!(out.contains("held: apps/app.yaml:1: team-a:app"), "{out}");
+    assert_eq!(stamp(), before, "the holds file was written again");
+    assert!(show(&bare, "main", APP).contains("org/app:1.2.0"));
+
+    let clone = tmp.path().join("deleting");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    // The held file and one tagsmith wrote without a hold.
+    git(&clone, &["rm", "-q", APP, third]);
+    git(&clone, &["commit", "-qm", "drop the app"]);
+    git(&clone, &["push", "-q", "origin", "main"]);
+    let (out, err) = once();
+    assert!(!out.contains("held:"), "{out}");
+    assert!(err.contains("hold ended: the file is gone"), "{err}");
+    let book: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let files: Vec<&str> = book["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(book["holds"].as_array().unwrap())
+        .map(|r| r["key"]["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, vec![other], "{book}");
+    let (_, err) = once();
+    assert!(!err.contains("the file is gone"), "{err}");
+}

@@ -18,6 +18,7 @@ mod gitserver;
 mod support;
 
 mod argocd_config;
+mod argocd_crd;
 mod argocd_once;
 mod check;
 mod cli_completions;

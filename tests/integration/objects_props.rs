@@ -212,8 +212,7 @@ fn summary(tree: &TreeReport) -> (Vec<String>, Vec<String>) {
     )
 }
 
-fn committed_tree(ws: &Workspace, commit: git2::Oid) -> Stored {
-    let repo = git2::Repository::open(ws.root().join(".git")).unwrap();
+fn committed_tree(repo: &git2::Repository, commit: git2::Oid) -> Stored {
     let tree = repo.find_commit(commit).unwrap().tree().unwrap();
     let mut out = Vec::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
@@ -227,18 +226,31 @@ fn committed_tree(ws: &Workspace, commit: git2::Oid) -> Stored {
     out
 }
 
-/// Today's file pipeline: a checkout, the rewrite of its files, `git add` and a commit.
+/// The file pipeline the object one replaced, as libgit2 alone does it: a checkout (its
+/// filters), the rewrite of its files and `git add` (its filters again) and a commit.
 fn through_files(dir: &Path, bare: &Path, paths: &[PathBuf]) -> Result {
-    let ws = Workspace::open(&dir.join("files"), &source(bare)).unwrap();
-    ws.sync("main", "main").unwrap();
-    let tree = rewrite_tree(ws.root(), paths, &selections(), Mode::Write, None).unwrap();
+    let checkout = dir.join("files");
+    let repo = git2::build::RepoBuilder::new()
+        .branch("main")
+        .clone(&source(bare).url, &checkout)
+        .unwrap();
+    let tree = rewrite_tree(&checkout, paths, &selections(), Mode::Write, None).unwrap();
     let (changes, problems) = summary(&tree);
     if tree.changed.is_empty() {
         return (None, changes, problems);
     }
-    let changed: Vec<&Path> = tree.changed.iter().map(|f| f.path.as_path()).collect();
-    let commit = ws.commit(&changed, &author(), "update").unwrap();
-    (Some(committed_tree(&ws, commit.id)), changes, problems)
+    let mut index = repo.index().unwrap();
+    for file in &tree.changed {
+        index.add_path(&file.path).unwrap();
+    }
+    let tree_id = index.write_tree().unwrap();
+    let parent = repo.head().unwrap().peel_to_commit().unwrap();
+    let sig = git2::Signature::now(&author().name, &author().email).unwrap();
+    let new_tree = repo.find_tree(tree_id).unwrap();
+    let commit = repo
+        .commit(None, &sig, &sig, "update", &new_tree, &[&parent])
+        .unwrap();
+    (Some(committed_tree(&repo, commit)), changes, problems)
 }
 
 fn through_objects(dir: &Path, bare: &Path, paths: &[PathBuf]) -> Result {
@@ -255,7 +267,8 @@ fn through_objects(dir: &Path, bare: &Path, paths: &[PathBuf]) -> Result {
     let commit = ws
         .commit_changes(&tree.changed, &author(), "update", None)
         .unwrap();
-    (Some(committed_tree(&ws, commit.id)), changes, problems)
+    let repo = git2::Repository::open(ws.root().join(".git")).unwrap();
+    (Some(committed_tree(&repo, commit.id)), changes, problems)
 }
 
 proptest! {

@@ -10,41 +10,21 @@ use std::process::{Command, Output};
 
 use crate::github_fake::FakeGitHub;
 use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, git, rev, show};
+use crate::support::workspace::{author, commit_file, head_text, source};
 use crate::support::{Auth, Registry};
-use tagsmith::config::{Author, GitAuth, GitSource};
 use tagsmith::git::{ForeignReason, GitError, Workspace};
 
 const HEAD: &str = "tagsmith/prod";
-
-fn source(url: &str) -> GitSource {
-    GitSource {
-        checkout: None,
-        push_options: Vec::new(),
-        url: url.to_string(),
-        branch: "main".into(),
-        auth: GitAuth::default(),
-    }
-}
-
-fn author() -> Author {
-    Author {
-        name: "tagsmith".into(),
-        email: "tagsmith@example.invalid".into(),
-    }
-}
 
 /// Syncs onto main, writes `content`, commits: what a pull request run does before pushing.
 fn update(ws: &Workspace, content: &str) -> (git2::Oid, Option<git2::Oid>) {
     let synced = ws.sync_onto_base("main", HEAD).unwrap();
     assert_eq!(
-        std::fs::read_to_string(ws.root().join("a.yaml")).unwrap(),
+        head_text(ws, "a.yaml"),
         "x: 1\n",
         "always computed on the base, never on the old head"
     );
-    std::fs::write(ws.root().join("a.yaml"), content).unwrap();
-    let c = ws
-        .commit(&[Path::new("a.yaml")], &author(), "update")
-        .unwrap();
+    let c = commit_file(ws, "a.yaml", content, &author(), "update").unwrap();
     assert_eq!(c.parent, synced.base);
     (c.id, synced.push_head)
 }
@@ -53,7 +33,7 @@ fn update(ws: &Workspace, content: &str) -> (git2::Oid, Option<git2::Oid>) {
 fn the_head_branch_is_replaced_with_a_lease_and_foreign_commits_are_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    let ws = Workspace::open(
+    let ws = Workspace::open_objects(
         &tmp.path().join("ws"),
         &source(&format!("file://{}", bare.display())),
     )
@@ -68,7 +48,6 @@ fn the_head_branch_is_replaced_with_a_lease_and_foreign_commits_are_kept() {
         ws.foreign_commit(HEAD, first, base, &author()).unwrap(),
         None
     );
-    assert!(ws.is_own_commit(first, base, &author()).unwrap());
 
     // A new update replaces (not extends) the head: a forced, leased push.
     let (second, expected) = update(&ws, "x: 3\n");
@@ -97,7 +76,6 @@ fn the_head_branch_is_replaced_with_a_lease_and_foreign_commits_are_kept() {
         foreign.reason,
         ForeignReason::Author("Test Person <person@example.invalid>".into())
     );
-    assert!(!ws.is_own_commit(head, synced.base, &author()).unwrap());
 }
 
 #[test]
@@ -113,7 +91,7 @@ fn a_writer_racing_the_push_over_smart_http_breaks_the_lease() {
             commit_elsewhere(&other, HEAD, "b.yaml", "theirs\n")
         })),
     );
-    let ws = Workspace::open(
+    let ws = Workspace::open_objects(
         &tmp.path().join("ws"),
         &source(&format!("{}/m.git", server.base_url)),
     )
@@ -165,7 +143,7 @@ fn amend_elsewhere(bare: &Path, branch: &str, path: &str, content: &str, committ
 fn an_amend_keeping_tagsmith_as_author_is_not_tagsmiths_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = bare_repo(tmp.path(), "m", &[("a.yaml", "x: 1\n")]);
-    let ws = Workspace::open(
+    let ws = Workspace::open_objects(
         &tmp.path().join("ws"),
         &source(&format!("file://{}", bare.display())),
     )
@@ -211,7 +189,7 @@ fn an_amend_keeping_tagsmith_as_author_is_not_tagsmiths_commit() {
     assert_eq!(foreign.reason, ForeignReason::NotPushedByUs);
 
     // A workspace with no record (a new state directory) can go by identities alone.
-    let fresh = Workspace::open(
+    let fresh = Workspace::open_objects(
         &tmp.path().join("fresh"),
         &source(&format!("file://{}", bare.display())),
     )
@@ -234,10 +212,7 @@ fn an_amend_keeping_tagsmith_as_author_is_not_tagsmiths_commit() {
 
     // Two commits of tagsmith's, one on the other: tagsmith never writes that.
     fresh.sync(HEAD, HEAD).unwrap();
-    std::fs::write(fresh.root().join("a.yaml"), "x: 5\n").unwrap();
-    let on_top = fresh
-        .commit(&[Path::new("a.yaml")], &author(), "more")
-        .unwrap();
+    let on_top = commit_file(&fresh, "a.yaml", "x: 5\n", &author(), "more").unwrap();
     let foreign = fresh
         .foreign_commit(HEAD, on_top.id, synced.base, &author())
         .unwrap()

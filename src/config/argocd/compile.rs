@@ -1,5 +1,6 @@
-//! Applications -> images, targets and write-backs, as Argo CD Image Updater reads them
-//! (`pkg/argocd/annotations.go` for the annotations, `pkg/argocd/update.go` `parseTarget`,
+//! Applications with their settings (`settings`: from annotations, or from the ImageUpdaters
+//! that select them) -> images, targets and write-backs, as Argo CD Image Updater makes them
+//! (`pkg/argocd/update.go` `parseTarget`,
 //! `parseKustomizeBase`, `parseDefaultTarget`, `parseGitConfig`, `pkg/argocd/git.go`
 //! `getWriteBackBranch`, `pkg/argocd/argocd.go` `getApplicationSource`,
 //! registry-scanner `pkg/image/options.go` `ParseUpdateStrategy`/`ParseMatch`).
@@ -9,14 +10,17 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
+use super::annotations;
+use super::crd::{self, Updater};
 use super::doc::{self, Doc, Filter, Image};
 use super::glob;
 use super::raw::{self, Application, Source};
+use super::settings::{AppSettings, Common, ImageSettings, Loc, WriteBackSettings};
 use crate::config::flux::{Diagnostic, Severity};
 use crate::writeback::{HelmKeys, Kind, WriteBack, WriteImage};
 
-const PREFIX: &str = "argocd-image-updater.argoproj.io/";
 const APP_GROUP: &str = "argoproj.io";
+const UPDATER_GROUP: &str = "argocd-image-updater.argoproj.io";
 /// AIU's controller namespace: an Application there gets `.argocd-source-<app>.yaml`,
 /// one elsewhere `.argocd-source-<namespace>_<app>.yaml` (`parseDefaultTarget`).
 pub const CONTROLLER_NAMESPACE: &str = "argocd";
@@ -25,40 +29,32 @@ const AIU_INTERVAL: &str = "2m";
 /// `common.DefaultGitCommitMessage`, in tagsmith's placeholders.
 const COMMIT_MESSAGE: &str = "build: automatic update of {{target}}\n\n{{changes}}\n";
 
-/// Annotations valid on the Application as a whole.
-const APP_KEYS: [&str; 10] = [
-    "image-list",
-    "write-back-method",
-    "write-back-target",
-    "git-branch",
-    "git-repository",
-    "update-strategy",
-    "allow-tags",
-    "ignore-tags",
-    "force-update",
-    "pull-secret",
-];
-/// Annotations valid after `<alias>.`.
-const ALIAS_KEYS: [&str; 10] = [
-    "update-strategy",
-    "allow-tags",
-    "ignore-tags",
-    "force-update",
-    "pull-secret",
-    "platforms",
-    "helm.image-name",
-    "helm.image-tag",
-    "helm.image-spec",
-    "kustomize.image-name",
-];
-
 #[derive(Debug)]
 pub struct Located {
     pub file: PathBuf,
     pub app: Application,
 }
 
-pub fn read(file: &Path, text: &str, apps: &mut Vec<Located>, out: &mut Vec<Diagnostic>) {
+/// The Applications and ImageUpdaters read so far.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub apps: Vec<Located>,
+    pub updaters: Vec<Updater>,
+}
+
+fn file_error(file: &Path, object: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        object: object.into(),
+        field: String::new(),
+        message,
+    }
+}
+
+pub fn read(file: &Path, text: &str, inputs: &mut Inputs, out: &mut Vec<Diagnostic>) {
     for doc in crate::config::flux::compile::documents(text) {
         let Ok(Some(head)) = serde_saphyr::from_str::<Option<raw::Head>>(&doc) else {
             continue;
@@ -67,35 +63,39 @@ pub fn read(file: &Path, text: &str, apps: &mut Vec<Located>, out: &mut Vec<Diag
             continue;
         };
         let group = api_version.split('/').next().unwrap_or("");
-        if group == "argocd-image-updater.argoproj.io" && kind == "ImageUpdater" {
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                file: file.to_path_buf(),
-                line: 0,
-                column: 0,
-                object: "ImageUpdater".into(),
-                field: String::new(),
-                message: "ImageUpdater objects are not read yet; put the settings on the Applications as annotations".into(),
-            });
+        if group == UPDATER_GROUP && kind == "ImageUpdater" {
+            match serde_saphyr::from_str::<raw::ImageUpdater>(&doc) {
+                Ok(object) => inputs.updaters.push(Updater {
+                    file: file.to_path_buf(),
+                    object,
+                }),
+                Err(e) => {
+                    let mut d = file_error(
+                        file,
+                        "ImageUpdater",
+                        format!("cannot read this ImageUpdater: {}", e.without_snippet()),
+                    );
+                    if let Some(at) = e.location() {
+                        (d.line, d.column) = (at.line(), at.column());
+                    }
+                    out.push(d);
+                }
+            }
             continue;
         }
         if group != APP_GROUP || kind != "Application" {
             continue;
         }
         match serde_saphyr::from_str::<Application>(&doc) {
-            Ok(app) => apps.push(Located {
+            Ok(app) => inputs.apps.push(Located {
                 file: file.to_path_buf(),
                 app,
             }),
-            Err(e) => out.push(Diagnostic {
-                severity: Severity::Error,
-                file: file.to_path_buf(),
-                line: 0,
-                column: 0,
-                object: "Application".into(),
-                field: String::new(),
-                message: format!("cannot read this Application: {e}"),
-            }),
+            Err(e) => out.push(file_error(
+                file,
+                "Application",
+                format!("cannot read this Application: {e}"),
+            )),
         }
     }
 }
@@ -127,9 +127,6 @@ impl Report<'_> {
     fn error<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
         self.at(Severity::Error, at, field, message);
     }
-    fn warn<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.at(Severity::Warning, at, field, message);
-    }
 }
 
 /// One Application's part of the result.
@@ -140,10 +137,6 @@ struct Compiled {
     path: String,
     images: Vec<Image>,
     writeback: WriteBack,
-}
-
-fn annotation_field(key: &str) -> String {
-    format!("metadata.annotations[{PREFIX}{key}]")
 }
 
 /// `filepath.Join` of repository-relative paths: `.` and `..` resolved, never above the root.
@@ -182,7 +175,18 @@ fn policy_name(s: &str) -> String {
     out.trim_end_matches(['-', '.']).to_string()
 }
 
-fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled> {
+/// Reports a problem where a setting is written.
+fn note(out: &mut Vec<Diagnostic>, severity: Severity, at: &Loc, message: impl Into<String>) {
+    out.push(at.diagnostic(severity, message));
+}
+
+/// One Application with its settings (from annotations or an ImageUpdater) -> its images,
+/// its target's repository and branch, and its write-back.
+fn compile_app(
+    located: &Located,
+    settings: &AppSettings,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Compiled> {
     let app = &located.app;
     let name = &app.metadata.name.value;
     let namespace = app
@@ -191,107 +195,16 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         .as_ref()
         .map_or(CONTROLLER_NAMESPACE, |n| n.value.as_str())
         .to_string();
-    let mut r = Report {
-        out,
-        file: &located.file,
-        object: format!("Application {namespace}/{name}"),
-    };
-    let ann = &app.metadata.annotations;
-    let get = |k: &str| ann.get(&format!("{PREFIX}{k}"));
-    let Some(list) = get("image-list") else {
-        for (key, value) in ann {
-            if key.starts_with(PREFIX) {
-                r.warn(value, &format!("metadata.annotations[{key}]"), "no image-list annotation: Argo CD Image Updater does not update this Application, nor does tagsmith");
-            }
-        }
-        return None;
-    };
-    // Images and their aliases first: they say which annotations are known.
-    let mut entries: Vec<(Option<String>, String)> = Vec::new();
-    for item in list.value.split(',') {
-        let item = item.trim();
-        if item.is_empty() {
-            continue;
-        }
-        match item.split_once('=') {
-            Some((alias, image)) if !image.trim().is_empty() => {
-                entries.push((
-                    Some(alias.trim().to_string()).filter(|a| !a.is_empty()),
-                    image.trim().to_string(),
-                ));
-            }
-            Some(_) => {
-                r.error(
-                    list,
-                    &annotation_field("image-list"),
-                    format!("empty image name in {item:?}"),
-                );
-                return None;
-            }
-            None => entries.push((None, item.to_string())),
-        }
-    }
-    if entries.is_empty() {
-        r.error(
-            list,
-            &annotation_field("image-list"),
-            "the image-list is empty",
-        );
-        return None;
-    }
-    let aliases: BTreeSet<&str> = entries.iter().filter_map(|(a, _)| a.as_deref()).collect();
-    for (key, value) in ann {
-        let Some(short) = key.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let known = APP_KEYS.contains(&short)
-            || short
-                .split_once('.')
-                .is_some_and(|(alias, rest)| aliases.contains(alias) && ALIAS_KEYS.contains(&rest));
-        if !known {
-            let why = if short.starts_with("git-commit") || short.starts_with("git-write") {
-                "commit settings come from the target (-c: commit.author, commit.message)"
-            } else {
-                "not an annotation tagsmith knows, or its alias is not in image-list"
-            };
-            r.warn(
-                value,
-                &format!("metadata.annotations[{key}]"),
-                format!("ignored: {why}"),
-            );
-        }
-    }
-    // Write-back method.
-    match get("write-back-method") {
-        None => {
-            r.warn(&app.metadata.name, &annotation_field("write-back-method"), "no write-back-method: AIU's default, argocd, patches the live Application, which tagsmith does not do (out of scope); set write-back-method: git. Application skipped");
-            return None;
-        }
-        Some(m) if m.value.trim() == "argocd" => {
-            r.warn(m, &annotation_field("write-back-method"), "the argocd method patches the live Application, which tagsmith does not do (out of scope); use git. Application skipped");
-            return None;
-        }
-        Some(m) if m.value.trim() == "git" || m.value.trim() == "git:repocreds" => {}
-        Some(m) if m.value.trim().starts_with("git:") => {
-            r.warn(m, &annotation_field("write-back-method"), "the credential reference is not resolved: tagsmith uses the target's git auth (from -c, or none)");
-        }
-        Some(m) => {
-            r.error(
-                m,
-                &annotation_field("write-back-method"),
-                format!("unknown write-back method {:?}", m.value),
-            );
-            return None;
-        }
-    }
+    let wb = &settings.writeback;
+    write_back_method(wb, out)?;
     // Write-back target, which also says which source is meant.
     enum Target {
         Source,
         Kustomization(String),
         HelmValues(String),
     }
-    let wbt = get("write-back-target");
-    let target_kind = match wbt.map(|t| t.value.trim()) {
+    let wbt = wb.target.as_ref();
+    let target_kind = match wbt.map(|t| t.trimmed()) {
         None => Target::Source,
         Some("kustomization") => Target::Kustomization(String::new()),
         Some("helmvalues") => Target::HelmValues(String::new()),
@@ -303,9 +216,32 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         }
         Some(t) => {
             let wbt = wbt?;
-            r.error(wbt, &annotation_field("write-back-target"), format!("unknown write-back-target {t:?}: use kustomization[:<dir>] or helmvalues[:<file>], or leave it out for .argocd-source-<app>.yaml"));
+            note(
+                out,
+                Severity::Error,
+                &wbt.at,
+                format!(
+                    "unknown write-back-target {t:?}: use kustomization[:<dir>] or helmvalues[:<file>], or leave it out for .argocd-source-<app>.yaml"
+                ),
+            );
             return None;
         }
+    };
+    if let Some(t) = wbt
+        && t.value.contains("{{")
+    {
+        note(
+            out,
+            Severity::Error,
+            &t.at,
+            "a template in the write-back target is not resolved: ApplicationSet resolves it before the object is written; give the path",
+        );
+        return None;
+    }
+    let mut r = Report {
+        out,
+        file: &located.file,
+        object: format!("Application {namespace}/{name}"),
     };
     let spec = app.spec.as_ref();
     let sources: Vec<&Spanned<Source>> = match spec {
@@ -344,14 +280,17 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         sources[0]
     };
     let src = &source.value;
-    let repo_annotation = get("git-repository");
-    let repo = match (repo_annotation, &src.repo_url) {
-        (Some(a), _) => a.value.trim().to_string(),
+    let repo_setting = wb.repository.as_ref();
+    let repo = match (repo_setting, &src.repo_url) {
+        (Some(a), _) => a.trimmed().to_string(),
         (None, _) if src.chart.is_some() => {
             r.error(
                 source,
                 "spec.source.repoURL",
-                "the source is a Helm chart repository, not Git: set the git-repository annotation",
+                format!(
+                    "the source is a Helm chart repository, not Git: set {}",
+                    wb.keys.repository()
+                ),
             );
             return None;
         }
@@ -364,12 +303,13 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
     // git-branch `base[:write]`; base defaults to the source's targetRevision
     // (getWriteBackBranch: the source whose repoURL is the git-repository annotation).
     let (mut base, mut push) = (String::new(), None);
-    if let Some(b) = get("git-branch") {
-        let parts: Vec<&str> = b.value.trim().split(':').collect();
+    if let Some(b) = &wb.branch {
+        let parts: Vec<&str> = b.trimmed().split(':').collect();
         if parts.len() > 2 {
-            r.error(
-                b,
-                &annotation_field("git-branch"),
+            note(
+                r.out,
+                Severity::Error,
+                &b.at,
                 format!("invalid format for git-branch: {:?}", b.value),
             );
             return None;
@@ -377,17 +317,22 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         base = parts[0].to_string();
         if let Some(w) = parts.get(1) {
             if w.contains("{{") {
-                r.error(b, &annotation_field("git-branch"), "a templated write branch is not supported: tagsmith keeps one branch per target (name it, or use push.pullRequest in -c)");
+                note(
+                    r.out,
+                    Severity::Error,
+                    &b.at,
+                    "a templated write branch is not supported: tagsmith keeps one branch per target (name it, or use push.pullRequest in -c)",
+                );
                 return None;
             }
             push = Some(w.to_string()).filter(|w| !w.is_empty());
         }
     }
     if base.is_empty() {
-        let matching = repo_annotation.and_then(|a| {
+        let matching = repo_setting.and_then(|a| {
             sources
                 .iter()
-                .find(|s| s.value.repo_url.as_deref() == Some(a.value.trim()))
+                .find(|s| s.value.repo_url.as_deref() == Some(a.trimmed()))
         });
         base = matching
             .map(|s| &s.value)
@@ -397,11 +342,12 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
             .unwrap_or_default();
     }
     if base.is_empty() || base == "HEAD" {
-        r.error(source, "spec.source.targetRevision", "the branch is HEAD or not set: AIU asks the remote for its default branch; tagsmith needs it named: set git-branch");
+        r.error(source, "spec.source.targetRevision", format!("the branch is HEAD or not set: AIU asks the remote for its default branch; tagsmith needs it named: set {}", wb.keys.branch()));
         return None;
     }
+    let out = r.out;
     let path = join(src.path.as_deref().unwrap_or("."), ".").unwrap_or_else(|| ".".into());
-    let rel_path = |r: &mut Report<'_>, given: &str, default: &str| -> Option<String> {
+    let rel_path = |out: &mut Vec<Diagnostic>, given: &str, default: &str| -> Option<String> {
         let joined = match given.strip_prefix('/') {
             Some(abs) => join("", abs),
             None => join(&path, if given.is_empty() { default } else { given }),
@@ -409,9 +355,10 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         if joined.is_none()
             && let Some(w) = wbt
         {
-            r.error(
-                w,
-                &annotation_field("write-back-target"),
+            note(
+                out,
+                Severity::Error,
+                &w.at,
                 format!("{given:?} leaves the repository"),
             );
         }
@@ -422,217 +369,15 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
     let mut write_images = Vec::new();
     let mut helm_hint = false;
     let mut kustomize_hint = false;
-    for (alias, image) in &entries {
-        let setting = |key: &str| -> Option<(&Spanned<String>, String)> {
-            alias
-                .as_ref()
-                .and_then(|a| get(&format!("{a}.{key}")).map(|v| (v, format!("{a}.{key}"))))
-                .or_else(|| {
-                    APP_KEYS
-                        .contains(&key)
-                        .then(|| get(key).map(|v| (v, key.to_string())))
-                        .flatten()
-                })
-        };
-        let id = crate::writeback::scalar_identifier(image);
-        if id.digest.is_some() {
-            r.warn(
-                list,
-                &annotation_field("image-list"),
-                format!("{image}: a digest in the image-list is ignored"),
-            );
-        }
-        let name = id.full_name();
-        let constraint = id.tag.clone();
-        let label = alias
-            .clone()
-            .unwrap_or_else(|| name.rsplit('/').next().unwrap_or(&name).to_string());
-        let policy = format!(
-            "{}:{}",
-            policy_name(&namespace),
-            policy_name(&format!("{name}-{label}", name = app.metadata.name.value))
-        );
-        let Ok(policy_id) = policy.parse::<crate::model::PolicyId>() else {
-            r.error(
-                list,
-                &annotation_field("image-list"),
-                format!("{image}: cannot name a policy {policy:?} for it"),
-            );
+    for setting in &settings.images {
+        let Some((img, write)) = image(&namespace, name, setting, out) else {
             continue;
         };
-        let mut img = Image {
-            policy: policy.clone(),
-            image: name.clone(),
-            interval: Some(AIU_INTERVAL.into()),
-            semver: None,
-            alphabetical: None,
-            numerical: None,
-            filter_tags: None,
-            exclude: None,
-            digest: None,
-            suspend: false,
-        };
-        let strategy = setting("update-strategy");
-        let strategy_name = strategy.as_ref().map_or("semver".to_string(), |(v, _)| {
-            v.value.trim().to_ascii_lowercase()
-        });
-        match strategy_name.as_str() {
-            "semver" => img.semver = Some(constraint.clone().unwrap_or_else(|| "*".into())),
-            "name" | "alphabetical" => {
-                if let (Some((v, key)), "name") = (&strategy, strategy_name.as_str()) {
-                    r.warn(
-                        *v,
-                        &annotation_field(key),
-                        "\"name\" is AIU's old name for alphabetical",
-                    );
-                }
-                img.alphabetical = Some("asc".into());
-            }
-            "latest" | "newest-build" => {
-                let (v, key) = strategy.as_ref()?;
-                r.error(*v, &annotation_field(key), format!("{image}: newest-build needs each tag's image creation time, which tagsmith does not read yet; use semver or alphabetical"));
-                continue;
-            }
-            "digest" => {
-                let Some(tag) = &constraint else {
-                    let (v, key) = strategy.as_ref()?;
-                    r.error(*v, &annotation_field(key), format!("{image}: the digest strategy needs the tag to follow in the image-list (e.g. {name}:latest)"));
-                    continue;
-                };
-                img.alphabetical = Some("asc".into());
-                img.filter_tags = Some(Filter {
-                    pattern: format!("^{}$", regex::escape(tag)),
-                    extract: None,
-                });
-                img.digest = Some("Always".into());
-            }
-            other => {
-                if let Some((v, key)) = &strategy {
-                    r.warn(
-                        *v,
-                        &annotation_field(key),
-                        format!("unknown update strategy {other:?}; using semver, as AIU does"),
-                    );
-                }
-                img.semver = Some(constraint.clone().unwrap_or_else(|| "*".into()));
-            }
-        }
-        if let Some((v, key)) = setting("allow-tags") {
-            let value = v.value.trim();
-            match value.split_once(':') {
-                _ if value.eq_ignore_ascii_case("any") => {}
-                Some((f, re)) if f.eq_ignore_ascii_case("regexp") => {
-                    if regex::Regex::new(re).is_err() {
-                        r.error(
-                            v,
-                            &annotation_field(&key),
-                            format!(
-                                "{re:?} is not a valid regular expression (AIU then allows no tag)"
-                            ),
-                        );
-                        continue;
-                    }
-                    if img.filter_tags.is_some() {
-                        r.warn(
-                            v,
-                            &annotation_field(&key),
-                            "ignored with the digest strategy: the tag is fixed",
-                        );
-                    } else {
-                        img.filter_tags = Some(Filter {
-                            pattern: re.to_string(),
-                            extract: None,
-                        });
-                    }
-                }
-                _ => {
-                    r.error(v, &annotation_field(&key), format!("{value:?}: use regexp:<expression> or any (AIU allows no tag for anything else)"));
-                    continue;
-                }
-            }
-        }
-        if let Some((v, key)) = setting("ignore-tags") {
-            let mut exclude = Vec::new();
-            for g in v.value.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-                match glob::to_regex(g) {
-                    Some(re) => exclude.push(re),
-                    None => r.warn(
-                        v,
-                        &annotation_field(&key),
-                        format!("{g:?} is not a valid pattern; it matches nothing, as in AIU"),
-                    ),
-                }
-            }
-            if !exclude.is_empty() {
-                exclude.push(r"^.*\.sig$".into());
-                img.exclude = Some(exclude);
-            }
-        }
-        if let Some((v, key)) = setting("force-update")
-            && !matches!(
-                v.value.trim(),
-                "true"
-                    | "false"
-                    | "1"
-                    | "0"
-                    | "t"
-                    | "f"
-                    | "T"
-                    | "F"
-                    | "TRUE"
-                    | "FALSE"
-                    | "True"
-                    | "False"
-            )
-        {
-            r.error(
-                v,
-                &annotation_field(&key),
-                format!("{:?} is not a boolean", v.value),
-            );
-            continue;
-        }
-        if let Some((v, key)) = setting("pull-secret") {
-            r.warn(v, &annotation_field(&key), "not resolved outside a cluster: give the registry's credentials in -c (registries[].auth)");
-        }
-        if let Some((v, key)) = setting("platforms") {
-            r.warn(
-                v,
-                &annotation_field(&key),
-                "ignored: tagsmith selects tags, not platform manifests",
-            );
-        }
-        let alias_get = |k: &str| alias.as_ref().and_then(|a| get(&format!("{a}.{k}")));
-        let kustomize_name = alias_get("kustomize.image-name").map(|v| v.value.trim().to_string());
-        let spec = alias_get("helm.image-spec").map(|v| v.value.trim().to_string());
-        let hname = alias_get("helm.image-name").map(|v| v.value.trim().to_string());
-        let htag = alias_get("helm.image-tag").map(|v| v.value.trim().to_string());
-        if kustomize_name.is_some() && (spec.is_some() || hname.is_some() || htag.is_some()) {
-            r.error(
-                list,
-                &annotation_field("image-list"),
-                format!(
-                    "both helm and kustomize manifest targets configured for alias {:?}",
-                    alias.as_deref().unwrap_or("")
-                ),
-            );
-            continue;
-        }
-        helm_hint |= spec.is_some() || hname.is_some() || htag.is_some();
-        kustomize_hint |= kustomize_name.is_some();
-        let helm = match spec {
-            Some(s) => HelmKeys::Spec(s),
-            None => HelmKeys::NameTag {
-                name: hname.unwrap_or_else(|| "image.name".into()),
-                tag: htag.unwrap_or_else(|| "image.tag".into()),
-            },
-        };
-        write_images.push(WriteImage {
-            policy: policy_id,
-            name,
-            kustomize_name,
-            helm,
-        });
+        helm_hint |= matches!(write.helm, HelmKeys::Spec(_))
+            || setting.helm_name.is_some()
+            || setting.helm_tag.is_some();
+        kustomize_hint |= write.kustomize_name.is_some();
+        write_images.push(write);
         images.push(img);
     }
     if write_images.is_empty() {
@@ -645,10 +390,10 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
         .unwrap_or_default();
     let (file, kind) = match target_kind {
         Target::Kustomization(dir) => (
-            rel_path(&mut r, &dir, ".")?,
+            rel_path(out, &dir, ".")?,
             Kind::Kustomization { spec_images },
         ),
-        Target::HelmValues(file) => (rel_path(&mut r, &file, "values.yaml")?, Kind::HelmValues),
+        Target::HelmValues(file) => (rel_path(out, &file, "values.yaml")?, Kind::HelmValues),
         Target::Source => {
             let file_name = if namespace == CONTROLLER_NAMESPACE || namespace.is_empty() {
                 format!(".argocd-source-{name}.yaml")
@@ -661,6 +406,11 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
                 (true, false) => Kind::SourceKustomize { spec_images },
                 (false, true) => Kind::SourceHelm,
                 _ => {
+                    let mut r = Report {
+                        out,
+                        file: &located.file,
+                        object: format!("Application {namespace}/{name}"),
+                    };
                     r.error(source, "spec.source", "cannot tell whether this is a Kustomize or a Helm source (Argo CD knows it from the live status): add `kustomize: {}` or `helm: {}` to the source");
                     return None;
                 }
@@ -681,6 +431,331 @@ fn compile_app(located: &Located, out: &mut Vec<Diagnostic>) -> Option<Compiled>
             images: write_images,
         },
     })
+}
+
+/// `None` when tagsmith does not write this Application back: AIU's `argocd` method (its
+/// default) patches the live object, which is out of scope.
+fn write_back_method(wb: &WriteBackSettings, out: &mut Vec<Diagnostic>) -> Option<()> {
+    match &wb.method {
+        None => {
+            let key = wb.keys.method();
+            note(
+                out,
+                Severity::Warning,
+                &wb.method_unset,
+                format!(
+                    "no {key}: AIU's default, argocd, patches the live Application, which tagsmith does not do (out of scope); set {key}: git. Application skipped"
+                ),
+            );
+            None
+        }
+        Some(m) if m.trimmed() == "argocd" => {
+            note(
+                out,
+                Severity::Warning,
+                &m.at,
+                "the argocd method patches the live Application, which tagsmith does not do (out of scope); use git. Application skipped",
+            );
+            None
+        }
+        Some(m) if m.trimmed() == "git" || m.trimmed() == "git:repocreds" => Some(()),
+        Some(m) if m.trimmed().starts_with("git:") => {
+            note(
+                out,
+                Severity::Warning,
+                &m.at,
+                "the credential reference is not resolved: tagsmith uses the target's git auth (from -c, or none)",
+            );
+            Some(())
+        }
+        Some(m) => {
+            note(
+                out,
+                Severity::Error,
+                &m.at,
+                format!("unknown write-back method {:?}", m.value),
+            );
+            None
+        }
+    }
+}
+
+/// One image -> its policy and how its write-back names it; `None` (with the reason in
+/// `out`) when it cannot be updated as AIU would.
+fn image(
+    namespace: &str,
+    app: &str,
+    setting: &ImageSettings,
+    out: &mut Vec<Diagnostic>,
+) -> Option<(Image, WriteImage)> {
+    let image = &setting.image;
+    let alias = &setting.alias;
+    let id = crate::writeback::scalar_identifier(image);
+    if id.digest.is_some() {
+        note(
+            out,
+            Severity::Warning,
+            &setting.at,
+            format!("{image}: a digest in the image-list is ignored"),
+        );
+    }
+    let name = id.full_name();
+    let constraint = id.tag.clone();
+    let label = alias
+        .clone()
+        .unwrap_or_else(|| name.rsplit('/').next().unwrap_or(&name).to_string());
+    let policy = format!(
+        "{}:{}",
+        policy_name(namespace),
+        policy_name(&format!("{app}-{label}"))
+    );
+    let Ok(policy_id) = policy.parse::<crate::model::PolicyId>() else {
+        note(
+            out,
+            Severity::Error,
+            &setting.at,
+            format!("{image}: cannot name a policy {policy:?} for it"),
+        );
+        return None;
+    };
+    let mut img = Image {
+        policy: policy.clone(),
+        image: name.clone(),
+        interval: Some(AIU_INTERVAL.into()),
+        semver: None,
+        alphabetical: None,
+        numerical: None,
+        filter_tags: None,
+        exclude: None,
+        digest: None,
+        suspend: false,
+    };
+    let common = &setting.common;
+    strategy(&mut img, image, &name, constraint.as_deref(), common, out)?;
+    allow_tags(&mut img, common, out)?;
+    ignore_tags(&mut img, common, out);
+    force_update(common, out)?;
+    pull_secret(common, out);
+    platforms(common, out);
+    let kustomize_name = setting
+        .kustomize_name
+        .as_ref()
+        .map(|v| v.trimmed().to_string());
+    let spec = setting.helm_spec.as_ref().map(|v| v.trimmed().to_string());
+    let hname = setting.helm_name.as_ref().map(|v| v.trimmed().to_string());
+    let htag = setting.helm_tag.as_ref().map(|v| v.trimmed().to_string());
+    if kustomize_name.is_some() && (spec.is_some() || hname.is_some() || htag.is_some()) {
+        note(
+            out,
+            Severity::Error,
+            &setting.at,
+            format!(
+                "both helm and kustomize manifest targets configured for alias {:?}",
+                alias.as_deref().unwrap_or("")
+            ),
+        );
+        return None;
+    }
+    let helm = match spec {
+        Some(s) => HelmKeys::Spec(s),
+        None => HelmKeys::NameTag {
+            name: hname.unwrap_or_else(|| "image.name".into()),
+            tag: htag.unwrap_or_else(|| "image.tag".into()),
+        },
+    };
+    Some((
+        img,
+        WriteImage {
+            policy: policy_id,
+            name,
+            kustomize_name,
+            helm,
+        },
+    ))
+}
+
+/// `update-strategy` (registry-scanner `ParseUpdateStrategy`) -> the policy's ordering.
+fn strategy(
+    img: &mut Image,
+    image: &str,
+    name: &str,
+    constraint: Option<&str>,
+    common: &Common,
+    out: &mut Vec<Diagnostic>,
+) -> Option<()> {
+    let strategy = common.update_strategy.as_ref();
+    let strategy_name = strategy.map_or("semver".to_string(), |v| v.trimmed().to_ascii_lowercase());
+    match strategy_name.as_str() {
+        "semver" => img.semver = Some(constraint.unwrap_or("*").to_string()),
+        "name" | "alphabetical" => {
+            if let (Some(v), "name") = (strategy, strategy_name.as_str()) {
+                note(
+                    out,
+                    Severity::Warning,
+                    &v.at,
+                    "\"name\" is AIU's old name for alphabetical",
+                );
+            }
+            img.alphabetical = Some("asc".into());
+        }
+        "latest" | "newest-build" => {
+            let v = strategy?;
+            note(
+                out,
+                Severity::Error,
+                &v.at,
+                format!(
+                    "{image}: newest-build needs each tag's image creation time, which tagsmith does not read yet; use semver or alphabetical"
+                ),
+            );
+            return None;
+        }
+        "digest" => {
+            let Some(tag) = constraint else {
+                let v = strategy?;
+                note(
+                    out,
+                    Severity::Error,
+                    &v.at,
+                    format!(
+                        "{image}: the digest strategy needs the tag to follow in the image-list (e.g. {name}:latest)"
+                    ),
+                );
+                return None;
+            };
+            img.alphabetical = Some("asc".into());
+            img.filter_tags = Some(Filter {
+                pattern: format!("^{}$", regex::escape(tag)),
+                extract: None,
+            });
+            img.digest = Some("Always".into());
+        }
+        other => {
+            if let Some(v) = strategy {
+                note(
+                    out,
+                    Severity::Warning,
+                    &v.at,
+                    format!("unknown update strategy {other:?}; using semver, as AIU does"),
+                );
+            }
+            img.semver = Some(constraint.unwrap_or("*").to_string());
+        }
+    }
+    Some(())
+}
+
+/// `allow-tags` (registry-scanner `ParseMatch`): `regexp:<re>` or `any`.
+fn allow_tags(img: &mut Image, common: &Common, out: &mut Vec<Diagnostic>) -> Option<()> {
+    let Some(v) = &common.allow_tags else {
+        return Some(());
+    };
+    let value = v.trimmed();
+    match value.split_once(':') {
+        _ if value.eq_ignore_ascii_case("any") => {}
+        Some((f, re)) if f.eq_ignore_ascii_case("regexp") => {
+            if regex::Regex::new(re).is_err() {
+                note(
+                    out,
+                    Severity::Error,
+                    &v.at,
+                    format!("{re:?} is not a valid regular expression (AIU then allows no tag)"),
+                );
+                return None;
+            }
+            if img.filter_tags.is_some() {
+                note(
+                    out,
+                    Severity::Warning,
+                    &v.at,
+                    "ignored with the digest strategy: the tag is fixed",
+                );
+            } else {
+                img.filter_tags = Some(Filter {
+                    pattern: re.to_string(),
+                    extract: None,
+                });
+            }
+        }
+        _ => {
+            note(
+                out,
+                Severity::Error,
+                &v.at,
+                format!(
+                    "{value:?}: use regexp:<expression> or any (AIU allows no tag for anything else)"
+                ),
+            );
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// `ignore-tags` globs -> `exclude`, with AIU's signature tags kept out as well.
+fn ignore_tags(img: &mut Image, common: &Common, out: &mut Vec<Diagnostic>) {
+    let Some(v) = &common.ignore_tags else {
+        return;
+    };
+    let mut exclude = Vec::new();
+    for g in v.value.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+        match glob::to_regex(g) {
+            Some(re) => exclude.push(re),
+            None => note(
+                out,
+                Severity::Warning,
+                &v.at,
+                format!("{g:?} is not a valid pattern; it matches nothing, as in AIU"),
+            ),
+        }
+    }
+    if !exclude.is_empty() {
+        exclude.push(r"^.*\.sig$".into());
+        img.exclude = Some(exclude);
+    }
+}
+
+/// `force-update` must be a Go `strconv.ParseBool` boolean; tagsmith always writes.
+fn force_update(common: &Common, out: &mut Vec<Diagnostic>) -> Option<()> {
+    let Some(v) = &common.force_update else {
+        return Some(());
+    };
+    if matches!(
+        v.trimmed(),
+        "true" | "false" | "1" | "0" | "t" | "f" | "T" | "F" | "TRUE" | "FALSE" | "True" | "False"
+    ) {
+        Some(())
+    } else {
+        note(
+            out,
+            Severity::Error,
+            &v.at,
+            format!("{:?} is not a boolean", v.value),
+        );
+        None
+    }
+}
+
+fn pull_secret(common: &Common, out: &mut Vec<Diagnostic>) {
+    if let Some(v) = &common.pull_secret {
+        note(
+            out,
+            Severity::Warning,
+            &v.at,
+            "not resolved outside a cluster: give the registry's credentials in -c (registries[].auth)",
+        );
+    }
+}
+
+fn platforms(common: &Common, out: &mut Vec<Diagnostic>) {
+    if let Some(v) = &common.platforms {
+        note(
+            out,
+            Severity::Warning,
+            &v.at,
+            "ignored: tagsmith selects tags, not platform manifests",
+        );
+    }
 }
 
 fn target_name(repo: &str, branch: &str, push: Option<&str>) -> String {
@@ -715,15 +790,28 @@ fn target_name(repo: &str, branch: &str, push: Option<&str>) -> String {
     name
 }
 
+/// The Applications' settings: from their annotations (AIU before 1.0), or, when any
+/// ImageUpdater is read, from the ImageUpdaters that select them (AIU 1.x).
 pub fn compile(
-    apps: &[Located],
+    inputs: &Inputs,
     out: &mut Vec<Diagnostic>,
 ) -> (Doc, BTreeMap<String, Vec<WriteBack>>) {
+    let selected: Vec<(usize, AppSettings)> = if inputs.updaters.is_empty() {
+        inputs
+            .apps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| annotations::settings(a, out).map(|s| (i, s)))
+            .collect()
+    } else {
+        crd::settings(&inputs.updaters, &inputs.apps, out)
+    };
     let mut doc = Doc::default();
     let mut writebacks: BTreeMap<String, Vec<WriteBack>> = BTreeMap::new();
     let mut seen_policies = BTreeSet::new();
-    for located in apps {
-        let Some(c) = compile_app(located, out) else {
+    for (index, settings) in &selected {
+        let located = &inputs.apps[*index];
+        let Some(c) = compile_app(located, settings, out) else {
             continue;
         };
         let name = target_name(&c.repo, &c.branch, c.push.as_deref());

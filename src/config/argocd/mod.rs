@@ -1,13 +1,17 @@
 //! Argo CD Image Updater's configuration as input (`--argocd PATH`): `argoproj.io/v1alpha1`
-//! Applications with AIU's annotations, read from files and folders, compiled into the
+//! Applications with AIU's annotations, or selected and configured by AIU 1.x
+//! `ImageUpdater` objects, read from files and folders, compiled into the
 //! `tagsmith.yaml` they amount to (images and targets) plus the write-backs AIU's `git`
 //! method would make, attached to the targets. Diagnostics are Flux's: file:line:col, the
 //! object, the annotation.
 
+mod annotations;
 mod compile;
+mod crd;
 pub mod doc;
 mod glob;
 pub mod raw;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,15 +58,15 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, ArgocdError> {
         },
     })?;
     let mut diagnostics = found.diagnostics;
-    let mut apps = Vec::new();
+    let mut inputs = compile::Inputs::default();
     for file in &found.files {
         let text = std::fs::read_to_string(file).map_err(|source| ArgocdError::Read {
             path: file.clone(),
             source,
         })?;
-        compile::read(file, &text, &mut apps, &mut diagnostics);
+        compile::read(file, &text, &mut inputs, &mut diagnostics);
     }
-    if apps.is_empty() {
+    if inputs.apps.is_empty() {
         diagnostics.push(Diagnostic {
             severity: Severity::Warning,
             file: paths.first().cloned().unwrap_or_default(),
@@ -76,7 +80,7 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, ArgocdError> {
             ),
         });
     }
-    let (doc, writebacks) = compile::compile(&apps, &mut diagnostics);
+    let (doc, writebacks) = compile::compile(&inputs, &mut diagnostics);
     super::flux::order(&mut diagnostics);
     Ok(Compiled {
         doc,
@@ -89,34 +93,22 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, ArgocdError> {
 
 impl Compiled {
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        super::flux::has_errors(&self.diagnostics)
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
+        super::flux::warnings(&self.diagnostics)
     }
 
     /// The images and targets as a `tagsmith.yaml` (without the write-backs, which have no
     /// key there).
     pub fn yaml(&self) -> Result<String, ArgocdError> {
-        let mut body = serde_saphyr::to_string(&self.doc).map_err(|e| ArgocdError::Serialize {
-            message: e.to_string(),
-        })?;
-        if !body.ends_with('\n') {
-            body.push('\n');
-        }
-        let sources = self
-            .files
-            .iter()
-            .map(|f| format!("#   {}\n", f.display()))
-            .collect::<String>();
-        Ok(format!(
-            "# Compiled by tagsmith from Argo CD Applications in:\n{sources}{body}"
-        ))
+        super::flux::render(
+            &self.doc,
+            "Compiled by tagsmith from Argo CD Applications in",
+            &self.files,
+        )
+        .map_err(|message| ArgocdError::Serialize { message })
     }
 
     /// The validated config with the write-backs attached; fails when any diagnostic is an

@@ -1,10 +1,14 @@
-//! Argo CD `Application` documents as read from Git: only the fields Argo CD Image Updater
-//! reads; the rest of an Application is not looked at. Values keep their position.
+//! Argo CD `Application` and Argo CD Image Updater `ImageUpdater` documents as read from
+//! Git: of an Application only the fields AIU reads; of an ImageUpdater its whole `spec`
+//! (AIU `api/v1alpha1/imageupdater_types.go`), so that a field tagsmith does not know is an
+//! error where it is written. Values keep their position.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+
+pub use crate::config::flux::raw::LabelSelector;
 
 #[derive(Debug, Deserialize)]
 pub struct Head {
@@ -28,6 +32,8 @@ pub struct Metadata {
     pub namespace: Option<Spanned<String>>,
     #[serde(default)]
     pub annotations: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,4 +65,122 @@ pub struct Source {
 pub struct Kustomize {
     #[serde(default)]
     pub images: Vec<String>,
+}
+
+/// `argocd-image-updater.argoproj.io/v1alpha1` `ImageUpdater`; `status` is not read.
+#[derive(Debug, Deserialize)]
+pub struct ImageUpdater {
+    pub metadata: Metadata,
+    pub spec: Spanned<UpdaterSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdaterSpec {
+    #[serde(default)]
+    pub common_update_settings: Option<Spanned<CommonUpdateSettings>>,
+    #[serde(default)]
+    pub write_back_config: Option<Spanned<WriteBackConfig>>,
+    #[serde(default)]
+    pub application_refs: Vec<Spanned<ApplicationRef>>,
+    #[serde(default)]
+    pub images_verification: Option<Spanned<serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApplicationRef {
+    pub name_pattern: Spanned<String>,
+    #[serde(default)]
+    pub label_selectors: Option<Spanned<LabelSelector>>,
+    #[serde(default)]
+    pub use_annotations: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub images_verification: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub common_update_settings: Option<Spanned<CommonUpdateSettings>>,
+    #[serde(default)]
+    pub write_back_config: Option<Spanned<WriteBackConfig>>,
+    #[serde(default)]
+    pub images: Vec<Spanned<ImageConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageConfig {
+    pub alias: Spanned<String>,
+    pub image_name: Spanned<String>,
+    #[serde(default)]
+    pub common_update_settings: Option<Spanned<CommonUpdateSettings>>,
+    #[serde(default)]
+    pub manifest_targets: Option<Spanned<ManifestTarget>>,
+    #[serde(default)]
+    pub images_verification: Option<Spanned<serde_json::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CommonUpdateSettings {
+    #[serde(default)]
+    pub update_strategy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub force_update: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub allow_tags: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ignore_tags: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub pull_secret: Option<Spanned<String>>,
+    #[serde(default)]
+    pub platforms: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WriteBackConfig {
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub git_config: Option<Spanned<GitConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitConfig {
+    #[serde(default)]
+    pub repository: Option<Spanned<String>>,
+    #[serde(default)]
+    pub branch: Option<Spanned<String>>,
+    #[serde(default)]
+    pub write_back_target: Option<Spanned<String>>,
+    #[serde(default)]
+    pub pull_request: Option<Spanned<serde_json::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestTarget {
+    #[serde(default)]
+    pub helm: Option<Spanned<HelmTarget>>,
+    #[serde(default)]
+    pub kustomize: Option<Spanned<KustomizeTarget>>,
+    #[serde(default)]
+    pub plugin: Option<Spanned<serde_json::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelmTarget {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tag: Option<Spanned<String>>,
+    #[serde(default)]
+    pub spec: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KustomizeTarget {
+    pub name: Spanned<String>,
 }

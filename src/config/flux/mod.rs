@@ -10,7 +10,7 @@ pub(crate) mod files;
 pub mod gotemplate;
 pub mod raw;
 mod secrets;
-mod selector;
+pub(crate) mod selector;
 pub mod template;
 
 use std::fmt;
@@ -57,6 +57,35 @@ pub struct Diagnostic {
     /// The field path inside the object, e.g. `spec.provider`.
     pub field: String,
     pub message: String,
+}
+
+/// Whether any diagnostic is an error: an input front end's result is then unusable.
+pub(crate) fn has_errors(diagnostics: &[Diagnostic]) -> bool {
+    diagnostics.iter().any(|d| d.severity == Severity::Error)
+}
+
+pub(crate) fn warnings(diagnostics: &[Diagnostic]) -> impl Iterator<Item = &Diagnostic> {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+}
+
+/// A front end's compiled model as the `tagsmith.yaml` text it amounts to, headed by a
+/// comment naming the input files. The error is the serializer's message.
+pub(crate) fn render(
+    doc: &impl Serialize,
+    header: &str,
+    files: &[PathBuf],
+) -> Result<String, String> {
+    let mut body = serde_saphyr::to_string(doc).map_err(|e| e.to_string())?;
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let sources = files
+        .iter()
+        .map(|f| format!("#   {}\n", f.display()))
+        .collect::<String>();
+    Ok(format!("# {header}:\n{sources}{body}"))
 }
 
 /// Errors before warnings, each by place, and each once: how every input front end lists them.
@@ -147,33 +176,21 @@ pub fn compile(paths: &[PathBuf], options: &Options) -> Result<Compiled, FluxErr
 
 impl Compiled {
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        has_errors(&self.diagnostics)
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
+        warnings(&self.diagnostics)
     }
 
     /// The equivalent `tagsmith.yaml`.
     pub fn yaml(&self) -> Result<String, FluxError> {
-        let mut body = serde_saphyr::to_string(&self.doc).map_err(|e| FluxError::Serialize {
-            message: e.to_string(),
-        })?;
-        if !body.ends_with('\n') {
-            body.push('\n');
-        }
-        let sources = self
-            .files
-            .iter()
-            .map(|f| format!("#   {}\n", f.display()))
-            .collect::<String>();
-        Ok(format!(
-            "# Compiled by `tagsmith convert flux` from:\n{sources}{body}"
-        ))
+        render(
+            &self.doc,
+            "Compiled by `tagsmith convert flux` from",
+            &self.files,
+        )
+        .map_err(|message| FluxError::Serialize { message })
     }
 
     /// The validated config; fails when any diagnostic is an error.

@@ -8,6 +8,7 @@ pub mod pki;
 pub mod proxy;
 pub mod service;
 pub mod token;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -348,12 +349,8 @@ impl Pusher {
         digest.unwrap()
     }
 
-    /// One single-platform image: config and layer blobs, and its manifest bytes (not pushed).
-    pub async fn image_manifest(&self, repo: &str, arch: &str) -> Vec<u8> {
-        let config = format!(
-            r#"{{"architecture":"{arch}","os":"linux","config":{{"Labels":{{"repo":"{repo}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
-        );
-        let layer = format!("layer of {repo} for {arch}");
+    /// Uploads `config` and one `layer` as blobs; returns the manifest bytes naming them.
+    async fn manifest_of(&self, repo: &str, config: &str, layer: &str) -> Vec<u8> {
         let config_digest = self.blob(repo, config.as_bytes()).await;
         let layer_digest = self.blob(repo, layer.as_bytes()).await;
         format!(
@@ -362,6 +359,15 @@ impl Pusher {
             layer.len()
         )
         .into_bytes()
+    }
+
+    /// One single-platform image: config and layer blobs, and its manifest bytes (not pushed).
+    pub async fn image_manifest(&self, repo: &str, arch: &str) -> Vec<u8> {
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","config":{{"Labels":{{"repo":"{repo}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let layer = format!("layer of {repo} for {arch}");
+        self.manifest_of(repo, &config, &layer).await
     }
 
     /// Pushes one image and tags it with every tag (at most 16 PUTs at once); returns its digest.
@@ -433,14 +439,7 @@ impl Pusher {
             r#"{{{created}"architecture":"{arch}","os":"{os}"{variant},"config":{{"Labels":{{"salt":"{salt}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
         );
         let layer = format!("layer of {repo} {salt} {platform}");
-        let config_digest = self.blob(repo, config.as_bytes()).await;
-        let layer_digest = self.blob(repo, layer.as_bytes()).await;
-        format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{}}}]}}"#,
-            config.len(),
-            layer.len()
-        )
-        .into_bytes()
+        self.manifest_of(repo, &config, &layer).await
     }
 
     /// Pushes a linux/amd64 image created at `created` under `tag`; returns its digest.
