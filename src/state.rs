@@ -41,6 +41,10 @@ const TAG_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tag_lists"
 /// `<canonical image>\t<tag>` -> when tagsmith first looked at that tag (Unix ms), for the
 /// minAge gate when an image has no `created`. Only tags a gate examined are kept.
 const FIRST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("first_seen");
+/// `<canonical image>\t<digest>\t<wanted platforms>` -> the digest's build time for
+/// newest-build (Unix ms; `i64::MIN`: it has none). A digest never changes, so neither does
+/// this: a later process does not fetch it again.
+const BUILD_TIMES: TableDefinition<&str, i64> = TableDefinition::new("build_times");
 /// Target name -> [`TargetRecord`] as JSON.
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
 
@@ -126,6 +130,7 @@ pub struct Batch {
     tags: Vec<(String, TagMeta, Option<Vec<u8>>)>,
     targets: Vec<(String, TargetRecord)>,
     first_seen: Vec<(String, u64)>,
+    build_times: Vec<(String, i64)>,
 }
 
 impl Batch {
@@ -134,6 +139,12 @@ impl Batch {
             && self.tags.is_empty()
             && self.targets.is_empty()
             && self.first_seen.is_empty()
+            && self.build_times.is_empty()
+    }
+
+    /// A digest's build time for newest-build, under its key (see `BUILD_TIMES`).
+    pub fn build_time(&mut self, key: String, at: Option<i64>) {
+        self.build_times.push((key, at.unwrap_or(i64::MIN)));
     }
 
     /// When `tag` of `image` (canonical) was first seen; an earlier record is kept.
@@ -317,6 +328,28 @@ impl Store {
         ));
     }
 
+    /// Every stored newest-build time: (key, Unix ms or `None` for none). A store written
+    /// before the table existed has none.
+    pub fn build_times(&self) -> Result<Vec<(String, Option<i64>)>, StateError> {
+        let fail = |e: &dyn std::fmt::Display| StateError::Store {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
+        let table = match txn.open_table(BUILD_TIMES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(fail(&e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (key, at) = row.map_err(|e| fail(&e))?;
+            let at = at.value();
+            out.push((key.value().to_string(), (at != i64::MIN).then_some(at)));
+        }
+        Ok(out)
+    }
+
     /// Every stored first-seen time: (canonical image, tag, Unix ms). A store written before
     /// the table existed has none.
     pub fn first_seen(&self) -> Result<Vec<(String, String, u64)>, StateError> {
@@ -394,6 +427,10 @@ impl Store {
                 if seen.get(key.as_str()).map_err(|e| e.to_string())?.is_none() {
                     seen.insert(key.as_str(), at).map_err(|e| e.to_string())?;
                 }
+            }
+            let mut built = txn.open_table(BUILD_TIMES).map_err(|e| e.to_string())?;
+            for (key, at) in &batch.build_times {
+                built.insert(key.as_str(), at).map_err(|e| e.to_string())?;
             }
             let mut targets = txn.open_table(TARGETS).map_err(|e| e.to_string())?;
             for (key, record) in &batch.targets {

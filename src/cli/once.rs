@@ -54,7 +54,7 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
     let store = config
         .images
         .iter()
-        .any(|i| i.gates.min_age.is_some())
+        .any(|i| i.gates.min_age.is_some() || i.policy.newest_build().is_some())
         .then(|| crate::state::Store::open(&state_dir))
         .transpose()
         .unwrap_or_else(|e| {

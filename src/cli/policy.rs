@@ -164,7 +164,8 @@ fn eval_live(args: &EvalArgs, id: &str) -> anyhow::Result<Status> {
         .build()
         .context("cannot start the async runtime")?;
     let tags: Vec<Tag> = runtime.block_on(client.list_tags(&image.image))?;
-    let gated = (!image.gates.is_empty())
+    let gated = image
+        .needs_registry_pass()
         .then(|| runtime.block_on(crate::engine::gates::choose(image, &tags, &client)))
         .transpose()
         .context("checking the gates")?;

@@ -233,6 +233,13 @@ pub(super) fn seed_first_seen(store: &Store) {
             tracing::warn!(error = %e, "cannot read first-seen times; minAge counts from now for tags without a created time")
         }
     }
+    // Build times of digests read before: newest-build does not fetch them again.
+    match store.build_times() {
+        Ok(known) => crate::engine::gates::remember_build_times(known),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read kept build times; newest-build reads them from the registry")
+        }
+    }
 }
 
 /// Hands the first-seen times recorded since the last call to the store.
@@ -240,6 +247,9 @@ pub(super) fn save_first_seen(store: &Store) {
     let mut batch = crate::state::Batch::default();
     for (image, tag, at) in crate::engine::gates::take_new_first_seen() {
         batch.first_seen(&image, &tag, at);
+    }
+    for (key, at) in crate::engine::gates::take_new_build_times() {
+        batch.build_time(key, at);
     }
     if let Err(e) = store.write(batch) {
         tracing::warn!(error = %e, "cannot keep first-seen times");

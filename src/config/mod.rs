@@ -105,6 +105,14 @@ pub struct ImagePolicy {
     pub gates: crate::gate::Gates,
 }
 
+impl ImagePolicy {
+    /// Whether selecting needs more from the registry than the tag list: gates to pass, or
+    /// build times to rank by (newest-build).
+    pub fn needs_registry_pass(&self) -> bool {
+        !self.gates.is_empty() || self.policy.newest_build().is_some()
+    }
+}
+
 /// A Git user name: as written, or read from an environment variable when needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Username {
@@ -698,20 +706,22 @@ impl<'a> Validator<'a> {
     }
 
     fn rule(&mut self, raw: &raw::RawImage) -> Option<RuleSpec> {
+        const KINDS: &str = "semver, alphabetical, numerical or newestBuild";
+        // newestBuild is a mapping, so the policy line stands for its place.
         let given: Vec<_> = [
             raw.semver.as_ref().map(|s| ("semver", s)),
             raw.alphabetical.as_ref().map(|s| ("alphabetical", s)),
             raw.numerical.as_ref().map(|s| ("numerical", s)),
+            raw.newest_build
+                .as_ref()
+                .map(|_| ("newestBuild", &raw.policy)),
         ]
         .into_iter()
         .flatten()
         .collect();
         match given.as_slice() {
             [] => {
-                self.problem(
-                    &raw.policy,
-                    "policy needs one of semver, alphabetical or numerical",
-                );
+                self.problem(&raw.policy, format!("policy needs one of {KINDS}"));
                 None
             }
             [(kind, value)] => {
@@ -722,6 +732,7 @@ impl<'a> Validator<'a> {
                         .map(RuleSpec::Alphabetical)
                         .map_err(|e| self.problem(value, e.to_string()))
                         .ok(),
+                    "newestBuild" => self.newest_build(raw.newest_build.as_ref()?),
                     _ => order(value)
                         .map(RuleSpec::Numerical)
                         .map_err(|e| self.problem(value, e.to_string()))
@@ -729,10 +740,31 @@ impl<'a> Validator<'a> {
                 }
             }
             [_, (kind, value), ..] => {
-                self.problem(value, format!("{kind} given with another ordering: choose one of semver, alphabetical or numerical"));
+                self.problem(
+                    value,
+                    format!("{kind} given with another ordering: choose one of {KINDS}"),
+                );
                 None
             }
         }
+    }
+
+    fn newest_build(&mut self, raw: &raw::RawNewestBuild) -> Option<RuleSpec> {
+        let mut build = crate::policy::BuildSpec::default();
+        let mut ok = true;
+        for p in raw.platforms.iter().flatten() {
+            match p.value.parse::<crate::gate::Platform>() {
+                Ok(platform) if !build.platforms.contains(&platform) => {
+                    build.platforms.push(platform)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.problem(p, format!("newestBuild.platforms: {e}"));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(RuleSpec::NewestBuild(build))
     }
 
     /// A name that is lower-case letters, digits and '-' (it names folders and URL paths) and

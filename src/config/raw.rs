@@ -51,6 +51,10 @@ pub struct RawImage {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub numerical: Option<Spanned<String>>,
+    /// The tag whose image was built last (the image config's `created`), as Argo CD Image
+    /// Updater's newest-build strategy: `newestBuild: {}`.
+    #[serde(default)]
+    pub newest_build: Option<RawNewestBuild>,
     #[serde(default)]
     pub filter_tags: Option<RawFilter>,
     #[serde(default)]
@@ -73,6 +77,16 @@ pub struct RawImage {
     /// Gate: a tag is eligible only if its digest carries a valid signature.
     #[serde(default)]
     pub verify: Option<RawVerify>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawNewestBuild {
+    /// Only images for one of these platforms count (any one is enough; for an index, the
+    /// newest of its manifests for them). Default: every platform.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub platforms: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -91,6 +91,9 @@ struct BasicAuth {
     password_env: Option<String>,
     #[serde(default)]
     password_file: Option<String>,
+    /// A variable holding `user:password`, instead of the other keys.
+    #[serde(default)]
+    credentials_env: Option<String>,
 }
 
 #[derive(Debug, JsonSchema)]
@@ -105,6 +108,17 @@ struct ExecAuth {
     /// How long the printed credentials are reused before the command runs again.
     #[serde(default)]
     cache_for: Option<String>,
+    /// `json` (the default) or `userPassword`: one line `user:password`.
+    #[serde(default)]
+    output: Option<ExecOutput>,
+}
+
+#[derive(Debug, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+enum ExecOutput {
+    Json,
+    UserPassword,
 }
 
 #[cfg(test)]

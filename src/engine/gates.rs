@@ -8,11 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 
 use crate::config::ImagePolicy;
 use crate::gate::{self, Gate, Platform, Stop, age, cosign};
 use crate::model::{Digest, ImageName, Tag};
-use crate::policy::Stats;
+use crate::policy::{BuildSpec, Stats, newest_build};
 use crate::registry::oci::{self, ImageConfig};
 use crate::registry::{self, Client};
 
@@ -60,10 +61,44 @@ struct Cache {
     verified: HashSet<(String, String, String)>,
     /// (repository, tag) -> when this process first looked at it (Unix ms).
     first_seen: HashMap<(String, String), u64>,
+    /// (repository, digest, wanted platforms) -> build time for newest-build.
+    built: HashMap<(String, String, String), Option<DateTime<Utc>>>,
     /// Registries that answered the referrers API with 404: asked no more.
     no_referrers: HashSet<String>,
     /// First-seen times not handed to the state store yet.
     new_first_seen: Vec<(String, String, u64)>,
+    /// Build times not handed to the state store yet: (key, Unix ms).
+    new_built: Vec<(String, Option<i64>)>,
+}
+
+/// A build-time cache entry as the state store keys it.
+fn built_key(key: &(String, String, String)) -> String {
+    format!("{}\t{}\t{}", key.0, key.1, key.2)
+}
+
+/// Seeds newest-build times kept by an earlier process (the state store): (key, Unix ms).
+pub fn remember_build_times(known: impl IntoIterator<Item = (String, Option<i64>)>) {
+    let mut c = cache();
+    for (key, at) in known {
+        let mut parts = key.splitn(3, '\t');
+        let (Some(image), Some(digest), Some(platforms)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if c.built.len() >= CACHE_LIMIT {
+            break;
+        }
+        let created = at.and_then(DateTime::<Utc>::from_timestamp_millis);
+        c.built
+            .entry((image.to_string(), digest.to_string(), platforms.to_string()))
+            .or_insert(created);
+    }
+}
+
+/// Build times read since the last call, for the state store.
+pub fn take_new_build_times() -> Vec<(String, Option<i64>)> {
+    std::mem::take(&mut cache().new_built)
 }
 
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
@@ -112,20 +147,52 @@ pub async fn choose(
     tags: &[Tag],
     client: &Client,
 ) -> Result<Gated, registry::Error> {
+    if let Some(build) = image.policy.newest_build() {
+        let (mut ranked, stats) = dated(image, build, tags, client).await?;
+        let mut gated = Gated {
+            stats,
+            ..Gated::default()
+        };
+        ranked.reverse();
+        walk(image, tags, client, &mut gated, |_| ranked.pop()).await?;
+        return Ok(gated);
+    }
     let first = image.policy.select(tags);
     let mut gated = Gated {
         stats: first.stats,
         ..Gated::default()
     };
+    let mut next = first.index.map(|i| (i, None));
+    walk(image, tags, client, &mut gated, |stopped| match stopped {
+        None => next.take(),
+        Some(stopped) => next_best(image, tags, stopped).map(|i| (i, None)),
+    })
+    .await?;
+    Ok(gated)
+}
+
+/// Passes candidates through the gates, best first, until one passes. `next` gives the next
+/// best candidate (and its digest when already known); it is handed the stopped tags once
+/// one was stopped.
+async fn walk(
+    image: &ImagePolicy,
+    tags: &[Tag],
+    client: &Client,
+    gated: &mut Gated,
+    mut next: impl FnMut(Option<&[bool]>) -> Option<(usize, Option<Digest>)>,
+) -> Result<(), registry::Error> {
     let mut stopped = vec![false; tags.len()];
-    let mut current = first.index;
-    while let Some(i) = current {
+    let mut current = next(None);
+    while let Some((i, known)) = current {
         if gated.stops.len() >= MAX_CANDIDATES {
             gated.exhausted = true;
             break;
         }
         let tag = &tags[i];
-        let digest = client.resolve_digest(&image.image, tag).await?;
+        let digest = match known {
+            Some(d) => d,
+            None => client.resolve_digest(&image.image, tag).await?,
+        };
         match check(image, tag, &digest, client).await? {
             None => {
                 gated.index = Some(i);
@@ -139,11 +206,152 @@ pub async fn choose(
                 }
                 gated.stops.push(stop);
                 stopped[i] = true;
-                current = next_best(image, tags, &stopped);
+                current = next(Some(&stopped));
             }
         }
     }
-    Ok(gated)
+    Ok(())
+}
+
+/// A candidate's digest and build time; `None` when the tag is gone.
+type Looked = Result<Option<(Digest, Option<DateTime<Utc>>)>, registry::Error>;
+
+/// newest-build: every candidate's digest and build time, newest first (`policy::newest_build`).
+/// As Argo CD Image Updater does, only tags that pass the allow and ignore lists are looked
+/// up, and a tag with no build time is skipped; lookups run a few at a time (and the
+/// registry client bounds each host), and a digest's build time is fetched once per process.
+async fn dated(
+    image: &ImagePolicy,
+    build: &BuildSpec,
+    tags: &[Tag],
+    client: &Client,
+) -> Result<(Vec<(usize, Option<Digest>)>, Stats), registry::Error> {
+    let (candidates, mut stats) = image.policy.candidates(tags);
+    let looked: Vec<(usize, Looked)> = futures_util::stream::iter(candidates)
+        .map(|i| async move {
+            let digest = match client.resolve_digest(&image.image, &tags[i]).await {
+                Ok(d) => d,
+                // Deleted since the listing: not a candidate any more.
+                Err(registry::Error::NotFound { .. }) => return (i, Ok(None)),
+                Err(e) => return (i, Err(e)),
+            };
+            let created = build_time(image, build, &digest, client).await;
+            (i, created.map(|c| Some((digest, c))))
+        })
+        .buffer_unordered(client.options().digest_concurrency.max(1))
+        .collect()
+        .await;
+    let mut dated = Vec::with_capacity(looked.len());
+    let mut digests = HashMap::new();
+    for (i, result) in looked {
+        match result? {
+            Some((digest, Some(created))) => {
+                digests.insert(i, digest);
+                dated.push(newest_build::Dated {
+                    index: i,
+                    tag: tags[i].as_str(),
+                    created,
+                });
+            }
+            Some((digest, None)) => {
+                tracing::debug!(tag = %tags[i], %digest, "no build time: skipped");
+                stats.no_build_time += 1;
+                stats.candidates -= 1;
+            }
+            None => stats.candidates -= 1,
+        }
+    }
+    newest_build::rank(&mut dated);
+    let ranked = dated
+        .iter()
+        .map(|d| (d.index, digests.remove(&d.index)))
+        .collect();
+    Ok((ranked, stats))
+}
+
+/// When the image `digest` names was built, as Argo CD Image Updater reads it
+/// (registry-scanner `pkg/registry/client.go` `TagMetadata`, `TagInfoFromReferences`): an
+/// image's config `created`, if its platform is wanted; for an index, the newest `created`
+/// of its manifests for wanted platforms. `None` when no manifest is for a wanted platform,
+/// or one that counts has no readable `created` (AIU skips such a tag).
+async fn build_time(
+    image: &ImagePolicy,
+    build: &BuildSpec,
+    digest: &Digest,
+    client: &Client,
+) -> Result<Option<DateTime<Utc>>, registry::Error> {
+    let key = (
+        image.image.canonical(),
+        digest.to_string(),
+        build.platforms_key(),
+    );
+    if let Some(known) = cache().built.get(&key) {
+        return Ok(*known);
+    }
+    let name = &image.image;
+    let fetched = client.manifest(name, digest.as_str()).await?;
+    let created = if fetched.manifest.is_index(fetched.media_type.as_deref()) {
+        let wanted: Vec<&str> = fetched
+            .manifest
+            .manifests
+            .iter()
+            .filter(|d| {
+                d.platform.as_ref().is_some_and(|p| {
+                    // buildx lists attestations as platform unknown/unknown: never an image.
+                    !p.os.is_empty()
+                        && p.os != "unknown"
+                        && build.wants(&Platform {
+                            os: p.os.clone(),
+                            arch: p.architecture.clone(),
+                            variant: p.variant.clone().filter(|v| !v.is_empty()),
+                        })
+                })
+            })
+            .map(|d| d.digest.as_str())
+            .collect();
+        let mut newest: Option<DateTime<Utc>> = None;
+        let mut all_dated = !wanted.is_empty();
+        for child in wanted {
+            let child = client.manifest(name, child).await?;
+            let created = match &child.manifest.config {
+                Some(c) => config(name, &c.digest, client)
+                    .await?
+                    .created
+                    .as_deref()
+                    .and_then(age::parse_created),
+                None => None,
+            };
+            match created {
+                Some(c) => newest = Some(newest.map_or(c, |n| n.max(c))),
+                None => all_dated = false,
+            }
+        }
+        newest.filter(|_| all_dated)
+    } else if let Some(c) = &fetched.manifest.config {
+        let config = config(name, &c.digest, client).await?;
+        let platform = Platform {
+            os: config.os.clone(),
+            arch: config.architecture.clone(),
+            variant: config.variant.clone().filter(|v| !v.is_empty()),
+        };
+        if build.wants(&platform) {
+            config.created.as_deref().and_then(age::parse_created)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    let mut c = cache();
+    if c.built.len() > CACHE_LIMIT {
+        c.built.clear();
+    }
+    if c.new_built.len() < CACHE_LIMIT {
+        c.new_built
+            .push((built_key(&key), created.map(|t| t.timestamp_millis())));
+    }
+    c.built.insert(key, created);
+    Ok(created)
 }
 
 /// The best candidate among the tags not stopped yet.

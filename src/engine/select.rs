@@ -173,13 +173,13 @@ async fn select_listed(
     tags: &[Tag],
     client: &Client,
 ) -> Vec<PolicyScan> {
-    if policies.iter().all(|p| p.gates.is_empty()) {
+    if policies.iter().all(|p| !p.needs_registry_pass()) {
         return select_plain(policies, tags, client).await;
     }
     let plain: Vec<&ImagePolicy> = policies
         .iter()
         .copied()
-        .filter(|p| p.gates.is_empty())
+        .filter(|p| !p.needs_registry_pass())
         .collect();
     let mut plain_scans = if plain.is_empty() {
         Vec::new()
@@ -189,7 +189,7 @@ async fn select_listed(
     .into_iter();
     let mut out = Vec::with_capacity(policies.len());
     for policy in policies {
-        let scan = if policy.gates.is_empty() {
+        let scan = if !policy.needs_registry_pass() {
             plain_scans.next()
         } else {
             Some(gated(policy, tags, client).await)

@@ -318,6 +318,9 @@ impl Driver {
             for (image, tag, at) in super::gates::take_new_first_seen() {
                 batch.first_seen(&image, &tag, at);
             }
+            for (key, at) in super::gates::take_new_build_times() {
+                batch.build_time(key, at);
+            }
             self.writer.send(batch);
         }
         #[allow(clippy::cast_precision_loss)]

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 /// `os/arch[/variant]`, as Docker and Argo CD Image Updater write platforms.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(into = "String")]
 pub struct Platform {
     pub os: String,

@@ -7,6 +7,7 @@
 mod alphabetical;
 pub mod filter;
 mod intern;
+pub mod newest_build;
 mod numerical;
 pub mod regex;
 pub mod semver;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::filter::TagFilter;
+pub use self::newest_build::BuildSpec;
 pub use self::regex::PatternError;
 pub use self::semver::{NotSemver, Range, RangeError, Version};
 
@@ -86,6 +88,9 @@ pub enum RuleSpec {
     Semver(String),
     Alphabetical(Order),
     Numerical(Order),
+    /// The tag whose image was built last (its config's `created`), as Argo CD Image
+    /// Updater's newest-build strategy; the times come from the registry (`engine::gates`).
+    NewestBuild(BuildSpec),
 }
 
 /// A policy as written (config, Flux ImagePolicy or command line), before validation.
@@ -108,6 +113,7 @@ enum Rule {
     Semver(Arc<Range>),
     Alphabetical(Order),
     Numerical(Order),
+    NewestBuild(Arc<BuildSpec>),
 }
 
 /// A validated policy: ranges parsed, regexes compiled. The compiled parts are shared with
@@ -165,6 +171,7 @@ enum RuleKey<'a> {
     Semver(&'a str),
     Alphabetical(Order),
     Numerical(Order),
+    NewestBuild(&'a BuildSpec),
 }
 
 impl PartialEq for Policy {
@@ -275,6 +282,14 @@ pub struct Stats {
     pub candidates: usize,
     /// A few of the non-numeric tags a numerical policy skipped, to report them.
     pub non_numeric_examples: Vec<String>,
+    /// newest-build: candidates with no build time (no `created`, or no image for a wanted
+    /// platform); they are skipped, as Argo CD Image Updater skips them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_build_time: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 const NON_NUMERIC_EXAMPLES: usize = 3;
@@ -303,6 +318,7 @@ impl Stats {
         self.out_of_range += other.out_of_range;
         self.non_numeric += other.non_numeric;
         self.candidates += other.candidates;
+        self.no_build_time += other.no_build_time;
         let room = NON_NUMERIC_EXAMPLES.saturating_sub(self.non_numeric_examples.len());
         self.non_numeric_examples
             .extend(other.non_numeric_examples.into_iter().take(room));
@@ -318,6 +334,7 @@ impl fmt::Display for Stats {
             (self.not_semver, "not semver"),
             (self.out_of_range, "outside the range"),
             (self.non_numeric, "not numeric"),
+            (self.no_build_time, "without a build time"),
         ];
         for (n, what) in parts.into_iter().filter(|(n, _)| *n > 0) {
             write!(f, ", {n} {what}")?;
@@ -413,6 +430,7 @@ impl Policy {
             }
             RuleSpec::Alphabetical(order) => Rule::Alphabetical(*order),
             RuleSpec::Numerical(order) => Rule::Numerical(*order),
+            RuleSpec::NewestBuild(build) => Rule::NewestBuild(Arc::new(build.clone())),
         };
         let filter = spec
             .filter
@@ -455,10 +473,43 @@ impl Policy {
                 Rule::Semver(range) => RuleKey::Semver(range.as_str()),
                 Rule::Alphabetical(order) => RuleKey::Alphabetical(*order),
                 Rule::Numerical(order) => RuleKey::Numerical(*order),
+                Rule::NewestBuild(build) => RuleKey::NewestBuild(build),
             },
             filter: self.filter.as_deref().map(|f| (f.pattern(), f.template())),
             exclude: self.exclude.patterns.iter().map(Regex::as_str).collect(),
         }
+    }
+
+    /// For a newest-build policy: what its ranking needs from the registry. Such a policy
+    /// selects nothing from names alone; [`candidates`](Self::candidates) gives the tags
+    /// to look up and [`newest_build::rank`] orders them.
+    pub fn newest_build(&self) -> Option<&BuildSpec> {
+        match &self.rule {
+            Rule::NewestBuild(build) => Some(build),
+            _ => None,
+        }
+    }
+
+    /// The indices of the tags that pass the exclude list and the filter, in input order,
+    /// and the counts of what was dropped.
+    pub fn candidates<S: AsRef<str>>(&self, tags: &[S]) -> (Vec<usize>, Stats) {
+        let mut scratch = self.filter.as_deref().map(TagFilter::scratch);
+        let mut stats = Stats {
+            tags: tags.len(),
+            ..Stats::default()
+        };
+        let mut out = Vec::new();
+        for (i, tag) in tags.iter().enumerate() {
+            let tag = tag.as_ref();
+            match self.classify(tag, i, scratch.as_mut(), Shared::default()) {
+                Ok(_) => {
+                    stats.candidates += 1;
+                    out.push(i);
+                }
+                Err(drop) => stats.count(drop, tag),
+            }
+        }
+        (out, stats)
     }
 
     pub fn exclude_pattern(&self, index: usize) -> Option<&str> {
@@ -539,7 +590,10 @@ impl Policy {
         best: Option<Best>,
         stats: Stats,
     ) -> Selection<'t> {
-        let index = best.map(|b| b.index);
+        // Names alone do not say which image was built last.
+        let index = best
+            .map(|b| b.index)
+            .filter(|_| !matches!(self.rule, Rule::NewestBuild(_)));
         Selection {
             tag: index.map(|i| tags[i].as_ref()),
             index,
@@ -631,7 +685,9 @@ impl Policy {
             }
         }
         Explanation {
-            selected: best.map(|b| b.index),
+            selected: best
+                .map(|b| b.index)
+                .filter(|_| !matches!(self.rule, Rule::NewestBuild(_))),
             tags: verdicts,
         }
     }
@@ -670,7 +726,7 @@ impl Policy {
                 })?;
                 Value::Version(version)
             }
-            Rule::Alphabetical(_) => Value::Text,
+            Rule::Alphabetical(_) | Rule::NewestBuild(_) => Value::Text,
             Rule::Numerical(_) => match numerical::parse(key) {
                 Ok(n) => Value::Number(n),
                 Err(numerical::Reject::Syntax) => return Err(Drop::NotNumeric),
@@ -713,8 +769,8 @@ impl Policy {
         match self.rule {
             Rule::Semver(_) => text.as_bytes().cmp(best_text.as_bytes()),
             Rule::Numerical(_) => best_text.as_bytes().cmp(text.as_bytes()),
-            // Distinct texts never rank equal alphabetically.
-            Rule::Alphabetical(_) => Ordering::Equal,
+            // Distinct texts never rank equal alphabetically; newest-build ranks elsewhere.
+            Rule::Alphabetical(_) | Rule::NewestBuild(_) => Ordering::Equal,
         }
     }
 

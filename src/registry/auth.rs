@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::settings::{AuthSettings, BasicAuth, ExecAuth};
+use super::settings::{AuthSettings, BasicAuth, ExecAuth, ExecOutput};
 
 const HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
 /// The server URL Docker itself uses as the key for Docker Hub credentials.
@@ -185,6 +185,9 @@ impl CredentialProvider {
 }
 
 fn basic_from_env(basic: &BasicAuth) -> Result<Lookup, AuthError> {
+    if let Some(var) = &basic.credentials_env {
+        return pair_from_env(basic, var);
+    }
     let username_desc = match (&basic.username, &basic.username_env) {
         (Some(_), None) => "a literal user name".to_string(),
         (None, Some(var)) => format!("env {var}"),
@@ -231,6 +234,38 @@ fn basic_from_env(basic: &BasicAuth) -> Result<Lookup, AuthError> {
         credentials: Some(Credentials::password(username, password)),
         source,
     })
+}
+
+/// `credentialsEnv`: `user:password` in one variable, split at the first `:`, both parts
+/// needed (registry-scanner `pkg/image/credentials.go`, `FetchCredentials` for `env:`).
+fn pair_from_env(basic: &BasicAuth, var: &str) -> Result<Lookup, AuthError> {
+    if basic.username.is_some()
+        || basic.username_env.is_some()
+        || basic.password_env.is_some()
+        || basic.password_file.is_some()
+    {
+        return Err(AuthError::Settings {
+            reason: "basic auth with credentialsEnv takes no other key".into(),
+        });
+    }
+    let source = format!("basic auth from env {var} (user:password)");
+    let value = std::env::var(var).map_err(|_| AuthError::EnvMissing {
+        var: var.to_string(),
+        source_name: source.clone(),
+    })?;
+    match value.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Lookup {
+            credentials: Some(Credentials::password(
+                user.to_string(),
+                password.to_string(),
+            )),
+            source,
+        }),
+        // The value is a secret: never part of the message.
+        _ => Err(AuthError::Settings {
+            reason: format!("env {var} does not hold user:password"),
+        }),
+    }
 }
 
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, as the Docker CLI looks.
@@ -457,15 +492,25 @@ async fn run_exec(exec: &ExecAuth) -> Result<Lookup, AuthError> {
             first_line(&output.stderr)
         )));
     }
-    let credentials = match &exec.username {
-        Some(username) => {
+    let credentials = match (&exec.username, exec.output) {
+        // One line `user:password`, its line end dropped (`FetchCredentials` for `ext:`).
+        (_, ExecOutput::UserPassword) => {
+            let text =
+                String::from_utf8(output.stdout).map_err(|_| fail("output is not utf-8".into()))?;
+            let line = text.trim_end_matches(['\r', '\n']);
+            let Some((user, password)) = line.split_once(':') else {
+                return Err(fail("output is not one line user:password".into()));
+            };
+            Credentials::password(user.to_string(), password.to_string())
+        }
+        (Some(username), ExecOutput::Json) => {
             let password = String::from_utf8(output.stdout)
                 .map_err(|_| fail("output is not utf-8".into()))?
                 .trim()
                 .to_string();
             Credentials::password(username.clone(), password)
         }
-        None => {
+        (None, ExecOutput::Json) => {
             let reply: ExecReply = serde_json::from_slice(&output.stdout)
                 .map_err(|e| fail(format!("unreadable output: {}", describe_json_error(&e))))?;
             Credentials::password(reply.username, reply.password)

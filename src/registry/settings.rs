@@ -64,6 +64,10 @@ pub struct BasicAuth {
     pub password_env: Option<String>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// A variable holding `user:password` (Argo CD Image Updater's `env:` pull secret);
+    /// instead of the other keys.
+    #[serde(default)]
+    pub credentials_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -79,6 +83,18 @@ pub struct ExecAuth {
     /// How long the printed credentials are reused before the command runs again.
     #[serde(default, deserialize_with = "opt_duration")]
     pub cache_for: Option<Duration>,
+    /// What the command prints: `json` (the default; only the password when `username` is
+    /// set) or `userPassword`, one line `user:password` (Argo CD Image Updater's `ext:`).
+    #[serde(default)]
+    pub output: ExecOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExecOutput {
+    #[default]
+    Json,
+    UserPassword,
 }
 
 fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -351,6 +367,13 @@ fn auth_problem(auth: &AuthSettings) -> Option<String> {
             Some("auth.helper needs a helper name (docker-credential-<name>)".into())
         }
         AuthSettings::Helper(_) => None,
+        AuthSettings::Basic(basic) if basic.credentials_env.is_some() => {
+            let others = basic.username.is_some()
+                || basic.username_env.is_some()
+                || basic.password_env.is_some()
+                || basic.password_file.is_some();
+            others.then(|| "auth.basic with credentialsEnv takes no other key".to_string())
+        }
         AuthSettings::Basic(basic) => {
             let user = match (&basic.username, &basic.username_env) {
                 (Some(_), Some(_)) => Some("give username or usernameEnv, not both"),

@@ -3,8 +3,8 @@
 //! `resolveHelmScalarNode`: a dotted path `a.b.c` with `key[i]` list indexes, one level of
 //! alias unpacked, else the literal key `a.b.c`). Only the value literals change, in their
 //! quote style, so comments, anchors and every other byte stay; AIU does the same when it
-//! can and re-marshals the file otherwise. A key that does not exist is an error here:
-//! tagsmith does not re-marshal a file to add one.
+//! can and re-marshals the file otherwise. A key that does not exist is created where AIU
+//! creates it, as an insertion that leaves every other byte alone (`create`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -194,14 +194,35 @@ pub fn edit(
             }
         }
     }
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    // One write at a time, each on the bytes the one before left: a key created by the tag
+    // write is where the name write finds its mapping, as in AIU's `setHelmValue` loop.
+    let mut out = src.to_vec();
     let mut changes = Vec::new();
     for (policy, key, value) in writes {
-        let node = resolve(root, &key, src).ok_or_else(|| WriteBackError::MissingKey {
-            file: file.to_path_buf(),
-            key: key.clone(),
-        })?;
-        let (old, style) = scalar_value(node, src).unwrap_or((String::new(), Style::Plain));
+        let tree = parser
+            .parse(&out, None)
+            .filter(|t| !t.root_node().has_error())
+            .ok_or_else(|| WriteBackError::Verify {
+                file: file.to_path_buf(),
+                message: "the edited file does not parse".into(),
+            })?;
+        let root = tree.root_node();
+        let Some(node) = resolve(root, &key, &out) else {
+            let (at, text, line) =
+                create(root, &key, &value, &out).ok_or_else(|| WriteBackError::MissingKey {
+                    file: file.to_path_buf(),
+                    key: key.clone(),
+                })?;
+            changes.push(Changed {
+                policy,
+                line,
+                old: String::new(),
+                new: value,
+            });
+            out.splice(at..at, text.bytes());
+            continue;
+        };
+        let (old, style) = scalar_value(node, &out).unwrap_or((String::new(), Style::Plain));
         // A short image name (`org/app`) is kept short when the file has it so
         // (`marshalParamsOverride` with `image.ExtractShortForm`).
         let value =
@@ -211,7 +232,7 @@ pub fn edit(
             } else {
                 value
             };
-        if old == value || edits.iter().any(|(r, _)| *r == node.byte_range()) {
+        if old == value {
             continue;
         }
         let (_, literal) = yaml_literal::encode(style, &value);
@@ -221,15 +242,10 @@ pub fn edit(
             old,
             new: value,
         });
-        edits.push((node.byte_range(), literal));
+        out.splice(node.byte_range(), literal.bytes());
     }
-    if edits.is_empty() {
+    if changes.is_empty() {
         return Ok(None);
-    }
-    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
-    let mut out = src.to_vec();
-    for (range, literal) in &edits {
-        out.splice(range.clone(), literal.bytes());
     }
     let reparsed = parser.parse(&out, None);
     if reparsed.as_ref().is_none_or(|t| t.root_node().has_error()) {
@@ -242,6 +258,102 @@ pub fn edit(
         bytes: out,
         changes,
     }))
+}
+
+/// A key that does not exist, created as AIU's `setHelmValue` (pkg/argocd/update.go) creates
+/// it: the dotted path is followed as far as it exists, and the rest is added at the end of
+/// the mapping reached, one nested mapping per remaining part, the last holding the value.
+/// Here that is an insertion after the mapping's last line, in its column, nested parts one
+/// indentation step deeper each (the file's own step, else 2): every other byte stays, where
+/// AIU re-marshals the file. `None` where AIU fails too (the path runs into a scalar or a
+/// list without an index) or where an insertion cannot keep the file's shape (a flow
+/// mapping, a list index to create): the key is then reported missing.
+/// Returns (byte offset, text, line of the new value).
+fn create(root: Node<'_>, key: &str, value: &str, src: &[u8]) -> Option<(usize, String, usize)> {
+    let top = collection(root)?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut mapping = top;
+    let mut at = 0;
+    while at < parts.len() {
+        let (name, index) = split_index(parts[at]);
+        let Some(found) = lookup(mapping, name, src) else {
+            if index.is_some() {
+                return None;
+            }
+            break;
+        };
+        let mut value = resolve_alias(found, src, root);
+        if let Some(index) = index {
+            value = resolve_alias(item(collection(value)?, index)?, src, root);
+        }
+        if at == parts.len() - 1 {
+            // It exists but is no scalar: AIU fails on it as well.
+            return None;
+        }
+        mapping = collection(value)?;
+        at += 1;
+    }
+    if mapping.kind() != "block_mapping" || parts[at..].iter().any(|p| split_index(p).1.is_some()) {
+        return None;
+    }
+    let column = mapping.start_position().column;
+    let step = indent_step(root).unwrap_or(2);
+    // After the mapping's last line (its trailing comment included).
+    // (A mapping may end after its last line's newline: count that newline as its end.)
+    let end = mapping.end_byte();
+    let end = if src[..end].ends_with(b"\n") {
+        end - 1
+    } else {
+        end
+    };
+    let (offset, newline) = match src[end..].iter().position(|b| *b == b'\n') {
+        Some(n) => (end + n + 1, ""),
+        None => (src.len(), "\n"),
+    };
+    let eol = if src[..offset].ends_with(b"\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut text = newline.replace('\n', eol);
+    let rest = &parts[at..];
+    for (depth, part) in rest.iter().enumerate() {
+        let pad = " ".repeat(column + step * depth);
+        let (_, k) = yaml_literal::encode(Style::Plain, part);
+        if depth == rest.len() - 1 {
+            let (_, v) = yaml_literal::encode(Style::Plain, value);
+            text.push_str(&format!("{pad}{k}: {v}{eol}"));
+        } else {
+            text.push_str(&format!("{pad}{k}:{eol}"));
+        }
+    }
+    let line = src[..offset].iter().filter(|b| **b == b'\n').count()
+        + usize::from(!newline.is_empty())
+        + rest.len();
+    Some((offset, text, line))
+}
+
+/// How far the file indents a nested mapping: the first one found, against its key.
+fn indent_step(root: Node<'_>) -> Option<usize> {
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        if n.kind() == "block_mapping_pair"
+            && let Some(value) = n.child_by_field_name("value")
+            && let Some(inner) = collection(value)
+            && inner.kind() == "block_mapping"
+            && inner.start_position().row > n.start_position().row
+        {
+            let step = inner
+                .start_position()
+                .column
+                .checked_sub(n.start_position().column)?;
+            return (step > 0).then_some(step);
+        }
+        let mut c = n.walk();
+        let children: Vec<Node<'_>> = n.named_children(&mut c).collect();
+        stack.extend(children.into_iter().rev());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -316,15 +428,55 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_missing_key_is_an_error_not_a_reformat() {
-        let err = edit(
+    fn edited(text: &str, image: WriteImage) -> Result<String, WriteBackError> {
+        edit(
             Path::new("v"),
-            Some(b"image:\n  tag: 1\n"),
-            &[img(None)],
+            Some(text.as_bytes()),
+            &[image],
             &sel("127.0.0.1:5000/web:2"),
         )
-        .unwrap_err();
-        assert!(matches!(err, WriteBackError::MissingKey { key, .. } if key == "image.repository"));
+        .map(|e| String::from_utf8(e.unwrap().bytes).unwrap())
+    }
+
+    /// AIU pkg/argocd/update.go `setHelmValue`: a missing last part is appended to the mapping
+    /// the path reaches (update_test.go "Unknown parameter"); missing parents become nested
+    /// mappings ("Key not found"/nested cases); the tag is written before the name.
+    #[test]
+    fn a_missing_key_is_added_at_the_end_of_its_mapping_and_nothing_else_moves() {
+        assert_eq!(
+            edited("image:\n  tag: 1 # keep\n\nreplicas: 2\n", img(None)).unwrap(),
+            "image:\n  tag: \"2\" # keep\n  repository: 127.0.0.1:5000/web\n\nreplicas: 2\n"
+        );
+        // Nothing of the path exists, and the file does not end in a newline.
+        assert_eq!(
+            edited("# values\nreplicas: 2", img(None)).unwrap(),
+            "# values\nreplicas: 2\nimage:\n  tag: \"2\"\n  repository: 127.0.0.1:5000/web\n"
+        );
+        // The file's own indentation, CRLF kept, and a parent behind an alias is the anchor's.
+        assert_eq!(
+            edited(
+                "base: &b\r\n    name: x\r\nimage: *b\r\n",
+                img(Some("image.spec"))
+            )
+            .unwrap(),
+            "base: &b\r\n    name: x\r\n    spec: 127.0.0.1:5000/web:2\r\nimage: *b\r\n"
+        );
+        assert_eq!(
+            edited("app:\n    x: 1\n", img(Some("app.image.full"))).unwrap(),
+            "app:\n    x: 1\n    image:\n        full: 127.0.0.1:5000/web:2\n"
+        );
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_added_in_place_is_reported() {
+        for text in ["image: {tag: 1}\n", "image: web\n", "image:\n  - a\n"] {
+            let err = edited(text, img(None)).unwrap_err();
+            assert!(
+                matches!(err, WriteBackError::MissingKey { .. }),
+                "{text}: {err}"
+            );
+        }
+        let err = edited("a: 1\n", img(Some("list[0].image"))).unwrap_err();
+        assert!(matches!(err, WriteBackError::MissingKey { key, .. } if key == "list[0].image"));
     }
 }

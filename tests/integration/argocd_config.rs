@@ -155,3 +155,52 @@ fn problems_are_located_errors() {
         "{m}"
     );
 }
+
+/// newest-build and `platforms` (registry-scanner pkg/image/options.go `ParseUpdateStrategy`:
+/// `latest` is newest-build's old name; AIU docs/configuration/images.md "Image platforms":
+/// platforms only have an effect with newest-build and digest).
+#[test]
+fn newest_build_and_platforms_map_as_aiu_reads_them() {
+    let m = model(&app(
+        &format!(
+            "{P}image-list: a=ghcr.io/org/a, b=ghcr.io/org/b:stable, c=ghcr.io/org/c\n\
+             {P}a.update-strategy: newest-build\n\
+             {P}a.platforms: 'linux/arm64, linux/amd64'\n\
+             {P}b.update-strategy: digest\n\
+             {P}b.platforms: linux/arm/v7\n\
+             {P}c.platforms: linux/arm64\n"
+        ),
+        SOURCE,
+    ));
+    assert_eq!(m["valid"], true, "{m}");
+    let images = m["model"]["images"].as_array().unwrap();
+    let by = |p: &str| images.iter().find(|i| i["policy"] == p).unwrap().clone();
+    let a = by("argocd:shop-a");
+    assert_eq!(
+        a["newestBuild"]["platforms"],
+        serde_json::json!(["linux/arm64", "linux/amd64"])
+    );
+    assert!(a.get("semver").is_none(), "{a}");
+    // digest with platforms: the one tag, counted only with an image for a wanted platform.
+    let b = by("argocd:shop-b");
+    assert_eq!(
+        b["newestBuild"]["platforms"],
+        serde_json::json!(["linux/arm/v7"])
+    );
+    assert_eq!(b["filterTags"]["pattern"], "^stable$");
+    assert_eq!(b["digest"], "Always");
+    assert!(b.get("alphabetical").is_none(), "{b}");
+    // semver ignores platforms: a located warning, the policy as without it.
+    let c = by("argocd:shop-c");
+    assert_eq!(c["semver"], "*");
+    let d = &m["diagnostics"][0];
+    assert_eq!(d["severity"], "warning", "{m}");
+    assert_eq!(d["line"], 11, "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("no effect with the semver strategy"),
+        "{d}"
+    );
+}

@@ -27,7 +27,8 @@ fn every_example_config_loads() {
     }
     assert!(seen >= 3, "expected the example configs, found {seen}");
     let full = Config::load(&root().join("config/tagsmith.yaml")).unwrap();
-    assert_eq!(full.images.len(), 3);
+    assert_eq!(full.images.len(), 4);
+    assert!(full.images[3].policy.newest_build().is_some());
     assert_eq!(full.targets[0].push_branch(), "staging");
     assert!(full.targets[0].git.auth.ssh.is_some());
     assert_eq!(full.targets[1].push_branch(), "tagsmith/prod");

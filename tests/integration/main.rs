@@ -20,6 +20,7 @@ mod support;
 mod argocd_config;
 mod argocd_crd;
 mod argocd_once;
+mod argocd_strategies;
 mod check;
 mod cli_completions;
 mod cli_policy;

@@ -164,7 +164,7 @@ fn markers_flux_ignores_set_nothing_and_are_reported() {
     }
 }
 
-/// The values named in `docs/policies.md` ("Deliberate deviations from Flux"): go-yaml
+/// The values named in `docs/policies.md` ("Deliberate deviations"): go-yaml
 /// also makes these comments head comments, by rules that depend on blank lines, on
 /// indentation and on whether the item is the first; tagsmith asks for the unambiguous
 /// form (alone, directly above the item, at its column) and reports these instead of

@@ -14,6 +14,7 @@ use super::annotations;
 use super::crd::{self, Updater};
 use super::doc::{self, Doc, Filter, Image};
 use super::glob;
+use super::options;
 use super::raw::{self, Application, Source};
 use super::settings::{AppSettings, Common, ImageSettings, Loc, WriteBackSettings};
 use crate::config::flux::{Diagnostic, Severity};
@@ -137,6 +138,14 @@ struct Compiled {
     path: String,
     images: Vec<Image>,
     writeback: WriteBack,
+    registries: Vec<Pulled>,
+}
+
+/// Registry credentials a `pull-secret` gives, and where it was written.
+struct Pulled {
+    host: String,
+    auth: doc::RegistryAuth,
+    at: Loc,
 }
 
 /// `filepath.Join` of repository-relative paths: `.` and `..` resolved, never above the root.
@@ -366,13 +375,15 @@ fn compile_app(
     };
     // Images.
     let mut images = Vec::new();
+    let mut registries = Vec::new();
     let mut write_images = Vec::new();
     let mut helm_hint = false;
     let mut kustomize_hint = false;
     for setting in &settings.images {
-        let Some((img, write)) = image(&namespace, name, setting, out) else {
+        let Some((img, write, pulled)) = image(&namespace, name, setting, out) else {
             continue;
         };
+        registries.extend(pulled);
         helm_hint |= matches!(write.helm, HelmKeys::Spec(_))
             || setting.helm_name.is_some()
             || setting.helm_tag.is_some();
@@ -430,6 +441,7 @@ fn compile_app(
             kind,
             images: write_images,
         },
+        registries,
     })
 }
 
@@ -487,7 +499,7 @@ fn image(
     app: &str,
     setting: &ImageSettings,
     out: &mut Vec<Diagnostic>,
-) -> Option<(Image, WriteImage)> {
+) -> Option<(Image, WriteImage, Option<Pulled>)> {
     let image = &setting.image;
     let alias = &setting.alias;
     let id = crate::writeback::scalar_identifier(image);
@@ -525,18 +537,26 @@ fn image(
         semver: None,
         alphabetical: None,
         numerical: None,
+        newest_build: None,
         filter_tags: None,
         exclude: None,
         digest: None,
         suspend: false,
     };
     let common = &setting.common;
-    strategy(&mut img, image, &name, constraint.as_deref(), common, out)?;
+    strategy(
+        &mut img,
+        image,
+        &name,
+        constraint.as_deref(),
+        common,
+        &setting.at,
+        out,
+    )?;
     allow_tags(&mut img, common, out)?;
     ignore_tags(&mut img, common, out);
     force_update(common, out)?;
-    pull_secret(common, out);
-    platforms(common, out);
+    let pulled = pull_secret(&name, common, out)?;
     let kustomize_name = setting
         .kustomize_name
         .as_ref()
@@ -571,6 +591,7 @@ fn image(
             kustomize_name,
             helm,
         },
+        pulled,
     ))
 }
 
@@ -581,6 +602,7 @@ fn strategy(
     name: &str,
     constraint: Option<&str>,
     common: &Common,
+    at: &Loc,
     out: &mut Vec<Diagnostic>,
 ) -> Option<()> {
     let strategy = common.update_strategy.as_ref();
@@ -599,16 +621,18 @@ fn strategy(
             img.alphabetical = Some("asc".into());
         }
         "latest" | "newest-build" => {
-            let v = strategy?;
-            note(
-                out,
-                Severity::Error,
-                &v.at,
-                format!(
-                    "{image}: newest-build needs each tag's image creation time, which tagsmith does not read yet; use semver or alphabetical"
-                ),
-            );
-            return None;
+            if let (Some(v), "latest") = (strategy, strategy_name.as_str()) {
+                note(
+                    out,
+                    Severity::Warning,
+                    &v.at,
+                    "\"latest\" is AIU's old name for newest-build",
+                );
+            }
+            let platforms = platforms(common, out)?;
+            if let Some(w) = options::newest_build(img, constraint, platforms) {
+                note(out, Severity::Warning, at, format!("{image}: {w}"));
+            }
         }
         "digest" => {
             let Some(tag) = constraint else {
@@ -629,6 +653,10 @@ fn strategy(
                 extract: None,
             });
             img.digest = Some("Always".into());
+            let platforms = platforms(common, out)?;
+            if !platforms.is_empty() {
+                options::digest_platforms(img, tag, platforms);
+            }
         }
         other => {
             if let Some(v) = strategy {
@@ -641,6 +669,18 @@ fn strategy(
             }
             img.semver = Some(constraint.unwrap_or("*").to_string());
         }
+    }
+    if let (Some(v), "semver" | "name" | "alphabetical") =
+        (&common.platforms, strategy_name.as_str())
+    {
+        note(
+            out,
+            Severity::Warning,
+            &v.at,
+            format!(
+                "no effect with the {strategy_name} strategy, as in Argo CD Image Updater (only newest-build and digest read platforms)"
+            ),
+        );
     }
     Some(())
 }
@@ -736,26 +776,49 @@ fn force_update(common: &Common, out: &mut Vec<Diagnostic>) -> Option<()> {
     }
 }
 
-fn pull_secret(common: &Common, out: &mut Vec<Diagnostic>) {
-    if let Some(v) = &common.pull_secret {
+/// `pull-secret` (registry-scanner `ParseCredentialSource`): `env:` and `ext:` become the
+/// credentials of the image's registry host; Kubernetes secrets are not read here.
+fn pull_secret(name: &str, common: &Common, out: &mut Vec<Diagnostic>) -> Option<Option<Pulled>> {
+    let Some(v) = &common.pull_secret else {
+        return Some(None);
+    };
+    let secret = match options::pull_secret(&v.value) {
+        Ok(s) => s,
+        Err(e) => {
+            note(out, Severity::Error, &v.at, e);
+            return None;
+        }
+    };
+    let Some(auth) = options::registry_auth(&secret) else {
         note(
             out,
             Severity::Warning,
             &v.at,
-            "not resolved outside a cluster: give the registry's credentials in -c (registries[].auth)",
+            "a Kubernetes secret is not read outside a cluster: give the registry's credentials in -c (registries[].auth)",
         );
+        return Some(None);
+    };
+    match name.parse::<crate::model::ImageName>() {
+        Ok(parsed) => Some(Some(Pulled {
+            host: parsed.registry().to_string(),
+            auth,
+            at: v.at.clone(),
+        })),
+        Err(e) => {
+            note(out, Severity::Error, &v.at, format!("{name}: {e}"));
+            None
+        }
     }
 }
 
-fn platforms(common: &Common, out: &mut Vec<Diagnostic>) {
-    if let Some(v) = &common.platforms {
-        note(
-            out,
-            Severity::Warning,
-            &v.at,
-            "ignored: tagsmith selects tags, not platform manifests",
-        );
-    }
+/// `platforms` for newest-build and digest; `None` after reporting one AIU cannot parse.
+fn platforms(common: &Common, out: &mut Vec<Diagnostic>) -> Option<Vec<String>> {
+    let Some(v) = &common.platforms else {
+        return Some(Vec::new());
+    };
+    options::platforms(&v.value)
+        .map_err(|e| note(out, Severity::Error, &v.at, e))
+        .ok()
 }
 
 fn target_name(repo: &str, branch: &str, push: Option<&str>) -> String {
@@ -855,6 +918,22 @@ pub fn compile(
             }),
         }
         writebacks.entry(name).or_default().push(c.writeback);
+        for pulled in c.registries {
+            match doc.registries.iter().find(|r| r.host == pulled.host) {
+                Some(known) if known.auth == pulled.auth => {}
+                Some(_) => out.push(pulled.at.diagnostic(
+                    Severity::Error,
+                    format!(
+                        "another pull-secret is given for registry {}: tagsmith has one set of credentials per registry host",
+                        pulled.host
+                    ),
+                )),
+                None => doc.registries.push(doc::Registry {
+                    host: pulled.host,
+                    auth: pulled.auth,
+                }),
+            }
+        }
     }
     (doc, writebacks)
 }

@@ -11,6 +11,29 @@ pub struct Doc {
     pub images: Vec<Image>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<Target>,
+    /// Credentials from `pull-secret` annotations, one entry per registry host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<Registry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registry {
+    pub host: String,
+    pub auth: RegistryAuth,
+}
+
+/// `registries[].auth` forms a pull secret maps onto.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RegistryAuth {
+    Basic {
+        #[serde(rename = "credentialsEnv")]
+        credentials_env: String,
+    },
+    Exec {
+        command: Vec<String>,
+        output: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

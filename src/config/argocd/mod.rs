@@ -10,6 +10,7 @@ mod compile;
 mod crd;
 pub mod doc;
 mod glob;
+mod options;
 pub mod raw;
 mod settings;
 

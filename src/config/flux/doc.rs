@@ -33,6 +33,8 @@ pub struct Image {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub numerical: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_build: Option<NewestBuild>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filter_tags: Option<Filter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Vec<String>>,
@@ -41,6 +43,13 @@ pub struct Image {
     /// A suspended ImagePolicy, or one of a suspended ImageRepository.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+}
+
+/// `newestBuild: {}`, with the platforms whose images count.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NewestBuild {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -217,6 +217,7 @@ pub(super) fn image(
         semver: None,
         alphabetical: None,
         numerical: None,
+        newest_build: None,
         filter_tags: None,
         exclude: None,
         digest: None,
