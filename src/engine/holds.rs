@@ -198,16 +198,17 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
         report.holds = statuses(&book);
         return;
     }
+    // Looked up, not searched: a cold run delivers thousands of changes, and a search of them
+    // for every verdict took longer than the commit and the push together.
+    let reported: std::collections::HashSet<(usize, &Path)> = report
+        .changes
+        .iter()
+        .map(|r| (r.line, Path::new(&r.file)))
+        .collect();
     let delivered: Vec<Change> = match report.outcome.delivered() {
         Some(_) => verdicts
             .iter()
-            .filter(|(c, v)| {
-                v.writes()
-                    && report
-                        .changes
-                        .iter()
-                        .any(|r| r.line == c.line && Path::new(&r.file) == c.file.as_path())
-            })
+            .filter(|(c, v)| v.writes() && reported.contains(&(c.line, c.file.as_path())))
             .map(|(c, _)| c.clone())
             .collect(),
         None => Vec::new(),

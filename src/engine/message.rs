@@ -1,6 +1,6 @@
 //! Commit messages from the changes a run made (pure).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use std::path::{Path, PathBuf};
 
@@ -25,13 +25,16 @@ pub fn render(
     changes: &[Change],
     selections: &BTreeMap<PolicyId, ImageRef>,
 ) -> String {
-    // Each policy's new reference once, in policy order.
-    let mut images: BTreeMap<&PolicyId, String> = BTreeMap::new();
+    // Each policy's new reference once, in policy order, from its own changes only: a
+    // search of every change for every policy grows with their product.
+    let mut by_policy: BTreeMap<&PolicyId, Vec<&Change>> = BTreeMap::new();
     for change in changes {
-        images
-            .entry(&change.policy)
-            .or_insert_with(|| subject_name(change, changes, selections));
+        by_policy.entry(&change.policy).or_default().push(change);
     }
+    let images: BTreeMap<&PolicyId, String> = by_policy
+        .iter()
+        .map(|(policy, own)| (*policy, subject_name(own, selections)))
+        .collect();
     let counted = match images.len() {
         1 => "1 image".to_owned(),
         n => format!("{n} images"),
@@ -87,15 +90,21 @@ pub fn render_flux(
         [one] => one.as_path(),
         _ => Path::new(""),
     };
+    // Each file's text once (the first file of a path, as a search would find it): a search
+    // of every file for every change grows with their product.
+    let mut texts: HashMap<&Path, String> = HashMap::new();
+    for f in files {
+        // Flux reads YAML only: a CUE file has no document to name.
+        if Lang::from_path(&f.path) == Some(Lang::Yaml) {
+            texts
+                .entry(f.path.as_path())
+                .or_insert_with(|| String::from_utf8_lossy(&f.after).into_owned());
+        }
+    }
     let flux: Vec<FluxChange> = changes
         .iter()
         .map(|c| {
-            // Flux reads YAML only: a CUE file has no document to name.
-            let text = files
-                .iter()
-                .find(|f| f.path == c.file && Lang::from_path(&f.path) == Some(Lang::Yaml))
-                .map(|f| String::from_utf8_lossy(&f.after).into_owned())
-                .unwrap_or_default();
+            let text = texts.get(c.file.as_path()).map_or("", String::as_str);
             FluxChange {
                 file: c
                     .file
@@ -103,7 +112,7 @@ pub fn render_flux(
                     .unwrap_or(&c.file)
                     .to_string_lossy()
                     .into_owned(),
-                object: object_at(&text, c.line),
+                object: object_at(text, c.line),
                 old: c.old.clone(),
                 new: c.new.clone(),
                 setter: format!("{}{}", c.policy, c.part.suffix()),
@@ -113,23 +122,18 @@ pub fn render_flux(
     message.render(&flux)
 }
 
-/// How the subject names a policy's image: its selection (a `:tag` change alone says only the
-/// tag), with the digest only when a file received it, so the subject never names a digest
-/// that no file holds.
-fn subject_name(
-    change: &Change,
-    changes: &[Change],
-    selections: &BTreeMap<PolicyId, ImageRef>,
-) -> String {
-    let Some(selection) = selections.get(&change.policy) else {
-        return change.new.clone();
+/// How the subject names a policy's image, from that policy's changes (`own`, in order, never
+/// empty): its selection (a `:tag` change alone says only the tag), with the digest only when
+/// a file received it, so the subject never names a digest that no file holds.
+fn subject_name(own: &[&Change], selections: &BTreeMap<PolicyId, ImageRef>) -> String {
+    let Some(first) = own.first() else {
+        return String::new();
+    };
+    let Some(selection) = selections.get(&first.policy) else {
+        return first.new.clone();
     };
     let mut reference = selection.clone();
-    let written = |digest: &str| {
-        changes
-            .iter()
-            .any(|c| c.policy == change.policy && c.new.contains(digest))
-    };
+    let written = |digest: &str| own.iter().any(|c| c.new.contains(digest));
     if reference
         .digest
         .as_ref()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use git2::{Commit, Oid, Signature, Tree};
+use git2::{Commit, Oid, Repository, Signature, Tree};
 
 use super::{GitError, Workspace, message};
 use crate::config::{Author, SigningKey};
@@ -48,10 +48,12 @@ fn ssh_sign(key: &Path, content: &[u8]) -> Result<String, GitError> {
 }
 
 impl Workspace {
-    /// Writes the commit of `tree` on `parent` with the configured identity and signing;
-    /// HEAD stays where it is.
+    /// Writes the commit of `tree` on `parent` with the configured identity and signing into
+    /// `repo`, a handle of this workspace's repository (one that keeps new objects in memory,
+    /// say); HEAD stays where it is.
     pub(super) fn write_commit(
         &self,
+        repo: &Repository,
         parent: &Commit<'_>,
         tree: &Tree<'_>,
         author: &Author,
@@ -62,13 +64,11 @@ impl Workspace {
         };
         let signature = Signature::now(&author.name, &author.email).map_err(err)?;
         match &self.signing_key {
-            None => self
-                .repo
+            None => repo
                 .commit(None, &signature, &signature, text, tree, &[parent])
                 .map_err(err),
             Some(key) => {
-                let buffer = self
-                    .repo
+                let buffer = repo
                     .commit_create_buffer(&signature, &signature, text, tree, &[parent])
                     .map_err(err)?;
                 let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Commit {
@@ -81,8 +81,7 @@ impl Workspace {
                         passphrase,
                     } => super::openpgp::sign(key_file, passphrase.as_ref(), content.as_bytes())?,
                 };
-                self.repo
-                    .commit_signed(content, &armored, Some("gpgsig"))
+                repo.commit_signed(content, &armored, Some("gpgsig"))
                     .map_err(err)
             }
         }

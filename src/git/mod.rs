@@ -9,6 +9,7 @@ mod known_hosts;
 mod lease;
 mod objects;
 mod openpgp;
+mod pack;
 mod push;
 mod workspace;
 

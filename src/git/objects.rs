@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode};
 use rayon::prelude::*;
 
-use super::{CommitInfo, GitError, Workspace, message};
+use super::{CommitInfo, GitError, Workspace, message, redact_url};
 use crate::config::Author;
 use crate::rewrite::walk::{ChangedFile, Core, FileOutcome, TreeReport};
 use crate::rewrite::{BlobScan, Lang, Problem, ProblemKind, ScanCache, wide_encoding_with_marker};
@@ -130,6 +130,9 @@ impl Workspace {
     /// have stored: the attributes' end-of-line conversion applies to it as it would there.
     /// With a `cache`, new blobs holding the rewritten bytes are remembered by id (their
     /// scan is cached already), so the next run need not read them.
+    ///
+    /// The new blobs, the trees on their paths and the commit are written to memory first
+    /// and stored as one pack, not as a loose object each.
     pub fn commit_changes(
         &self,
         changed: &[ChangedFile],
@@ -137,48 +140,86 @@ impl Workspace {
         text: &str,
         cache: Option<&ScanCache>,
     ) -> Result<CommitInfo, GitError> {
+        let started = std::time::Instant::now();
         let err = |e: git2::Error| GitError::Commit {
             message: message(&e),
         };
         let parent_id = self.head()?;
-        let parent = self.repo.find_commit(parent_id).map_err(err)?;
+        // A handle of its own: the in-memory backend stays attached to its object database
+        // for good, and must not catch what this workspace writes later.
+        let staging = Repository::open_bare(self.repo.path()).map_err(err)?;
+        let odb = staging.odb().map_err(err)?;
+        let _memory = odb.add_new_mempack_backend(MEMPACK_PRIORITY).map_err(err)?;
+        let parent = staging.find_commit(parent_id).map_err(err)?;
         let base_tree = parent.tree().map_err(err)?;
-        let eol = EolConfig::of(&self.repo);
-        let mut lookup = AttrLookup::new(&self.repo, &base_tree);
-        let mut blobs = BTreeMap::new();
+        let eol = EolConfig::of(&staging);
+        let outside = attributes_outside_tree(&staging);
+        let mut files: BTreeMap<Vec<String>, &ChangedFile> = BTreeMap::new();
         for file in changed {
-            let attrs = lookup.attrs(&file.path).map_err(err)?;
+            let parts: Vec<String> = file
+                .path
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            files.insert(parts, file);
+        }
+        let edits: Vec<(&[String], &ChangedFile)> =
+            files.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        let mut written = Vec::with_capacity(edits.len() * 2);
+        let mut blob = |file: &ChangedFile, attributes_on_path: bool| {
+            let attrs = if outside || attributes_on_path {
+                Attrs::of(&staging, &file.path)?
+            } else {
+                Attrs::Undefined
+            };
             let bytes = attrs.to_odb(eol, &file.before, &file.after);
-            let id = self.repo.blob(&bytes).map_err(err)?;
+            let id = staging.blob(&bytes)?;
             if let (Some(cache), Some(lang), Some(key)) =
                 (cache, Lang::from_path(&file.path), blob_key(id))
                 && bytes == file.after
             {
                 cache.remember_blob(lang, key, Some(&bytes));
             }
-            let parts: Vec<String> = file
-                .path
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            blobs.insert(parts, id);
-        }
-        let edits: Vec<(&[String], Oid)> = blobs.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
-        let tree_id = rebuild(&self.repo, Some(&base_tree), &edits).map_err(err)?;
+            Ok(id)
+        };
+        let tree_id = rebuild(
+            &staging,
+            Some(&base_tree),
+            &edits,
+            false,
+            &mut blob,
+            &mut written,
+        )
+        .map_err(err)?;
         if tree_id == base_tree.id() {
             return Err(GitError::Commit {
                 message: "nothing to commit: the files equal the base commit".into(),
             });
         }
-        let tree = self.repo.find_tree(tree_id).map_err(err)?;
-        let id = self.write_commit(&parent, &tree, author, text)?;
+        let tree = staging.find_tree(tree_id).map_err(err)?;
+        let id = self.write_commit(&staging, &parent, &tree, author, text)?;
+        written.push(id);
+        let stored = super::pack::store(&odb, &written).map_err(|e| GitError::Commit {
+            message: redact_url(&e.to_string()),
+        })?;
+        drop(tree);
+        drop(base_tree);
+        drop(parent);
+        drop(odb);
+        drop(staging);
+        // This handle found its packs before the new one was written.
+        self.repo.odb().and_then(|odb| odb.refresh()).map_err(err)?;
         self.repo.set_head_detached(id).map_err(err)?;
+        tracing::debug!(elapsed = ?started.elapsed(), files = changed.len(), objects = stored, "commit stored as one pack");
         Ok(CommitInfo {
             id,
             parent: parent_id,
         })
     }
 }
+
+/// Above libgit2's own backends (packs 2, loose objects 1): new objects go to memory.
+const MEMPACK_PRIORITY: i32 = 1000;
 
 impl Workspace {
     /// The bytes of the file at `path` (relative to the root) in the synced commit's tree;
@@ -381,17 +422,25 @@ fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// `tree` (none: an empty one) with the blobs at `edits` (paths split into names, sorted)
-/// replaced; only the trees on those paths are written. A replaced blob keeps its mode.
+/// `tree` (none: an empty one) with the files at `edits` (paths split into names, sorted)
+/// replaced by the blobs `blob` writes for them; only the trees on those paths are written,
+/// each read once, and every id written is added to `written`. A replaced blob keeps its
+/// mode. `blob` is told whether a folder on the file's path holds a `.gitattributes`
+/// (`attributes_above`: one above `tree` does).
 fn rebuild(
     repo: &Repository,
     tree: Option<&Tree<'_>>,
-    edits: &[(&[String], Oid)],
+    edits: &[(&[String], &ChangedFile)],
+    attributes_above: bool,
+    blob: &mut dyn FnMut(&ChangedFile, bool) -> Result<Oid, git2::Error>,
+    written: &mut Vec<Oid>,
 ) -> Result<Oid, git2::Error> {
+    let attributes_here =
+        attributes_above || tree.is_some_and(|t| t.get_name(".gitattributes").is_some());
     let mut builder = repo.treebuilder(tree)?;
     let mut i = 0;
     while i < edits.len() {
-        let (parts, id) = edits[i];
+        let (parts, file) = edits[i];
         let Some((name, rest)) = parts.split_first() else {
             i += 1;
             continue;
@@ -400,12 +449,14 @@ fn rebuild(
             let mode = builder
                 .get(name)?
                 .map_or(i32::from(FileMode::Blob), |e| e.filemode());
+            let id = blob(file, attributes_here)?;
+            written.push(id);
             builder.insert(name, id, mode)?;
             i += 1;
             continue;
         }
         let mut j = i;
-        let mut below: Vec<(&[String], Oid)> = Vec::new();
+        let mut below: Vec<(&[String], &ChangedFile)> = Vec::new();
         while j < edits.len() && edits[j].0.first() == Some(name) {
             below.push((&edits[j].0[1..], edits[j].1));
             j += 1;
@@ -416,11 +467,13 @@ fn rebuild(
             }
             _ => None,
         };
-        let sub_id = rebuild(repo, sub.as_ref(), &below)?;
+        let sub_id = rebuild(repo, sub.as_ref(), &below, attributes_here, blob, written)?;
         builder.insert(name, sub_id, i32::from(FileMode::Tree))?;
         i = j;
     }
-    builder.write()
+    let id = builder.write()?;
+    written.push(id);
+    Ok(id)
 }
 
 /// What the repository's configuration says about line endings when no attribute does.
@@ -447,58 +500,24 @@ impl EolConfig {
     }
 }
 
-/// Attributes for the paths of one commit. libgit2's lookup re-resolves HEAD and every
-/// `.gitattributes` on the path for each query, milliseconds a file; most repositories
-/// have no attributes file at all, which a look at the tree and the few files outside it
-/// settles once.
-struct AttrLookup<'r> {
-    repo: &'r Repository,
-    tree: &'r Tree<'r>,
-    /// Attributes may come from outside the tree (info/attributes, the user's or the
-    /// system's file): always ask libgit2.
-    outside: bool,
-    /// Folders (relative) by whether they hold a `.gitattributes`.
-    folders: std::collections::HashMap<PathBuf, bool>,
-}
-
-impl<'r> AttrLookup<'r> {
-    fn new(repo: &'r Repository, tree: &'r Tree<'r>) -> Self {
-        let configured = repo
-            .config()
-            .ok()
-            .and_then(|c| c.get_path("core.attributesFile").ok());
-        let home = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .map(|d| d.join("git/attributes"));
-        let outside = configured.is_some()
-            || repo.path().join("info/attributes").exists()
-            || home.is_some_and(|h| h.exists())
-            || Path::new("/etc/gitattributes").exists();
-        Self {
-            repo,
-            tree,
-            outside,
-            folders: std::collections::HashMap::new(),
-        }
-    }
-
-    fn attrs(&mut self, path: &Path) -> Result<Attrs, git2::Error> {
-        if self.outside || self.any_on_path(path) {
-            return Attrs::of(self.repo, path);
-        }
-        Ok(Attrs::Undefined)
-    }
-
-    fn any_on_path(&mut self, path: &Path) -> bool {
-        path.ancestors().skip(1).any(|dir| {
-            let tree = self.tree;
-            *self
-                .folders
-                .entry(dir.to_path_buf())
-                .or_insert_with(|| tree.get_path(&dir.join(".gitattributes")).is_ok())
-        })
-    }
+/// Whether attributes may come from outside the tree (info/attributes, the user's or the
+/// system's file): then libgit2 is asked for every path. Most repositories have no attributes
+/// file at all, and libgit2's lookup re-resolves HEAD and every `.gitattributes` on the path
+/// for each query, milliseconds a file; a look at the trees on the changed paths and at the
+/// few files outside them settles it once.
+fn attributes_outside_tree(repo: &Repository) -> bool {
+    let configured = repo
+        .config()
+        .ok()
+        .and_then(|c| c.get_path("core.attributesFile").ok());
+    let home = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("git/attributes"));
+    configured.is_some()
+        || repo.path().join("info/attributes").exists()
+        || home.is_some_and(|h| h.exists())
+        || Path::new("/etc/gitattributes").exists()
 }
 
 /// The end-of-line conversion a path's attributes ask for when its bytes go into the object

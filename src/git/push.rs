@@ -46,7 +46,10 @@ impl Workspace {
         let push_options: Vec<&str> = self.push_options.iter().map(String::as_str).collect();
         options
             .remote_callbacks(cbs)
-            .remote_push_options(&push_options);
+            .remote_push_options(&push_options)
+            // The pack of new objects is searched for deltas on every core, not on one (0:
+            // as many threads as the machine has).
+            .packbuilder_parallelism(0);
         let mut remote = self.repo.find_remote("origin")?;
         let result = remote.push(&[refspec], Some(&mut options));
         drop(options);

@@ -365,3 +365,83 @@ fn a_run_after_a_small_upstream_change_reads_only_the_changed_blob() {
         "the known blobs' markers still count"
     );
 }
+
+/// Loose objects under `git_dir` (files in the two-hex-digit folders).
+fn loose_objects(git_dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(git_dir.join("objects")).unwrap() {
+        let dir = dir.unwrap();
+        let name = dir.file_name().into_string().unwrap();
+        if name.len() == 2 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+            for file in std::fs::read_dir(dir.path()).unwrap() {
+                out.push(format!("{name}/{}", file.unwrap().file_name().display()));
+            }
+        }
+    }
+    out
+}
+
+/// A commit's new blobs, trees and commit go into one pack, not a loose object each; the
+/// repository stays sound for git itself, the same handle reads them back for a second commit
+/// (a push retried after the remote moved), and both pushes deliver the bytes.
+#[test]
+fn a_commit_is_stored_as_one_pack_and_the_workspace_keeps_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marked = format!("{MARKED}\n");
+    let tagged = format!("image:\n{TAG_ONLY}\n");
+    let bare = bare_repo(
+        tmp.path(),
+        "m",
+        &[
+            ("a.yaml", &marked),
+            ("plain.yaml", "x: 1\n"),
+            ("svc/one/base/deploy.yaml", &marked),
+            ("svc/one/helm/values.yaml", &tagged),
+            ("svc/two/base/deploy.yaml", &marked),
+        ],
+    );
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&bare)).unwrap();
+    let git_dir = tmp.path().join("ws/.git");
+    let selections = selections();
+    let allow = |_: &Path, _: &PolicyId| true;
+    let core = Core::new(&selections, &allow, None);
+
+    ws.sync("main", "main").unwrap();
+    let loose_before = loose_objects(&git_dir);
+    let tree = ws.rewrite_head(&[], &core, None).unwrap();
+    assert_eq!(tree.changed.len(), 4);
+    let commit = ws
+        .commit_changes(&tree.changed, &author(), "update\n", None)
+        .unwrap();
+    assert_eq!(
+        loose_objects(&git_dir),
+        loose_before,
+        "no loose object written"
+    );
+    crate::gitserver::git(&git_dir, &["fsck", "--strict", "--no-dangling"]);
+    ws.push(commit.id, "main").unwrap();
+    assert_eq!(
+        show(&bare, "main", "svc/one/helm/values.yaml"),
+        tagged.replace("\"1.0\"", "\"2.0\"")
+    );
+    assert_eq!(show(&bare, "main", "plain.yaml"), "x: 1\n");
+
+    // The remote moves; the same workspace handle syncs, rewrites and commits again.
+    commit_elsewhere(&bare, "main", "svc/two/base/deploy.yaml", &marked);
+    ws.sync("main", "main").unwrap();
+    let again = ws.rewrite_head(&[], &core, None).unwrap();
+    assert_eq!(again.changed.len(), 1);
+    let second = ws
+        .commit_changes(&again.changed, &author(), "update\n", None)
+        .unwrap();
+    assert_eq!(
+        second.parent.to_string(),
+        crate::gitserver::rev(&bare, "main")
+    );
+    ws.push(second.id, "main").unwrap();
+    assert_eq!(
+        show(&bare, "main", "svc/two/base/deploy.yaml"),
+        marked.replace("app:1.0", "app:2.0")
+    );
+    crate::gitserver::git(&bare, &["fsck", "--strict", "--no-dangling"]);
+}
