@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode};
 use rayon::prelude::*;
 
+use super::workspace::NewPack;
 use super::{CommitInfo, GitError, Workspace, message, redact_url};
 use crate::config::Author;
 use crate::rewrite::walk::{ChangedFile, Core, FileOutcome, TreeReport};
@@ -199,9 +200,12 @@ impl Workspace {
         let tree = staging.find_tree(tree_id).map_err(err)?;
         let id = self.write_commit(&staging, &parent, &tree, author, text)?;
         written.push(id);
-        let stored = super::pack::store(&odb, &written).map_err(|e| GitError::Commit {
-            message: redact_url(&e.to_string()),
-        })?;
+        let stored =
+            super::pack::store(&odb, &written, &staging.path().join("objects")).map_err(|e| {
+                GitError::Commit {
+                    message: redact_url(&e.to_string()),
+                }
+            })?;
         drop(tree);
         drop(base_tree);
         drop(parent);
@@ -210,7 +214,12 @@ impl Workspace {
         // This handle found its packs before the new one was written.
         self.repo.odb().and_then(|odb| odb.refresh()).map_err(err)?;
         self.repo.set_head_detached(id).map_err(err)?;
-        tracing::debug!(elapsed = ?started.elapsed(), files = changed.len(), objects = stored, "commit stored as one pack");
+        tracing::debug!(elapsed = ?started.elapsed(), files = changed.len(), objects = stored.objects, "commit stored as one pack");
+        self.new_pack.replace(Some(NewPack {
+            commit: id,
+            parent: parent_id,
+            path: stored.path,
+        }));
         Ok(CommitInfo {
             id,
             parent: parent_id,

@@ -5,6 +5,7 @@
 //! pushing builds its own.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::{ObjectType, Odb, Oid};
@@ -23,15 +24,45 @@ pub enum PackError {
     Store(#[source] git2::Error),
 }
 
-/// Writes `ids` (read from `odb`, duplicates allowed) as one pack into `odb`'s pack folder,
-/// indexed, so that the objects stay readable once the backend that holds them is gone.
-pub fn store(odb: &Odb<'_>, ids: &[Oid]) -> Result<usize, PackError> {
+/// A pack written by [`store`]: how many objects it holds and where it lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub objects: usize,
+    /// `objects/pack/pack-<checksum>.pack` in the repository.
+    pub path: PathBuf,
+}
+
+/// Writes `ids` (read from `odb`, duplicates allowed) as one pack into `odb`'s pack folder
+/// under `objects` (the repository's object folder), indexed, so that the objects stay
+/// readable once the backend that holds them is gone.
+pub fn store(odb: &Odb<'_>, ids: &[Oid], objects: &Path) -> Result<Stored, PackError> {
+    let mut writer = odb.packwriter().map_err(PackError::Store)?;
+    let written = write(odb, ids, &mut writer)?;
+    writer.commit().map_err(PackError::Store)?;
+    Ok(Stored {
+        objects: written.objects,
+        path: objects
+            .join("pack")
+            .join(format!("pack-{}.pack", hex(&written.checksum))),
+    })
+}
+
+/// What [`write`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub objects: usize,
+    /// The SHA-1 trailer, which also names the pack file.
+    pub checksum: [u8; 20],
+}
+
+/// Writes `ids` (read from `odb`, duplicates allowed, sorted by id) as a pack of whole
+/// objects to `out`, trailer included.
+pub fn write<W: Write>(odb: &Odb<'_>, ids: &[Oid], out: &mut W) -> Result<Written, PackError> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let mut writer = odb.packwriter().map_err(PackError::Store)?;
     let mut out = Hashed {
-        inner: &mut writer,
+        inner: out,
         hash: Sha1::new(),
     };
     let count = u32::try_from(ids.len())
@@ -58,10 +89,20 @@ pub fn store(odb: &Odb<'_>, ids: &[Oid]) -> Result<usize, PackError> {
         let deflated = deflate.zlib(object.data()).map_err(PackError::Write)?;
         out.write_all(deflated).map_err(PackError::Write)?;
     }
-    let trailer = out.hash.finalize();
-    writer.write_all(&trailer).map_err(PackError::Write)?;
-    writer.commit().map_err(PackError::Store)?;
-    Ok(ids.len())
+    let checksum: [u8; 20] = out.hash.finalize().into();
+    out.inner.write_all(&checksum).map_err(PackError::Write)?;
+    Ok(Written {
+        objects: ids.len(),
+        checksum,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// One compressor for every object: a new one each would allocate (and zero) its tables each
@@ -177,7 +218,9 @@ mod tests {
         tb.insert("b", b, 0o100644).unwrap();
         let tree = tb.write().unwrap();
         drop(tb);
-        assert_eq!(store(&odb, &[a, b, tree, a]).unwrap(), 3);
+        let stored = store(&odb, &[a, b, tree, a], &tmp.path().join("objects")).unwrap();
+        assert_eq!(stored.objects, 3);
+        assert!(stored.path.is_file(), "{}", stored.path.display());
         mempack.reset().unwrap();
         drop(odb);
         drop(repo);

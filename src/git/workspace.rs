@@ -27,6 +27,17 @@ pub struct Workspace {
     /// Checked out instead of the base branch's head, when set.
     checkout: Option<crate::config::CheckoutRef>,
     pub(super) push_options: Vec<String>,
+    /// The pack of the last commit this workspace made: exactly the objects that commit added
+    /// to its parent, which is what a push of it on top of that parent has to send.
+    pub(super) new_pack: std::cell::RefCell<Option<NewPack>>,
+}
+
+/// See [`Workspace::new_pack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NewPack {
+    pub commit: git2::Oid,
+    pub parent: git2::Oid,
+    pub path: PathBuf,
 }
 
 /// Where a sync left the workspace.
@@ -129,6 +140,7 @@ impl Workspace {
             shallow: false,
             checkout: source.checkout.clone(),
             push_options: source.push_options.clone(),
+            new_pack: std::cell::RefCell::new(None),
         })
     }
 
