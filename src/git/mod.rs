@@ -11,6 +11,7 @@ mod objects;
 mod openpgp;
 mod pack;
 mod push;
+mod walk_memo;
 mod workspace;
 
 use thiserror::Error;

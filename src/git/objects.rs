@@ -7,25 +7,20 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode};
+use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree};
 use rayon::prelude::*;
 
+use super::walk_memo;
 use super::workspace::NewPack;
 use super::{CommitInfo, GitError, Workspace, message, redact_url};
 use crate::config::Author;
+use crate::rewrite::tree_memo::TreeMemo;
 use crate::rewrite::walk::{ChangedFile, Core, FileOutcome, TreeReport};
-use crate::rewrite::{BlobScan, Lang, Problem, ProblemKind, ScanCache, wide_encoding_with_marker};
+use crate::rewrite::{BlobScan, Lang, ScanCache, wide_encoding_with_marker};
 
 /// libgit2's `GIT_ATTR_CHECK_INCLUDE_HEAD`, which git2 does not name: attributes from the
 /// `.gitattributes` files of the commit HEAD names, as a checkout of it would have them.
 const ATTR_INCLUDE_HEAD: u32 = 1 << 3;
-
-/// A blob to rewrite, found under the target's paths.
-struct Candidate {
-    path: PathBuf,
-    lang: Lang,
-    id: Oid,
-}
 
 /// A marked blob read in the walk, to be scanned in parallel.
 struct Unscanned {
@@ -38,7 +33,8 @@ impl Workspace {
     /// Rewrites the marked values in the tree of the commit HEAD holds, under `paths`
     /// (relative to the root; empty means all of it), as [`crate::rewrite::rewrite_tree`]
     /// does in a directory: same files, same problems, same bytes. Only blobs whose id the
-    /// cache does not know are read.
+    /// cache does not know are read, and only trees whose id it does not know (the ones on
+    /// the paths changed since the last run).
     pub fn rewrite_head(
         &self,
         paths: &[PathBuf],
@@ -51,17 +47,36 @@ impl Workspace {
             message: message(&e),
         };
         let head = self.head()?;
-        let tree = self
-            .repo
-            .find_commit(head)
-            .and_then(|c| c.tree())
-            .map_err(err)?;
+        let root = self.repo.find_commit(head).map_err(err)?.tree_id();
         let mut report = TreeReport::default();
-        let candidates = candidates(&self.repo, &tree, paths, &mut report).map_err(err)?;
-        report.files_seen = candidates.len();
+        let (walked, trees_read) = {
+            // Without a cache, a memo of this run only: every tree is read once.
+            let mut own = TreeMemo::default();
+            let mut shared = cache.map(ScanCache::tree_memo);
+            let memo = shared.as_deref_mut().unwrap_or(&mut own);
+            let before = memo.reads();
+            let walked =
+                walk_memo::candidates(&self.repo, root, paths, &mut report, memo, cache, core)
+                    .map_err(err)?;
+            (walked, memo.reads() - before)
+        };
+        report.files_seen = walked.files_seen;
         let mut unscanned = Vec::new();
-        let mut read = 0usize;
-        for c in candidates {
+        let mut read = walked.blobs_read;
+        for c in walked.candidates {
+            if let Some(bytes) = c.bytes {
+                // Read by the walk, which remembered it in the cache already.
+                if core.has_marker(&bytes) {
+                    unscanned.push(Unscanned {
+                        path: c.path,
+                        lang: c.lang,
+                        bytes,
+                    });
+                } else {
+                    report.add(core.rewrite(&c.path, c.lang, bytes));
+                }
+                continue;
+            }
             let key = blob_key(c.id);
             let known = cache
                 .zip(key)
@@ -119,6 +134,7 @@ impl Workspace {
             parsed = report.files_parsed,
             cache_hits = cache_after.hits - cache_before.hits,
             cache_misses = cache_after.misses - cache_before.misses,
+            trees_read,
             changed = report.changed.len(),
             problems = report.problems.len(),
             "rewrite done"
@@ -309,112 +325,12 @@ fn blob_key(id: Oid) -> Option<[u8; 20]> {
     id.as_bytes().try_into().ok()
 }
 
-/// The blobs under `paths` with a rewritable name; problems with the paths go to `report`.
-/// Symbolic links are not followed (as in a directory) and submodules are not entered.
-fn candidates(
-    repo: &Repository,
-    tree: &Tree<'_>,
-    paths: &[PathBuf],
-    report: &mut TreeReport,
-) -> Result<Vec<Candidate>, git2::Error> {
-    let roots: Vec<PathBuf> = if paths.is_empty() {
-        vec![PathBuf::new()]
-    } else {
-        paths.to_vec()
-    };
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut files: Vec<Candidate> = Vec::new();
-    for root in roots {
-        let problem = |reason: String| Problem {
-            path: root.clone(),
-            line: 0,
-            kind: ProblemKind::Path { reason },
-        };
-        let Some(rel) = normalize(&root) else {
-            report
-                .problems
-                .push(problem("is outside the tree".to_string()));
-            continue;
-        };
-        if rel.as_os_str().is_empty() {
-            dirs.push(rel);
-            continue;
-        }
-        let entry = match tree.get_path(&rel) {
-            Ok(entry) => entry,
-            Err(_) => {
-                // Worded as the walk of a directory words it.
-                report.problems.push(problem(format!(
-                    "cannot open: {}",
-                    std::io::Error::from_raw_os_error(2)
-                )));
-                continue;
-            }
-        };
-        match entry.kind() {
-            Some(ObjectType::Tree) => dirs.push(rel),
-            Some(ObjectType::Blob) if is_file(entry.filemode()) => {
-                if let Some(lang) = Lang::from_path(&rel) {
-                    files.push(Candidate {
-                        path: rel,
-                        lang,
-                        id: entry.id(),
-                    });
-                }
-            }
-            _ => tracing::debug!(path = %rel.display(), "not a file or folder; skipped"),
-        }
-    }
-    // Overlapping roots (`a` and `a/b`) would visit files twice.
-    dirs.sort();
-    dirs.dedup();
-    let mut kept: Vec<PathBuf> = Vec::new();
-    for dir in dirs {
-        if !kept.iter().any(|k| dir.starts_with(k)) {
-            kept.push(dir);
-        }
-    }
-    files.retain(|f| !kept.iter().any(|k| f.path.starts_with(k)));
-    for dir in &kept {
-        let sub = if dir.as_os_str().is_empty() {
-            tree.clone()
-        } else {
-            repo.find_tree(tree.get_path(dir)?.id())?
-        };
-        sub.walk(TreeWalkMode::PreOrder, |parent, entry| {
-            let Ok(name) = entry.name() else {
-                return git2::TreeWalkResult::Ok;
-            };
-            let path = dir.join(parent).join(name);
-            match entry.kind() {
-                Some(ObjectType::Blob) if is_file(entry.filemode()) => {
-                    if let Some(lang) = Lang::from_path(&path) {
-                        files.push(Candidate {
-                            path,
-                            lang,
-                            id: entry.id(),
-                        });
-                    }
-                }
-                Some(ObjectType::Blob) => {
-                    tracing::debug!(path = %path.display(), "symlink not followed");
-                }
-                _ => {}
-            }
-            git2::TreeWalkResult::Ok
-        })?;
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files.dedup_by(|a, b| a.path == b.path);
-    Ok(files)
-}
-
-fn is_file(mode: i32) -> bool {
+pub(super) fn is_file(mode: i32) -> bool {
     mode == i32::from(FileMode::Blob) || mode == i32::from(FileMode::BlobExecutable)
 }
 
 /// `path` with `.` and `..` resolved, `None` when it leaves the tree.
-fn normalize(path: &Path) -> Option<PathBuf> {
+pub(super) fn normalize(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

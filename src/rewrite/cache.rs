@@ -15,15 +15,16 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::tree_memo::{PathRecord, TreeMemo, TreeRecord};
 use super::{Edit, Lang, ScanResult, rescan, scan};
 
-/// Bumped whenever the file layout below changes.
-const FORMAT: u32 = 2;
+/// Bumped whenever the file layout below changes. 3: tree summaries and resolved paths.
+const FORMAT: u32 = 3;
 const MAGIC: &[u8; 16] = b"tagsmith scans\n\0";
 
 /// The code a scan's result depends on (and this file's format), hashed into the build id, so
@@ -37,6 +38,7 @@ const SCAN_SOURCES: &[(&str, &str)] = &[
     ("frame.rs", include_str!("frame.rs")),
     ("marker.rs", include_str!("marker.rs")),
     ("mod.rs", include_str!("mod.rs")),
+    ("tree_memo.rs", include_str!("tree_memo.rs")),
     ("verify.rs", include_str!("verify.rs")),
     ("walk.rs", include_str!("walk.rs")),
     ("yaml.rs", include_str!("yaml.rs")),
@@ -128,6 +130,10 @@ pub struct CacheStats {
     pub entries: usize,
     pub hits: u64,
     pub misses: u64,
+    /// Tree summaries kept.
+    pub trees: usize,
+    /// Trees read from the object store by tree walks.
+    pub trees_read: u64,
 }
 
 /// Scan results by (language, BLAKE3 of the bytes). Cheap to share across threads: lookups
@@ -137,6 +143,8 @@ pub struct ScanCache {
     entries: RwLock<HashMap<Key, Entry>>,
     /// Blob ids met by a tree walk: an unchanged blob is neither read nor hashed.
     blobs: RwLock<HashMap<BlobKey, BlobEntry>>,
+    /// Tree ids met by a tree walk: an unchanged folder is not read again.
+    trees: Mutex<TreeMemo>,
     hits: AtomicU64,
     misses: AtomicU64,
     /// Entries added or dropped since loading or the last save.
@@ -169,6 +177,8 @@ struct BlobRecord {
 struct Body {
     records: Vec<Record>,
     blobs: Vec<BlobRecord>,
+    trees: Vec<TreeRecord>,
+    paths: Vec<PathRecord>,
 }
 
 impl ScanCache {
@@ -205,6 +215,20 @@ impl ScanCache {
         };
         blob.used.store(true, Ordering::Relaxed);
         Some(found)
+    }
+
+    /// Whether the blob `id` read as `lang` was met holding the marker (`Some(true)`) or
+    /// needing nothing (`Some(false)`), without its scan: `None` when it was never met.
+    pub fn blob_marked(&self, lang: Lang, id: [u8; 20]) -> Option<bool> {
+        let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
+        let blob = blobs.get(&(lang, id))?;
+        blob.used.store(true, Ordering::Relaxed);
+        Some(blob.scanned.is_some())
+    }
+
+    /// The tree summaries, for a tree walk (which holds them for its duration).
+    pub fn tree_memo(&self) -> MutexGuard<'_, TreeMemo> {
+        self.trees.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Remembers the blob `id`: `Some(bytes)` when they hold the marker (their scan is in
@@ -250,11 +274,18 @@ impl ScanCache {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let trees = self.tree_memo();
         CacheStats {
-            entries: entries.len(),
+            entries,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            trees: trees.len(),
+            trees_read: trees.reads(),
         }
     }
 
@@ -262,6 +293,17 @@ impl ScanCache {
     /// kept in memory across runs then holds what the latest run needed, no more. When
     /// nothing was used (a run that failed before it scanned), everything is kept.
     pub fn retain_used(&self) {
+        // The plain blobs of the folders kept stay known, though an unchanged folder's are
+        // not looked up: the run after a change beside them reads only what changed.
+        let plain = self.tree_memo().retain_used();
+        {
+            let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
+            for key in plain {
+                if let Some(blob) = blobs.get(&key) {
+                    blob.used.store(true, Ordering::Relaxed);
+                }
+            }
+        }
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if !entries.values().any(|e| e.used.load(Ordering::Relaxed)) {
             return;
@@ -282,7 +324,7 @@ impl ScanCache {
     /// Whether the cache differs from what was loaded or last saved: a run that only hit
     /// need not write the file again.
     pub fn is_changed(&self) -> bool {
-        self.changed.load(Ordering::Relaxed)
+        self.changed.load(Ordering::Relaxed) || self.tree_memo().is_changed()
     }
 
     /// The file's bytes: header (format, build, checksum of the rest), then every entry,
@@ -311,9 +353,12 @@ impl ScanCache {
             .collect();
         drop(blobs);
         blob_records.sort_unstable_by_key(|r| (r.lang, r.id));
+        let (trees, paths) = self.tree_memo().records();
         let body = postcard::to_stdvec(&Body {
             records,
             blobs: blob_records,
+            trees,
+            paths,
         })?;
         let header = Header {
             format: FORMAT,
@@ -350,7 +395,12 @@ impl ScanCache {
         {
             return Err(DecodeError::Checksum);
         }
-        let Body { records, blobs } = postcard::from_bytes(body).map_err(DecodeError::Body)?;
+        let Body {
+            records,
+            blobs,
+            trees,
+            paths,
+        } = postcard::from_bytes(body).map_err(DecodeError::Body)?;
         let blobs = blobs
             .into_iter()
             .map(|r| {
@@ -374,6 +424,7 @@ impl ScanCache {
         Ok(Self {
             entries: RwLock::new(entries),
             blobs: RwLock::new(blobs),
+            trees: Mutex::new(TreeMemo::from_records(trees, paths)),
             ..Self::default()
         })
     }
@@ -432,6 +483,7 @@ impl ScanCache {
             return Err(write_err(err));
         }
         self.changed.store(false, Ordering::Relaxed);
+        self.tree_memo().mark_saved();
         tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "scan cache saved");
         Ok(())
     }
@@ -537,6 +589,8 @@ mod tests {
             let body = postcard::to_stdvec(&Body {
                 records: Vec::new(),
                 blobs: Vec::new(),
+                trees: Vec::new(),
+                paths: Vec::new(),
             })
             .unwrap();
             let header = Header {

@@ -19,6 +19,7 @@ mod cue_literal;
 mod edit;
 mod frame;
 mod marker;
+pub mod tree_memo;
 mod verify;
 pub mod walk;
 mod yaml;
