@@ -60,6 +60,7 @@ impl Workspace {
                     .map_err(err)?;
             (walked, memo.reads() - before)
         };
+        let walk_elapsed = started.elapsed();
         report.files_seen = walked.files_seen;
         let mut unscanned = Vec::new();
         let mut read = walked.blobs_read;
@@ -129,6 +130,7 @@ impl Workspace {
         let cache_after = cache.map(ScanCache::stats).unwrap_or_default();
         tracing::info!(
             elapsed = ?started.elapsed(),
+            walk = ?walk_elapsed,
             files = report.files_seen,
             blobs_read = read,
             parsed = report.files_parsed,

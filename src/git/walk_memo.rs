@@ -199,7 +199,8 @@ impl<'r> Walk<'_, 'r> {
                 path: dir.join(&blob.name),
                 lang: blob.lang,
                 id,
-                bytes: self.read.get(&id).cloned(),
+                // A second file with the same bytes is answered by the cache (or read).
+                bytes: self.read.remove(&id),
             });
         }
         for (name, child) in &summary.trees {
