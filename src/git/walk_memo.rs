@@ -117,9 +117,15 @@ pub(super) fn candidates(
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
     let mut files_seen = files.len();
+    let named = files.len();
     for (dir, id) in &kept {
         files_seen += walk.visit(*id, dir, &mut files)?;
     }
+    debug_assert!(
+        files[named..].windows(2).all(|w| w[0].path < w[1].path),
+        "walked out of the order of paths"
+    );
+    // Walked in the order of paths already: this merges the named files in.
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Walked {
         candidates: files,
@@ -193,23 +199,34 @@ impl<'r> Walk<'_, 'r> {
         dir: &Path,
         out: &mut Vec<Candidate>,
     ) -> Result<(), git2::Error> {
-        for blob in &summary.blobs {
-            let id = Oid::from_bytes(&blob.id)?;
-            out.push(Candidate {
-                path: dir.join(&blob.name),
-                lang: blob.lang,
-                id,
-                // A second file with the same bytes is answered by the cache (or read).
-                bytes: self.read.remove(&id),
-            });
-        }
-        for (name, child) in &summary.trees {
-            let sub = self.summary(Oid::from_bytes(child)?)?;
-            if sub.marked {
-                self.marked_below(&sub, &dir.join(name), out)?;
+        // Files and folders by name, so that `out` comes in the order of paths and its sort
+        // (of 15,000 paths at 50,000 files) has nothing to do.
+        let mut blobs = summary.blobs.iter().peekable();
+        let mut trees = summary.trees.iter().peekable();
+        loop {
+            let blob_first = match (blobs.peek(), trees.peek()) {
+                (Some(blob), Some((name, _))) => blob.name < *name,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return Ok(()),
+            };
+            if blob_first {
+                let Some(blob) = blobs.next() else { continue };
+                let id = Oid::from_bytes(&blob.id)?;
+                out.push(Candidate {
+                    path: dir.join(&blob.name),
+                    lang: blob.lang,
+                    id,
+                    // A second file with the same bytes is answered by the cache (or read).
+                    bytes: self.read.remove(&id),
+                });
+            } else if let Some((name, child)) = trees.next() {
+                let sub = self.summary(Oid::from_bytes(child)?)?;
+                if sub.marked {
+                    self.marked_below(&sub, &dir.join(name), out)?;
+                }
             }
         }
-        Ok(())
     }
 
     /// The summary of the tree `id`, read (with the new folders below it) when the memo
@@ -266,6 +283,9 @@ impl<'r> Walk<'_, 'r> {
                 _ => {}
             }
         }
+        // Git orders a folder as its name with a `/`; paths order by name alone.
+        summary.blobs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        summary.trees.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(self.memo.insert(key, summary))
     }
 
