@@ -423,7 +423,11 @@ mod tests {
             file: PathBuf::from(format!("apps/{}.yaml", i % 3)),
             line,
             policy: policy.parse().unwrap(),
-            part: if i.is_multiple_of(2) { Part::Tag } else { Part::Full },
+            part: if i.is_multiple_of(2) {
+                Part::Tag
+            } else {
+                Part::Full
+            },
             old: "1.0.0".into(),
             new: new.into(),
         };
