@@ -165,6 +165,8 @@ impl<'r> Walk<'_, 'r> {
         self.memo
             .count_reads(rel.components().count().saturating_sub(1) as u64);
         let found = match tree.get_path(rel) {
+            // Not remembered: a store that failed to read may not fail next time.
+            Err(e) if e.code() != git2::ErrorCode::NotFound => return Ok(Resolved::Missing),
             Err(_) => Resolved::Missing,
             Ok(entry) => match entry.kind() {
                 Some(ObjectType::Tree) => Resolved::Tree(object_id(entry.id())),
