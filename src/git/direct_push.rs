@@ -6,9 +6,13 @@
 //! commit on a parent the remote has, the objects found by comparing the two trees.
 //!
 //! SSH, URLs carrying credentials, git `http.*` settings (proxies, CA files, extra headers:
-//! libgit2 reads some of them), remotes that are not bare repositories, and commits that are
-//! not one step from something the remote has all keep libgit2's push: [`Workspace::push_direct`]
-//! answers `None` for them.
+//! libgit2 reads some of them) and `url.*` rewrites, a push URL of its own, remotes that are not
+//! bare repositories, and commits that are not one step from something the remote has all keep
+//! libgit2's push: [`Workspace::push_direct`] answers `None` for them.
+//!
+//! Why the commit's own objects are enough: its parent was fetched from this remote by this
+//! run (the remote advertises a reference to it, or holds it), and a repository holds whatever
+//! its commits reach, so everything the commit shares with its parent is there already.
 //!
 //! The lease is the server's compare-and-swap in both cases: the update names the old value
 //! the push is based on, and the server (or libgit2, under the ref's lock file, for a local
@@ -126,17 +130,22 @@ fn remote(url: &str) -> Option<Remote> {
     (url.starts_with('/') || !url.contains(':')).then(|| Remote::Local(PathBuf::from(url)))
 }
 
-/// Whether git settings that change how libgit2 speaks HTTP (`http.*`, from the repository,
-/// the user's or the system's config) are present: those pushes stay with libgit2.
-fn has_http_settings(repo: &Repository) -> bool {
+/// Whether the repository's, the user's or the system's git config has a key matching
+/// `pattern` (a regular expression).
+fn has_config(repo: &Repository, pattern: &str) -> bool {
     let Ok(config) = repo.config() else {
         return true;
     };
-    match config.entries(Some("^http\\.")) {
+    match config.entries(Some(pattern)) {
         Ok(mut entries) => entries.next().is_some(),
         Err(_) => true,
     }
 }
+
+/// `url.<base>.insteadOf` / `pushInsteadOf` rewrite where libgit2 pushes.
+const URL_REWRITES: &str = "^url\\.";
+/// `http.*` changes how libgit2 speaks HTTP (proxies, CA files, extra headers).
+const HTTP_SETTINGS: &str = "^http\\.";
 
 impl Workspace {
     /// Pushes `commit` to `refname` without the packbuilder when the transport and the commit
@@ -148,12 +157,20 @@ impl Workspace {
         mode: Mode,
     ) -> Option<Result<Pushed, DirectPushError>> {
         let origin = self.repo.find_remote("origin").ok()?;
+        if origin.pushurl_bytes().is_some() {
+            return None;
+        }
         let url = origin.url().ok()?.to_string();
         let started = std::time::Instant::now();
         let (transport, result) = match remote(&url)? {
-            Remote::Local(path) => ("file", self.push_local(&path, commit, refname, mode)),
+            Remote::Local(path) => {
+                if has_config(&self.repo, URL_REWRITES) {
+                    return None;
+                }
+                ("file", self.push_local(&path, commit, refname, mode))
+            }
             Remote::Http(url) => {
-                if has_http_settings(&self.repo) {
+                if has_config(&self.repo, URL_REWRITES) || has_config(&self.repo, HTTP_SETTINGS) {
                     return None;
                 }
                 ("http", self.push_http(url, commit, refname, mode))
