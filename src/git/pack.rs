@@ -1,30 +1,33 @@
 //! New objects stored as one pack file. A commit of thousands of rewritten files would
 //! otherwise leave a loose object per blob (a file, a folder lookup and often a `mkdir` each),
 //! which costs more than the rewrite itself and slows every later read of the repository.
-//! The pack holds whole objects, no deltas: it is written once, next to the fetched packs, and
-//! pushing builds its own.
+//! The pack holds whole objects, no deltas: it is written once, with its index, next to the
+//! fetched packs, and a push can send it as it is.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
-use git2::{ObjectType, Odb, Oid};
+use git2::{ObjectType, Oid};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PackError {
-    #[error("cannot read new object {id}: {source}")]
-    Read { id: Oid, source: git2::Error },
     #[error("{kind} object {id} cannot go into a pack")]
     Kind { id: Oid, kind: ObjectType },
     #[error("cannot write the pack of new objects: {0}")]
     Write(#[source] std::io::Error),
-    #[error("cannot store the pack of new objects: {0}")]
-    Store(#[source] git2::Error),
+    #[error("cannot store the pack of new objects in {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("more objects than a pack holds")]
+    TooMany,
 }
 
-/// A pack written by [`store`]: how many objects it holds and where it lies.
+/// A pack written by [`Builder::store`]: how many objects it holds and where it lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub objects: usize,
@@ -32,69 +35,215 @@ pub struct Stored {
     pub path: PathBuf,
 }
 
-/// Writes `ids` (read from `odb`, duplicates allowed) as one pack into `odb`'s pack folder
-/// under `objects` (the repository's object folder), indexed, so that the objects stay
-/// readable once the backend that holds them is gone.
-pub fn store(odb: &Odb<'_>, ids: &[Oid], objects: &Path) -> Result<Stored, PackError> {
-    let mut writer = odb.packwriter().map_err(PackError::Store)?;
-    let written = write(odb, ids, &mut writer)?;
-    writer.commit().map_err(PackError::Store)?;
-    Ok(Stored {
-        objects: written.objects,
-        path: objects
-            .join("pack")
-            .join(format!("pack-{}.pack", hex(&written.checksum))),
-    })
+/// The id Git gives an object of `kind` holding `data`.
+pub fn object_id(kind: ObjectType, data: &[u8]) -> Oid {
+    let mut hash = Sha1::new();
+    hash.update(kind.str().as_bytes());
+    hash.update(b" ");
+    hash.update(data.len().to_string().as_bytes());
+    hash.update(b"\0");
+    hash.update(data);
+    let digest: [u8; 20] = hash.finalize().into();
+    oid(&digest)
 }
 
-/// What [`write`] wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    pub objects: usize,
-    /// The SHA-1 trailer, which also names the pack file.
-    pub checksum: [u8; 20],
+fn oid(bytes: &[u8; 20]) -> Oid {
+    // Twenty bytes are always an id.
+    Oid::from_bytes(bytes).unwrap_or(Oid::ZERO_SHA1)
 }
 
-/// Writes `ids` (read from `odb`, duplicates allowed, sorted by id) as a pack of whole
-/// objects to `out`, trailer included.
-pub fn write<W: Write>(odb: &Odb<'_>, ids: &[Oid], out: &mut W) -> Result<Written, PackError> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut out = Hashed {
-        inner: out,
-        hash: Sha1::new(),
-    };
-    let count = u32::try_from(ids.len())
-        .map_err(|_| PackError::Write(std::io::Error::other("more objects than a pack holds")))?;
-    let mut header = Vec::with_capacity(12);
-    header.extend_from_slice(b"PACK");
-    header.extend_from_slice(&2u32.to_be_bytes());
-    header.extend_from_slice(&count.to_be_bytes());
-    out.write_all(&header).map_err(PackError::Write)?;
-    let mut deflate = Deflate::new();
-    for &id in &ids {
-        let object = odb
-            .read(id)
-            .map_err(|source| PackError::Read { id, source })?;
-        let code = match object.kind() {
+/// A pack of new objects built in memory as they are produced: each object is hashed and
+/// deflated once, and its id, offset and CRC32 are what the index needs, so the index is
+/// written from them instead of by reading the pack again (as libgit2's indexer would, which
+/// inflates and hashes every object a second time). Only the deflated bytes are kept.
+pub struct Builder {
+    /// The entries after the 12-byte header.
+    body: Vec<u8>,
+    entries: Vec<Entry>,
+    seen: std::collections::HashSet<Oid>,
+    deflate: Deflate,
+}
+
+struct Entry {
+    id: Oid,
+    offset: u64,
+    crc: u32,
+}
+
+/// Where the header ends and the first entry starts.
+const HEADER_LEN: u64 = 12;
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        Self {
+            body: Vec::new(),
+            entries: Vec::new(),
+            seen: std::collections::HashSet::new(),
+            deflate: Deflate::new(),
+        }
+    }
+
+    /// Adds an object (once: a second one with the same id is not written) and returns its id.
+    pub fn add(&mut self, kind: ObjectType, data: &[u8]) -> Result<Oid, PackError> {
+        let id = object_id(kind, data);
+        if !self.seen.insert(id) {
+            return Ok(id);
+        }
+        let code = match kind {
             ObjectType::Commit => 1,
             ObjectType::Tree => 2,
             ObjectType::Blob => 3,
             ObjectType::Tag => 4,
             kind => return Err(PackError::Kind { id, kind }),
         };
-        out.write_all(&entry_header(code, object.len()))
-            .map_err(PackError::Write)?;
-        let deflated = deflate.zlib(object.data()).map_err(PackError::Write)?;
-        out.write_all(deflated).map_err(PackError::Write)?;
+        let offset = HEADER_LEN + self.body.len() as u64;
+        let start = self.body.len();
+        self.body.extend_from_slice(&entry_header(code, data.len()));
+        let deflated = self.deflate.zlib(data).map_err(PackError::Write)?;
+        self.body.extend_from_slice(deflated);
+        let mut crc = flate2::Crc::new();
+        crc.update(&self.body[start..]);
+        self.entries.push(Entry {
+            id,
+            offset,
+            crc: crc.sum(),
+        });
+        Ok(id)
     }
-    let checksum: [u8; 20] = out.hash.finalize().into();
-    out.inner.write_all(&checksum).map_err(PackError::Write)?;
-    Ok(Written {
-        objects: ids.len(),
-        checksum,
-    })
+
+    /// The pack (header, entries, trailer) and its index (version 2), as `git index-pack`
+    /// writes it for that pack; the checksum is the pack's trailer, which names both files.
+    pub fn finish(mut self) -> Result<Finished, PackError> {
+        let count = u32::try_from(self.entries.len()).map_err(|_| PackError::TooMany)?;
+        let mut pack = Vec::with_capacity(self.body.len() + 32);
+        pack.extend_from_slice(b"PACK");
+        pack.extend_from_slice(&2u32.to_be_bytes());
+        pack.extend_from_slice(&count.to_be_bytes());
+        pack.append(&mut self.body);
+        let checksum: [u8; 20] = Sha1::digest(&pack).into();
+        pack.extend_from_slice(&checksum);
+        let index = index_v2(&mut self.entries, &checksum);
+        Ok(Finished {
+            objects: self.entries.len(),
+            pack,
+            index,
+            checksum,
+        })
+    }
+
+    /// Writes the pack and its index into the pack folder under `objects` (temporary files
+    /// renamed into place, the index last: a reader finds a pack by its index).
+    pub fn store(self, objects: &Path) -> Result<Stored, PackError> {
+        let finished = self.finish()?;
+        let dir = objects.join("pack");
+        let name = format!("pack-{}", hex(&finished.checksum));
+        let pack = dir.join(format!("{name}.pack"));
+        let index = dir.join(format!("{name}.idx"));
+        let fail = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PackError::Store { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(fail(&dir))?;
+        place(&dir, &finished.pack, &pack).map_err(fail(&pack))?;
+        place(&dir, &finished.index, &index).map_err(fail(&index))?;
+        Ok(Stored {
+            objects: finished.objects,
+            path: pack,
+        })
+    }
+}
+
+/// What [`Builder::finish`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub objects: usize,
+    pub pack: Vec<u8>,
+    pub index: Vec<u8>,
+    /// The SHA-1 trailer of the pack.
+    pub checksum: [u8; 20],
+}
+
+/// `bytes` at `path`, read-only as Git leaves its packs, through a temporary file in `dir`
+/// so that no reader sees half a file. A file already there holds the same bytes (its name
+/// is their checksum) and is left as it is.
+fn place(dir: &Path, bytes: &[u8], path: &Path) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(
+        "tmp_pack_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        let mut permissions = file.metadata()?.permissions();
+        permissions.set_readonly(true);
+        file.set_permissions(permissions)?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A pack index, version 2 (gitformat-pack: "Version 2 pack-*.idx files"): magic and
+/// version, a fan-out table of 256 counts, the sorted ids, their CRC32s, their 4-byte
+/// offsets (the high bit set: an index into the 8-byte offsets that follow, for offsets
+/// past 2^31 - 1), the pack's checksum, and the SHA-1 of all before it.
+fn index_v2(entries: &mut [Entry], pack_checksum: &[u8; 20]) -> Vec<u8> {
+    entries.sort_unstable_by_key(|e| e.id);
+    let mut out = Vec::with_capacity(8 + 256 * 4 + entries.len() * 28 + 40);
+    out.extend_from_slice(&[0xff, b't', b'O', b'c']);
+    out.extend_from_slice(&2u32.to_be_bytes());
+    let mut fanout = [0u32; 256];
+    for e in entries.iter() {
+        fanout[usize::from(e.id.as_bytes()[0])] += 1;
+    }
+    let mut total = 0u32;
+    for count in fanout {
+        total += count;
+        out.extend_from_slice(&total.to_be_bytes());
+    }
+    for e in entries.iter() {
+        out.extend_from_slice(e.id.as_bytes());
+    }
+    for e in entries.iter() {
+        out.extend_from_slice(&e.crc.to_be_bytes());
+    }
+    let mut large: Vec<u64> = Vec::new();
+    for e in entries.iter() {
+        let small = match u32::try_from(e.offset) {
+            Ok(o) if o <= 0x7fff_ffff => o,
+            _ => {
+                let at = large.len() as u32 | 0x8000_0000;
+                large.push(e.offset);
+                at
+            }
+        };
+        out.extend_from_slice(&small.to_be_bytes());
+    }
+    for offset in large {
+        out.extend_from_slice(&offset.to_be_bytes());
+    }
+    out.extend_from_slice(pack_checksum);
+    let own: [u8; 20] = Sha1::digest(&out).into();
+    out.extend_from_slice(&own);
+    out
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -154,24 +303,6 @@ fn entry_header(code: u8, size: usize) -> Vec<u8> {
     out
 }
 
-/// A writer that hashes what passes through: a pack ends with the SHA-1 of all before it.
-struct Hashed<'w, W: Write> {
-    inner: &'w mut W,
-    hash: Sha1,
-}
-
-impl<W: Write> Write for Hashed<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,41 +335,106 @@ mod tests {
         }
     }
 
+    /// Git's own tools over `git_dir`, failing the test on a non-zero exit.
+    fn git(git_dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A tree of two files (one large) and a commit of it, added to a builder.
+    fn sample(builder: &mut Builder) -> (Oid, Oid, Oid) {
+        let big = "line\n".repeat(10_000);
+        let a = builder.add(ObjectType::Blob, b"a\n").unwrap();
+        let b = builder.add(ObjectType::Blob, big.as_bytes()).unwrap();
+        assert_eq!(builder.add(ObjectType::Blob, b"a\n").unwrap(), a);
+        let mut tree = Vec::new();
+        for (name, id) in [("a", a), ("b", b)] {
+            tree.extend_from_slice(format!("100644 {name}\0").as_bytes());
+            tree.extend_from_slice(id.as_bytes());
+        }
+        let tree = builder.add(ObjectType::Tree, &tree).unwrap();
+        let commit = format!(
+            "tree {tree}\nauthor t <t@example.invalid> 0 +0000\ncommitter t <t@example.invalid> 0 +0000\n\nm\n"
+        );
+        let commit = builder.add(ObjectType::Commit, commit.as_bytes()).unwrap();
+        (b, tree, commit)
+    }
+
     #[test]
-    fn stored_objects_read_back_from_a_fresh_handle_and_nothing_is_loose() {
+    fn ids_are_the_ones_git_gives() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init_bare(tmp.path()).unwrap();
-        let odb = repo.odb().unwrap();
-        let mempack = odb.add_new_mempack_backend(1000).unwrap();
-        let big = "line\n".repeat(10_000);
-        let a = repo.blob(b"a\n").unwrap();
-        let b = repo.blob(big.as_bytes()).unwrap();
-        let mut tb = repo.treebuilder(None).unwrap();
-        tb.insert("a", a, 0o100644).unwrap();
-        tb.insert("b", b, 0o100644).unwrap();
-        let tree = tb.write().unwrap();
-        drop(tb);
-        let stored = store(&odb, &[a, b, tree, a], &tmp.path().join("objects")).unwrap();
-        assert_eq!(stored.objects, 3);
+        for data in [&b""[..], b"a\n", b"\0\x01binary"] {
+            assert_eq!(object_id(ObjectType::Blob, data), repo.blob(data).unwrap());
+        }
+    }
+
+    #[test]
+    fn index_is_the_one_git_index_pack_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut builder = Builder::new();
+        sample(&mut builder);
+        let finished = builder.finish().unwrap();
+        assert_eq!(finished.objects, 4);
+        let pack = tmp.path().join("new.pack");
+        std::fs::write(&pack, &finished.pack).unwrap();
+        // `git index-pack` writes `new.idx` next to the pack, version 2 by default.
+        let printed = git(
+            tmp.path(),
+            &["index-pack", "--index-version=2", pack.to_str().unwrap()],
+        );
+        assert_eq!(printed.trim(), hex(&finished.checksum));
+        let theirs = std::fs::read(tmp.path().join("new.idx")).unwrap();
+        assert_eq!(finished.index, theirs);
+    }
+
+    #[test]
+    fn stored_pack_verifies_and_reads_back_from_a_fresh_handle_with_nothing_loose() {
+        let tmp = tempfile::tempdir().unwrap();
+        git2::Repository::init_bare(tmp.path()).unwrap();
+        let mut builder = Builder::new();
+        let (big, tree, commit) = sample(&mut builder);
+        let stored = builder.store(&tmp.path().join("objects")).unwrap();
+        assert_eq!(stored.objects, 4);
         assert!(stored.path.is_file(), "{}", stored.path.display());
-        mempack.reset().unwrap();
-        drop(odb);
-        drop(repo);
+        let verified = git(
+            tmp.path(),
+            &["verify-pack", "-v", stored.path.to_str().unwrap()],
+        );
+        // Whole objects: no line names a delta base.
+        assert!(verified.contains("non delta: 4 objects"), "{verified}");
+        git(
+            tmp.path(),
+            &["update-ref", "refs/heads/main", &commit.to_string()],
+        );
+        git(tmp.path(), &["fsck", "--strict", "--no-dangling"]);
 
         let repo = git2::Repository::open_bare(tmp.path()).unwrap();
-        assert_eq!(repo.find_blob(b).unwrap().content(), big.as_bytes());
-        let tree = repo.find_tree(tree).unwrap();
-        assert_eq!(tree.len(), 2);
+        assert_eq!(
+            repo.find_blob(big).unwrap().content(),
+            "line\n".repeat(10_000).as_bytes()
+        );
+        assert_eq!(repo.find_tree(tree).unwrap().len(), 2);
         let loose: Vec<_> = std::fs::read_dir(tmp.path().join("objects"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n != "pack" && n != "info")
             .collect();
         assert!(loose.is_empty(), "{loose:?}");
-        let packs = std::fs::read_dir(tmp.path().join("objects/pack"))
+        let names: Vec<_> = std::fs::read_dir(tmp.path().join("objects/pack"))
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension() == Some("pack".as_ref()))
-            .count();
-        assert_eq!(packs, 1);
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }
