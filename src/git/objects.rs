@@ -15,7 +15,7 @@ use super::pack::{Builder, PackError};
 use super::workspace::NewPack;
 use super::{CommitInfo, GitError, Workspace, message, redact_url};
 use crate::config::Author;
-use crate::rewrite::walk::{ChangedFile, Core, FileOutcome, TreeReport};
+use crate::rewrite::walk::{Before, ChangedFile, Core, FileOutcome, TreeReport};
 use crate::rewrite::{BlobScan, Lang, Problem, ProblemKind, ScanCache, wide_encoding_with_marker};
 
 /// libgit2's `GIT_ATTR_CHECK_INCLUDE_HEAD`, which git2 does not name: attributes from the
@@ -33,7 +33,16 @@ struct Candidate {
 struct Unscanned {
     path: PathBuf,
     lang: Lang,
+    id: Oid,
     bytes: Vec<u8>,
+}
+
+/// `outcome` of rewriting the blob `id`, keeping the blob's id instead of its old bytes.
+fn by_blob_id(mut outcome: FileOutcome, id: Oid) -> FileOutcome {
+    if let (Some(file), Some(key)) = (outcome.changed.as_mut(), blob_key(id)) {
+        file.forget_before(key);
+    }
+    outcome
 }
 
 impl Workspace {
@@ -78,7 +87,8 @@ impl Workspace {
                             .map(|b| b.content().to_vec())
                             .map_err(|e| format!("cannot read blob {}: {}", c.id, message(&e)))
                     };
-                    report.add(core.rewrite_scanned(&c.path, c.lang, scanned, load));
+                    let outcome = core.rewrite_scanned(&c.path, c.lang, scanned, load);
+                    report.add(by_blob_id(outcome, c.id));
                 }
                 None => {
                     read += 1;
@@ -96,6 +106,7 @@ impl Workspace {
                         unscanned.push(Unscanned {
                             path: c.path,
                             lang: c.lang,
+                            id: c.id,
                             bytes: bytes.to_vec(),
                         });
                     } else {
@@ -106,7 +117,7 @@ impl Workspace {
         }
         let scanned: Vec<FileOutcome> = unscanned
             .into_par_iter()
-            .map(|u| core.rewrite(&u.path, u.lang, u.bytes))
+            .map(|u| by_blob_id(core.rewrite(&u.path, u.lang, u.bytes), u.id))
             .collect();
         for outcome in scanned {
             report.add(outcome);
@@ -176,7 +187,7 @@ impl Workspace {
             } else {
                 Attrs::Undefined
             };
-            let bytes = attrs.to_odb(eol, &file.before, &file.after);
+            let bytes = attrs.to_odb(eol, file.before.has_cr(), &file.after);
             let id = pack.add(ObjectType::Blob, &bytes).map_err(pack_error)?;
             if let (Some(cache), Some(lang), Some(key)) =
                 (cache, Lang::from_path(&file.path), blob_key(id))
@@ -258,6 +269,20 @@ fn pack_error(e: PackError) -> GitError {
 const MEMPACK_PRIORITY: i32 = 1000;
 
 impl Workspace {
+    /// The bytes `file` held before its rewrite, read again from its blob when only the
+    /// blob's id was kept.
+    pub fn before_bytes(&self, file: &ChangedFile) -> Result<Vec<u8>, GitError> {
+        match &file.before {
+            Before::Bytes(bytes) => Ok(bytes.clone()),
+            Before::Blob { id, .. } => Oid::from_bytes(id)
+                .and_then(|id| self.repo.find_blob(id))
+                .map(|blob| blob.content().to_vec())
+                .map_err(|e| GitError::Read {
+                    message: format!("{}: {}", file.path.display(), message(&e)),
+                }),
+        }
+    }
+
     /// The bytes of the file at `path` (relative to the root) in the synced commit's tree;
     /// `None` when there is none there (or it is a link, a folder or a submodule).
     pub fn head_file(&self, path: &Path) -> Option<Vec<u8>> {
@@ -684,8 +709,8 @@ impl Attrs {
         Ok(found.unwrap_or(Self::Undefined))
     }
 
-    /// The bytes to store for `after`, the rewrite of the blob `before`.
-    fn to_odb<'a>(self, config: EolConfig, before: &[u8], after: &'a [u8]) -> Cow<'a, [u8]> {
+    /// The bytes to store for `after`, the rewrite of a blob that held a CR or not.
+    fn to_odb<'a>(self, config: EolConfig, before_cr: bool, after: &'a [u8]) -> Cow<'a, [u8]> {
         let action = match (self, config) {
             (Self::Undefined, EolConfig::Off) => Self::Binary,
             (Self::Undefined, EolConfig::Auto) => Self::Auto,
@@ -695,7 +720,7 @@ impl Attrs {
             return Cow::Borrowed(after);
         }
         let stats = TextStats::of(after);
-        if action == Self::Auto && (stats.is_binary() || before.contains(&b'\r')) {
+        if action == Self::Auto && (stats.is_binary() || before_cr) {
             return Cow::Borrowed(after);
         }
         if stats.crlf == 0 {
@@ -773,15 +798,15 @@ mod tests {
     #[test]
     fn text_drops_cr_before_lf_only() {
         assert_eq!(
-            &*Attrs::Text.to_odb(EolConfig::Off, b"", b"a\r\nb\rc\r\n"),
+            &*Attrs::Text.to_odb(EolConfig::Off, false, b"a\r\nb\rc\r\n"),
             b"a\nb\rc\n"
         );
         assert_eq!(
-            &*Attrs::Binary.to_odb(EolConfig::Off, b"", b"a\r\n"),
+            &*Attrs::Binary.to_odb(EolConfig::Off, false, b"a\r\n"),
             b"a\r\n"
         );
         assert_eq!(
-            &*Attrs::Undefined.to_odb(EolConfig::Off, b"", b"a\r\n"),
+            &*Attrs::Undefined.to_odb(EolConfig::Off, false, b"a\r\n"),
             b"a\r\n"
         );
     }
@@ -789,19 +814,19 @@ mod tests {
     #[test]
     fn auto_keeps_binary_and_what_had_cr_before() {
         assert_eq!(
-            &*Attrs::Auto.to_odb(EolConfig::Off, b"a\n", b"a\r\n"),
+            &*Attrs::Auto.to_odb(EolConfig::Off, false, b"a\r\n"),
             b"a\n"
         );
         assert_eq!(
-            &*Attrs::Auto.to_odb(EolConfig::Off, b"a\r\n", b"a\r\n"),
+            &*Attrs::Auto.to_odb(EolConfig::Off, true, b"a\r\n"),
             b"a\r\n"
         );
         assert_eq!(
-            &*Attrs::Auto.to_odb(EolConfig::Off, b"", b"a\0\r\n"),
+            &*Attrs::Auto.to_odb(EolConfig::Off, false, b"a\0\r\n"),
             b"a\0\r\n"
         );
         assert_eq!(
-            &*Attrs::Undefined.to_odb(EolConfig::Auto, b"", b"a\r\n"),
+            &*Attrs::Undefined.to_odb(EolConfig::Auto, false, b"a\r\n"),
             b"a\n"
         );
     }

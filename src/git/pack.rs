@@ -57,8 +57,9 @@ fn oid(bytes: &[u8; 20]) -> Oid {
 /// written from them instead of by reading the pack again (as libgit2's indexer would, which
 /// inflates and hashes every object a second time). Only the deflated bytes are kept.
 pub struct Builder {
-    /// The entries after the 12-byte header.
-    body: Vec<u8>,
+    /// The pack so far: room for the 12-byte header (its count is known at the end), then
+    /// the entries.
+    pack: Vec<u8>,
     entries: Vec<Entry>,
     seen: std::collections::HashSet<Oid>,
     deflate: Deflate,
@@ -71,7 +72,7 @@ struct Entry {
 }
 
 /// Where the header ends and the first entry starts.
-const HEADER_LEN: u64 = 12;
+const HEADER_LEN: usize = 12;
 
 impl Default for Builder {
     fn default() -> Self {
@@ -82,7 +83,7 @@ impl Default for Builder {
 impl Builder {
     pub fn new() -> Self {
         Self {
-            body: Vec::new(),
+            pack: vec![0; HEADER_LEN],
             entries: Vec::new(),
             seen: std::collections::HashSet::new(),
             deflate: Deflate::new(),
@@ -102,16 +103,15 @@ impl Builder {
             ObjectType::Tag => 4,
             kind => return Err(PackError::Kind { id, kind }),
         };
-        let offset = HEADER_LEN + self.body.len() as u64;
-        let start = self.body.len();
-        self.body.extend_from_slice(&entry_header(code, data.len()));
+        let start = self.pack.len();
+        self.pack.extend_from_slice(&entry_header(code, data.len()));
         let deflated = self.deflate.zlib(data).map_err(PackError::Write)?;
-        self.body.extend_from_slice(deflated);
+        self.pack.extend_from_slice(deflated);
         let mut crc = flate2::Crc::new();
-        crc.update(&self.body[start..]);
+        crc.update(&self.pack[start..]);
         self.entries.push(Entry {
             id,
-            offset,
+            offset: start as u64,
             crc: crc.sum(),
         });
         Ok(id)
@@ -121,11 +121,10 @@ impl Builder {
     /// writes it for that pack; the checksum is the pack's trailer, which names both files.
     pub fn finish(mut self) -> Result<Finished, PackError> {
         let count = u32::try_from(self.entries.len()).map_err(|_| PackError::TooMany)?;
-        let mut pack = Vec::with_capacity(self.body.len() + 32);
-        pack.extend_from_slice(b"PACK");
-        pack.extend_from_slice(&2u32.to_be_bytes());
-        pack.extend_from_slice(&count.to_be_bytes());
-        pack.append(&mut self.body);
+        let mut pack = std::mem::take(&mut self.pack);
+        pack[..4].copy_from_slice(b"PACK");
+        pack[4..8].copy_from_slice(&2u32.to_be_bytes());
+        pack[8..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
         let checksum: [u8; 20] = Sha1::digest(&pack).into();
         pack.extend_from_slice(&checksum);
         let index = index_v2(&mut self.entries, &checksum);

@@ -499,7 +499,7 @@ fn a_commit_of_many_files_leaves_one_pack_that_git_accepts() {
     assert_eq!(tree.changed.len(), 158);
     tree.changed.push(tagsmith::rewrite::walk::ChangedFile {
         path: "new/dir/added.yaml".into(),
-        before: Vec::new(),
+        before: tagsmith::rewrite::walk::Before::Bytes(Vec::new()),
         after: b"added: true\n".to_vec(),
     });
     let commit = ws
