@@ -180,7 +180,7 @@ impl Workspace {
         }
         let edits: Vec<(&[String], &ChangedFile)> =
             files.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
-        let mut pack = Builder::new();
+        let mut pack = Builder::new(&self.repo.path().join("objects")).map_err(pack_error)?;
         let mut blob = |file: &ChangedFile, attributes_on_path: bool, pack: &mut Builder| {
             let attrs = if outside || attributes_on_path {
                 Attrs::of(&self.repo, &file.path).map_err(err)?
@@ -211,9 +211,7 @@ impl Workspace {
             });
         }
         let id = self.commit_tree(parent_id, &root, author, text, &mut pack)?;
-        let stored = pack
-            .store(&self.repo.path().join("objects"))
-            .map_err(pack_error)?;
+        let stored = pack.store().map_err(pack_error)?;
         drop(base_tree);
         // This handle found its packs before the new one was written.
         self.repo.odb().and_then(|odb| odb.refresh()).map_err(err)?;

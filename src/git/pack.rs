@@ -4,7 +4,8 @@
 //! The pack holds whole objects, no deltas: it is written once, with its index, next to the
 //! fetched packs, and a push can send it as it is.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -52,14 +53,19 @@ fn oid(bytes: &[u8; 20]) -> Oid {
     Oid::from_bytes(bytes).unwrap_or(Oid::ZERO_SHA1)
 }
 
-/// A pack of new objects built in memory as they are produced: each object is hashed and
-/// deflated once, and its id, offset and CRC32 are what the index needs, so the index is
-/// written from them instead of by reading the pack again (as libgit2's indexer would, which
-/// inflates and hashes every object a second time). Only the deflated bytes are kept.
+/// A pack of new objects written as they are produced: each object is hashed and deflated
+/// once and goes straight to a temporary file in the pack folder; its id, offset and CRC32
+/// are what the index needs, so the index is written from them instead of by reading the
+/// objects again (as libgit2's indexer would, which inflates and hashes every object a
+/// second time). Only the ids are kept in memory. The file is removed unless it is stored.
 pub struct Builder {
-    /// The pack so far: room for the 12-byte header (its count is known at the end), then
-    /// the entries.
-    pack: Vec<u8>,
+    /// The pack folder.
+    dir: PathBuf,
+    /// The temporary file, until it is stored.
+    tmp: Option<PathBuf>,
+    out: BufWriter<File>,
+    /// Bytes written so far, header included: the next entry's offset.
+    written: u64,
     entries: Vec<Entry>,
     seen: std::collections::HashSet<Oid>,
     deflate: Deflate,
@@ -71,23 +77,51 @@ struct Entry {
     crc: u32,
 }
 
-/// Where the header ends and the first entry starts.
+/// Where the header ends and the first entry starts: it is written last, once the count of
+/// objects is known.
 const HEADER_LEN: usize = 12;
 
-impl Default for Builder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Builder {
-    pub fn new() -> Self {
-        Self {
-            pack: vec![0; HEADER_LEN],
+    /// A pack to be stored in the pack folder under `objects` (the repository's object folder).
+    pub fn new(objects: &Path) -> Result<Self, PackError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = objects.join("pack");
+        std::fs::create_dir_all(&dir).map_err(|source| PackError::Store {
+            path: dir.clone(),
+            source,
+        })?;
+        let tmp = dir.join(format!(
+            "tmp_pack_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|source| PackError::Store {
+                path: tmp.clone(),
+                source,
+            })?;
+        let mut builder = Self {
+            dir,
+            tmp: Some(tmp),
+            out: BufWriter::with_capacity(1 << 16, file),
+            written: 0,
             entries: Vec::new(),
             seen: std::collections::HashSet::new(),
             deflate: Deflate::new(),
-        }
+        };
+        builder.put(&[0; HEADER_LEN])?;
+        Ok(builder)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), PackError> {
+        self.out.write_all(bytes).map_err(PackError::Write)?;
+        self.written += bytes.len() as u64;
+        Ok(())
     }
 
     /// Adds an object (once: a second one with the same id is not written) and returns its id.
@@ -103,84 +137,103 @@ impl Builder {
             ObjectType::Tag => 4,
             kind => return Err(PackError::Kind { id, kind }),
         };
-        let start = self.pack.len();
-        self.pack.extend_from_slice(&entry_header(code, data.len()));
-        let deflated = self.deflate.zlib(data).map_err(PackError::Write)?;
-        self.pack.extend_from_slice(deflated);
+        let offset = self.written;
+        let header = entry_header(code, data.len());
         let mut crc = flate2::Crc::new();
-        crc.update(&self.pack[start..]);
+        crc.update(&header);
+        self.put(&header)?;
+        let deflated = self.deflate.zlib(data).map_err(PackError::Write)?;
+        crc.update(deflated);
+        self.out.write_all(deflated).map_err(PackError::Write)?;
+        self.written += deflated.len() as u64;
         self.entries.push(Entry {
             id,
-            offset: start as u64,
+            offset,
             crc: crc.sum(),
         });
         Ok(id)
     }
 
-    /// The pack (header, entries, trailer) and its index (version 2), as `git index-pack`
-    /// writes it for that pack; the checksum is the pack's trailer, which names both files.
-    pub fn finish(mut self) -> Result<Finished, PackError> {
+    /// Completes the pack (its header, then its SHA-1 trailer, hashed from the file) and
+    /// renames it into place as `pack-<checksum>.pack`, then its index (version 2, as
+    /// `git index-pack` writes it) as `pack-<checksum>.idx`, last: a reader finds a pack by
+    /// its index.
+    pub fn store(mut self) -> Result<Stored, PackError> {
         let count = u32::try_from(self.entries.len()).map_err(|_| PackError::TooMany)?;
-        let mut pack = std::mem::take(&mut self.pack);
-        pack[..4].copy_from_slice(b"PACK");
-        pack[4..8].copy_from_slice(&2u32.to_be_bytes());
-        pack[8..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
-        let checksum: [u8; 20] = Sha1::digest(&pack).into();
-        pack.extend_from_slice(&checksum);
-        let index = index_v2(&mut self.entries, &checksum);
-        Ok(Finished {
-            objects: self.entries.len(),
-            pack,
-            index,
-            checksum,
-        })
-    }
-
-    /// Writes the pack and its index into the pack folder under `objects` (temporary files
-    /// renamed into place, the index last: a reader finds a pack by its index).
-    pub fn store(self, objects: &Path) -> Result<Stored, PackError> {
-        let finished = self.finish()?;
-        let dir = objects.join("pack");
-        let name = format!("pack-{}", hex(&finished.checksum));
-        let pack = dir.join(format!("{name}.pack"));
-        let index = dir.join(format!("{name}.idx"));
+        let Some(tmp) = self.tmp.clone() else {
+            return Err(PackError::Write(std::io::Error::other(
+                "pack stored already",
+            )));
+        };
         let fail = |path: &Path| {
             let path = path.to_path_buf();
             move |source| PackError::Store { path, source }
         };
-        std::fs::create_dir_all(&dir).map_err(fail(&dir))?;
-        place(&dir, &finished.pack, &pack).map_err(fail(&pack))?;
-        place(&dir, &finished.index, &index).map_err(fail(&index))?;
+        self.out.flush().map_err(fail(&tmp))?;
+        let file = self.out.get_mut();
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(b"PACK");
+        header[4..8].copy_from_slice(&2u32.to_be_bytes());
+        header[8..].copy_from_slice(&count.to_be_bytes());
+        let checksum = (|| {
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&header)?;
+            file.seek(SeekFrom::Start(0))?;
+            let mut hash = Sha1::new();
+            let mut chunk = vec![0u8; 1 << 16];
+            loop {
+                let n = file.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                hash.update(&chunk[..n]);
+            }
+            let checksum: [u8; 20] = hash.finalize().into();
+            file.write_all(&checksum)?;
+            let mut permissions = file.metadata()?.permissions();
+            permissions.set_readonly(true);
+            file.set_permissions(permissions)?;
+            Ok(checksum)
+        })()
+        .map_err(fail(&tmp))?;
+        let name = format!("pack-{}", hex(&checksum));
+        let pack = self.dir.join(format!("{name}.pack"));
+        let index = self.dir.join(format!("{name}.idx"));
+        // A pack of that name holds these very bytes already.
+        if !pack.exists() {
+            std::fs::rename(&tmp, &pack).map_err(fail(&pack))?;
+            self.tmp = None;
+        }
+        let bytes = index_v2(&mut self.entries, &checksum);
+        place(&self.dir, &bytes, &index).map_err(fail(&index))?;
         Ok(Stored {
-            objects: finished.objects,
+            objects: self.entries.len(),
             path: pack,
         })
     }
 }
 
-/// What [`Builder::finish`] made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finished {
-    pub objects: usize,
-    pub pack: Vec<u8>,
-    pub index: Vec<u8>,
-    /// The SHA-1 trailer of the pack.
-    pub checksum: [u8; 20],
+impl Drop for Builder {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 /// `bytes` at `path`, read-only as Git leaves its packs, through a temporary file in `dir`
 /// so that no reader sees half a file. A file already there holds the same bytes (its name
 /// is their checksum) and is left as it is.
 fn place(dir: &Path, bytes: &[u8], path: &Path) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     if path.exists() {
         return Ok(());
     }
     let tmp = dir.join(format!(
-        "tmp_pack_{}_{}",
+        "tmp_idx_{}_{}",
         std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
@@ -381,29 +434,44 @@ mod tests {
     #[test]
     fn index_is_the_one_git_index_pack_writes() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut builder = Builder::new();
+        let mut builder = Builder::new(&tmp.path().join("objects")).unwrap();
         sample(&mut builder);
-        let finished = builder.finish().unwrap();
-        assert_eq!(finished.objects, 4);
-        let pack = tmp.path().join("new.pack");
-        std::fs::write(&pack, &finished.pack).unwrap();
-        // `git index-pack` writes `new.idx` next to the pack, version 2 by default.
+        let stored = builder.store().unwrap();
+        assert_eq!(stored.objects, 4);
+        let copy = tmp.path().join("copy.pack");
+        std::fs::copy(&stored.path, &copy).unwrap();
+        // `git index-pack` writes `copy.idx` next to the pack, version 2 by default.
         let printed = git(
             tmp.path(),
-            &["index-pack", "--index-version=2", pack.to_str().unwrap()],
+            &["index-pack", "--index-version=2", copy.to_str().unwrap()],
         );
-        assert_eq!(printed.trim(), hex(&finished.checksum));
-        let theirs = std::fs::read(tmp.path().join("new.idx")).unwrap();
-        assert_eq!(finished.index, theirs);
+        let name = stored.path.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(format!("pack-{}", printed.trim()), name);
+        assert_eq!(
+            std::fs::read(stored.path.with_extension("idx")).unwrap(),
+            std::fs::read(tmp.path().join("copy.idx")).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_pack_not_stored_leaves_no_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut builder = Builder::new(&tmp.path().join("objects")).unwrap();
+        sample(&mut builder);
+        drop(builder);
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("objects/pack"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
     fn stored_pack_verifies_and_reads_back_from_a_fresh_handle_with_nothing_loose() {
         let tmp = tempfile::tempdir().unwrap();
         git2::Repository::init_bare(tmp.path()).unwrap();
-        let mut builder = Builder::new();
+        let mut builder = Builder::new(&tmp.path().join("objects")).unwrap();
         let (big, tree, commit) = sample(&mut builder);
-        let stored = builder.store(&tmp.path().join("objects")).unwrap();
+        let stored = builder.store().unwrap();
         assert_eq!(stored.objects, 4);
         assert!(stored.path.is_file(), "{}", stored.path.display());
         let verified = git(
