@@ -11,6 +11,7 @@
 //! writes its selection as before. The IO (reading the record, asking Git who committed) is the
 //! caller's; this module only decides.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ pub const VERSION: u32 = 1;
 /// Where a marker is: its file (relative to the repository's root) and the marker's id with
 /// its part (`team-a:app:tag`), and its line at the time (lines move when people edit a file,
 /// so a record also matches the only one of its file and marker on another line).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MarkerKey {
     pub file: String,
     pub marker: String,
@@ -106,18 +107,37 @@ pub struct HoldBook {
 }
 
 /// Finds by exact key, else the only entry of the same file and marker (its line moved).
+/// `items` are sorted by key, as a book keeps them: a run with thousands of changes looks
+/// each one up in thousands of records.
 fn find<T>(items: &[T], key: &MarkerKey, key_of: impl Fn(&T) -> &MarkerKey) -> Option<usize> {
-    if let Some(i) = items.iter().position(|t| key_of(t) == key) {
+    if let Ok(i) = items.binary_search_by(|t| key_of(t).cmp(key)) {
         return Some(i);
     }
-    let mut same = items
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| key_of(t).same_marker(key));
-    match (same.next(), same.next()) {
-        (Some((i, _)), None) => Some(i),
-        _ => None,
-    }
+    let (start, end) = same_marker_range(items, key, &key_of);
+    (end - start == 1).then_some(start)
+}
+
+fn written_key(w: &Written) -> &MarkerKey {
+    &w.key
+}
+
+/// The entries of `items` (sorted by key) of `key`'s file and marker, on any line: adjacent,
+/// since keys order by file, then marker, then line.
+fn same_marker_range<T>(
+    items: &[T],
+    key: &MarkerKey,
+    key_of: &impl Fn(&T) -> &MarkerKey,
+) -> (usize, usize) {
+    let want = (key.file.as_str(), key.marker.as_str());
+    let start = items.partition_point(|t| {
+        let k = key_of(t);
+        (k.file.as_str(), k.marker.as_str()) < want
+    });
+    let end = items.partition_point(|t| {
+        let k = key_of(t);
+        (k.file.as_str(), k.marker.as_str()) <= want
+    });
+    (start, end)
 }
 
 /// The tag a marker's value carries, when its part has one.
@@ -219,9 +239,12 @@ impl std::fmt::Debug for Facts<'_> {
 }
 
 impl HoldBook {
-    /// A record of another version counts as none.
-    pub fn current(self) -> Self {
+    /// A record of another version counts as none. Records come back sorted by key, which
+    /// lookups rely on (a file edited by hand may not be).
+    pub fn current(mut self) -> Self {
         if self.version == VERSION {
+            self.holds.sort_by(|a, b| a.key.cmp(&b.key));
+            self.written.sort_by(|a, b| a.key.cmp(&b.key));
             self
         } else {
             Self {
@@ -247,9 +270,16 @@ impl HoldBook {
         self.holds.sort_by(|a, b| a.key.cmp(&b.key));
     }
 
-    /// Records changes delivered by `commit`.
+    /// Records changes delivered by `commit`. Each change replaces the record of its marker
+    /// (found as [`find`] finds it, among the records before and those this call adds), or
+    /// adds one.
     pub fn delivered(&mut self, changes: &[Change], commit: &str, now_ms: u64) {
         self.version = VERSION;
+        self.written.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut added: Vec<Written> = Vec::new();
+        // The added records by key and by file and marker, since they are not sorted.
+        let mut exact: HashMap<MarkerKey, usize> = HashMap::new();
+        let mut same: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for change in changes {
             let key = MarkerKey::of(change);
             let written = Written {
@@ -259,11 +289,33 @@ impl HoldBook {
                 commit: commit.to_string(),
                 at_ms: now_ms,
             };
-            match find(&self.written, &key, |w| &w.key) {
-                Some(i) => self.written[i] = written,
-                None => self.written.push(written),
+            if let Ok(i) = self.written.binary_search_by(|w| w.key.cmp(&key)) {
+                self.written[i] = written;
+                continue;
+            }
+            if let Some(&i) = exact.get(&key) {
+                added[i] = written;
+                continue;
+            }
+            let (start, end) = same_marker_range(&self.written, &key, &written_key);
+            let group = (key.file.clone(), key.marker.clone());
+            let in_added = same.get(&group).map_or(&[][..], Vec::as_slice);
+            match (end - start, in_added) {
+                (1, []) => self.written[start] = written,
+                (0, [i]) => {
+                    let i = *i;
+                    exact.remove(&added[i].key);
+                    exact.insert(key, i);
+                    added[i] = written;
+                }
+                _ => {
+                    exact.insert(key, added.len());
+                    same.entry(group).or_default().push(added.len());
+                    added.push(written);
+                }
             }
         }
+        self.written.extend(added);
         self.written.sort_by(|a, b| a.key.cmp(&b.key));
     }
 
@@ -333,6 +385,69 @@ mod tests {
         let mut book = HoldBook::default();
         book.delivered(&[change("1.0.0", value)], "c0ffee", 1);
         book
+    }
+
+    /// The records `delivered` leaves, found one change at a time by a linear search over
+    /// all records (the lookup's meaning, without its index).
+    fn delivered_by_scanning(book: &HoldBook, changes: &[Change]) -> Vec<Written> {
+        let mut written = book.written.clone();
+        for change in changes {
+            let key = MarkerKey::of(change);
+            let record = Written {
+                key: key.clone(),
+                value: change.new.clone(),
+                tag: tag_of(change.part, &change.new),
+                commit: "c2".into(),
+                at_ms: 2,
+            };
+            let found = written.iter().position(|w| w.key == key).or_else(|| {
+                let same: Vec<usize> = (0..written.len())
+                    .filter(|&i| written[i].key.same_marker(&key))
+                    .collect();
+                (same.len() == 1).then(|| same[0])
+            });
+            match found {
+                Some(i) => written[i] = record,
+                None => written.push(record),
+            }
+        }
+        written.sort_by(|a, b| a.key.cmp(&b.key));
+        written
+    }
+
+    #[test]
+    fn delivered_finds_each_marker_as_a_scan_of_all_records_would() {
+        // Files, markers and lines drawn so that exact keys, moved lines, one marker on
+        // several lines of a file, and markers new in this delivery all occur.
+        let at = |i: usize, line: usize, policy: &str, new: &str| Change {
+            file: PathBuf::from(format!("apps/{}.yaml", i % 3)),
+            line,
+            policy: policy.parse().unwrap(),
+            part: if i.is_multiple_of(2) {
+                Part::Tag
+            } else {
+                Part::Full
+            },
+            old: "1.0.0".into(),
+            new: new.into(),
+        };
+        let policies = ["team-a:app", "team-a:web", "team-b:app"];
+        let mut book = HoldBook::default();
+        let before: Vec<Change> = (0..12)
+            .map(|i| at(i, 1 + i % 4, policies[i % 3], "1.1.0"))
+            .collect();
+        book.delivered(&before, "c1", 1);
+        for round in 0..4usize {
+            let changes: Vec<Change> = (0..15)
+                .map(|i| {
+                    let j = i * 7 + round;
+                    at(j, 1 + (j * 5) % 6, policies[(j / 2) % 3], "1.2.0")
+                })
+                .collect();
+            let want = delivered_by_scanning(&book, &changes);
+            book.delivered(&changes, "c2", 2);
+            assert_eq!(book.written, want, "round {round}");
+        }
     }
 
     #[test]

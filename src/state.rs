@@ -95,6 +95,28 @@ pub struct ImageRecord {
     pub error: Option<String>,
 }
 
+impl ImageRecord {
+    /// Notes a scan finished at `at`: a failed one keeps the last good tag count.
+    pub fn scanned(&mut self, at: u64, failed: bool, error: Option<&str>, tags: Option<usize>) {
+        self.scanned_at = at;
+        self.error = error.map(str::to_string);
+        if !failed {
+            self.succeeded_at = Some(at);
+            self.tags = tags;
+        }
+    }
+
+    /// Notes the selection a scan made at `at`; true when it differs from the last one.
+    pub fn select(&mut self, selected: &str, at: u64) -> bool {
+        if self.selected.as_deref() == Some(selected) {
+            return false;
+        }
+        self.selected = Some(selected.to_string());
+        self.changed_at = Some(at);
+        true
+    }
+}
+
 /// When an image's tag list was last listed, and a fingerprint to skip unchanged writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagMeta {

@@ -34,6 +34,7 @@ fn target_of_checkout<'c>(config: &'c Config, dir: &Path) -> anyhow::Result<&'c 
     if let [only] = config.targets.as_slice() {
         return Ok(only);
     }
+    crate::git::ready();
     let origin = git2::Repository::discover(dir).ok().and_then(|repo| {
         repo.find_remote("origin")
             .ok()

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::{CycleReport, Outcome, run_once};
 use crate::notify::Notifier;
 use crate::registry::{Client, Options};
-use crate::state::StateDirLock;
+use crate::state::{StateDirLock, now_ms};
 
 #[derive(Debug, Args)]
 pub struct OnceArgs {
@@ -49,21 +49,20 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
     let state_dir = state_dir(args.state_dir.clone(), &config)?;
     // Held until the cycle is over: workspaces are never shared with another process.
     let _lock = StateDirLock::acquire(&state_dir, "once")?;
-    // The store only for the minAge gate's first-seen times; without it (unopenable), they
-    // last for this cycle.
-    let store = config
-        .images
-        .iter()
-        .any(|i| i.gates.min_age.is_some() || i.policy.newest_build().is_some())
-        .then(|| crate::state::Store::open(&state_dir))
-        .transpose()
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot open the state store; minAge counts tags without a created time from now");
-            None
+    // The store keeps the last selections (an `IfNotPresent` digest of the same tag is not
+    // looked up again) and the minAge gate's first-seen times; without it (unopenable), each
+    // cycle starts from nothing.
+    let opened = crate::state::Store::open(&state_dir)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot open the state store; digests are looked up again and minAge counts tags without a created time from now");
         })
-        .map(|opened| opened.store);
-    if let Some(store) = &store {
-        super::run::seed_first_seen(store);
+        .ok();
+    let known = opened
+        .as_ref()
+        .map(|o| crate::engine::known_selections(&config, &o.snapshot))
+        .unwrap_or_default();
+    if let Some(opened) = &opened {
+        super::run::seed_first_seen(&opened.store);
     }
     let client = Client::new(config.registries.clone(), Options::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -71,14 +70,33 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
         .build()
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
-        let report = run_once(Arc::clone(&config), &client, &state_dir, args.dry_run).await;
+        let report = run_once(
+            Arc::clone(&config),
+            &client,
+            &state_dir,
+            args.dry_run,
+            &known,
+        )
+        .await;
         if !args.dry_run {
             notify(&config, &report).await;
         }
         report
     });
-    if let Some(store) = &store {
-        super::run::save_first_seen(store);
+    if let Some(opened) = &opened {
+        // A dry run changes nothing that a later cycle reads, the selections included.
+        if !args.dry_run {
+            let records =
+                crate::engine::scan_records(&config, &opened.snapshot, &report.images, now_ms());
+            let mut batch = crate::state::Batch::default();
+            for (policy, record) in records {
+                batch.image(&policy, record);
+            }
+            if let Err(e) = opened.store.write(batch) {
+                tracing::warn!(error = %e, "cannot keep the selections; the next cycle looks their digests up again");
+            }
+        }
+        super::run::save_first_seen(&opened.store);
     }
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

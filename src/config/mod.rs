@@ -1059,7 +1059,7 @@ impl<'a> Validator<'a> {
         };
         let v = value.value.trim();
         let checkout = match kind {
-            "tag" if git2::Reference::is_valid_name(&format!("refs/tags/{v}")) => {
+            "tag" if crate::git::refname::is_valid(&format!("refs/tags/{v}")) => {
                 Ok(CheckoutRef::Tag(v.to_string()))
             }
             "tag" => Err(format!("invalid tag name {v:?}")),
@@ -1077,7 +1077,7 @@ impl<'a> Validator<'a> {
             )),
             _ => {
                 let name = v.strip_suffix("^{}").unwrap_or(v);
-                if name.starts_with("refs/") && git2::Reference::is_valid_name(name) {
+                if name.starts_with("refs/") && crate::git::refname::is_valid(name) {
                     Ok(CheckoutRef::Name(name.to_string()))
                 } else {
                     Err(format!(
@@ -1239,7 +1239,7 @@ fn expand_home(p: &str) -> PathBuf {
 }
 
 fn valid_branch(name: &str) -> bool {
-    git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
+    crate::git::refname::is_valid(&format!("refs/heads/{name}"))
 }
 
 /// A path inside the repository: relative, and never climbing out with `..`.

@@ -1,5 +1,6 @@
-//! Sequencing: the only place IO steps meet. `once` scans and selects every image, then runs
-//! each target (sync, rewrite, commit, deliver) with bounded concurrency; `run` does the same
+//! Sequencing: the only place IO steps meet. `once` scans and selects every image while each
+//! target's workspace is synced, then runs each target (rewrite, commit, deliver) with bounded
+//! concurrency; `run` does the same
 //! on a schedule ([`schedule`] decides, [`service`] carries it out).
 //!
 //! Layers, each importing only those below it: `service` -> `schedule` -> `report`, and
@@ -10,6 +11,7 @@ mod deliver;
 pub mod gates;
 mod holds;
 mod message;
+mod records;
 mod report;
 mod run;
 mod schedule;
@@ -24,14 +26,15 @@ use serde::Serialize;
 
 pub use self::deliver::body as pull_request_body;
 pub use self::message::render as render_message;
+pub use self::records::{known_selections, scan_records};
 pub use self::report::{
     ChangeReport, Outcome, PullRequestAction, Retry, RunError, TargetReport, Timings,
 };
-use self::run::log_finished;
 pub use self::run::{
     TargetRun, run_target, run_target_cached, save_cache, scan_cache_file, workspace_dir,
 };
-pub use self::select::{ImageReport, SelectionSet, select_all, select_images};
+use self::run::{log_finished, open_target, run_opened};
+pub use self::select::{ImageReport, Known, SelectionSet, select_all, select_images};
 pub use self::service::{Inputs, Service, ServiceOptions, serve};
 use crate::config::Config;
 use crate::registry::Client;
@@ -56,19 +59,23 @@ impl CycleReport {
     }
 }
 
-/// One full cycle over every target: what `tagsmith once` runs.
+/// One full cycle over every target: what `tagsmith once` runs. `known` holds the last
+/// selections (see [`Known`]). Each target's workspace is opened and fetched while the
+/// registries are scanned, since neither needs the other; its rewrite starts when the scan is
+/// done.
 pub async fn run_once(
     config: Arc<Config>,
     client: &Client,
     state_dir: &Path,
     dry_run: bool,
+    known: &Known,
 ) -> CycleReport {
     let started = std::time::Instant::now();
-    let set = Arc::new(select_all(&config, client).await);
-    let scan_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let jobs = (0..config.targets.len()).map(|i| {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.targets.len())
+        .map(|_| std::sync::mpsc::channel::<Arc<SelectionSet>>())
+        .unzip();
+    let jobs = receivers.into_iter().enumerate().map(|(i, selections)| {
         let config = Arc::clone(&config);
-        let set = Arc::clone(&set);
         let name = config.targets[i].name.clone();
         let workspace = workspace_dir(state_dir, &name);
         let cache_file = scan_cache_file(state_dir, &name);
@@ -76,15 +83,25 @@ pub async fn run_once(
         let span = tracing::info_span!("target", target = %name, reason = "once");
         let joined = tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
-                let report = run_target(&TargetRun {
-                    target: &config.targets[i],
-                    workspace,
-                    cache_file,
-                    selections: &set,
-                    images: &config.images,
-                    holds_file,
-                    dry_run,
-                });
+                let target = &config.targets[i];
+                let opened = open_target(target, &workspace, &cache_file);
+                // The scan sends to every target once it is done; a closed channel is a
+                // scan that panicked.
+                let Ok(set) = selections.recv() else {
+                    return TargetReport::failed(&target.name, &RunError::Panicked);
+                };
+                let report = run_opened(
+                    &TargetRun {
+                        target,
+                        workspace,
+                        cache_file,
+                        selections: &set,
+                        images: &config.images,
+                        holds_file,
+                        dry_run,
+                    },
+                    opened,
+                );
                 log_finished(&report);
                 report
             })
@@ -95,10 +112,19 @@ pub async fn run_once(
                 .unwrap_or_else(|_| TargetReport::failed(&name, &RunError::Panicked))
         }
     });
-    let mut targets: Vec<TargetReport> = futures_util::stream::iter(jobs)
+    let scan = async {
+        let set = Arc::new(select_all(&config, client, known).await);
+        let scan_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for sender in senders {
+            // A target job that is gone has reported already.
+            let _ = sender.send(Arc::clone(&set));
+        }
+        (set, scan_ms)
+    };
+    let runs = futures_util::stream::iter(jobs)
         .buffered(TARGET_CONCURRENCY)
-        .collect()
-        .await;
+        .collect::<Vec<TargetReport>>();
+    let ((set, scan_ms), mut targets) = futures_util::future::join(scan, runs).await;
     targets.sort_by(|a, b| a.target.cmp(&b.target));
     let mut images = set.reports.clone();
     images.extend(

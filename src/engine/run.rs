@@ -49,8 +49,71 @@ pub struct TargetRun<'a> {
 /// Runs a target with its scan cache loaded from, and saved back to, `run.cache_file`:
 /// unchanged files are not parsed again, in this process or the next.
 pub fn run_target(run: &TargetRun<'_>) -> TargetReport {
-    let cache = ScanCache::load(&run.cache_file);
-    let report = run_target_cached(run, &cache);
+    let opened = open_target(run.target, &run.workspace, &run.cache_file);
+    run_opened(run, opened)
+}
+
+/// A target's workspace opened and synced, and its scan cache loaded, before the run's
+/// selections are known: a `once` cycle does this while the registries are scanned, since
+/// none of it depends on the tags.
+pub struct OpenedTarget<'t> {
+    delivery: Box<dyn Delivery + 't>,
+    ws: Result<Workspace, RunError>,
+    report: TargetReport,
+    cache: ScanCache,
+}
+
+/// Opens and syncs `target`'s workspace in `workspace` and loads its scan cache from
+/// `cache_file`; a failure is kept for [`run_opened`] to report.
+pub fn open_target<'t>(
+    target: &'t Target,
+    workspace: &Path,
+    cache_file: &Path,
+) -> OpenedTarget<'t> {
+    let cache = ScanCache::load(cache_file);
+    let mut report = TargetReport::new(&target.name);
+    let mut delivery = for_target(target);
+    let ws = timed(&mut report.timings.open_ms, || {
+        delivery.open(target, workspace)
+    })
+    .and_then(|mut ws| {
+        ws.sign_commits_with(target.signing_key.clone());
+        timed(&mut report.timings.sync_ms, || delivery.sync(&ws, target))?;
+        Ok(ws)
+    });
+    OpenedTarget {
+        delivery,
+        ws,
+        report,
+        cache,
+    }
+}
+
+/// Runs a target [`open_target`] opened, then saves its scan cache back.
+pub fn run_opened(run: &TargetRun<'_>, opened: OpenedTarget<'_>) -> TargetReport {
+    let OpenedTarget {
+        mut delivery,
+        ws,
+        mut report,
+        cache,
+    } = opened;
+    let mut held = None;
+    let result = ws.and_then(|ws| {
+        run_loop(
+            run,
+            delivery.as_mut(),
+            &ws,
+            true,
+            &mut report,
+            &cache,
+            &mut held,
+        )
+    });
+    if let Err(error) = result {
+        report.fail(&error);
+    }
+    holds::finish(run, held, &mut report);
+    cache.retain_used();
     save_cache(run, &cache);
     report
 }
@@ -72,7 +135,22 @@ pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport
     let mut report = TargetReport::new(&run.target.name);
     let mut delivery = for_target(run.target);
     let mut held = None;
-    if let Err(error) = run_loop(run, delivery.as_mut(), &mut report, cache, &mut held) {
+    let result = timed(&mut report.timings.open_ms, || {
+        delivery.open(run.target, &run.workspace)
+    })
+    .and_then(|mut ws| {
+        ws.sign_commits_with(run.target.signing_key.clone());
+        run_loop(
+            run,
+            delivery.as_mut(),
+            &ws,
+            false,
+            &mut report,
+            cache,
+            &mut held,
+        )
+    });
+    if let Err(error) = result {
         report.fail(&error);
     }
     holds::finish(run, held, &mut report);
@@ -80,25 +158,27 @@ pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport
     report
 }
 
+/// `synced`: the workspace was synced already for the first pass.
 fn run_loop(
     run: &TargetRun<'_>,
     delivery: &mut dyn Delivery,
+    ws: &Workspace,
+    mut synced: bool,
     report: &mut TargetReport,
     cache: &ScanCache,
     held: &mut Option<HoldRun>,
 ) -> Result<(), RunError> {
     let target = run.target;
-    let mut ws = timed(&mut report.timings.open_ms, || {
-        delivery.open(target, &run.workspace)
-    })?;
-    ws.sign_commits_with(target.signing_key.clone());
     loop {
-        timed(&mut report.timings.sync_ms, || delivery.sync(&ws, target))?;
+        if !synced {
+            timed(&mut report.timings.sync_ms, || delivery.sync(ws, target))?;
+        }
+        synced = false;
         let tree = timed(&mut report.timings.rewrite_ms, || {
-            rewrite(run, &ws, cache, held)
+            rewrite(run, ws, cache, held)
         })?;
         report.holds = held.as_ref().map(HoldRun::current).unwrap_or_default();
-        if !to_deliver(run, &ws, &tree, report)? {
+        if !to_deliver(run, ws, &tree, report)? {
             return Ok(());
         }
         let pending = Pending {
@@ -107,12 +187,12 @@ fn run_loop(
             selections: run.selections,
             holds: &report.holds,
         };
-        if let Some(outcome) = delivery.before_commit(&ws, &pending)? {
+        if let Some(outcome) = delivery.before_commit(ws, &pending)? {
             report.outcome = outcome;
             return Ok(());
         }
         let commit = timed(&mut report.timings.commit_ms, || {
-            commit(run, &ws, &tree, cache)
+            commit(run, ws, &tree, cache)
         })?;
         let pending = Pending {
             target,
@@ -121,7 +201,7 @@ fn run_loop(
             holds: &report.holds,
         };
         let mut push_ms = 0;
-        let delivered = timed(&mut push_ms, || delivery.deliver(&ws, commit, &pending))?;
+        let delivered = timed(&mut push_ms, || delivery.deliver(ws, commit, &pending))?;
         report.timings.push_ms = report.timings.push_ms.saturating_add(push_ms);
         match delivered {
             Delivered::Done { outcome, pushed } => {

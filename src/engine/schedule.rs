@@ -398,15 +398,17 @@ impl Schedule {
             _ => due,
         };
         slot.known = true;
-        slot.record.scanned_at = now.wall_ms;
-        slot.record.error.clone_from(&scan.report.error);
+        slot.record.scanned(
+            now.wall_ms,
+            scan.report.failed,
+            scan.report.error.as_deref(),
+            scan.report.tags,
+        );
         if scan.report.failed {
             slot.failures = failures.saturating_add(1);
             slot.state = ImageState::Backoff { due };
         } else {
             slot.failures = 0;
-            slot.record.succeeded_at = Some(now.wall_ms);
-            slot.record.tags = scan.report.tags;
             slot.state = ImageState::Idle { due };
         }
         let id = slot.id.clone();
@@ -421,7 +423,9 @@ impl Schedule {
             self.selection_changed(&BTreeSet::from([id.clone()]), now);
         }
         let slot = &mut self.images[i];
-        slot.record.selected = self.selections.get(&id).map(ToString::to_string);
+        if let Some(selected) = self.selections.get(&id) {
+            slot.record.select(&selected.to_string(), now.wall_ms);
+        }
         self.out.push(Command::Persist {
             images: vec![(id.to_string(), slot.record.clone())],
             targets: Vec::new(),
@@ -719,6 +723,19 @@ impl Schedule {
     }
 
     /// What a run rewrites with: the last good selections, and why the others have none.
+    /// The last selections of `images` (indexes into the config's images), for a scan that
+    /// keeps the digests it has (see [`super::select::Known`]).
+    pub fn last_selections(&self, images: &[usize]) -> super::select::Known {
+        images
+            .iter()
+            .filter_map(|&i| self.images.get(i))
+            .filter_map(|slot| {
+                let selected = self.selections.get(&slot.id)?;
+                Some((slot.id.clone(), selected.clone()))
+            })
+            .collect()
+    }
+
     fn selection_set(&self) -> SelectionSet {
         SelectionSet {
             selections: self.selections.clone(),

@@ -78,26 +78,41 @@ pub struct PolicyScan {
     pub selection: Option<ImageRef>,
 }
 
+/// Each policy's last selection, as the previous scan left it (digest included).
+///
+/// With `digest: IfNotPresent` a policy that selects the same tag of the same image again
+/// keeps the digest it has and makes no lookup, as Flux does (image-reflector-controller,
+/// `updateImageRefs` in `internal/controller/imagepolicy_controller.go`: it fetches only when
+/// there is no latest ref, its name or tag differs, or its digest is empty).
+pub type Known = BTreeMap<PolicyId, ImageRef>;
+
 /// Scans all images and selects; see [`select_images`].
-pub async fn select_all(config: &Config, client: &Client) -> SelectionSet {
+pub async fn select_all(config: &Config, client: &Client, known: &Known) -> SelectionSet {
     // A suspended image is not scanned: no selection, so its markers stay as they are.
     let all: Vec<&ImagePolicy> = config.images.iter().filter(|i| !i.suspend).collect();
-    select_images(&all, client).await
+    select_images(&all, client, known).await
 }
 
 /// Scans `images` (each repository once, at most the client's scan concurrency at a time),
-/// selects, and resolves digests where a policy asks for them.
-pub async fn select_images(images: &[&ImagePolicy], client: &Client) -> SelectionSet {
+/// selects, and resolves digests where a policy asks for them and `known` does not hold it.
+pub async fn select_images(
+    images: &[&ImagePolicy],
+    client: &Client,
+    known: &Known,
+) -> SelectionSet {
     let mut groups: BTreeMap<ImageName, Vec<&ImagePolicy>> = BTreeMap::new();
     for image in images {
         groups.entry(image.image.clone()).or_default().push(image);
     }
     let concurrency = client.options().scan_concurrency.max(1);
-    let scans: Vec<RepositoryScan> = futures_util::stream::iter(groups)
-        .map(|(image, policies)| async move { scan_repository(&image, &policies, client).await })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let scans: Vec<RepositoryScan> =
+        futures_util::stream::iter(groups)
+            .map(|(image, policies)| async move {
+                scan_repository(&image, &policies, client, known).await
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     let mut by_policy = BTreeMap::new();
     let mut set = SelectionSet::default();
     for scan in scans {
@@ -127,11 +142,12 @@ pub async fn scan_repository(
     image: &ImageName,
     policies: &[&ImagePolicy],
     client: &Client,
+    known: &Known,
 ) -> RepositoryScan {
     let started = std::time::Instant::now();
     let listed = client.list_tags(image).await;
     let results = match &listed {
-        Ok(tags) => select_listed(policies, tags, client).await,
+        Ok(tags) => select_listed(policies, tags, client, known).await,
         Err(e) => {
             let error = super::report::chain(e);
             let transient = e.is_transient();
@@ -172,9 +188,10 @@ async fn select_listed(
     policies: &[&ImagePolicy],
     tags: &[Tag],
     client: &Client,
+    known: &Known,
 ) -> Vec<PolicyScan> {
     if policies.iter().all(|p| !p.needs_registry_pass()) {
-        return select_plain(policies, tags, client).await;
+        return select_plain(policies, tags, client, known).await;
     }
     let plain: Vec<&ImagePolicy> = policies
         .iter()
@@ -184,7 +201,7 @@ async fn select_listed(
     let mut plain_scans = if plain.is_empty() {
         Vec::new()
     } else {
-        select_plain(&plain, tags, client).await
+        select_plain(&plain, tags, client, known).await
     }
     .into_iter();
     let mut out = Vec::with_capacity(policies.len());
@@ -200,16 +217,32 @@ async fn select_listed(
 }
 
 /// Selects for every policy without gates from one listing, then looks up the digests they need.
-async fn select_plain(policies: &[&ImagePolicy], tags: &[Tag], client: &Client) -> Vec<PolicyScan> {
+async fn select_plain(
+    policies: &[&ImagePolicy],
+    tags: &[Tag],
+    client: &Client,
+    known: &Known,
+) -> Vec<PolicyScan> {
     let choices = choose(policies, tags);
-    // Each selected tag some policy wants a digest for, once.
+    let kept: Vec<Option<Digest>> = policies
+        .iter()
+        .zip(&choices)
+        .map(|(policy, choice)| match choice {
+            Choice::Tag(i) => kept_digest(policy, &tags[*i], known),
+            Choice::Nothing(_) => None,
+        })
+        .collect();
+    // Each selected tag some policy wants a digest for and does not keep, once.
     let mut wanted: Vec<usize> = policies
         .iter()
         .zip(&choices)
-        .filter_map(|(policy, choice)| match (policy.digest, choice) {
-            (DigestMode::Never, _) | (_, Choice::Nothing(_)) => None,
-            (DigestMode::IfNotPresent | DigestMode::Always, Choice::Tag(i)) => Some(*i),
-        })
+        .zip(&kept)
+        .filter_map(
+            |((policy, choice), kept)| match (policy.digest, choice, kept) {
+                (DigestMode::Never, _, _) | (_, Choice::Nothing(_), _) | (_, _, Some(_)) => None,
+                (DigestMode::IfNotPresent | DigestMode::Always, Choice::Tag(i), None) => Some(*i),
+            },
+        )
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
@@ -229,7 +262,8 @@ async fn select_plain(policies: &[&ImagePolicy], tags: &[Tag], client: &Client) 
     policies
         .iter()
         .zip(choices)
-        .map(|(policy, choice)| match choice {
+        .zip(kept)
+        .map(|((policy, choice), kept)| match choice {
             Choice::Nothing(why) => {
                 let mut nothing = failure(policy, Some(tags.len()), why, false);
                 nothing.report.failed = false;
@@ -237,7 +271,9 @@ async fn select_plain(policies: &[&ImagePolicy], tags: &[Tag], client: &Client) 
             }
             Choice::Tag(i) => {
                 let digest = match (policy.digest, digests.get(&i)) {
-                    (DigestMode::Never, _) | (_, None) => None,
+                    (DigestMode::Never, _) => None,
+                    (_, _) if kept.is_some() => kept,
+                    (_, None) => None,
                     (_, Some(Ok(d))) => Some(d.clone()),
                     (_, Some(Err((e, transient)))) => {
                         let tag = &tags[i];
@@ -249,6 +285,18 @@ async fn select_plain(policies: &[&ImagePolicy], tags: &[Tag], client: &Client) 
             }
         })
         .collect()
+}
+
+/// The digest `policy` keeps instead of looking it up: with `IfNotPresent`, the one its last
+/// selection recorded when that was the same tag of the same image (see [`Known`]).
+fn kept_digest(policy: &ImagePolicy, tag: &Tag, known: &Known) -> Option<Digest> {
+    let last = known.get(&policy.id)?;
+    match policy.digest {
+        DigestMode::IfNotPresent if last.name == policy.image && last.tag.as_ref() == Some(tag) => {
+            last.digest.clone()
+        }
+        DigestMode::IfNotPresent | DigestMode::Always | DigestMode::Never => None,
+    }
 }
 
 /// Each policy's choice from `tags`, in the order of `policies`. The list is read once for

@@ -322,11 +322,12 @@ impl Driver {
     fn scan(&mut self, images: Vec<usize>) {
         let config = Arc::clone(&self.config);
         let client = Arc::clone(&self.client);
+        let known = self.schedule.last_selections(&images);
         self.scans.spawn(async move {
             let policies: Vec<&ImagePolicy> = images.iter().map(|&i| &config.images[i]).collect();
             let repository = &config.images[images[0]].image;
             let started = Instant::now();
-            let scan = scan_repository(repository, &policies, &client).await;
+            let scan = scan_repository(repository, &policies, &client, &known).await;
             tracing::debug!(image = %repository, elapsed_ms = millis(started.elapsed()), "scanned");
             (images, scan)
         });

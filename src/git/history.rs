@@ -82,6 +82,7 @@ impl History {
     ) -> Result<bool, GitError> {
         let mut repo = self.repo.lock().unwrap_or_else(PoisonError::into_inner);
         if repo.is_none() {
+            super::ready();
             let opened = Repository::open(&self.git_dir).map_err(|e| GitError::Open {
                 path: self.root.clone(),
                 message: message(&e),

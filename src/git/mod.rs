@@ -11,6 +11,7 @@ mod objects;
 mod openpgp;
 mod pack;
 mod push;
+pub mod refname;
 mod workspace;
 
 use thiserror::Error;
@@ -22,6 +23,36 @@ pub use self::known_hosts::{HostKeyCheck, KnownHosts, ssh_host};
 pub use self::lease::{ForeignCommit, ForeignReason};
 pub use self::push::PushOutcome;
 pub use self::workspace::Workspace;
+
+/// libgit2 set up for tagsmith, once. Its own start-up reads the system's CA certificates
+/// for OpenSSL (tens of milliseconds of CPU), so `main` starts this on a thread of its own
+/// while the configuration is read and the registries are scanned; whatever opens a
+/// repository calls it first and waits only for what is left of it.
+pub fn ready() {
+    std::sync::LazyLock::force(&READY);
+}
+
+static READY: std::sync::LazyLock<()> = std::sync::LazyLock::new(cache_large_trees);
+
+/// libgit2 keeps trees in its object cache only up to 4 KiB by default, so a folder of a few
+/// hundred entries (a monorepo's `services/`) is inflated and hashed again for every path
+/// looked up through it: holds, attributes and write-backs look files up by path, and on a
+/// 10,000-file tree that cost most of a run. Trees up to 4 MiB are cached (per repository,
+/// freed with it; libgit2's total cache limit still applies).
+fn cache_large_trees() {
+    const TREE_CACHE_LIMIT: usize = 4 << 20;
+    // SAFETY: libgit2's options are process globals, and libgit2 reads this one when a
+    // repository caches an object. This runs once, inside `READY`, and every repository
+    // tagsmith opens is opened after `ready()` returns (workspaces, history, `check`), so no
+    // repository exists while it is written; nothing else in tagsmith sets options.
+    #[allow(unsafe_code)]
+    let set =
+        unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, TREE_CACHE_LIMIT) };
+    if let Err(err) = set {
+        // Only slower: say so once.
+        eprintln!("tagsmith: warning: cannot raise libgit2's tree cache limit: {err}");
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum GitError {

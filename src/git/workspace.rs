@@ -70,6 +70,7 @@ impl Workspace {
     /// is set aside (`<dir>.damaged-<UTC time>`, the newest one kept) and created again, with
     /// a warning: the next sync fetches it anew.
     pub fn open_objects(dir: &Path, source: &GitSource) -> Result<Self, GitError> {
+        super::ready();
         let creds = Credentials::resolve(&source.auth)?;
         let host_keys = HostKeys::load(&source.url, &source.auth)?;
         let open_err = |e: git2::Error| GitError::Open {

@@ -149,7 +149,9 @@ impl Notifier {
     }
 
     fn with_retry(config: &Config, retry: send::Retry) -> Self {
-        let client = send::client();
+        // Built for the first destination: with none configured (most `once` runs), the
+        // client's TLS set-up (reading the CA certificates) is not paid at all.
+        let mut client: Option<reqwest::Client> = None;
         let (bump, changed) = watch::channel(0u64);
         let bump = Arc::new(bump);
         let mut destinations: Vec<(String, Destination, Option<String>)> = config
@@ -185,7 +187,7 @@ impl Notifier {
             let worker = Worker {
                 name,
                 destination,
-                client: client.clone(),
+                client: client.get_or_insert_with(send::client).clone(),
                 retry,
                 counts,
                 bump: Arc::clone(&bump),

@@ -638,3 +638,65 @@ fn a_damaged_workspace_is_cloned_again_with_a_warning() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
 }
+
+/// A second `once` with nothing new makes no digest lookup for an `IfNotPresent` policy (the
+/// selection and its digest are kept in the state store, as Flux keeps them in the policy's
+/// status: image-reflector-controller `updateImageRefs`), and a new tag is looked up.
+#[test]
+fn if_not_present_digests_are_kept_between_cycles_and_a_new_tag_is_looked_up() {
+    use crate::support::proxy::{Paging, Proxy};
+
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(Proxy::start(&registry.host, Paging::PassThrough));
+    let host = proxy.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let marked = format!("image: {host}/org/app:0.9.0 # {{\"$imagepolicy\": \"team-a:app\"}}\n");
+    let bare = bare_repo(tmp.path(), "manifests", &[("apps/app.yaml", &marked)]);
+    let cfg = tmp.path().join("tagsmith.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "images:\n  - policy: team-a:app\n    image: {host}/org/app\n    semver: '^1'\n    digest: IfNotPresent\n\
+             targets:\n  - name: prod\n    git: {{ url: 'file://{}', branch: main }}\n    commit: {{ author: {{ name: tagsmith-bot, email: bot@example.invalid }} }}\n\
+             registries:\n  - host: {host}\n    insecure: true\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let once = || {
+        let out = tagsmith(&[
+            "once",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let lookups = || {
+        proxy
+            .log()
+            .iter()
+            .filter(|l| l.uri.contains("/manifests/"))
+            .count()
+    };
+
+    once();
+    assert_eq!(lookups(), 1);
+    let first = show(&bare, "main", "apps/app.yaml");
+    assert!(first.contains(":1.0.0@sha256:"), "{first}");
+    let head = rev(&bare, "main");
+
+    once();
+    assert_eq!(lookups(), 1, "nothing new: no lookup, {:?}", proxy.log());
+    assert_eq!(rev(&bare, "main"), head, "nothing new: no commit");
+
+    push(&registry, "org/app", &["1.1.0"]);
+    once();
+    assert_eq!(lookups(), 2, "a new tag is looked up");
+    let third = show(&bare, "main", "apps/app.yaml");
+    assert!(third.contains(":1.1.0@sha256:"), "{third}");
+}

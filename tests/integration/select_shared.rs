@@ -97,7 +97,12 @@ async fn equal_selections_on_one_image_share_one_listing_and_one_digest_lookup()
         ));
     }
     let refs: Vec<&ImagePolicy> = policies.iter().collect();
-    let set = select_images(&refs, &client(&proxy.host(), 8, 3)).await;
+    let set = select_images(
+        &refs,
+        &client(&proxy.host(), 8, 3),
+        &tagsmith::engine::Known::new(),
+    )
+    .await;
 
     assert!(!set.has_failures(), "{:?}", set.reports);
     assert_eq!(set.reports.len(), 45);
@@ -155,7 +160,12 @@ async fn digest_lookups_of_one_image_run_side_by_side_within_the_host_limit() {
     let refs: Vec<&ImagePolicy> = policies.iter().collect();
     proxy.set_delay(Duration::from_millis(150));
     let started = std::time::Instant::now();
-    let set = select_images(&refs, &client(&proxy.host(), 3, 3)).await;
+    let set = select_images(
+        &refs,
+        &client(&proxy.host(), 3, 3),
+        &tagsmith::engine::Known::new(),
+    )
+    .await;
     let took = started.elapsed();
 
     assert!(!set.has_failures(), "{:?}", set.reports);
@@ -191,7 +201,12 @@ async fn a_failed_shared_lookup_fails_every_policy_that_wanted_it_and_no_other()
         retry_after: None,
     };
     proxy.push_faults([Fault::Pass, fault, fault, fault, fault]);
-    let set = select_images(&refs, &client(&proxy.host(), 8, 2)).await;
+    let set = select_images(
+        &refs,
+        &client(&proxy.host(), 8, 2),
+        &tagsmith::engine::Known::new(),
+    )
+    .await;
 
     for id in ["team:a", "team:b"] {
         let report = set.reports.iter().find(|r| r.policy == id).unwrap();
@@ -212,4 +227,68 @@ async fn a_failed_shared_lookup_fails_every_policy_that_wanted_it_and_no_other()
         "{:?}",
         proxy.log()
     );
+}
+
+/// `digest: IfNotPresent` keeps the digest of a selection that stays on the same tag of the
+/// same image and looks up only otherwise; `Always` looks up every time. The cases of
+/// image-reflector-controller's `updateImageRefs` (internal/controller/imagepolicy_controller.go:
+/// fetch when there is no latest ref, its name or tag differs, or its digest is empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_not_present_keeps_the_digest_of_the_same_tag_and_always_looks_again() {
+    use tagsmith::engine::Known;
+    use tagsmith::model::ImageRef;
+
+    let registry = Registry::start(Auth::None);
+    let tags = vec!["1.0.0".to_string(), "1.1.0".to_string()];
+    let digest = registry.pusher().push_tags("keep/app", &tags).await;
+    let proxy = Proxy::start(&registry.host, Paging::PassThrough).await;
+    let image = format!("{}/keep/app", proxy.host());
+    let keep = policy("team:keep", &image, "^1", DigestMode::IfNotPresent);
+    let always = policy("team:always", &image, "^1", DigestMode::Always);
+    let refs = [&keep, &always];
+    let client = client(&proxy.host(), 8, 3);
+    let lookups = |proxy: &Proxy| {
+        proxy
+            .log()
+            .iter()
+            .filter(|l| l.uri.contains("/manifests/"))
+            .count()
+    };
+
+    let first = select_images(&refs, &client, &Known::new()).await;
+    assert!(!first.has_failures(), "{:?}", first.reports);
+    assert_eq!(lookups(&proxy), 1, "one lookup for the tag both selected");
+    let selected = format!("{image}:1.1.0@{digest}");
+    assert_eq!(first.selections[&keep.id].to_string(), selected);
+
+    // The same tag again: IfNotPresent keeps what it has, even a digest the registry would
+    // no longer answer (the tag was pushed again); Always asks.
+    let stale = "sha256:".to_string() + &"0".repeat(64);
+    let kept: ImageRef = format!("{image}:1.1.0@{stale}").parse().unwrap();
+    let known = Known::from([
+        (keep.id.clone(), kept.clone()),
+        (always.id.clone(), kept.clone()),
+    ]);
+    let before = lookups(&proxy);
+    let second = select_images(&refs, &client, &known).await;
+    assert_eq!(lookups(&proxy) - before, 1, "only Always looked up");
+    assert_eq!(second.selections[&keep.id], kept);
+    assert_eq!(second.selections[&always.id].to_string(), selected);
+
+    // Another tag, another image or no digest recorded: looked up.
+    for last in [
+        format!("{image}:1.0.0@{stale}"),
+        format!("{}/keep/other:1.1.0@{stale}", proxy.host()),
+        format!("{image}:1.1.0"),
+    ] {
+        let known = Known::from([(keep.id.clone(), last.parse::<ImageRef>().unwrap())]);
+        let before = lookups(&proxy);
+        let set = select_images(&[&keep], &client, &known).await;
+        assert_eq!(lookups(&proxy) - before, 1, "looked up after {last}");
+        assert_eq!(
+            set.selections[&keep.id].to_string(),
+            selected,
+            "after {last}"
+        );
+    }
 }
