@@ -168,6 +168,16 @@ impl Credentials {
     pub(super) fn source(&self) -> &str {
         &self.source
     }
+
+    /// User name, password and where they came from, for HTTP basic auth; `None` for an SSH
+    /// key, whose passphrase is no password.
+    pub(super) fn basic(&self) -> Option<(&str, &str, &str)> {
+        self.ssh_key.is_none().then_some((
+            self.username.as_str(),
+            self.password.as_str(),
+            self.source.as_str(),
+        ))
+    }
 }
 
 /// Callbacks that answer credential requests a bounded number of times and, for SSH, accept

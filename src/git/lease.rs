@@ -7,6 +7,7 @@ use std::cell::Cell;
 use git2::Oid;
 
 use super::auth::callbacks;
+use super::direct_push::Mode;
 use super::workspace::{Synced, pushed_record};
 use super::{Cause, GitError, PushOutcome, Workspace, failure, message};
 use crate::config::Author;
@@ -218,6 +219,11 @@ impl Workspace {
         // Before the push: a crash right after it must still find the new head ours.
         self.record_push(branch, commit, false)?;
         let dst = format!("refs/heads/{branch}");
+        if let Some(result) = self.push_direct(commit, &dst, Mode::Lease(expected)) {
+            let pushed = self.direct_outcome(result, commit, branch)?;
+            self.record_pushed(branch, commit);
+            return Ok(pushed);
+        }
         let attempts = Cell::new(0);
         let lease_broken = Cell::new(false);
         let mut cbs = callbacks(self.creds.as_ref(), self.host_keys.as_ref(), &attempts);
@@ -266,14 +272,18 @@ impl Workspace {
                 failure
             });
         }
-        if let Err(e) = self.record_push(branch, commit, true) {
-            // The pending record already names this commit: the next run still knows it.
-            tracing::warn!(%branch, error = %e, "cannot record the pushed head");
-        }
+        self.record_pushed(branch, commit);
         Ok(PushOutcome {
             branch: branch.to_string(),
             commit,
         })
+    }
+
+    fn record_pushed(&self, branch: &str, commit: Oid) {
+        if let Err(e) = self.record_push(branch, commit, true) {
+            // The pending record already names this commit: the next run still knows it.
+            tracing::warn!(%branch, error = %e, "cannot record the pushed head");
+        }
     }
 
     /// Whether the remote `branch` now holds something other than `expected`.

@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod commit;
+mod direct_push;
 mod history;
 mod known_hosts;
 mod lease;
@@ -11,6 +12,7 @@ mod objects;
 mod openpgp;
 mod pack;
 mod push;
+mod receive_pack;
 pub mod refname;
 mod workspace;
 

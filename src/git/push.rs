@@ -7,6 +7,7 @@ use std::rc::Rc;
 use git2::{ErrorCode, Oid, PushOptions, RemoteCallbacks};
 
 use super::auth::callbacks;
+use super::direct_push::{DirectPushError, Mode, Pushed};
 use super::{Cause, GitError, Workspace, failure};
 
 const PUSH_REF: &str = "refs/tagsmith/push";
@@ -17,7 +18,7 @@ pub struct PushOutcome {
     pub commit: Oid,
 }
 
-fn is_non_fast_forward(text: &str) -> bool {
+pub(super) fn is_non_fast_forward(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     t.contains("non-fast-forward")
         || t.contains("fetch first")
@@ -57,7 +58,14 @@ impl Workspace {
         Ok((result, refusal))
     }
 
+    /// Pushes `commit` to `branch` when the branch's remote head is an ancestor of it (or the
+    /// branch does not exist yet). Over `file://` and smart HTTP(S) only the objects the commit
+    /// adds to its parent are sent ([`super::direct_push`]); other transports use libgit2.
     pub fn push(&self, commit: Oid, branch: &str) -> Result<PushOutcome, GitError> {
+        let refname = format!("refs/heads/{branch}");
+        if let Some(result) = self.push_direct(commit, &refname, Mode::FastForward) {
+            return self.direct_outcome(result, commit, branch);
+        }
         let push_err = |(message, cause): (String, Cause)| GitError::Push {
             url: self.url.clone(),
             branch: branch.to_string(),
@@ -112,6 +120,40 @@ impl Workspace {
 }
 
 impl Workspace {
+    /// A direct push's result as libgit2's pushes report theirs.
+    pub(super) fn direct_outcome(
+        &self,
+        result: Result<Pushed, DirectPushError>,
+        commit: Oid,
+        branch: &str,
+    ) -> Result<PushOutcome, GitError> {
+        match result {
+            Ok(Pushed::Done) => Ok(PushOutcome {
+                branch: branch.to_string(),
+                commit,
+            }),
+            Ok(Pushed::Moved) => Err(GitError::NonFastForward {
+                url: self.url.clone(),
+                branch: branch.to_string(),
+            }),
+            Ok(Pushed::Refused(status)) => Err(GitError::PushRejected {
+                url: self.url.clone(),
+                branch: branch.to_string(),
+                status: super::redact_url(&status),
+            }),
+            Err(e) => Err(GitError::Push {
+                url: self.url.clone(),
+                branch: branch.to_string(),
+                message: super::redact_url(&error_chain(&e)),
+                cause: if e.is_rejection() {
+                    Cause::Rejected
+                } else {
+                    Cause::Other
+                },
+            }),
+        }
+    }
+
     /// Whether the remote branch now points somewhere other than `commit`'s parent.
     fn branch_moved(&self, commit: Oid, branch: &str) -> bool {
         let Ok(parent) = self.repo.find_commit(commit).and_then(|c| c.parent_id(0)) else {
@@ -129,4 +171,19 @@ impl Workspace {
             .refname_to_id(&tracking)
             .is_ok_and(|head| head != parent)
     }
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }

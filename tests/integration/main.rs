@@ -38,6 +38,7 @@ mod flux_secrets;
 mod gates;
 mod git_config;
 mod git_delivery;
+mod git_push;
 mod git_ssh;
 mod git_workspace;
 mod help_readme;
