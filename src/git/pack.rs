@@ -9,12 +9,14 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
-use git2::{ObjectType, Oid};
+use git2::{ObjectType, Odb, Oid};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PackError {
+    #[error("cannot read new object {id}: {source}")]
+    Read { id: Oid, source: git2::Error },
     #[error("{kind} object {id} cannot go into a pack")]
     Kind { id: Oid, kind: ObjectType },
     #[error("cannot write the pack of new objects: {0}")]
@@ -34,6 +36,74 @@ pub struct Stored {
     pub objects: usize,
     /// `objects/pack/pack-<checksum>.pack` in the repository.
     pub path: PathBuf,
+}
+
+/// What [`write`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub objects: usize,
+    /// The SHA-1 trailer, which also names the pack file.
+    pub checksum: [u8; 20],
+}
+
+/// Writes `ids` (read from `odb`, duplicates allowed, sorted by id) as a pack of whole
+/// objects to `out`, trailer included: for objects that are in a repository already (a
+/// commit's own pack is made by [`Builder`] as the objects are).
+pub fn write<W: Write>(odb: &Odb<'_>, ids: &[Oid], out: &mut W) -> Result<Written, PackError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Hashed {
+        inner: out,
+        hash: Sha1::new(),
+    };
+    let count = u32::try_from(ids.len()).map_err(|_| PackError::TooMany)?;
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.extend_from_slice(b"PACK");
+    header.extend_from_slice(&2u32.to_be_bytes());
+    header.extend_from_slice(&count.to_be_bytes());
+    out.write_all(&header).map_err(PackError::Write)?;
+    let mut deflate = Deflate::new();
+    for &id in &ids {
+        let object = odb
+            .read(id)
+            .map_err(|source| PackError::Read { id, source })?;
+        let code = match object.kind() {
+            ObjectType::Commit => 1,
+            ObjectType::Tree => 2,
+            ObjectType::Blob => 3,
+            ObjectType::Tag => 4,
+            kind => return Err(PackError::Kind { id, kind }),
+        };
+        out.write_all(&entry_header(code, object.len()))
+            .map_err(PackError::Write)?;
+        let deflated = deflate.zlib(object.data()).map_err(PackError::Write)?;
+        out.write_all(deflated).map_err(PackError::Write)?;
+    }
+    let checksum: [u8; 20] = out.hash.finalize().into();
+    out.inner.write_all(&checksum).map_err(PackError::Write)?;
+    Ok(Written {
+        objects: ids.len(),
+        checksum,
+    })
+}
+
+/// A writer that hashes what passes through: a pack ends with the SHA-1 of all before it.
+struct Hashed<'w, W: Write> {
+    inner: &'w mut W,
+    hash: Sha1,
+}
+
+impl<W: Write> Write for Hashed<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The id Git gives an object of `kind` holding `data`.
@@ -450,6 +520,31 @@ mod tests {
         assert_eq!(
             std::fs::read(stored.path.with_extension("idx")).unwrap(),
             std::fs::read(tmp.path().join("copy.idx")).unwrap()
+        );
+    }
+
+    #[test]
+    fn objects_written_from_a_repository_make_the_pack_a_commit_stores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(tmp.path()).unwrap();
+        let a = repo.blob(b"a\n").unwrap();
+        let b = repo.blob(b"b\n").unwrap();
+        let mut out = Vec::new();
+        let written = write(&repo.odb().unwrap(), &[b, a, b], &mut out).unwrap();
+        assert_eq!(written.objects, 2);
+        let mut builder = Builder::new(&tmp.path().join("other")).unwrap();
+        // The same objects in the same order (by id) make the same bytes.
+        let (first, second) = if a < b { (a, b) } else { (b, a) };
+        for id in [first, second] {
+            let blob = repo.find_blob(id).unwrap();
+            builder.add(ObjectType::Blob, blob.content()).unwrap();
+        }
+        let stored = builder.store().unwrap();
+        assert_eq!(std::fs::read(&stored.path).unwrap(), out);
+        assert!(
+            stored
+                .path
+                .ends_with(format!("pack-{}.pack", hex(&written.checksum)))
         );
     }
 
