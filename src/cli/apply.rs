@@ -187,7 +187,11 @@ fn print_text(report: &TreeReport, dry_run: bool) {
     }
     if dry_run {
         for file in &report.changed {
-            print!("{}", file.unified_diff());
+            // A directory's files keep their old bytes.
+            print!(
+                "{}",
+                file.unified_diff(file.before.bytes().unwrap_or_default())
+            );
         }
     } else {
         for change in &report.changes {
@@ -232,7 +236,7 @@ fn print_json(report: &TreeReport, dry_run: bool, written: bool) -> anyhow::Resu
         let diffs: Vec<_> = report
             .changed
             .iter()
-            .map(|f| json!({ "path": f.path.display().to_string(), "diff": f.unified_diff() }))
+            .map(|f| json!({ "path": f.path.display().to_string(), "diff": f.unified_diff(f.before.bytes().unwrap_or_default()) }))
             .collect();
         doc["diffs"] = json!(diffs);
     }

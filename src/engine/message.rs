@@ -287,7 +287,7 @@ mod tests {
         let after = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  image: 1.1.0 # {\"$imagepolicy\": \"prod:web:tag\"}\n";
         let file = ChangedFile {
             path: PathBuf::from("clusters/prod/web.yaml"),
-            before: Vec::new(),
+            before: crate::rewrite::walk::Before::Bytes(Vec::new()),
             after: after.as_bytes().to_vec(),
         };
         let mut c = change("prod:web", "1.1.0", "clusters/prod/web.yaml");

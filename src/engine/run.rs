@@ -12,9 +12,9 @@ use super::message;
 use super::report::{ChangeReport, Outcome, RunError, TargetReport, chain, timed};
 use super::select::SelectionSet;
 use crate::config::{ImagePolicy, Target};
-use crate::git::Workspace;
+use crate::git::{GitError, Workspace};
 use crate::model::PolicyId;
-use crate::rewrite::walk::{ChangedFile, Core, TreeReport};
+use crate::rewrite::walk::{Core, TreeReport};
 use crate::rewrite::{ProblemKind, ScanCache};
 
 /// Where a target's workspace lives under the state directory.
@@ -178,7 +178,7 @@ fn run_loop(
             rewrite(run, ws, cache, held)
         })?;
         report.holds = held.as_ref().map(HoldRun::current).unwrap_or_default();
-        if !to_deliver(run, &tree, report) {
+        if !to_deliver(run, ws, &tree, report)? {
             return Ok(());
         }
         let pending = Pending {
@@ -289,21 +289,30 @@ impl crate::writeback::tree::Files for HeadFiles<'_> {
 
 /// Records a rewrite in `report`; true when there is something to deliver. Otherwise the
 /// outcome is set: unchanged, or (`--dry-run`) the diff that would be committed.
-fn to_deliver(run: &TargetRun<'_>, tree: &TreeReport, report: &mut TargetReport) -> bool {
+fn to_deliver(
+    run: &TargetRun<'_>,
+    ws: &Workspace,
+    tree: &TreeReport,
+    report: &mut TargetReport,
+) -> Result<bool, RunError> {
     report.changes = tree.changes.iter().map(ChangeReport::from).collect();
     report.policies = tree.policies.iter().map(ToString::to_string).collect();
     (report.problems, report.file_errors) = problems(run, tree);
     if tree.changed.is_empty() {
         report.outcome = Outcome::Unchanged;
-        return false;
+        return Ok(false);
     }
     if run.dry_run {
         report.outcome = Outcome::WouldCommit {
-            diff: tree.changed.iter().map(ChangedFile::unified_diff).collect(),
+            diff: tree
+                .changed
+                .iter()
+                .map(|file| Ok(file.unified_diff(&ws.before_bytes(file)?)))
+                .collect::<Result<_, GitError>>()?,
         };
-        return false;
+        return Ok(false);
     }
-    true
+    Ok(true)
 }
 
 /// Every problem as `file:line: message`, and apart the ones that kept a file from being

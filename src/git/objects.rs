@@ -4,18 +4,20 @@
 //! bytes, and the new blobs and the trees on their paths are written next to the old ones.
 //! Nothing is checked out, no index is kept, no file is written.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree};
 use rayon::prelude::*;
 
+use super::pack::{Builder, PackError};
 use super::walk_memo;
 use super::workspace::NewPack;
 use super::{CommitInfo, GitError, Workspace, message, redact_url};
 use crate::config::Author;
 use crate::rewrite::tree_memo::TreeMemo;
-use crate::rewrite::walk::{ChangedFile, Core, FileOutcome, TreeReport};
+use crate::rewrite::walk::{Before, ChangedFile, Core, FileOutcome, TreeReport};
 use crate::rewrite::{BlobScan, Lang, ScanCache, wide_encoding_with_marker};
 
 /// libgit2's `GIT_ATTR_CHECK_INCLUDE_HEAD`, which git2 does not name: attributes from the
@@ -26,7 +28,16 @@ const ATTR_INCLUDE_HEAD: u32 = 1 << 3;
 struct Unscanned {
     path: PathBuf,
     lang: Lang,
+    id: Oid,
     bytes: Vec<u8>,
+}
+
+/// `outcome` of rewriting the blob `id`, keeping the blob's id instead of its old bytes.
+fn by_blob_id(mut outcome: FileOutcome, id: Oid) -> FileOutcome {
+    if let (Some(file), Some(key)) = (outcome.changed.as_mut(), blob_key(id)) {
+        file.forget_before(key);
+    }
+    outcome
 }
 
 impl Workspace {
@@ -71,6 +82,7 @@ impl Workspace {
                     unscanned.push(Unscanned {
                         path: c.path,
                         lang: c.lang,
+                        id: c.id,
                         bytes,
                     });
                 } else {
@@ -92,7 +104,8 @@ impl Workspace {
                             .map(|b| b.content().to_vec())
                             .map_err(|e| format!("cannot read blob {}: {}", c.id, message(&e)))
                     };
-                    report.add(core.rewrite_scanned(&c.path, c.lang, scanned, load));
+                    let outcome = core.rewrite_scanned(&c.path, c.lang, scanned, load);
+                    report.add(by_blob_id(outcome, c.id));
                 }
                 None => {
                     read += 1;
@@ -110,6 +123,7 @@ impl Workspace {
                         unscanned.push(Unscanned {
                             path: c.path,
                             lang: c.lang,
+                            id: c.id,
                             bytes: bytes.to_vec(),
                         });
                     } else {
@@ -120,7 +134,7 @@ impl Workspace {
         }
         let scanned: Vec<FileOutcome> = unscanned
             .into_par_iter()
-            .map(|u| core.rewrite(&u.path, u.lang, u.bytes))
+            .map(|u| by_blob_id(core.rewrite(&u.path, u.lang, u.bytes), u.id))
             .collect();
         for outcome in scanned {
             report.add(outcome);
@@ -150,8 +164,11 @@ impl Workspace {
     /// With a `cache`, new blobs holding the rewritten bytes are remembered by id (their
     /// scan is cached already), so the next run need not read them.
     ///
-    /// The new blobs, the trees on their paths and the commit are written to memory first
-    /// and stored as one pack, not as a loose object each.
+    /// The new blobs, the trees on their paths and the commit are hashed and deflated once
+    /// each, as they are made, into one pack that is written with its index: no object goes
+    /// through libgit2's object database on the way (each write there looks the id up in
+    /// every pack first, and rescans the pack folder when it is not found), and the pack is
+    /// not read again to index it.
     pub fn commit_changes(
         &self,
         changed: &[ChangedFile],
@@ -164,15 +181,13 @@ impl Workspace {
             message: message(&e),
         };
         let parent_id = self.head()?;
-        // A handle of its own: the in-memory backend stays attached to its object database
-        // for good, and must not catch what this workspace writes later.
-        let staging = Repository::open_bare(self.repo.path()).map_err(err)?;
-        let odb = staging.odb().map_err(err)?;
-        let _memory = odb.add_new_mempack_backend(MEMPACK_PRIORITY).map_err(err)?;
-        let parent = staging.find_commit(parent_id).map_err(err)?;
-        let base_tree = parent.tree().map_err(err)?;
-        let eol = EolConfig::of(&staging);
-        let outside = attributes_outside_tree(&staging);
+        let base_tree = self
+            .repo
+            .find_commit(parent_id)
+            .and_then(|c| c.tree())
+            .map_err(err)?;
+        let eol = EolConfig::of(&self.repo);
+        let outside = attributes_outside_tree(&self.repo);
         let mut files: BTreeMap<Vec<String>, &ChangedFile> = BTreeMap::new();
         for file in changed {
             let parts: Vec<String> = file
@@ -184,51 +199,39 @@ impl Workspace {
         }
         let edits: Vec<(&[String], &ChangedFile)> =
             files.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
-        let mut written = Vec::with_capacity(edits.len() * 2);
-        let mut blob = |file: &ChangedFile, attributes_on_path: bool| {
+        let mut pack = Builder::new(&self.repo.path().join("objects")).map_err(pack_error)?;
+        let mut blob = |file: &ChangedFile, attributes_on_path: bool, pack: &mut Builder| {
             let attrs = if outside || attributes_on_path {
-                Attrs::of(&staging, &file.path)?
+                Attrs::of(&self.repo, &file.path).map_err(err)?
             } else {
                 Attrs::Undefined
             };
-            let bytes = attrs.to_odb(eol, &file.before, &file.after);
-            let id = staging.blob(&bytes)?;
+            let bytes = attrs.to_odb(eol, file.before.has_cr(), &file.after);
+            let id = pack.add(ObjectType::Blob, &bytes).map_err(pack_error)?;
             if let (Some(cache), Some(lang), Some(key)) =
                 (cache, Lang::from_path(&file.path), blob_key(id))
-                && bytes == file.after
+                && *bytes == *file.after
             {
                 cache.remember_blob(lang, key, Some(&bytes));
             }
             Ok(id)
         };
-        let tree_id = rebuild(
-            &staging,
+        let (tree_id, root) = rebuild(
+            &self.repo,
             Some(&base_tree),
             &edits,
             false,
             &mut blob,
-            &mut written,
-        )
-        .map_err(err)?;
+            &mut pack,
+        )?;
         if tree_id == base_tree.id() {
             return Err(GitError::Commit {
                 message: "nothing to commit: the files equal the base commit".into(),
             });
         }
-        let tree = staging.find_tree(tree_id).map_err(err)?;
-        let id = self.write_commit(&staging, &parent, &tree, author, text)?;
-        written.push(id);
-        let stored =
-            super::pack::store(&odb, &written, &staging.path().join("objects")).map_err(|e| {
-                GitError::Commit {
-                    message: redact_url(&e.to_string()),
-                }
-            })?;
-        drop(tree);
+        let id = self.commit_tree(parent_id, &root, author, text, &mut pack)?;
+        let stored = pack.store().map_err(pack_error)?;
         drop(base_tree);
-        drop(parent);
-        drop(odb);
-        drop(staging);
         // This handle found its packs before the new one was written.
         self.repo.odb().and_then(|odb| odb.refresh()).map_err(err)?;
         self.repo.set_head_detached(id).map_err(err)?;
@@ -243,12 +246,60 @@ impl Workspace {
             parent: parent_id,
         })
     }
+
+    /// Makes the commit of the tree `root` (its bytes) on `parent` as [`Self::write_commit`]
+    /// makes it (identity, signing) and adds it to `pack`. The tree and the commit pass
+    /// through the in-memory backend of a handle of their own, dropped after.
+    fn commit_tree(
+        &self,
+        parent: Oid,
+        root: &[u8],
+        author: &Author,
+        text: &str,
+        pack: &mut Builder,
+    ) -> Result<Oid, GitError> {
+        let err = |e: git2::Error| GitError::Commit {
+            message: message(&e),
+        };
+        // A handle of its own: the in-memory backend stays attached to its object database
+        // for good, and must not catch what this workspace writes later.
+        let staging = Repository::open_bare(self.repo.path()).map_err(err)?;
+        let odb = staging.odb().map_err(err)?;
+        let _memory = odb.add_new_mempack_backend(MEMPACK_PRIORITY).map_err(err)?;
+        let tree_id = odb.write(ObjectType::Tree, root).map_err(err)?;
+        let tree = staging.find_tree(tree_id).map_err(err)?;
+        let parent = staging.find_commit(parent).map_err(err)?;
+        let id = self.write_commit(&staging, &parent, &tree, author, text)?;
+        let commit = odb.read(id).map_err(err)?;
+        pack.add(ObjectType::Commit, commit.data())
+            .map_err(pack_error)
+    }
+}
+
+fn pack_error(e: PackError) -> GitError {
+    GitError::Commit {
+        message: redact_url(&e.to_string()),
+    }
 }
 
 /// Above libgit2's own backends (packs 2, loose objects 1): new objects go to memory.
 const MEMPACK_PRIORITY: i32 = 1000;
 
 impl Workspace {
+    /// The bytes `file` held before its rewrite, read again from its blob when only the
+    /// blob's id was kept.
+    pub fn before_bytes(&self, file: &ChangedFile) -> Result<Vec<u8>, GitError> {
+        match &file.before {
+            Before::Bytes(bytes) => Ok(bytes.clone()),
+            Before::Blob { id, .. } => Oid::from_bytes(id)
+                .and_then(|id| self.repo.find_blob(id))
+                .map(|blob| blob.content().to_vec())
+                .map_err(|e| GitError::Read {
+                    message: format!("{}: {}", file.path.display(), message(&e)),
+                }),
+        }
+    }
+
     /// The bytes of the file at `path` (relative to the root) in the synced commit's tree;
     /// `None` when there is none there (or it is a link, a folder or a submodule).
     pub fn head_file(&self, path: &Path) -> Option<Vec<u8>> {
@@ -350,21 +401,51 @@ pub(super) fn normalize(path: &Path) -> Option<PathBuf> {
 }
 
 /// `tree` (none: an empty one) with the files at `edits` (paths split into names, sorted)
-/// replaced by the blobs `blob` writes for them; only the trees on those paths are written,
-/// each read once, and every id written is added to `written`. A replaced blob keeps its
-/// mode. `blob` is told whether a folder on the file's path holds a `.gitattributes`
-/// (`attributes_above`: one above `tree` does).
+/// replaced by the blobs `blob` adds to `pack` for them; only the trees on those paths are
+/// made, each read once, and each is added to `pack`. Returns the new tree's id and bytes. A
+/// replaced blob keeps its mode. `blob` is told whether a folder on the file's path holds a
+/// `.gitattributes` (`attributes_above`: one above `tree` does).
+///
+/// The bytes are the ones libgit2's tree builder writes for the same entries: every entry of
+/// the old tree as it was (its mode as stored), sorted as Git sorts them (a folder's name as
+/// if it ended in `/`).
 fn rebuild(
     repo: &Repository,
     tree: Option<&Tree<'_>>,
     edits: &[(&[String], &ChangedFile)],
     attributes_above: bool,
-    blob: &mut dyn FnMut(&ChangedFile, bool) -> Result<Oid, git2::Error>,
-    written: &mut Vec<Oid>,
-) -> Result<Oid, git2::Error> {
+    blob: &mut dyn FnMut(&ChangedFile, bool, &mut Builder) -> Result<Oid, GitError>,
+    pack: &mut Builder,
+) -> Result<(Oid, Vec<u8>), GitError> {
     let attributes_here =
         attributes_above || tree.is_some_and(|t| t.get_name(".gitattributes").is_some());
-    let mut builder = repo.treebuilder(tree)?;
+    let mut entries: Vec<TreeItem> = tree.map_or_else(Vec::new, |t| {
+        t.iter()
+            .map(|e| TreeItem {
+                name: e.name_bytes().to_vec(),
+                mode: e.filemode_raw(),
+                id: e.id(),
+            })
+            .collect()
+    });
+    let mut at: HashMap<Vec<u8>, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
+    let mut set = |entries: &mut Vec<TreeItem>, name: &str, mode: i32, id: Oid| {
+        if let Some(&i) = at.get(name.as_bytes()) {
+            entries[i].mode = mode;
+            entries[i].id = id;
+            return;
+        }
+        at.insert(name.as_bytes().to_vec(), entries.len());
+        entries.push(TreeItem {
+            name: name.as_bytes().to_vec(),
+            mode,
+            id,
+        });
+    };
     let mut i = 0;
     while i < edits.len() {
         let (parts, file) = edits[i];
@@ -372,13 +453,19 @@ fn rebuild(
             i += 1;
             continue;
         };
+        if !valid_entry_name(name) {
+            return Err(GitError::Commit {
+                message: format!(
+                    "cannot commit {}: {name:?} cannot be a name in a tree",
+                    file.path.display()
+                ),
+            });
+        }
+        let existing = tree.and_then(|t| t.get_name(name));
         if rest.is_empty() {
-            let mode = builder
-                .get(name)?
-                .map_or(i32::from(FileMode::Blob), |e| e.filemode());
-            let id = blob(file, attributes_here)?;
-            written.push(id);
-            builder.insert(name, id, mode)?;
+            let mode = existing.map_or(i32::from(FileMode::Blob), |e| e.filemode());
+            let id = blob(file, attributes_here, pack)?;
+            set(&mut entries, name, mode, id);
             i += 1;
             continue;
         }
@@ -388,19 +475,64 @@ fn rebuild(
             below.push((&edits[j].0[1..], edits[j].1));
             j += 1;
         }
-        let sub = match builder.get(name)? {
+        let sub = match existing {
             Some(entry) if entry.kind() == Some(ObjectType::Tree) => {
-                Some(repo.find_tree(entry.id())?)
+                Some(repo.find_tree(entry.id()).map_err(|e| GitError::Commit {
+                    message: message(&e),
+                })?)
             }
             _ => None,
         };
-        let sub_id = rebuild(repo, sub.as_ref(), &below, attributes_here, blob, written)?;
-        builder.insert(name, sub_id, i32::from(FileMode::Tree))?;
+        let (sub_id, _) = rebuild(repo, sub.as_ref(), &below, attributes_here, blob, pack)?;
+        set(&mut entries, name, i32::from(FileMode::Tree), sub_id);
         i = j;
     }
-    let id = builder.write()?;
-    written.push(id);
-    Ok(id)
+    entries.sort_by(git_tree_order);
+    let bytes = tree_bytes(&entries);
+    let id = pack.add(ObjectType::Tree, &bytes).map_err(pack_error)?;
+    Ok((id, bytes))
+}
+
+/// An entry of a tree being made.
+struct TreeItem {
+    name: Vec<u8>,
+    /// As stored, which in old trees may be a form Git no longer writes (`100664`).
+    mode: i32,
+    id: Oid,
+}
+
+/// A tree object's bytes: `<octal mode> <name>\0<20-byte id>` per entry.
+fn tree_bytes(entries: &[TreeItem]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.name.len() + 28).sum());
+    for e in entries {
+        // Writing to a Vec cannot fail.
+        let _ = write!(bytes, "{:o} ", e.mode);
+        bytes.extend_from_slice(&e.name);
+        bytes.push(0);
+        bytes.extend_from_slice(e.id.as_bytes());
+    }
+    bytes
+}
+
+/// Git's order of tree entries (`base_name_compare`): by name, a folder's as if it ended in
+/// `/`.
+fn git_tree_order(a: &TreeItem, b: &TreeItem) -> std::cmp::Ordering {
+    fn key(e: &TreeItem) -> impl Iterator<Item = u8> + '_ {
+        let folder = e.mode & 0o170000 == 0o040000;
+        e.name.iter().copied().chain(folder.then_some(b'/'))
+    }
+    key(a).cmp(key(b))
+}
+
+/// The names libgit2's tree builder refuses: empty, `.`, `..`, `.git` in any case, and any
+/// with a `/` or a NUL.
+fn valid_entry_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.eq_ignore_ascii_case(".git")
+        && !name.contains(['/', '\0'])
 }
 
 /// What the repository's configuration says about line endings when no attribute does.
@@ -494,24 +626,24 @@ impl Attrs {
         Ok(found.unwrap_or(Self::Undefined))
     }
 
-    /// The bytes to store for `after`, the rewrite of the blob `before`.
-    fn to_odb(self, config: EolConfig, before: &[u8], after: &[u8]) -> Vec<u8> {
+    /// The bytes to store for `after`, the rewrite of a blob that held a CR or not.
+    fn to_odb<'a>(self, config: EolConfig, before_cr: bool, after: &'a [u8]) -> Cow<'a, [u8]> {
         let action = match (self, config) {
             (Self::Undefined, EolConfig::Off) => Self::Binary,
             (Self::Undefined, EolConfig::Auto) => Self::Auto,
             (a, _) => a,
         };
         if action == Self::Binary || after.is_empty() {
-            return after.to_vec();
+            return Cow::Borrowed(after);
         }
         let stats = TextStats::of(after);
-        if action == Self::Auto && (stats.is_binary() || before.contains(&b'\r')) {
-            return after.to_vec();
+        if action == Self::Auto && (stats.is_binary() || before_cr) {
+            return Cow::Borrowed(after);
         }
         if stats.crlf == 0 {
-            return after.to_vec();
+            return Cow::Borrowed(after);
         }
-        crlf_to_lf(after)
+        Cow::Owned(crlf_to_lf(after))
     }
 }
 
@@ -583,34 +715,91 @@ mod tests {
     #[test]
     fn text_drops_cr_before_lf_only() {
         assert_eq!(
-            Attrs::Text.to_odb(EolConfig::Off, b"", b"a\r\nb\rc\r\n"),
+            &*Attrs::Text.to_odb(EolConfig::Off, false, b"a\r\nb\rc\r\n"),
             b"a\nb\rc\n"
         );
         assert_eq!(
-            Attrs::Binary.to_odb(EolConfig::Off, b"", b"a\r\n"),
+            &*Attrs::Binary.to_odb(EolConfig::Off, false, b"a\r\n"),
             b"a\r\n"
         );
         assert_eq!(
-            Attrs::Undefined.to_odb(EolConfig::Off, b"", b"a\r\n"),
+            &*Attrs::Undefined.to_odb(EolConfig::Off, false, b"a\r\n"),
             b"a\r\n"
         );
     }
 
     #[test]
     fn auto_keeps_binary_and_what_had_cr_before() {
-        assert_eq!(Attrs::Auto.to_odb(EolConfig::Off, b"a\n", b"a\r\n"), b"a\n");
         assert_eq!(
-            Attrs::Auto.to_odb(EolConfig::Off, b"a\r\n", b"a\r\n"),
+            &*Attrs::Auto.to_odb(EolConfig::Off, false, b"a\r\n"),
+            b"a\n"
+        );
+        assert_eq!(
+            &*Attrs::Auto.to_odb(EolConfig::Off, true, b"a\r\n"),
             b"a\r\n"
         );
         assert_eq!(
-            Attrs::Auto.to_odb(EolConfig::Off, b"", b"a\0\r\n"),
+            &*Attrs::Auto.to_odb(EolConfig::Off, false, b"a\0\r\n"),
             b"a\0\r\n"
         );
         assert_eq!(
-            Attrs::Undefined.to_odb(EolConfig::Auto, b"", b"a\r\n"),
+            &*Attrs::Undefined.to_odb(EolConfig::Auto, false, b"a\r\n"),
             b"a\n"
         );
+    }
+
+    #[test]
+    fn trees_hold_the_bytes_libgit2_writes_for_the_same_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(tmp.path()).unwrap();
+        let blob = repo.blob(b"x\n").unwrap();
+        let mut sub = repo.treebuilder(None).unwrap();
+        sub.insert("f", blob, 0o100644).unwrap();
+        let sub = sub.write().unwrap();
+        // An old tree holding a mode Git no longer writes, which stays as stored.
+        let mut old = b"100664 a0\0".to_vec();
+        old.extend_from_slice(blob.as_bytes());
+        let old = repo.odb().unwrap().write(ObjectType::Tree, &old).unwrap();
+        let old = repo.find_tree(old).unwrap();
+        let mut items = vec![TreeItem {
+            name: b"a0".to_vec(),
+            mode: 0o100664,
+            id: blob,
+        }];
+        // Folders sort as if their name ended in `/`: `a` (a folder) after `a.b` and `a-b`,
+        // before `a0`.
+        let entries = [
+            ("a", sub, 0o040000),
+            ("a.b", blob, 0o100644),
+            ("a-b", blob, 0o100755),
+            ("ab", sub, 0o040000),
+            ("link", blob, 0o120000),
+            ("B", blob, 0o100644),
+        ];
+        let mut builder = repo.treebuilder(Some(&old)).unwrap();
+        for (name, id, mode) in entries {
+            builder.insert(name, id, mode).unwrap();
+            items.push(TreeItem {
+                name: name.as_bytes().to_vec(),
+                mode,
+                id,
+            });
+        }
+        let theirs = builder.write().unwrap();
+        items.sort_by(git_tree_order);
+        let ours = tree_bytes(&items);
+        let odb = repo.odb().unwrap();
+        assert_eq!(odb.read(theirs).unwrap().data(), &ours[..]);
+    }
+
+    #[test]
+    fn names_libgit2_refuses_in_a_tree_are_refused() {
+        for bad in ["", ".", "..", ".git", ".GIT", "a/b", "a\0b"] {
+            assert!(!valid_entry_name(bad), "{bad:?}");
+        }
+        for good in ["a", ".gitattributes", "...", "a b"] {
+            assert!(valid_entry_name(good), "{good:?}");
+        }
     }
 
     #[test]

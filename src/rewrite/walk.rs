@@ -38,14 +38,53 @@ pub enum Mode {
 pub struct ChangedFile {
     /// Relative to the tree's base.
     pub path: PathBuf,
-    pub before: Vec<u8>,
+    pub before: Before,
     pub after: Vec<u8>,
 }
 
+/// What a changed file held before its rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// Its bytes: a file in a directory (its write checks them again), or none for a new file.
+    Bytes(Vec<u8>),
+    /// A blob of the synced commit, by id, read again only where its bytes are needed (a
+    /// `--dry-run` diff): a commit of thousands of files need not hold them all.
+    Blob {
+        id: [u8; 20],
+        /// Whether the blob holds a CR, which decides `text=auto`'s conversion.
+        has_cr: bool,
+    },
+}
+
+impl Before {
+    /// The old bytes, when they are kept.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Self::Bytes(bytes) => Some(bytes),
+            Self::Blob { .. } => None,
+        }
+    }
+
+    /// Whether the old bytes hold a CR.
+    pub fn has_cr(&self) -> bool {
+        match self {
+            Self::Bytes(bytes) => bytes.contains(&b'\r'),
+            Self::Blob { has_cr, .. } => *has_cr,
+        }
+    }
+}
+
 impl ChangedFile {
-    /// A unified diff (3 lines of context) from `a/PATH` to `b/PATH`, as `git diff` shows it.
-    pub fn unified_diff(&self) -> String {
-        let before = String::from_utf8_lossy(&self.before);
+    /// Keeps only the id of the blob the old bytes came from (see [`Before::Blob`]).
+    pub fn forget_before(&mut self, id: [u8; 20]) {
+        let has_cr = self.before.has_cr();
+        self.before = Before::Blob { id, has_cr };
+    }
+
+    /// A unified diff (3 lines of context) from `a/PATH` to `b/PATH`, as `git diff` shows it,
+    /// `before` being the old bytes.
+    pub fn unified_diff(&self, before: &[u8]) -> String {
+        let before = String::from_utf8_lossy(before);
         let after = String::from_utf8_lossy(&self.after);
         let path = self.path.display().to_string();
         similar::TextDiff::from_lines(before.as_ref(), after.as_ref())
@@ -342,7 +381,7 @@ impl<'a> Core<'a> {
         outcome.changes = plan.changes;
         outcome.changed = Some(ChangedFile {
             path: rel.to_path_buf(),
-            before,
+            before: Before::Bytes(before),
             after,
         });
         outcome
@@ -370,8 +409,9 @@ fn process(job: &Job<'_>, rel: &Path, lang: Lang) -> FileOutcome {
     let outcome = job.core.rewrite(rel, lang, before);
     if job.mode == Mode::Write
         && let Some(file) = &outcome.changed
+        && let Before::Bytes(before) = &file.before
     {
-        match write_atomic(&abs, &file.before, &file.after, job.hooks) {
+        match write_atomic(&abs, before, &file.after, job.hooks) {
             Ok(()) => {
                 tracing::debug!(path = %rel.display(), edits = outcome.changes.len(), "file rewritten");
             }

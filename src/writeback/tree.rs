@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Kind, WriteBack, WriteBackError, kustomization};
 use crate::model::{ImageRef, PolicyId};
-use crate::rewrite::walk::{ChangedFile, TreeReport};
+use crate::rewrite::walk::{Before, ChangedFile, TreeReport};
 use crate::rewrite::{Change, Part, Problem, ProblemKind};
 
 /// The files write-backs read: paths relative to the repository root.
@@ -94,7 +94,7 @@ pub fn apply(
             Some(changed) => changed.after = edited.bytes,
             None => tree.changed.push(ChangedFile {
                 path: rel,
-                before: existing.unwrap_or_default(),
+                before: Before::Bytes(existing.unwrap_or_default()),
                 after: edited.bytes,
             }),
         }

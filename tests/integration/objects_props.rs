@@ -720,3 +720,100 @@ proptest! {
         }
     }
 }
+
+/// The files under `git_dir`'s pack folder whose names end in `ext`.
+fn packs(git_dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(git_dir.join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A commit of many files in many folders (names that sort differently as folders and as
+/// files, a new file in a new folder) leaves exactly one new pack of whole objects, holding
+/// each new blob, tree and the commit once; `git fsck --strict` accepts the repository, and
+/// the pack's index is the one `git index-pack` writes for it.
+#[test]
+fn a_commit_of_many_files_leaves_one_pack_that_git_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for i in 0..150 {
+        files.push((
+            format!("svc/s{i:03}/base/deploy.yaml"),
+            format!("{MARKED}\nn: {i}\n"),
+        ));
+        files.push((format!("svc/s{i:03}/plain.yaml"), format!("n: {i}\n")));
+    }
+    for name in ["a", "a.b", "a-b", "a0"] {
+        files.push((
+            format!("sort/{name}/deploy.yaml"),
+            format!("{MARKED}\n# {name}\n"),
+        ));
+        files.push((
+            format!("sort/{name}.yaml"),
+            format!("{MARKED}\n# {name} file\n"),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let bare = bare_repo(tmp.path(), "m", &refs);
+    let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&bare)).unwrap();
+    let git_dir = tmp.path().join("ws/.git");
+    let selections = selections();
+    let allow = |_: &Path, _: &PolicyId| true;
+    let core = Core::new(&selections, &allow, None);
+    ws.sync("main", "main").unwrap();
+    let packs_before = packs(&git_dir, "pack");
+
+    let mut tree = ws.rewrite_head(&[], &core, None).unwrap();
+    assert_eq!(tree.changed.len(), 158);
+    tree.changed.push(tagsmith::rewrite::walk::ChangedFile {
+        path: "new/dir/added.yaml".into(),
+        before: tagsmith::rewrite::walk::Before::Bytes(Vec::new()),
+        after: b"added: true\n".to_vec(),
+    });
+    let commit = ws
+        .commit_changes(&tree.changed, &author(), "update\n", None)
+        .unwrap();
+
+    let new: Vec<PathBuf> = packs(&git_dir, "pack")
+        .into_iter()
+        .filter(|p| !packs_before.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    let verified =
+        crate::gitserver::git(&git_dir, &["verify-pack", "-v", new[0].to_str().unwrap()]);
+    // 159 blobs; trees: the root, svc, 150 service folders and their base folders, sort and
+    // its 4 folders, new and new/dir; the commit.
+    let objects = 159 + (1 + 1 + 300 + 1 + 4 + 2) + 1;
+    assert!(
+        verified.contains(&format!("non delta: {objects} objects")),
+        "{verified}"
+    );
+    crate::gitserver::git(&git_dir, &["fsck", "--strict", "--no-dangling"]);
+    let copy = tmp.path().join("copy.pack");
+    std::fs::copy(&new[0], &copy).unwrap();
+    crate::gitserver::git(tmp.path(), &["index-pack", copy.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(tmp.path().join("copy.idx")).unwrap(),
+        std::fs::read(new[0].with_extension("idx")).unwrap()
+    );
+
+    ws.push(commit.id, "main").unwrap();
+    crate::gitserver::git(&bare, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        show(&bare, "main", "svc/s007/base/deploy.yaml"),
+        format!("{}\nn: 7\n", MARKED.replace("app:1.0", "app:2.0"))
+    );
+    assert_eq!(show(&bare, "main", "svc/s007/plain.yaml"), "n: 7\n");
+    assert_eq!(
+        show(&bare, "main", "sort/a.b/deploy.yaml"),
+        format!("{}\n# a.b\n", MARKED.replace("app:1.0", "app:2.0"))
+    );
+    assert_eq!(show(&bare, "main", "new/dir/added.yaml"), "added: true\n");
+}

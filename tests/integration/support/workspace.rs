@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tagsmith::config::{Author, GitAuth, GitSource};
 use tagsmith::git::{CommitInfo, GitError, Workspace};
-use tagsmith::rewrite::walk::ChangedFile;
+use tagsmith::rewrite::walk::{Before, ChangedFile};
 
 /// The remote at `url`, branch main, no credentials.
 pub fn source(url: &str) -> GitSource {
@@ -40,7 +40,7 @@ pub fn commit_file(
 ) -> Result<CommitInfo, GitError> {
     let changed = ChangedFile {
         path: path.into(),
-        before: ws.head_file(Path::new(path)).unwrap_or_default(),
+        before: Before::Bytes(ws.head_file(Path::new(path)).unwrap_or_default()),
         after: content.as_bytes().to_vec(),
     };
     ws.commit_changes(&[changed], author, text, None)
