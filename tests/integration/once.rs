@@ -700,3 +700,65 @@ fn if_not_present_digests_are_kept_between_cycles_and_a_new_tag_is_looked_up() {
     let third = show(&bare, "main", "apps/app.yaml");
     assert!(third.contains(":1.1.0@sha256:"), "{third}");
 }
+
+/// Over HTTPS: the fetch (libgit2, OpenSSL) and the push (tagsmith's own, rustls) both trust
+/// the certificate authorities the system's `SSL_CERT_FILE` names, and the push is tagsmith's
+/// own one (its user agent), not libgit2's.
+#[test]
+fn once_fetches_and_pushes_over_https_trusting_the_systems_ca_file() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.5.0"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let pki = crate::support::pki::Pki::new();
+    let (cert, key) = pki.server_cert();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let server = GitHttpServer::start_tls(tmp.path(), &cert, &key);
+    assert!(server.base_url.starts_with("https://"));
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("{}/manifests.git", server.base_url),
+        "",
+        "",
+    );
+    let state = tmp.path().join("state");
+    let once = |ca_file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_tagsmith"))
+            .args(["once", "-c", &cfg, "--state-dir"])
+            .arg(&state)
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("SSL_CERT_DIR")
+            .env("HOME", "/nonexistent")
+            .env("SSL_CERT_FILE", ca_file)
+            .output()
+            .unwrap()
+    };
+
+    // A CA file that does not hold the server's issuer: refused, nothing pushed.
+    let other = tmp.path().join("other-ca.pem");
+    std::fs::write(&other, crate::support::pki::Pki::new().ca_pem).unwrap();
+    let head = rev(&bare, "main");
+    let refused = once(&other);
+    assert!(!refused.status.success(), "{}", text(&refused.stdout));
+    assert_eq!(rev(&bare, "main"), head);
+
+    let out = once(&ca);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_ne!(rev(&bare, "main"), head, "pushed over HTTPS");
+    assert!(show(&bare, "main", "apps/app.yaml").contains(":1.5.0"));
+    let agents = server.agents.lock().unwrap().clone();
+    assert!(
+        agents
+            .iter()
+            .any(|a| a.starts_with("POST ") && a.contains("tagsmith/")),
+        "tagsmith's own push: {agents:?}"
+    );
+}

@@ -7,7 +7,7 @@
 pub mod ssh;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -105,6 +105,8 @@ pub struct GitHttpServer {
     pub base_url: String,
     pub unauthorized: Arc<AtomicUsize>,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// `METHOD user-agent` of each request that named one.
+    pub agents: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     handle: Option<thread::JoinHandle<()>>,
 }
@@ -115,6 +117,7 @@ struct Shared {
     before_first_push: Mutex<Option<Hook>>,
     unauthorized: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<String>>>,
+    agents: Arc<Mutex<Vec<String>>>,
 }
 
 impl GitHttpServer {
@@ -124,11 +127,43 @@ impl GitHttpServer {
         basic_auth: Option<(&str, &str)>,
         before_first_push: Option<Hook>,
     ) -> Self {
+        Self::serve_on(root, basic_auth, before_first_push, None)
+    }
+
+    /// [`Self::start`] over TLS with the server certificate `cert_pem` and its PKCS#8
+    /// `key_pem` (`crate::support::pki`): `https://127.0.0.1:PORT/NAME.git`.
+    pub fn start_tls(root: &Path, cert_pem: &str, key_pem: &str) -> Self {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Self::serve_on(root, None, None, Some(Arc::new(config)))
+    }
+
+    fn serve_on(
+        root: &Path,
+        basic_auth: Option<(&str, &str)>,
+        before_first_push: Option<Hook>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let unauthorized = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let agents = Arc::new(Mutex::new(Vec::new()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             expected_auth: basic_auth.map(|(u, p)| {
@@ -139,6 +174,7 @@ impl GitHttpServer {
             before_first_push: Mutex::new(before_first_push),
             unauthorized: unauthorized.clone(),
             requests: requests.clone(),
+            agents: agents.clone(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
@@ -147,8 +183,27 @@ impl GitHttpServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let shared = shared.clone();
+                        let tls = tls.clone();
                         thread::spawn(move || {
-                            let _ = serve(stream, &shared);
+                            if stream.set_nonblocking(false).is_err() {
+                                return;
+                            }
+                            let mut stream = stream;
+                            match tls {
+                                Some(config) => {
+                                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                        return;
+                                    };
+                                    let mut tls = rustls::StreamOwned::new(conn, stream);
+                                    if serve(&mut tls, &shared).is_ok() {
+                                        tls.conn.send_close_notify();
+                                        let _ = tls.flush();
+                                    }
+                                }
+                                None => {
+                                    let _ = serve(&mut stream, &shared);
+                                }
+                            }
                         });
                     }
                     Err(_) => thread::sleep(std::time::Duration::from_millis(5)),
@@ -156,9 +211,10 @@ impl GitHttpServer {
             }
         });
         Self {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!("{scheme}://127.0.0.1:{port}"),
             unauthorized,
             requests,
+            agents,
             stop,
             handle: Some(handle),
         }
@@ -174,10 +230,8 @@ impl Drop for GitHttpServer {
     }
 }
 
-fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
+fn serve<S: Read + Write>(stream: &mut S, shared: &Shared) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut parts = request_line.split_whitespace();
@@ -229,6 +283,15 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         .lock()
         .unwrap()
         .push(format!("{method} {target}"));
+    if let Some(agent) = header("user-agent") {
+        shared
+            .agents
+            .lock()
+            .unwrap()
+            .push(format!("{method} {agent}"));
+    }
+    // The request is read whole; the response goes to the same stream.
+    let writer = reader.get_mut();
 
     if let Some(expected) = &shared.expected_auth
         && header("authorization").as_ref() != Some(expected)
