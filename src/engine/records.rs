@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::model::ImageRef;
 use crate::state::{ImageRecord, Snapshot};
 
-use super::schedule::policy_fingerprint;
+use super::schedule::stored_record;
 use super::select::{ImageReport, Known};
 
 /// Each configured image's last selection as stored, where it was of the same image: the
@@ -43,17 +43,7 @@ pub fn scan_records(
         .filter_map(|image| {
             let id = image.id.to_string();
             let report = *by_policy.get(id.as_str())?;
-            let fingerprint = policy_fingerprint(image);
-            let mut record = snapshot
-                .images
-                .get(&id)
-                .filter(|r| r.image == report.image && r.policy == fingerprint)
-                .cloned()
-                .unwrap_or_else(|| ImageRecord {
-                    image: report.image.clone(),
-                    policy: fingerprint,
-                    ..ImageRecord::default()
-                });
+            let mut record = stored_record(image, snapshot);
             record.scanned(at, report.failed, report.error.as_deref(), report.tags);
             if let Some(selected) = &report.selected {
                 record.select(selected, at);

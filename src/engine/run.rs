@@ -73,11 +73,7 @@ pub fn open_target<'t>(
     let cache = ScanCache::load(cache_file);
     let mut report = TargetReport::new(&target.name);
     let mut delivery = for_target(target);
-    let ws = timed(&mut report.timings.open_ms, || {
-        delivery.open(target, workspace)
-    })
-    .and_then(|mut ws| {
-        ws.sign_commits_with(target.signing_key.clone());
+    let ws = open_workspace(delivery.as_mut(), target, workspace, &mut report).and_then(|ws| {
         timed(&mut report.timings.sync_ms, || delivery.sync(&ws, target))?;
         Ok(ws)
     });
@@ -87,6 +83,18 @@ pub fn open_target<'t>(
         report,
         cache,
     }
+}
+
+/// Opens (or clones) `target`'s workspace in `dir`, set to sign as the target says.
+fn open_workspace(
+    delivery: &mut dyn Delivery,
+    target: &Target,
+    dir: &Path,
+    report: &mut TargetReport,
+) -> Result<Workspace, RunError> {
+    let mut ws = timed(&mut report.timings.open_ms, || delivery.open(target, dir))?;
+    ws.sign_commits_with(target.signing_key.clone());
+    Ok(ws)
 }
 
 /// Runs a target [`open_target`] opened, then saves its scan cache back.
@@ -135,21 +143,18 @@ pub fn run_target_cached(run: &TargetRun<'_>, cache: &ScanCache) -> TargetReport
     let mut report = TargetReport::new(&run.target.name);
     let mut delivery = for_target(run.target);
     let mut held = None;
-    let result = timed(&mut report.timings.open_ms, || {
-        delivery.open(run.target, &run.workspace)
-    })
-    .and_then(|mut ws| {
-        ws.sign_commits_with(run.target.signing_key.clone());
-        run_loop(
-            run,
-            delivery.as_mut(),
-            &ws,
-            false,
-            &mut report,
-            cache,
-            &mut held,
-        )
-    });
+    let result = open_workspace(delivery.as_mut(), run.target, &run.workspace, &mut report)
+        .and_then(|ws| {
+            run_loop(
+                run,
+                delivery.as_mut(),
+                &ws,
+                false,
+                &mut report,
+                cache,
+                &mut held,
+            )
+        });
     if let Err(error) = result {
         report.fail(&error);
     }

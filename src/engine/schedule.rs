@@ -850,19 +850,25 @@ fn target_status(slot: &TargetSlot, now: Now) -> TargetStatus {
     }
 }
 
-fn image_slot(image: &ImagePolicy, snapshot: &Snapshot, now: Now) -> ImageSlot {
+/// The stored record of `image`'s policy; a record of another image or of the policy before
+/// an edit starts over (`once` and the service alike).
+pub fn stored_record(image: &ImagePolicy, snapshot: &Snapshot) -> ImageRecord {
     let fingerprint = policy_fingerprint(image);
-    let record = snapshot
+    snapshot
         .images
         .get(&image.id.to_string())
         .filter(|r| r.image == image.image.to_string() && r.policy == fingerprint)
         .cloned()
-        // A policy edited while tagsmith was down starts over.
         .unwrap_or_else(|| ImageRecord {
             image: image.image.to_string(),
             policy: fingerprint,
             ..ImageRecord::default()
-        });
+        })
+}
+
+fn image_slot(image: &ImagePolicy, snapshot: &Snapshot, now: Now) -> ImageSlot {
+    // A policy edited while tagsmith was down starts over.
+    let record = stored_record(image, snapshot);
     // A restart scans only what is due; a failed or unknown last scan is due now.
     let due = match record.succeeded_at {
         Some(at) if at == record.scanned_at => {

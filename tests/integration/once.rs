@@ -9,10 +9,16 @@ use crate::gitserver::{GitHttpServer, bare_repo, commit_elsewhere, count_commits
 use crate::support::{Auth, Registry};
 
 fn tagsmith(args: &[&str]) -> Output {
+    tagsmith_with(args, &[])
+}
+
+/// [`tagsmith`] with `env` set as well.
+fn tagsmith_with(args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagsmith"))
         .args(args)
         .env_remove("DOCKER_CONFIG")
         .env("HOME", "/nonexistent")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -725,16 +731,14 @@ fn once_fetches_and_pushes_over_https_trusting_the_systems_ca_file() {
         "",
     );
     let state = tmp.path().join("state");
+    let empty = tmp.path().join("no-certs");
+    std::fs::create_dir(&empty).unwrap();
     let once = |ca_file: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_tagsmith"))
-            .args(["once", "-c", &cfg, "--state-dir"])
-            .arg(&state)
-            .env_remove("DOCKER_CONFIG")
-            .env_remove("SSL_CERT_DIR")
-            .env("HOME", "/nonexistent")
-            .env("SSL_CERT_FILE", ca_file)
-            .output()
-            .unwrap()
+        let state = state.to_str().unwrap();
+        tagsmith_with(
+            &["once", "-c", &cfg, "--state-dir", state],
+            &[("SSL_CERT_FILE", ca_file), ("SSL_CERT_DIR", &empty)],
+        )
     };
 
     // A CA file that does not hold the server's issuer: refused, nothing pushed.
