@@ -35,25 +35,68 @@ pub fn ready() {
     std::sync::LazyLock::force(&READY);
 }
 
-static READY: std::sync::LazyLock<()> = std::sync::LazyLock::new(cache_large_trees);
+static READY: std::sync::LazyLock<()> = std::sync::LazyLock::new(|| {
+    cache_large_trees();
+    bound_object_cache();
+    bound_pack_maps();
+});
 
 /// libgit2 keeps trees in its object cache only up to 4 KiB by default, so a folder of a few
 /// hundred entries (a monorepo's `services/`) is inflated and hashed again for every path
 /// looked up through it: holds, attributes and write-backs look files up by path, and on a
 /// 10,000-file tree that cost most of a run. Trees up to 4 MiB are cached (per repository,
-/// freed with it; libgit2's total cache limit still applies).
+/// freed with it; the total bound of [`bound_object_cache`] applies).
 fn cache_large_trees() {
     const TREE_CACHE_LIMIT: usize = 4 << 20;
     // SAFETY: libgit2's options are process globals, and libgit2 reads this one when a
     // repository caches an object. This runs once, inside `READY`, and every repository
     // tagsmith opens is opened after `ready()` returns (workspaces, history, `check`), so no
-    // repository exists while it is written; nothing else in tagsmith sets options.
+    // repository exists while it is written; nothing outside `READY` sets options.
     #[allow(unsafe_code)]
     let set =
         unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, TREE_CACHE_LIMIT) };
     if let Err(err) = set {
         // Only slower: say so once.
         eprintln!("tagsmith: warning: cannot raise libgit2's tree cache limit: {err}");
+    }
+}
+
+/// The total of libgit2's object caches, counted in the objects' raw bytes. libgit2's default
+/// is 256 MiB, and a walk of a commit's tree (every tree read once) leaves all of them
+/// cached: a parsed tree costs about seven times its raw size, so a 50,000-file monorepo's
+/// 25,000 trees held 20 MB for the rest of the run, though only the folders looked up by
+/// path again (a few large ones) gain from the cache. Past the bound libgit2 evicts a few
+/// entries at random for each one it adds.
+const OBJECT_CACHE_BYTES: isize = 512 << 10;
+
+fn bound_object_cache() {
+    // SAFETY: as in `cache_large_trees`: set once, inside `READY`, before any repository
+    // exists; libgit2 reads the bound when a repository caches an object.
+    #[allow(unsafe_code)]
+    let set = unsafe { git2::opts::set_cache_max_size(OBJECT_CACHE_BYTES) };
+    if let Err(err) = set {
+        eprintln!("tagsmith: warning: cannot bound libgit2's object cache: {err}");
+    }
+}
+
+/// libgit2 reads packs through mapped windows of 1 GiB each on 64-bit systems, up to 8 GiB
+/// in all, and unmaps one only past that: a pack read through (the walk reads every tree of
+/// a commit, then the marked blobs) stays resident for the rest of the run, several MiB at
+/// 50,000 files. Smaller windows and a bound on their total keep what is mapped to the
+/// windows in use, at the price of mapping some windows again.
+const PACK_WINDOW_BYTES: usize = 256 << 10;
+const PACK_MAPPED_BYTES: usize = 1 << 20;
+
+fn bound_pack_maps() {
+    // SAFETY: as in `cache_large_trees`: set once, inside `READY`, before any repository
+    // exists; libgit2 reads both when it maps a window of a pack.
+    #[allow(unsafe_code)]
+    let set = unsafe {
+        git2::opts::set_mwindow_size(PACK_WINDOW_BYTES)
+            .and_then(|()| git2::opts::set_mwindow_mapped_limit(PACK_MAPPED_BYTES))
+    };
+    if let Err(err) = set {
+        eprintln!("tagsmith: warning: cannot bound libgit2's pack windows: {err}");
     }
 }
 

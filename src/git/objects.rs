@@ -5,10 +5,10 @@
 //! Nothing is checked out, no index is kept, no file is written.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Tree};
+use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Signature, Tree};
 use rayon::prelude::*;
 
 use super::pack::{Builder, PackError};
@@ -188,17 +188,12 @@ impl Workspace {
             .map_err(err)?;
         let eol = EolConfig::of(&self.repo);
         let outside = attributes_outside_tree(&self.repo);
-        let mut files: BTreeMap<Vec<String>, &ChangedFile> = BTreeMap::new();
-        for file in changed {
-            let parts: Vec<String> = file
-                .path
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            files.insert(parts, file);
+        let keys: Vec<(String, &ChangedFile)> = edit_keys(changed);
+        let edits: Vec<(&str, &ChangedFile)> = keys.iter().map(|(k, f)| (k.as_str(), *f)).collect();
+        if let Some(cache) = cache {
+            // Grown now, not in the middle of the commit, the run's peak of memory.
+            cache.reserve_blobs(changed.len());
         }
-        let edits: Vec<(&[String], &ChangedFile)> =
-            files.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
         let mut pack = Builder::new(&self.repo.path().join("objects")).map_err(pack_error)?;
         let mut blob = |file: &ChangedFile, attributes_on_path: bool, pack: &mut Builder| {
             let attrs = if outside || attributes_on_path {
@@ -224,6 +219,9 @@ impl Workspace {
             &mut blob,
             &mut pack,
         )?;
+        // Not needed for the commit, which is the run's peak of memory.
+        drop(edits);
+        drop(keys);
         if tree_id == base_tree.id() {
             return Err(GitError::Commit {
                 message: "nothing to commit: the files equal the base commit".into(),
@@ -248,8 +246,8 @@ impl Workspace {
     }
 
     /// Makes the commit of the tree `root` (its bytes) on `parent` as [`Self::write_commit`]
-    /// makes it (identity, signing) and adds it to `pack`. The tree and the commit pass
-    /// through the in-memory backend of a handle of their own, dropped after.
+    /// makes it (identity, signing) and adds it to `pack`. The tree (and a signed commit)
+    /// pass through the in-memory backend of a handle of their own, dropped after.
     fn commit_tree(
         &self,
         parent: Oid,
@@ -269,6 +267,16 @@ impl Workspace {
         let tree_id = odb.write(ObjectType::Tree, root).map_err(err)?;
         let tree = staging.find_tree(tree_id).map_err(err)?;
         let parent = staging.find_commit(parent).map_err(err)?;
+        if self.signing_key.is_none() {
+            // The bytes `write_commit` would store (libgit2 makes both with the same code),
+            // made once: a commit's message lists every change (megabytes at 15,000 files),
+            // and storing it in memory to read it back held it twice more.
+            let signature = Signature::now(&author.name, &author.email).map_err(err)?;
+            let bytes = staging
+                .commit_create_buffer(&signature, &signature, text, &tree, &[&parent])
+                .map_err(err)?;
+            return pack.add(ObjectType::Commit, &bytes).map_err(pack_error);
+        }
         let id = self.write_commit(&staging, &parent, &tree, author, text)?;
         let commit = odb.read(id).map_err(err)?;
         pack.add(ObjectType::Commit, commit.data())
@@ -400,7 +408,43 @@ pub(super) fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// `tree` (none: an empty one) with the files at `edits` (paths split into names, sorted)
+/// Each changed file under its path's names joined by NULs (which no name holds), sorted:
+/// the order of the names one by one, which [`rebuild`] reads as it descends; of two files
+/// at one path the later counts.
+fn edit_keys(changed: &[ChangedFile]) -> Vec<(String, &ChangedFile)> {
+    let mut keys: Vec<(String, &ChangedFile)> = changed
+        .iter()
+        .map(|file| {
+            let mut key = String::new();
+            for (i, c) in file.path.components().enumerate() {
+                if i > 0 {
+                    key.push('\0');
+                }
+                key.push_str(&c.as_os_str().to_string_lossy());
+            }
+            (key, file)
+        })
+        .collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = later.1;
+        }
+        same
+    });
+    keys
+}
+
+/// The first name of an edit's key and, when it names a folder, the key below it.
+fn split_key(key: &str) -> (&str, Option<&str>) {
+    match key.split_once('\0') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (key, None),
+    }
+}
+
+/// `tree` (none: an empty one) with the files at `edits` (keys of [`edit_keys`], sorted)
 /// replaced by the blobs `blob` adds to `pack` for them; only the trees on those paths are
 /// made, each read once, and each is added to `pack`. Returns the new tree's id and bytes. A
 /// replaced blob keeps its mode. `blob` is told whether a folder on the file's path holds a
@@ -412,7 +456,7 @@ pub(super) fn normalize(path: &Path) -> Option<PathBuf> {
 fn rebuild(
     repo: &Repository,
     tree: Option<&Tree<'_>>,
-    edits: &[(&[String], &ChangedFile)],
+    edits: &[(&str, &ChangedFile)],
     attributes_above: bool,
     blob: &mut dyn FnMut(&ChangedFile, bool, &mut Builder) -> Result<Oid, GitError>,
     pack: &mut Builder,
@@ -448,11 +492,12 @@ fn rebuild(
     };
     let mut i = 0;
     while i < edits.len() {
-        let (parts, file) = edits[i];
-        let Some((name, rest)) = parts.split_first() else {
+        let (key, file) = edits[i];
+        if key.is_empty() {
             i += 1;
             continue;
-        };
+        }
+        let (name, rest) = split_key(key);
         if !valid_entry_name(name) {
             return Err(GitError::Commit {
                 message: format!(
@@ -462,7 +507,7 @@ fn rebuild(
             });
         }
         let existing = tree.and_then(|t| t.get_name(name));
-        if rest.is_empty() {
+        if rest.is_none() {
             let mode = existing.map_or(i32::from(FileMode::Blob), |e| e.filemode());
             let id = blob(file, attributes_here, pack)?;
             set(&mut entries, name, mode, id);
@@ -470,9 +515,14 @@ fn rebuild(
             continue;
         }
         let mut j = i;
-        let mut below: Vec<(&[String], &ChangedFile)> = Vec::new();
-        while j < edits.len() && edits[j].0.first() == Some(name) {
-            below.push((&edits[j].0[1..], edits[j].1));
+        let mut below: Vec<(&str, &ChangedFile)> = Vec::new();
+        while j < edits.len() {
+            let (next, rest) = split_key(edits[j].0);
+            if next != name {
+                break;
+            }
+            // A file at the folder's own path has nothing below; a tree cannot hold both.
+            below.push((rest.unwrap_or(""), edits[j].1));
             j += 1;
         }
         let sub = match existing {
@@ -790,6 +840,41 @@ mod tests {
         let ours = tree_bytes(&items);
         let odb = repo.odb().unwrap();
         assert_eq!(odb.read(theirs).unwrap().data(), &ours[..]);
+    }
+
+    #[test]
+    fn edits_are_ordered_name_by_name_and_the_later_of_two_at_a_path_counts() {
+        let file = |path: &str, after: &[u8]| ChangedFile {
+            path: PathBuf::from(path),
+            before: Before::Bytes(Vec::new()),
+            after: after.to_vec(),
+        };
+        // Joined with `/`, `a-b/x` would sort before `a/x`; name by name, `a` comes first.
+        let changed = [
+            file("a-b/x", b"1"),
+            file("a/x", b"2"),
+            file("a/b/c", b"3"),
+            file("a.b", b"4"),
+            file("a/x", b"5"),
+            file("b", b"6"),
+        ];
+        let keys = edit_keys(&changed);
+        let got: Vec<(&str, &[u8])> = keys
+            .iter()
+            .map(|(k, f)| (k.as_str(), f.after.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a\0b\0c", &b"3"[..]),
+                ("a\0x", b"5"),
+                ("a-b\0x", b"1"),
+                ("a.b", b"4"),
+                ("b", b"6"),
+            ]
+        );
+        assert_eq!(split_key("a\0b\0c"), ("a", Some("b\0c")));
+        assert_eq!(split_key("b"), ("b", None));
     }
 
     #[test]

@@ -110,11 +110,37 @@ pub enum BlobScan {
     Scanned(ScanResult),
 }
 
+/// The blob ids met, plain ones apart from marked ones: most blobs of a monorepo are plain,
+/// and an entry without room for a hash is less than half the size (65,000 blobs at 50,000
+/// files, a table rebuilt while the commit adds the new ones).
+#[derive(Debug, Default)]
+struct Blobs {
+    /// [`BlobScan::Plain`] ones, and whether they were used.
+    plain: HashMap<BlobKey, AtomicBool>,
+    marked: HashMap<BlobKey, MarkedEntry>,
+}
+
 #[derive(Debug)]
-struct BlobEntry {
-    /// The bytes' hash (the key of their scan), `None` for [`BlobScan::Plain`].
-    scanned: Option<[u8; 32]>,
+struct MarkedEntry {
+    /// The bytes' hash, the key of their scan.
+    hash: [u8; 32],
     used: AtomicBool,
+}
+
+impl Blobs {
+    fn len(&self) -> usize {
+        self.plain.len() + self.marked.len()
+    }
+
+    /// What `key` holds: `Some(hash)` when marked, `None` when plain; `None` (outer) when
+    /// unknown. With its flag of use, which the caller sets when it uses the answer.
+    fn get(&self, key: &BlobKey) -> Option<(Option<&[u8; 32]>, &AtomicBool)> {
+        if let Some(used) = self.plain.get(key) {
+            return Some((None, used));
+        }
+        let marked = self.marked.get(key)?;
+        Some((Some(&marked.hash), &marked.used))
+    }
 }
 
 #[derive(Debug)]
@@ -142,7 +168,7 @@ pub struct CacheStats {
 pub struct ScanCache {
     entries: RwLock<HashMap<Key, Entry>>,
     /// Blob ids met by a tree walk: an unchanged blob is neither read nor hashed.
-    blobs: RwLock<HashMap<BlobKey, BlobEntry>>,
+    blobs: RwLock<Blobs>,
     /// Tree ids met by a tree walk: an unchanged folder is not read again.
     trees: Mutex<TreeMemo>,
     hits: AtomicU64,
@@ -181,6 +207,32 @@ struct Body {
     paths: Vec<PathRecord>,
 }
 
+/// [`Record`] borrowed from the cache, encoded to the same bytes: a save need not copy every
+/// scan first.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    lang: Lang,
+    hash: &'a [u8; 32],
+    result: &'a ScanResult,
+}
+
+/// [`BlobRecord`] borrowed from the cache, encoded to the same bytes.
+#[derive(Serialize)]
+struct BlobRecordRef<'a> {
+    lang: Lang,
+    id: &'a [u8; 20],
+    scanned: Option<&'a [u8; 32]>,
+}
+
+/// [`Body`] borrowed from the cache, encoded to the same bytes.
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    records: Vec<RecordRef<'a>>,
+    blobs: Vec<BlobRecordRef<'a>>,
+    trees: Vec<TreeRecord>,
+    paths: Vec<PathRecord>,
+}
+
 impl ScanCache {
     pub fn new() -> Self {
         Self::default()
@@ -201,19 +253,19 @@ impl ScanCache {
     /// met, or its scan is no longer kept).
     pub fn blob(&self, lang: Lang, id: [u8; 20]) -> Option<BlobScan> {
         let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
-        let blob = blobs.get(&(lang, id))?;
-        let found = match blob.scanned {
+        let (scanned, used) = blobs.get(&(lang, id))?;
+        let found = match scanned {
             None => BlobScan::Plain,
             Some(hash) => {
                 let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-                let entry = entries.get(&(lang, hash))?;
+                let entry = entries.get(&(lang, *hash))?;
                 entry.used.store(true, Ordering::Relaxed);
                 // A scan answered from the cache, as for bytes; a plain blob is no scan.
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 BlobScan::Scanned(entry.result.clone())
             }
         };
-        blob.used.store(true, Ordering::Relaxed);
+        used.store(true, Ordering::Relaxed);
         Some(found)
     }
 
@@ -221,9 +273,9 @@ impl ScanCache {
     /// needing nothing (`Some(false)`), without its scan: `None` when it was never met.
     pub fn blob_marked(&self, lang: Lang, id: [u8; 20]) -> Option<bool> {
         let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
-        let blob = blobs.get(&(lang, id))?;
-        blob.used.store(true, Ordering::Relaxed);
-        Some(blob.scanned.is_some())
+        let (scanned, used) = blobs.get(&(lang, id))?;
+        used.store(true, Ordering::Relaxed);
+        Some(scanned.is_some())
     }
 
     /// The tree summaries, for a tree walk (which holds them for its duration).
@@ -235,15 +287,27 @@ impl ScanCache {
     /// the cache under their hash), `None` when they need nothing.
     pub fn remember_blob(&self, lang: Lang, id: [u8; 20], marked: Option<&[u8]>) {
         let scanned = marked.map(|bytes| *blake3::hash(bytes).as_bytes());
+        let key = (lang, id);
         let mut blobs = self.blobs.write().unwrap_or_else(PoisonError::into_inner);
-        blobs.insert(
-            (lang, id),
-            BlobEntry {
-                scanned,
-                used: AtomicBool::new(true),
-            },
-        );
+        match scanned {
+            None => {
+                blobs.marked.remove(&key);
+                blobs.plain.insert(key, AtomicBool::new(true));
+            }
+            Some(hash) => {
+                blobs.plain.remove(&key);
+                let used = AtomicBool::new(true);
+                blobs.marked.insert(key, MarkedEntry { hash, used });
+            }
+        }
         self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Room for `marked` more blobs holding the marker (a commit's rewritten files), made
+    /// before the caller's own peak of memory rather than in it.
+    pub fn reserve_blobs(&self, marked: usize) {
+        let mut blobs = self.blobs.write().unwrap_or_else(PoisonError::into_inner);
+        blobs.marked.reserve(marked);
     }
 
     fn get_or_insert(
@@ -299,8 +363,8 @@ impl ScanCache {
         {
             let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
             for key in plain {
-                if let Some(blob) = blobs.get(&key) {
-                    blob.used.store(true, Ordering::Relaxed);
+                if let Some((_, used)) = blobs.get(&key) {
+                    used.store(true, Ordering::Relaxed);
                 }
             }
         }
@@ -315,7 +379,12 @@ impl ScanCache {
         }
         let mut blobs = self.blobs.write().unwrap_or_else(PoisonError::into_inner);
         let before = blobs.len();
-        blobs.retain(|_, e| e.used.swap(false, Ordering::Relaxed));
+        blobs
+            .plain
+            .retain(|_, used| used.swap(false, Ordering::Relaxed));
+        blobs
+            .marked
+            .retain(|_, e| e.used.swap(false, Ordering::Relaxed));
         if blobs.len() != before {
             self.changed.store(true, Ordering::Relaxed);
         }
@@ -331,49 +400,68 @@ impl ScanCache {
     /// sorted so equal caches give equal files. Call [`Self::retain_used`] first to keep
     /// the file to what the run needed.
     pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        let (head, body) = self.encode()?;
+        let mut out = head;
+        out.extend(body);
+        Ok(out)
+    }
+
+    /// The file's bytes as its start (magic and header) and its body, which [`Self::save`]
+    /// writes one after the other: the body (megabytes for a large tree) is made once, at
+    /// its exact size, from the entries as they are, not from copies of them.
+    fn encode(&self) -> Result<(Vec<u8>, Vec<u8>), postcard::Error> {
+        // The memo's lock first and alone (a walk takes it before the maps'), then the maps'
+        // in the order `retain_used` takes them.
+        let (trees, paths) = self.tree_memo().records();
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let mut records: Vec<Record> = entries
+        let mut records: Vec<RecordRef<'_>> = entries
             .iter()
-            .map(|(&(lang, hash), e)| Record {
-                lang,
+            .map(|((lang, hash), e)| RecordRef {
+                lang: *lang,
                 hash,
-                result: e.result.clone(),
+                result: &e.result,
             })
             .collect();
-        drop(entries);
         records.sort_unstable_by_key(|r| (r.lang, r.hash));
         let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
-        let mut blob_records: Vec<BlobRecord> = blobs
-            .iter()
-            .map(|(&(lang, id), e)| BlobRecord {
-                lang,
-                id,
-                scanned: e.scanned,
-            })
-            .collect();
-        drop(blobs);
+        let plain = blobs.plain.keys().map(|(lang, id)| BlobRecordRef {
+            lang: *lang,
+            id,
+            scanned: None,
+        });
+        let marked = blobs.marked.iter().map(|((lang, id), e)| BlobRecordRef {
+            lang: *lang,
+            id,
+            scanned: Some(&e.hash),
+        });
+        let mut blob_records: Vec<BlobRecordRef<'_>> = plain.chain(marked).collect();
         blob_records.sort_unstable_by_key(|r| (r.lang, r.id));
-        let (trees, paths) = self.tree_memo().records();
-        let body = postcard::to_stdvec(&Body {
+        let body = BodyRef {
             records,
             blobs: blob_records,
             trees,
             paths,
-        })?;
+        };
+        let size = postcard::experimental::serialized_size(&body)?;
+        let body = postcard::to_extend(&body, Vec::with_capacity(size))?;
         let header = Header {
             format: FORMAT,
             build: build_id().to_string(),
             body_len: body.len() as u64,
             body_hash: *blake3::hash(&body).as_bytes(),
         };
-        let mut out = MAGIC.to_vec();
-        out.extend(postcard::to_stdvec(&header)?);
-        out.extend(body);
-        Ok(out)
+        let mut head = MAGIC.to_vec();
+        head.extend(postcard::to_stdvec(&header)?);
+        Ok((head, body))
     }
 
     /// Reads bytes written by [`Self::to_bytes`] of this very build; entries start unused.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(Self::from_body(Self::decode(bytes)?))
+    }
+
+    /// The records of bytes written by [`Self::to_bytes`] of this very build.
+    fn decode(bytes: &[u8]) -> Result<Body, DecodeError> {
         let rest = bytes.strip_prefix(MAGIC).ok_or(DecodeError::Magic)?;
         let (header, body): (Header, _) =
             postcard::take_from_bytes(rest).map_err(DecodeError::Header)?;
@@ -395,22 +483,33 @@ impl ScanCache {
         {
             return Err(DecodeError::Checksum);
         }
+        postcard::from_bytes(body).map_err(DecodeError::Body)
+    }
+
+    /// A cache of decoded records; entries start unused.
+    fn from_body(body: Body) -> Self {
         let Body {
             records,
             blobs,
             trees,
             paths,
-        } = postcard::from_bytes(body).map_err(DecodeError::Body)?;
-        let blobs = blobs
-            .into_iter()
-            .map(|r| {
-                let entry = BlobEntry {
-                    scanned: r.scanned,
-                    used: AtomicBool::new(false),
-                };
-                ((r.lang, r.id), entry)
-            })
-            .collect();
+        } = body;
+        let mut known = Blobs::default();
+        let marked = blobs.iter().filter(|r| r.scanned.is_some()).count();
+        known.marked.reserve(marked);
+        known.plain.reserve(blobs.len() - marked);
+        for r in blobs {
+            let key = (r.lang, r.id);
+            let used = AtomicBool::new(false);
+            match r.scanned {
+                None => {
+                    known.plain.insert(key, used);
+                }
+                Some(hash) => {
+                    known.marked.insert(key, MarkedEntry { hash, used });
+                }
+            }
+        }
         let entries = records
             .into_iter()
             .map(|r| {
@@ -421,12 +520,12 @@ impl ScanCache {
                 ((r.lang, r.hash), entry)
             })
             .collect();
-        Ok(Self {
+        Self {
             entries: RwLock::new(entries),
-            blobs: RwLock::new(blobs),
+            blobs: RwLock::new(known),
             trees: Mutex::new(TreeMemo::from_records(trees, paths)),
             ..Self::default()
-        })
+        }
     }
 
     /// The cache saved at `path`, or an empty one when there is none or it cannot be used.
@@ -443,7 +542,10 @@ impl ScanCache {
                 return Self::new();
             }
         };
-        match Self::from_bytes(&bytes) {
+        let decoded = Self::decode(&bytes);
+        // The file's bytes go before the maps are built from its records.
+        drop(bytes);
+        match decoded.map(Self::from_body) {
             Ok(cache) => {
                 tracing::debug!(path = %path.display(), entries = cache.stats().entries, elapsed = ?started.elapsed(), "scan cache loaded");
                 cache
@@ -459,7 +561,7 @@ impl ScanCache {
     /// the old file or the new one.
     pub fn save(&self, path: &Path) -> Result<(), CacheError> {
         let started = std::time::Instant::now();
-        let bytes = self.to_bytes()?;
+        let (head, body) = self.encode()?;
         let write_err = |source| CacheError::Write {
             path: path.to_path_buf(),
             source,
@@ -475,7 +577,8 @@ impl ScanCache {
         // every run; the rename alone keeps readers from seeing a torn file.
         let result = (|| {
             let mut file = fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(&head)?;
+            file.write_all(&body)?;
             fs::rename(&tmp, path)
         })();
         if let Err(err) = result {
@@ -484,7 +587,7 @@ impl ScanCache {
         }
         self.changed.store(false, Ordering::Relaxed);
         self.tree_memo().mark_saved();
-        tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "scan cache saved");
+        tracing::debug!(path = %path.display(), bytes = head.len() + body.len(), elapsed = ?started.elapsed(), "scan cache saved");
         Ok(())
     }
 }
@@ -494,6 +597,65 @@ mod tests {
     use super::*;
 
     const YAML: &[u8] = b"a: ghcr.io/o/app:1 # {\"$imagepolicy\": \"ns:a\"}\nb: x\n";
+
+    #[test]
+    fn borrowed_records_encode_to_the_bytes_of_owned_ones() {
+        let cache = ScanCache::new();
+        let other: &[u8] = b"x: ghcr.io/o/b:2 # {\"$imagepolicy\": \"ns:b\"}\n";
+        cache.scan(YAML, Lang::Yaml);
+        cache.scan(other, Lang::Yaml);
+        cache.remember_blob(Lang::Yaml, [9; 20], Some(YAML));
+        cache.remember_blob(Lang::Yaml, [1; 20], Some(other));
+        cache.remember_blob(Lang::Yaml, [5; 20], None);
+        let mut records: Vec<Record> = [YAML, other]
+            .iter()
+            .map(|bytes| Record {
+                lang: Lang::Yaml,
+                hash: *blake3::hash(bytes).as_bytes(),
+                result: scan(bytes, Lang::Yaml),
+            })
+            .collect();
+        records.sort_unstable_by_key(|r| (r.lang, r.hash));
+        let blob = |id: [u8; 20], bytes: Option<&[u8]>| BlobRecord {
+            lang: Lang::Yaml,
+            id,
+            scanned: bytes.map(|b| *blake3::hash(b).as_bytes()),
+        };
+        let owned = Body {
+            records,
+            blobs: vec![
+                blob([1; 20], Some(other)),
+                blob([5; 20], None),
+                blob([9; 20], Some(YAML)),
+            ],
+            trees: Vec::new(),
+            paths: Vec::new(),
+        };
+        let (head, body) = cache.encode().unwrap();
+        assert_eq!(body, postcard::to_stdvec(&owned).unwrap());
+        assert_eq!(body.capacity(), body.len());
+        assert_eq!(cache.to_bytes().unwrap(), [head, body].concat());
+    }
+
+    #[test]
+    fn a_blob_met_again_is_known_once_as_it_was_last_met() {
+        let cache = ScanCache::new();
+        let id = [3; 20];
+        cache.scan(YAML, Lang::Yaml);
+        cache.remember_blob(Lang::Yaml, id, None);
+        assert_eq!(cache.blob_marked(Lang::Yaml, id), Some(false));
+        cache.remember_blob(Lang::Yaml, id, Some(YAML));
+        assert_eq!(cache.blob_marked(Lang::Yaml, id), Some(true));
+        let loaded = ScanCache::from_bytes(&cache.to_bytes().unwrap()).unwrap();
+        assert_eq!(loaded.blobs.read().unwrap().len(), 1);
+        assert_eq!(
+            loaded.blob(Lang::Yaml, id),
+            Some(BlobScan::Scanned(scan(YAML, Lang::Yaml)))
+        );
+        cache.remember_blob(Lang::Yaml, id, None);
+        assert_eq!(cache.blob(Lang::Yaml, id), Some(BlobScan::Plain));
+        assert_eq!(cache.blobs.read().unwrap().len(), 1);
+    }
 
     #[test]
     fn a_hit_returns_what_scan_returns() {
