@@ -368,7 +368,7 @@ fn hex_id(id: Option<Oid>) -> String {
 
 /// The command list, the push options and the pack (gitprotocol-pack, "Reference Update
 /// Request and Packfile Transfer").
-fn request_body(command: &Command<'_>, side_band: bool, pack: Vec<u8>) -> Vec<u8> {
+fn request_body(command: &Command<'_>, side_band: bool, mut pack: Vec<u8>) -> Vec<u8> {
     let mut caps = vec!["report-status"];
     if side_band {
         caps.push("side-band-64k");
@@ -377,7 +377,7 @@ fn request_body(command: &Command<'_>, side_band: bool, pack: Vec<u8>) -> Vec<u8
         caps.push("push-options");
     }
     caps.push(AGENT);
-    let mut out = Vec::with_capacity(pack.len() + 256);
+    let mut out = Vec::with_capacity(256);
     let line = format!(
         "{} {} {}\0{}\n",
         hex_id(command.old),
@@ -393,8 +393,9 @@ fn request_body(command: &Command<'_>, side_band: bool, pack: Vec<u8>) -> Vec<u8
         }
         out.extend_from_slice(FLUSH);
     }
-    out.extend_from_slice(&pack);
-    out
+    // The pack (megabytes) moves up in its own buffer rather than being copied beside itself.
+    pack.splice(0..0, out);
+    pack
 }
 
 /// Splits `data` into pkt-lines; `None` for a flush packet.
