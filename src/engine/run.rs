@@ -199,6 +199,8 @@ fn run_loop(
         let commit = timed(&mut report.timings.commit_ms, || {
             commit(run, ws, &tree, cache)
         })?;
+        // The rewritten files are in the commit now; a push need not hold them too.
+        drop(tree);
         let pending = Pending {
             target,
             changes: &report.changes,

@@ -393,7 +393,9 @@ fn request_body(command: &Command<'_>, side_band: bool, mut pack: Vec<u8>) -> Ve
         }
         out.extend_from_slice(FLUSH);
     }
-    // The pack (megabytes) moves up in its own buffer rather than being copied beside itself.
+    // The pack (megabytes) moves up in its own buffer rather than being copied beside itself;
+    // room made exactly (a splice alone would double the buffer).
+    pack.reserve_exact(out.len());
     pack.splice(0..0, out);
     pack
 }
