@@ -21,6 +21,8 @@ const AGENT: &str = concat!("agent=tagsmith/", env!("CARGO_PKG_VERSION"));
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A server's receive hooks may run checks of their own before answering.
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
+/// A look at the heads alone ([`HttpRemote::listed_refs`]) gives up after this long.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Redirects within the configured host followed for the advertisement, as git does for the
 /// initial request.
 const MAX_REDIRECTS: usize = 5;
@@ -142,16 +144,17 @@ pub struct Command<'a> {
 impl HttpRemote<'_> {
     /// `GET info/refs?service=git-receive-pack`.
     pub fn advertisement(&self) -> Result<Advertisement, ReceivePackError> {
-        let listed = block_on(self.advertise())??;
+        let listed = block_on(self.advertise(None))??;
         listed
             .into_advertisement()
             .map_err(|reason| self.protocol(reason))
     }
 
     /// The advertised references, each id as the server spelled it (40 hex digits): read
-    /// without libgit2, which a `once` with nothing new then never starts.
+    /// without libgit2, which a `once` with nothing new then never starts. Bounded by
+    /// [`LISTING_TIMEOUT`]: a caller that gets no answer goes on the way it would without.
     pub fn listed_refs(&self) -> Result<Vec<(String, String)>, ReceivePackError> {
-        Ok(block_on(self.advertise())??.refs)
+        Ok(block_on(self.advertise(Some(LISTING_TIMEOUT)))??.refs)
     }
 
     /// Sends `command` with `pack` (a whole pack file, trailer included) to the service the
@@ -165,13 +168,17 @@ impl HttpRemote<'_> {
         block_on(self.post(adv, command, pack))?
     }
 
-    async fn advertise(&self) -> Result<Listed, ReceivePackError> {
+    async fn advertise(&self, timeout: Option<Duration>) -> Result<Listed, ReceivePackError> {
         let client = client(self.url.scheme() == "https")?;
         let mut base = self.url.as_str().trim_end_matches('/').to_string();
         for _ in 0..=MAX_REDIRECTS {
             let url = format!("{base}/info/refs?service=git-receive-pack");
+            let mut request = client.get(&url);
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
+            }
             let response = self
-                .authorize(client.get(&url))
+                .authorize(request)
                 .send()
                 .await
                 .map_err(|source| self.send_err(source))?;
