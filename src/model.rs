@@ -151,24 +151,39 @@ impl FromStr for Tag {
     type Err = ModelError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ModelError::Tag {
-            input: s.to_string(),
-            reason,
-        };
-        let mut bytes = s.bytes();
-        match bytes.next() {
-            None => return Err(err("empty")),
-            Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}
-            Some(_) => return Err(err("must start with a letter, digit or '_'")),
-        }
-        if s.len() > 128 {
-            return Err(err("longer than 128 characters"));
-        }
-        if !bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-            return Err(err("may hold only letters, digits, '_', '.' and '-'"));
-        }
+        check_tag(s)?;
         Ok(Self(s.to_string()))
     }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = ModelError;
+
+    /// As [`str::parse`], keeping the string it is given (a listing's tags are not copied).
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        check_tag(&s)?;
+        Ok(Self(s))
+    }
+}
+
+fn check_tag(s: &str) -> Result<(), ModelError> {
+    let err = |reason| ModelError::Tag {
+        input: s.to_string(),
+        reason,
+    };
+    let mut bytes = s.bytes();
+    match bytes.next() {
+        None => return Err(err("empty")),
+        Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}
+        Some(_) => return Err(err("must start with a letter, digit or '_'")),
+    }
+    if s.len() > 128 {
+        return Err(err("longer than 128 characters"));
+    }
+    if !bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return Err(err("may hold only letters, digits, '_', '.' and '-'"));
+    }
+    Ok(())
 }
 
 impl fmt::Display for Tag {
@@ -378,6 +393,29 @@ mod tests {
         let n: ImageName = "org/app".parse().unwrap();
         assert_eq!(n.registry(), "docker.io");
         assert_eq!(n.repository(), "org/app");
+    }
+
+    #[test]
+    fn a_tag_from_a_string_is_checked_as_a_parsed_one() {
+        for input in [
+            "1.2.3",
+            "_x",
+            "v1.0-rc.1",
+            "",
+            "-x",
+            ".x",
+            "a b",
+            &"a".repeat(129),
+        ] {
+            let parsed = input.parse::<Tag>().map_err(|e| e.to_string());
+            let kept = Tag::try_from(input.to_string()).map_err(|e| e.to_string());
+            assert_eq!(parsed, kept, "{input:?}");
+        }
+        assert_eq!(
+            Tag::try_from("1.2.3".to_string()).unwrap().as_str(),
+            "1.2.3"
+        );
+        assert!(Tag::try_from(String::new()).is_err());
     }
 
     #[test]

@@ -288,6 +288,10 @@ impl Store {
     }
 
     fn ensure_schema(&self) -> Result<(), String> {
+        // A store this tagsmith wrote before needs no write (and no sync) to be opened.
+        if self.has_schema().map_err(|e| e.to_string())? {
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         {
             let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
@@ -311,6 +315,27 @@ impl Store {
             txn.open_table(TARGETS).map_err(|e| e.to_string())?;
         }
         txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// Whether the store holds this schema and every table already.
+    fn has_schema(&self) -> Result<bool, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if meta.get("schema")?.map(|v| v.value()) != Some(SCHEMA) {
+            return Ok(false);
+        }
+        for table in [IMAGES, TAG_META, TAG_LISTS, TARGETS] {
+            match txn.open_table(table) {
+                Ok(_) => {}
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
     }
 
     fn read(&self) -> Result<Snapshot, Box<dyn std::error::Error>> {
@@ -786,6 +811,26 @@ mod tests {
         assert_eq!(
             opened.store.tag_list("ghcr.io/org/app").unwrap(),
             Some(vec!["1.0.0".to_string(), "1.1.0".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_store_written_before_is_opened_without_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("fresh.redb")).unwrap();
+        let fresh = Store {
+            db,
+            path: dir.path().join("fresh.redb"),
+            fingerprints: Mutex::new(BTreeMap::new()),
+        };
+        assert!(
+            !fresh.has_schema().unwrap(),
+            "a fresh file needs its tables made"
+        );
+        fresh.ensure_schema().unwrap();
+        assert!(
+            fresh.has_schema().unwrap(),
+            "so the next open writes nothing"
         );
     }
 

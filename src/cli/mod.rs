@@ -109,6 +109,13 @@ impl From<Status> for ExitCode {
     }
 }
 
+/// Whether the command opens a Git repository before it knows which: `main` then starts
+/// libgit2 at once, beside reading the configuration. `once` decides for itself, since a
+/// cycle with nothing new may need no repository at all.
+pub fn starts_git_early(cli: &Cli) -> bool {
+    !matches!(cli.command, Command::Once(_))
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),

@@ -47,6 +47,10 @@ pub fn state_dir(flag: Option<PathBuf>, config: &Config) -> anyhow::Result<PathB
 pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
     let config = Arc::new(super::inputs::load(args.config.as_deref(), &args.flux)?);
     let state_dir = state_dir(args.state_dir.clone(), &config)?;
+    if crate::engine::opens_workspaces_at_once(&config, &state_dir, args.dry_run) {
+        // libgit2's start-up then runs beside the rest of the set-up and the scan.
+        std::thread::spawn(crate::git::ready);
+    }
     // Held until the cycle is over: workspaces are never shared with another process.
     let _lock = StateDirLock::acquire(&state_dir, "once")?;
     // The store keeps the last selections (an `IfNotPresent` digest of the same tag is not

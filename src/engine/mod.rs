@@ -10,6 +10,7 @@
 mod deliver;
 pub mod gates;
 mod holds;
+mod memo;
 mod message;
 mod records;
 mod report;
@@ -80,28 +81,58 @@ pub async fn run_once(
         let workspace = workspace_dir(state_dir, &name);
         let cache_file = scan_cache_file(state_dir, &name);
         let holds_file = crate::state::holds_file(state_dir, &name);
+        let memo_file = (!dry_run && memo::applies_to(&config.targets[i]))
+            .then(|| memo::memo_file(state_dir, &name));
         let span = tracing::info_span!("target", target = %name, reason = "once");
         let joined = tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
                 let target = &config.targets[i];
-                let opened = open_target(target, &workspace, &cache_file);
+                // A note whose heads still stand leaves the workspace closed until the
+                // selections say whether the run is needed at all.
+                let before = match memo_file.as_deref().and_then(|f| standing_memo(target, f)) {
+                    Some(standing) => Before::Noted(standing),
+                    None => Before::Opened(Box::new(open_target(target, &workspace, &cache_file))),
+                };
                 // The scan sends to every target once it is done; a closed channel is a
                 // scan that panicked.
                 let Ok(set) = selections.recv() else {
                     return TargetReport::failed(&target.name, &RunError::Panicked);
                 };
-                let report = run_opened(
-                    &TargetRun {
-                        target,
-                        workspace,
-                        cache_file,
-                        selections: &set,
-                        images: &config.images,
-                        holds_file,
-                        dry_run,
-                    },
-                    opened,
-                );
+                let run = TargetRun {
+                    target,
+                    workspace: workspace.clone(),
+                    cache_file: cache_file.clone(),
+                    selections: &set,
+                    images: &config.images,
+                    holds_file,
+                    dry_run,
+                };
+                let opened = match before {
+                    Before::Opened(opened) => *opened,
+                    Before::Noted((memo, sync_ms)) if memo.inputs == memo::inputs(&run) => {
+                        tracing::debug!(
+                            "nothing moved since the last run: unchanged, the workspace not opened"
+                        );
+                        let report = memo::report(target, &memo, sync_ms);
+                        log_finished(&report);
+                        return report;
+                    }
+                    Before::Noted(_) => {
+                        tracing::debug!(
+                            "the selections or the configuration changed since the last run"
+                        );
+                        open_target(target, &workspace, &cache_file)
+                    }
+                };
+                let synced = memo_file
+                    .as_ref()
+                    .and_then(|_| opened.synced_heads(&memo::branches(target)));
+                let report = run_opened(&run, opened);
+                if let (Some(file), Some(heads)) = (&memo_file, synced)
+                    && let Some(memo) = memo::after(target, &report, heads, memo::inputs(&run))
+                {
+                    memo::save(file, &memo);
+                }
                 log_finished(&report);
                 report
             })
@@ -149,4 +180,34 @@ pub async fn run_once(
         images,
         targets,
     }
+}
+
+/// Whether a `once` over `config` opens some target's workspace whatever the scan finds: a
+/// dry run, or a target without a note of its last run that may stand for this one.
+pub fn opens_workspaces_at_once(config: &Config, state_dir: &Path, dry_run: bool) -> bool {
+    dry_run
+        || config.targets.iter().any(|t| {
+            !memo::applies_to(t) || memo::load(&memo::memo_file(state_dir, &t.name)).is_none()
+        })
+}
+
+/// What a `once` target job has while the registries are scanned.
+enum Before<'t> {
+    Opened(Box<run::OpenedTarget<'t>>),
+    /// A note whose heads still stand, and how long reading them took in milliseconds.
+    Noted((memo::Memo, u64)),
+}
+
+/// The target's note from its last run (see [`memo`]) when the remote's heads are still the
+/// ones it names, and how long reading them took in milliseconds.
+fn standing_memo(target: &crate::config::Target, file: &Path) -> Option<(memo::Memo, u64)> {
+    let memo = memo::load(file)?;
+    let started = std::time::Instant::now();
+    let heads = crate::git::remote_heads(&target.git, &memo::branches(target))?;
+    let sync_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if heads != memo.heads {
+        tracing::debug!(noted = ?memo.heads, now = ?heads, "the remote moved since the last run");
+        return None;
+    }
+    Some((memo, sync_ms))
 }

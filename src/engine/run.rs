@@ -85,6 +85,17 @@ pub fn open_target<'t>(
     }
 }
 
+impl OpenedTarget<'_> {
+    /// The heads of `branches` as the sync fetched them, when the remote is one tagsmith
+    /// reaches without libgit2 (see [`crate::git::remote_heads`]).
+    pub fn synced_heads(&self, branches: &[&str]) -> Option<crate::git::Heads> {
+        let ws = self.ws.as_ref().ok()?;
+        ws.reached_directly()
+            .then(|| ws.fetched_heads(branches))
+            .flatten()
+    }
+}
+
 /// Opens (or clones) `target`'s workspace in `dir`, set to sign as the target says.
 fn open_workspace(
     delivery: &mut dyn Delivery,

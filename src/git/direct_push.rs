@@ -98,7 +98,7 @@ pub enum Pushed {
 
 /// Where a remote is, for the transports handled here.
 #[derive(Debug)]
-enum Remote {
+pub(super) enum Remote {
     Local(PathBuf),
     Http(reqwest::Url),
 }
@@ -112,7 +112,7 @@ enum Objects {
 }
 
 /// The remote at `url` when this module pushes to it.
-fn remote(url: &str) -> Option<Remote> {
+pub(super) fn remote(url: &str) -> Option<Remote> {
     if super::credentials_in_url(url).is_some() {
         return None;
     }
@@ -148,6 +148,25 @@ const URL_REWRITES: &str = "^url\\.";
 const HTTP_SETTINGS: &str = "^http\\.";
 
 impl Workspace {
+    /// Whether tagsmith reaches the remote itself, without libgit2 (as [`Self::push_direct`]
+    /// does): no push URL, a `file://`, path or plain `http(s)://` URL, and no git config
+    /// that would make libgit2 go elsewhere or speak HTTP differently.
+    pub fn reached_directly(&self) -> bool {
+        let Ok(origin) = self.repo.find_remote("origin") else {
+            return false;
+        };
+        if origin.pushurl_bytes().is_some() {
+            return false;
+        }
+        match origin.url().ok().and_then(remote) {
+            Some(Remote::Local(_)) => !has_config(&self.repo, URL_REWRITES),
+            Some(Remote::Http(_)) => {
+                !has_config(&self.repo, URL_REWRITES) && !has_config(&self.repo, HTTP_SETTINGS)
+            }
+            None => false,
+        }
+    }
+
     /// Pushes `commit` to `refname` without the packbuilder when the transport and the commit
     /// allow it; `None` means libgit2's push is to be used (nothing was changed remotely).
     pub(super) fn push_direct(

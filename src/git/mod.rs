@@ -5,6 +5,7 @@ mod auth;
 mod checkout;
 mod commit;
 mod direct_push;
+mod heads;
 mod history;
 mod known_hosts;
 mod lease;
@@ -21,6 +22,7 @@ use thiserror::Error;
 
 pub use self::auth::{credentials_in_url, redact_url};
 pub use self::commit::CommitInfo;
+pub use self::heads::{Heads, remote_heads};
 pub use self::history::History;
 pub use self::known_hosts::{HostKeyCheck, KnownHosts, ssh_host};
 pub use self::lease::{ForeignCommit, ForeignReason};

@@ -21,6 +21,8 @@ const AGENT: &str = concat!("agent=tagsmith/", env!("CARGO_PKG_VERSION"));
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A server's receive hooks may run checks of their own before answering.
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
+/// A look at the heads alone ([`HttpRemote::listed_refs`]) gives up after this long.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Redirects within the configured host followed for the advertisement, as git does for the
 /// initial request.
 const MAX_REDIRECTS: usize = 5;
@@ -142,7 +144,17 @@ pub struct Command<'a> {
 impl HttpRemote<'_> {
     /// `GET info/refs?service=git-receive-pack`.
     pub fn advertisement(&self) -> Result<Advertisement, ReceivePackError> {
-        block_on(self.advertise())?
+        let listed = block_on(self.advertise(None))??;
+        listed
+            .into_advertisement()
+            .map_err(|reason| self.protocol(reason))
+    }
+
+    /// The advertised references, each id as the server spelled it (40 hex digits): read
+    /// without libgit2, which a `once` with nothing new then never starts. Bounded by
+    /// [`LISTING_TIMEOUT`]: a caller that gets no answer goes on the way it would without.
+    pub fn listed_refs(&self) -> Result<Vec<(String, String)>, ReceivePackError> {
+        Ok(block_on(self.advertise(Some(LISTING_TIMEOUT)))??.refs)
     }
 
     /// Sends `command` with `pack` (a whole pack file, trailer included) to the service the
@@ -156,13 +168,17 @@ impl HttpRemote<'_> {
         block_on(self.post(adv, command, pack))?
     }
 
-    async fn advertise(&self) -> Result<Advertisement, ReceivePackError> {
+    async fn advertise(&self, timeout: Option<Duration>) -> Result<Listed, ReceivePackError> {
         let client = client(self.url.scheme() == "https")?;
         let mut base = self.url.as_str().trim_end_matches('/').to_string();
         for _ in 0..=MAX_REDIRECTS {
             let url = format!("{base}/info/refs?service=git-receive-pack");
+            let mut request = client.get(&url);
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
+            }
             let response = self
-                .authorize(client.get(&url))
+                .authorize(request)
                 .send()
                 .await
                 .map_err(|source| self.send_err(source))?;
@@ -205,9 +221,9 @@ impl HttpRemote<'_> {
                 .bytes()
                 .await
                 .map_err(|source| self.send_err(source))?;
-            let mut adv = parse_advertisement(&body).map_err(|reason| self.protocol(reason))?;
-            adv.service_url = format!("{base}/git-receive-pack");
-            return Ok(adv);
+            let mut listed = parse_advertisement(&body).map_err(|reason| self.protocol(reason))?;
+            listed.service_url = format!("{base}/git-receive-pack");
+            return Ok(listed);
         }
         Err(self.protocol("too many redirects"))
     }
@@ -430,17 +446,44 @@ fn trim_lf(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
 }
 
+/// An advertisement as sent: ids in hex, not yet libgit2's.
+#[derive(Debug, Default)]
+struct Listed {
+    refs: Vec<(String, String)>,
+    capabilities: Vec<String>,
+    service_url: String,
+}
+
+impl Listed {
+    fn into_advertisement(self) -> Result<Advertisement, String> {
+        let refs = self
+            .refs
+            .into_iter()
+            .map(|(name, id)| {
+                Oid::from_str(&id)
+                    .map(|id| (name, id))
+                    .map_err(|_| format!("an unreadable object id {id:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Advertisement {
+            refs,
+            capabilities: self.capabilities,
+            service_url: self.service_url,
+        })
+    }
+}
+
 /// `# service=git-receive-pack`, a flush, then `<id> <ref>` lines, the first carrying the
 /// capabilities after a NUL (gitprotocol-http, "Smart Clients"; gitprotocol-pack, "Reference
 /// Discovery"). An empty repository advertises `capabilities^{}` with the zero id.
-fn parse_advertisement(body: &[u8]) -> Result<Advertisement, String> {
+fn parse_advertisement(body: &[u8]) -> Result<Listed, String> {
     let lines = pkt_lines(body)?;
     let mut lines = lines.into_iter();
     match lines.next() {
         Some(Some(first)) if trim_lf(first) == b"# service=git-receive-pack" => {}
         _ => return Err("the advertisement does not start with its service line".into()),
     }
-    let mut adv = Advertisement::default();
+    let mut listed = Listed::default();
     for line in lines.skip_while(Option::is_none) {
         let Some(line) = line else { break };
         let line = trim_lf(line);
@@ -449,7 +492,7 @@ fn parse_advertisement(body: &[u8]) -> Result<Advertisement, String> {
             None => (line, None),
         };
         if let Some(caps) = caps {
-            adv.capabilities = String::from_utf8_lossy(caps)
+            listed.capabilities = String::from_utf8_lossy(caps)
                 .split(' ')
                 .filter(|c| !c.is_empty())
                 .map(str::to_string)
@@ -459,12 +502,16 @@ fn parse_advertisement(body: &[u8]) -> Result<Advertisement, String> {
         let (id, name) = text
             .split_once(' ')
             .ok_or_else(|| format!("an unreadable reference line {text:?}"))?;
-        let id = Oid::from_str(id).map_err(|_| format!("an unreadable object id {id:?}"))?;
+        if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("an unreadable object id {id:?}"));
+        }
         if name != "capabilities^{}" && !name.ends_with("^{}") {
-            adv.refs.push((name.to_string(), id));
+            listed
+                .refs
+                .push((name.to_string(), id.to_ascii_lowercase()));
         }
     }
-    Ok(adv)
+    Ok(listed)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -573,12 +620,27 @@ mod tests {
         body.extend(pkt(&format!("{B} refs/tags/v1\n")));
         body.extend(pkt(&format!("{A} refs/tags/v1^{{}}\n")));
         body.extend_from_slice(FLUSH);
-        let adv = parse_advertisement(&body).unwrap();
+        let listed = parse_advertisement(&body).unwrap();
+        assert_eq!(
+            listed.refs[0],
+            ("refs/heads/main".to_string(), A.to_string())
+        );
+        let adv = listed.into_advertisement().unwrap();
         assert_eq!(adv.get("refs/heads/main"), Some(Oid::from_str(A).unwrap()));
         assert_eq!(adv.get("refs/tags/v1"), Some(Oid::from_str(B).unwrap()));
         assert_eq!(adv.refs.len(), 2);
         assert!(adv.has("push-options") && adv.has("side-band-64k"));
         assert!(!adv.has("atomic"));
+    }
+
+    #[test]
+    fn an_unreadable_id_fails_the_advertisement() {
+        let mut body = pkt("# service=git-receive-pack\n");
+        body.extend_from_slice(FLUSH);
+        body.extend(pkt("zz11 refs/heads/main\0report-status\n"));
+        body.extend_from_slice(FLUSH);
+        let err = parse_advertisement(&body).unwrap_err();
+        assert!(err.contains("unreadable object id"), "{err}");
     }
 
     #[test]
@@ -590,7 +652,10 @@ mod tests {
             Oid::ZERO_SHA1
         )));
         body.extend_from_slice(FLUSH);
-        let adv = parse_advertisement(&body).unwrap();
+        let adv = parse_advertisement(&body)
+            .unwrap()
+            .into_advertisement()
+            .unwrap();
         assert!(adv.refs.is_empty());
         assert!(adv.has("report-status"));
     }

@@ -58,7 +58,7 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-fn remote_ref(branch: &str) -> String {
+pub(super) fn remote_ref(branch: &str) -> String {
     format!("refs/remotes/{REMOTE}/{branch}")
 }
 

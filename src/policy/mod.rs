@@ -547,12 +547,13 @@ impl Policy {
         tags: &'t [S],
         shared: Shared<'_>,
     ) -> Selection<'t> {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if tags.len() < PARALLEL_THRESHOLD || threads < 2 {
+        // Asked only for lists long enough to split: on Linux the answer reads cgroup files.
+        let threads = || std::thread::available_parallelism().map_or(1, usize::from);
+        if tags.len() < PARALLEL_THRESHOLD || threads() < 2 {
             let (best, stats) = self.fold(tags, 0, shared);
             return self.finish(tags, best, stats);
         }
-        let chunk = tags.len().div_ceil(threads);
+        let chunk = tags.len().div_ceil(threads());
         let parts: Vec<(Option<Best>, Stats)> = std::thread::scope(|scope| {
             let handles: Vec<_> = tags
                 .chunks(chunk)

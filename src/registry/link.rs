@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::collections::hash_map::{Entry, HashMap};
-use std::hash::BuildHasher as _;
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -138,7 +138,7 @@ pub struct Pager {
     limits: ListingLimits,
     tags: Vec<Box<str>>,
     /// Hash of a tag to the index of the first kept tag with that hash.
-    index: HashMap<u64, u32>,
+    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     hasher: std::collections::hash_map::RandomState,
     /// Tags whose hash another, different tag already has (a 64-bit collision).
     collided: HashSet<Box<str>>,
@@ -157,13 +157,35 @@ struct PageStats {
     last: String,
 }
 
+/// The `index` map's hasher: its keys are already hashes (by `Pager::hasher`, keyed per
+/// listing), so hashing them again would only cost time.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys come here; anything else is folded in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 impl Pager {
     pub fn new(page_size: Option<u32>, limits: ListingLimits) -> Self {
         Self {
             page_size,
             limits,
             tags: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             hasher: std::collections::hash_map::RandomState::new(),
             collided: HashSet::new(),
             visited: HashSet::new(),
@@ -192,6 +214,12 @@ impl Pager {
                 max: self.limits.max_listing_bytes,
             });
         }
+        // Room for the page at once rather than growing tag by tag, estimated at eight bytes
+        // of JSON a tag (`"1.2.3",`): longer tags leave some of it unused, and it never goes
+        // beyond the tag limit.
+        let room = (len / 8).min(self.limits.max_tags.saturating_sub(self.tags.len()));
+        self.tags.reserve(room);
+        self.index.reserve(room);
         Ok(())
     }
 

@@ -159,7 +159,7 @@ impl Client {
         let mut tags = Vec::new();
         let mut invalid = 0usize;
         for raw in pager.into_tags() {
-            match raw.parse::<Tag>() {
+            match Tag::try_from(raw) {
                 Ok(tag) => tags.push(tag),
                 Err(_) => invalid += 1,
             }

@@ -147,7 +147,9 @@ fn updates_commits_pushes_and_then_does_nothing() {
     assert!(Path::new(state).join("cache/prod.scan").is_file());
 
     // Nothing new: no commit, no push, and no file parsed: the files as pushed were
-    // scanned when their edits were verified.
+    // scanned when their edits were verified. (Without the note the run left, which would
+    // spare reading the repository at all: see the tests below.)
+    std::fs::remove_file(Path::new(state).join("cache/prod.last")).unwrap();
     let head = rev(&bare, "main");
     let out = tagsmith(&[
         "once",
@@ -765,4 +767,208 @@ fn once_fetches_and_pushes_over_https_trusting_the_systems_ca_file() {
             .any(|a| a.starts_with("POST ") && a.contains("tagsmith/")),
         "tagsmith's own push: {agents:?}"
     );
+}
+
+/// `tagsmith once` in `state` with `cfg`, which must succeed; its JSON report.
+fn once_json(cfg: &str, state: &str, extra: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec!["once", "-c", cfg, "--state-dir", state, "--output", "json"];
+    args.extend_from_slice(extra);
+    let out = tagsmith(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        text(&out.stderr),
+    )
+}
+
+/// A run that ends unchanged or pushed leaves a note (`cache/<target>.last`); while the
+/// remote's heads and every other input are what it names, the next `once` reports the target
+/// unchanged without opening its workspace (here: removed, and not made again), over file://
+/// and over smart HTTP alike.
+#[test]
+fn nothing_new_stands_on_the_last_runs_note_without_opening_the_workspace() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.2.0"]);
+    push(&registry, "org/worker", &["main-a-100", "main-b-300"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    // Over HTTP with credentials: the heads are read with them, as the push sends them.
+    let server = GitHttpServer::start(tmp.path(), Some(("bot", "t0ken")), None);
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    for (transport, url) in [
+        ("file", format!("file://{}", bare.display())),
+        ("http", format!("{}/manifests.git", server.base_url)),
+    ] {
+        let cfg = config(tmp.path(), &registry, &url, "", "");
+        if transport == "http" {
+            let with_auth = std::fs::read_to_string(&cfg).unwrap().replace(
+                "branch: main }",
+                &format!(
+                    "branch: main, auth: {{ username: bot, passwordFile: '{}' }} }}",
+                    token.display()
+                ),
+            );
+            std::fs::write(&cfg, with_auth).unwrap();
+        }
+        let state = tmp.path().join(format!("state-{transport}"));
+        let state = state.to_str().unwrap();
+        let (first, _) = once_json(&cfg, state, &[]);
+        let note = Path::new(state).join("cache/prod.last");
+        assert!(note.is_file(), "{transport}: no note after {first}");
+        let head = rev(&bare, "main");
+
+        let workspace = Path::new(state).join("workspaces/prod");
+        std::fs::remove_dir_all(&workspace).unwrap();
+        let (again, stderr) = once_json(&cfg, state, &["--log", "tagsmith=debug"]);
+        assert_eq!(
+            again["targets"][0]["outcome"], "unchanged",
+            "{transport}: {again}"
+        );
+        assert!(
+            stderr.contains("nothing moved since the last run"),
+            "{transport}: {stderr}"
+        );
+        assert!(!workspace.exists(), "{transport}: the workspace was opened");
+        if transport == "http" {
+            let requests = server.requests.lock().unwrap().clone();
+            assert!(
+                requests.last().is_some_and(|r| r.contains("info/refs")),
+                "the last request read the heads: {requests:?}"
+            );
+        }
+        assert_eq!(rev(&bare, "main"), head, "{transport}");
+        // The images are still scanned and reported as every cycle does.
+        assert_eq!(
+            again["images"][0]["selected"],
+            format!("{}/org/app:1.2.0", registry.host),
+            "{transport}: {again}"
+        );
+    }
+}
+
+/// The note gives way to anything it does not name: a head someone moved, a new tag, a change
+/// to the target's configuration, and a dry run neither reads nor writes it.
+#[test]
+fn the_last_runs_note_gives_way_to_a_moved_head_a_new_tag_or_a_new_configuration() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.2.0"]);
+    push(&registry, "org/worker", &["main-a-100", "main-b-300"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = seed(tmp.path(), &registry);
+    let reg = registry.host.clone();
+    let url = format!("file://{}", bare.display());
+    let cfg = config(tmp.path(), &registry, &url, "", "");
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    let (first, _) = once_json(&cfg, state, &[]);
+    assert_eq!(first["targets"][0]["outcome"], "pushed", "{first}");
+    let workspace = Path::new(state).join("workspaces/prod");
+
+    // A person commits something else: the head moved, so the run reads the repository
+    // again, finds nothing to do, and notes the new head.
+    let noted = std::fs::read_to_string(Path::new(state).join("cache/prod.last")).unwrap();
+    commit_elsewhere(&bare, "main", "apps/other.yaml", "x: 1\n");
+    std::fs::remove_dir_all(&workspace).unwrap();
+    let (moved, _) = once_json(&cfg, state, &[]);
+    assert_eq!(moved["targets"][0]["outcome"], "unchanged", "{moved}");
+    assert!(workspace.exists(), "the workspace was not opened");
+    let renoted = std::fs::read_to_string(Path::new(state).join("cache/prod.last")).unwrap();
+    assert!(renoted.contains(&rev(&bare, "main")), "{renoted}");
+    assert_ne!(noted, renoted);
+
+    // A new tag: a new selection.
+    push(&registry, "org/app", &["1.3.0"]);
+    let (tagged, _) = once_json(&cfg, state, &[]);
+    assert_eq!(tagged["targets"][0]["outcome"], "pushed", "{tagged}");
+    assert!(show(&bare, "main", "apps/app.yaml").contains("org/app:1.3.0"));
+
+    // The same selections, but the target now also covers docs/.
+    let wider = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("paths: [apps]", "paths: [apps, docs]");
+    std::fs::write(&cfg, wider).unwrap();
+    let (widened, _) = once_json(&cfg, state, &[]);
+    assert_eq!(widened["targets"][0]["outcome"], "pushed", "{widened}");
+    assert!(show(&bare, "main", "docs/app.yaml").contains("org/app:1.3.0"));
+
+    // Nothing new again: the note stands; a dry run still reads the repository.
+    std::fs::remove_dir_all(&workspace).unwrap();
+    let note = Path::new(state).join("cache/prod.last");
+    let written = std::fs::read(&note).unwrap();
+    let (dry, _) = once_json(&cfg, state, &["--dry-run"]);
+    assert_eq!(dry["targets"][0]["outcome"], "unchanged", "{dry}");
+    assert!(workspace.exists(), "a dry run opens the workspace");
+    assert_eq!(
+        std::fs::read(&note).unwrap(),
+        written,
+        "a dry run leaves the note"
+    );
+    std::fs::remove_dir_all(&workspace).unwrap();
+    let (standing, _) = once_json(&cfg, state, &[]);
+    assert_eq!(standing["targets"][0]["outcome"], "unchanged", "{standing}");
+    assert!(!workspace.exists());
+
+    // A person sets a marker back: tagsmith holds it, and every later run says so (a run
+    // with a hold leaves no note to hide it behind).
+    let rolled_back =
+        show(&bare, "main", "apps/app.yaml").replace("org/app:1.3.0", "org/app:1.0.0");
+    commit_elsewhere(&bare, "main", "apps/app.yaml", &rolled_back);
+    for round in 0..2 {
+        let (held, _) = once_json(&cfg, state, &[]);
+        assert_eq!(
+            held["targets"][0]["outcome"], "unchanged",
+            "round {round}: {held}"
+        );
+        assert_eq!(
+            held["targets"][0]["holds"][0]["to"],
+            format!("{reg}/org/app:1.0.0"),
+            "round {round}: {held}"
+        );
+    }
+}
+
+/// A run that failed on a file leaves no note: the next run reads the repository again and
+/// reports the error again, rather than hiding it behind an "unchanged".
+#[test]
+fn a_run_with_a_file_error_leaves_no_note_and_the_error_is_reported_again() {
+    let registry = Registry::start(Auth::None);
+    push(&registry, "org/app", &["1.0.0", "1.2.0"]);
+    push(&registry, "org/worker", &["main-a-100"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(
+        tmp.path(),
+        "manifests",
+        &[
+            ("apps/app.yaml", &APP.replace("REG", &registry.host)),
+            (
+                "apps/broken.yaml",
+                "a: [1, 2\nimage: x:1 # {\"$imagepolicy\": \"team-a:app\"}\n",
+            ),
+        ],
+    );
+    let cfg = config(
+        tmp.path(),
+        &registry,
+        &format!("file://{}", bare.display()),
+        "",
+        "",
+    );
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    for round in 0..2 {
+        let out = tagsmith(&["once", "-c", &cfg, "--state-dir", state, "--output", "json"]);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "round {round}: a file error fails the cycle"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let errors = json["targets"][0]["fileErrors"].to_string();
+        assert!(errors.contains("apps/broken.yaml"), "round {round}: {json}");
+        assert!(
+            !Path::new(state).join("cache/prod.last").exists(),
+            "round {round}"
+        );
+    }
 }
