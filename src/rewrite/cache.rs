@@ -127,19 +127,40 @@ struct Blobs {
 #[derive(Debug)]
 struct Table<K, V> {
     loaded: Vec<(K, V)>,
+    /// Where each rank's keys start in `loaded` (as Git's pack indexes fan out by the first
+    /// byte of an id): a lookup searches a few hundred entries near each other, not all of
+    /// them. Empty while `loaded` is.
+    starts: Vec<u32>,
     added: HashMap<K, V>,
+}
+
+/// Keys whose order begins with a small rank: the language, then an id's first byte.
+trait Ranked: Ord + std::hash::Hash + Copy {
+    fn rank(&self) -> usize;
+}
+
+const LANG_RANKS: usize = 2;
+const RANKS: usize = LANG_RANKS * 256;
+
+impl<const N: usize> Ranked for (Lang, [u8; N]) {
+    fn rank(&self) -> usize {
+        // A later language shares the last rank: the order, not the spread, must hold.
+        let lang = (self.0 as usize).min(LANG_RANKS - 1);
+        lang * 256 + usize::from(self.1.first().copied().unwrap_or(0))
+    }
 }
 
 impl<K, V> Default for Table<K, V> {
     fn default() -> Self {
         Self {
             loaded: Vec::new(),
+            starts: Vec::new(),
             added: HashMap::new(),
         }
     }
 }
 
-impl<K: Ord + std::hash::Hash + Copy, V> Table<K, V> {
+impl<K: Ranked, V> Table<K, V> {
     /// A table of loaded entries; of two with one key the later counts, as in a map.
     fn loaded(mut entries: Vec<(K, V)>) -> Self {
         entries.sort_by_key(|e| e.0);
@@ -148,14 +169,42 @@ impl<K: Ord + std::hash::Hash + Copy, V> Table<K, V> {
         entries.dedup_by(|a, b| a.0 == b.0);
         entries.reverse();
         entries.shrink_to_fit();
-        Self {
+        let mut table = Self {
             loaded: entries,
+            starts: Vec::new(),
             added: HashMap::new(),
+        };
+        table.index();
+        table
+    }
+
+    /// Rebuilds `starts` after `loaded` changed.
+    fn index(&mut self) {
+        self.starts.clear();
+        if self.loaded.is_empty() {
+            return;
+        }
+        self.starts.reserve_exact(RANKS + 1);
+        let mut at = 0;
+        for rank in 0..=RANKS {
+            while at < self.loaded.len() && self.loaded[at].0.rank() < rank {
+                at += 1;
+            }
+            // A table of more than 4 Gi entries is no cache file this build writes.
+            self.starts.push(u32::try_from(at).unwrap_or(u32::MAX));
         }
     }
 
     fn find(&self, key: &K) -> Result<usize, usize> {
-        self.loaded.binary_search_by(|(k, _)| k.cmp(key))
+        let rank = key.rank();
+        let (Some(&from), Some(&to)) = (self.starts.get(rank), self.starts.get(rank + 1)) else {
+            return self.loaded.binary_search_by(|(k, _)| k.cmp(key));
+        };
+        let (from, to) = (from as usize, to as usize);
+        self.loaded[from..to]
+            .binary_search_by(|(k, _)| k.cmp(key))
+            .map(|i| from + i)
+            .map_err(|i| from + i)
     }
 
     fn get(&self, key: &K) -> Option<&V> {
@@ -182,6 +231,7 @@ impl<K: Ord + std::hash::Hash + Copy, V> Table<K, V> {
         match self.find(key) {
             Ok(i) => {
                 self.loaded.remove(i);
+                self.index();
             }
             Err(_) => {
                 self.added.remove(key);
@@ -199,7 +249,11 @@ impl<K: Ord + std::hash::Hash + Copy, V> Table<K, V> {
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let before = self.loaded.len();
         self.loaded.retain(|(_, v)| keep(v));
+        if self.loaded.len() != before {
+            self.index();
+        }
         self.added.retain(|_, v| keep(v));
     }
 
@@ -755,25 +809,56 @@ mod tests {
 
     #[test]
     fn a_table_answers_as_a_map_for_loaded_and_added_keys() {
-        let mut table = Table::loaded(vec![(3, 'a'), (1, 'b'), (3, 'c')]);
+        let key = |lang, first: u8, second: u8| (lang, [first, second]);
+        let (one, two, three) = (
+            key(Lang::Yaml, 1, 0),
+            key(Lang::Yaml, 1, 9),
+            key(Lang::Cue, 0, 0),
+        );
+        let mut table = Table::loaded(vec![(three, 'a'), (one, 'b'), (three, 'c')]);
         assert_eq!(
-            (table.get(&3), table.get(&1), table.len()),
+            (table.get(&three), table.get(&one), table.len()),
             (Some(&'c'), Some(&'b'), 2)
         );
-        table.insert(2, 'd');
-        table.insert(1, 'e');
+        table.insert(two, 'd');
+        table.insert(one, 'e');
         assert_eq!(
-            (table.get(&1), table.get(&2), table.len()),
+            (table.get(&one), table.get(&two), table.len()),
             (Some(&'e'), Some(&'d'), 3)
         );
         assert_eq!((table.loaded.len(), table.added.len()), (2, 1));
-        table.remove(&3);
-        table.remove(&4);
-        assert!(!table.contains(&3));
+        table.remove(&three);
+        table.remove(&key(Lang::Cue, 7, 7));
+        assert!(!table.contains(&three));
+        assert_eq!(table.get(&one), Some(&'e'));
         table.retain(|v| *v != 'd');
-        let mut all: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
-        all.sort_unstable();
-        assert_eq!(all, [(1, 'e')]);
+        let all: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(all, [(one, 'e')]);
+    }
+
+    #[test]
+    fn a_loaded_table_finds_each_key_through_its_rank() {
+        // Keys spread over every rank of both languages, some ranks left empty.
+        let keys: Vec<(Lang, [u8; 20])> = (0u32..3000)
+            .map(|i| {
+                let lang = if i % 3 == 0 { Lang::Cue } else { Lang::Yaml };
+                let mut id = [0; 20];
+                id[0] = (i.wrapping_mul(97) % 251) as u8;
+                id[1..5].copy_from_slice(&i.to_be_bytes());
+                (lang, id)
+            })
+            .collect();
+        let table = Table::loaded(keys.iter().map(|k| (*k, k.1[4])).collect());
+        for key in &keys {
+            assert_eq!(table.get(key), Some(&key.1[4]), "{key:?}");
+        }
+        for missing in [
+            (Lang::Yaml, [255; 20]),
+            (Lang::Cue, [253; 20]),
+            (Lang::Yaml, [7; 20]),
+        ] {
+            assert_eq!(table.get(&missing), None);
+        }
     }
 
     #[test]
