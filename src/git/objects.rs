@@ -211,6 +211,7 @@ impl Workspace {
             }
             Ok(id)
         };
+        let mut rebuilt = Vec::new();
         let (tree_id, root) = rebuild(
             &self.repo,
             Some(&base_tree),
@@ -218,7 +219,17 @@ impl Workspace {
             false,
             &mut blob,
             &mut pack,
+            &mut rebuilt,
         )?;
+        if let Some(cache) = cache {
+            let made = summarize_rebuilt(&mut cache.tree_memo(), &rebuilt);
+            tracing::debug!(
+                trees = rebuilt.len(),
+                summarized = made,
+                "summaries of the commit's trees"
+            );
+        }
+        drop(rebuilt);
         // Not needed for the commit, which is the run's peak of memory.
         drop(edits);
         drop(keys);
@@ -460,7 +471,9 @@ fn rebuild(
     attributes_above: bool,
     blob: &mut dyn FnMut(&ChangedFile, bool, &mut Builder) -> Result<Oid, GitError>,
     pack: &mut Builder,
+    rebuilt: &mut Vec<Rebuilt>,
 ) -> Result<(Oid, Vec<u8>), GitError> {
+    let mut changed: Vec<(String, Oid, bool)> = Vec::new();
     let attributes_here =
         attributes_above || tree.is_some_and(|t| t.get_name(".gitattributes").is_some());
     let mut entries: Vec<TreeItem> = tree.map_or_else(Vec::new, |t| {
@@ -511,6 +524,7 @@ fn rebuild(
             let mode = existing.map_or(i32::from(FileMode::Blob), |e| e.filemode());
             let id = blob(file, attributes_here, pack)?;
             set(&mut entries, name, mode, id);
+            changed.push((name.to_string(), id, false));
             i += 1;
             continue;
         }
@@ -533,14 +547,83 @@ fn rebuild(
             }
             _ => None,
         };
-        let (sub_id, _) = rebuild(repo, sub.as_ref(), &below, attributes_here, blob, pack)?;
+        let (sub_id, _) = rebuild(
+            repo,
+            sub.as_ref(),
+            &below,
+            attributes_here,
+            blob,
+            pack,
+            rebuilt,
+        )?;
         set(&mut entries, name, i32::from(FileMode::Tree), sub_id);
+        changed.push((name.to_string(), sub_id, true));
         i = j;
     }
     entries.sort_by(git_tree_order);
     let bytes = tree_bytes(&entries);
     let id = pack.add(ObjectType::Tree, &bytes).map_err(pack_error)?;
+    rebuilt.push(Rebuilt {
+        old: tree.map(Tree::id),
+        new: id,
+        changed,
+    });
     Ok((id, bytes))
+}
+
+/// A tree the commit made in place of `old`: which entries it set (name, id, whether a tree).
+/// Folders come before the folder holding them.
+struct Rebuilt {
+    old: Option<Oid>,
+    new: Oid,
+    changed: Vec<(String, Oid, bool)>,
+}
+
+/// Summaries of the trees a commit made, from those of the trees they replace, so the next
+/// walk of the commit does not read what tagsmith itself just wrote. Only where every entry
+/// the commit set is a marked blob or a folder already summarized this way: a rewritten
+/// file keeps its marker (only the value moves), so the summary is the old one with the new
+/// ids. Any other edit (a write-back creating a file) leaves the tree to be read next time.
+fn summarize_rebuilt(memo: &mut TreeMemo, rebuilt: &[Rebuilt]) -> usize {
+    let mut made = 0;
+    for tree in rebuilt {
+        let (Some(old), Some(new)) = (tree.old.and_then(blob_key), blob_key(tree.new)) else {
+            continue;
+        };
+        let Some(summary) = memo.get(&old) else {
+            continue;
+        };
+        let mut summary = (*summary).clone();
+        let all_known = tree.changed.iter().all(|(name, id, is_tree)| {
+            let Some(key) = blob_key(*id) else {
+                return false;
+            };
+            if *is_tree {
+                let known = memo.get(&key).is_some();
+                let entry = summary.trees.iter_mut().find(|(n, _)| n == name);
+                match entry {
+                    Some(entry) if known => {
+                        entry.1 = key;
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                match summary.blobs.iter_mut().find(|b| b.name == *name) {
+                    Some(marked) => {
+                        marked.id = key;
+                        true
+                    }
+                    None => false,
+                }
+            }
+        });
+        if all_known {
+            memo.insert(new, summary);
+            made += 1;
+        }
+    }
+    made
 }
 
 /// An entry of a tree being made.

@@ -366,6 +366,47 @@ fn a_run_after_a_small_upstream_change_reads_only_the_changed_blob() {
     );
 }
 
+/// The trees a commit of tagsmith's writes are summarized as it writes them: the walk of that
+/// commit reads none (nor any blob), over the whole tree and under a target's paths, and finds
+/// what a walk without the cache finds.
+#[test]
+fn the_walk_of_tagsmiths_own_commit_reads_no_tree_it_wrote() {
+    let marked = format!("{MARKED}\n");
+    let files = [
+        ("a.yaml", marked.as_str()),
+        ("plain.yaml", "x: 1\n"),
+        ("svc/one/base/deploy.yaml", marked.as_str()),
+        ("svc/one/base/plain.yaml", "x: 2\n"),
+        ("svc/two/base/deploy.yaml", marked.as_str()),
+        ("docs/notes.yaml", "x: 4\n"),
+    ];
+    for (paths, reads_after) in [(Vec::new(), 0), (vec![PathBuf::from("svc")], 1)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = bare_repo(tmp.path(), "m", &files);
+        let ws = Workspace::open_objects(&tmp.path().join("ws"), &source(&bare)).unwrap();
+        let cache = ScanCache::new();
+        let selections = selections();
+        let allow = |_: &Path, _: &PolicyId| true;
+        let core = Core::new(&selections, &allow, Some(&cache));
+        ws.sync("main", "main").unwrap();
+        let first = ws.rewrite_head(&paths, &core, Some(&cache)).unwrap();
+        assert!(!first.changed.is_empty(), "{paths:?}");
+        ws.commit_changes(&first.changed, &author(), "update", Some(&cache))
+            .unwrap();
+        cache.retain_used();
+        let before = trees_read(&cache);
+        let again = ws.rewrite_head(&paths, &core, Some(&cache)).unwrap();
+        // Under `svc` only the new root tree is read, to find `svc` in it.
+        assert_eq!(trees_read(&cache) - before, reads_after, "{paths:?}");
+        assert_eq!(again.blobs_read, 0, "{paths:?}");
+        assert!(again.changed.is_empty(), "{paths:?}: {again:?}");
+        let fresh = ws
+            .rewrite_head(&paths, &Core::new(&selections, &allow, None), None)
+            .unwrap();
+        assert_eq!(outcome(again), outcome(fresh), "{paths:?}");
+    }
+}
+
 /// Loose objects under `git_dir` (files in the two-hex-digit folders).
 fn loose_objects(git_dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
