@@ -221,15 +221,6 @@ impl Workspace {
             &mut pack,
             &mut rebuilt,
         )?;
-        if let Some(cache) = cache {
-            let made = summarize_rebuilt(&mut cache.tree_memo(), &rebuilt);
-            tracing::debug!(
-                trees = rebuilt.len(),
-                summarized = made,
-                "summaries of the commit's trees"
-            );
-        }
-        drop(rebuilt);
         // Not needed for the commit, which is the run's peak of memory.
         drop(edits);
         drop(keys);
@@ -241,6 +232,16 @@ impl Workspace {
         let id = self.commit_tree(parent_id, &root, author, text, &mut pack)?;
         let stored = pack.store().map_err(pack_error)?;
         drop(base_tree);
+        if let Some(cache) = cache {
+            // Once the commit's own buffers are gone: not added to the run's peak of memory.
+            let made = summarize_rebuilt(&mut cache.tree_memo(), &rebuilt);
+            tracing::debug!(
+                trees = rebuilt.len(),
+                summarized = made,
+                "summaries of the commit's trees"
+            );
+        }
+        drop(rebuilt);
         // This handle found its packs before the new one was written.
         self.repo.odb().and_then(|odb| odb.refresh()).map_err(err)?;
         self.repo.set_head_detached(id).map_err(err)?;
@@ -620,6 +621,8 @@ fn summarize_rebuilt(memo: &mut TreeMemo, rebuilt: &[Rebuilt]) -> usize {
         });
         if all_known {
             memo.insert(new, summary);
+            // Kept besides would double the summaries the cache saves for this target.
+            memo.replaced(&old);
             made += 1;
         }
     }

@@ -115,6 +115,14 @@ impl TreeMemo {
         summary
     }
 
+    /// The tree `old` was replaced by one whose summary is now kept: unless something else
+    /// uses it, the next save leaves it out (a run over the new commit never asks for it).
+    pub fn replaced(&mut self, old: &ObjectId) {
+        if let Some(node) = self.trees.get_mut(old) {
+            node.used = false;
+        }
+    }
+
     /// What `path` names in the tree `tree`, if known.
     pub fn resolved(&mut self, tree: &ObjectId, path: &[u8]) -> Option<Resolved> {
         let node = self.paths.get_mut(&(*tree, path.to_vec()))?;

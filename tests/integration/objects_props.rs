@@ -394,6 +394,12 @@ fn the_walk_of_tagsmiths_own_commit_reads_no_tree_it_wrote() {
         ws.commit_changes(&first.changed, &author(), "update", Some(&cache))
             .unwrap();
         cache.retain_used();
+        // The summaries of the trees the commit replaced are not kept besides: the cache
+        // holds what a walk of the new commit alone keeps.
+        let own = ScanCache::new();
+        let own_core = Core::new(&selections, &allow, Some(&own));
+        ws.rewrite_head(&paths, &own_core, Some(&own)).unwrap();
+        assert_eq!(cache.tree_memo().len(), own.tree_memo().len(), "{paths:?}");
         let before = trees_read(&cache);
         let again = ws.rewrite_head(&paths, &core, Some(&cache)).unwrap();
         // Under `svc` only the new root tree is read, to find `svc` in it.
