@@ -621,7 +621,7 @@ fn summarize_rebuilt(memo: &mut TreeMemo, rebuilt: &[Rebuilt]) -> usize {
         });
         if all_known {
             memo.insert(new, summary);
-            // Kept besides would double the summaries the cache saves for this target.
+            // Kept besides, the old ones would double what the cache holds for this target.
             memo.replaced(&old);
             made += 1;
         }

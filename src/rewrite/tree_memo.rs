@@ -115,11 +115,12 @@ impl TreeMemo {
         summary
     }
 
-    /// The tree `old` was replaced by one whose summary is now kept: unless something else
-    /// uses it, the next save leaves it out (a run over the new commit never asks for it).
+    /// The tree `old` was replaced by one whose summary is now kept: its own goes at once, so
+    /// the two are not held together (a run over the new commit never asks for it; should
+    /// the same tree still be elsewhere, it is read again there).
     pub fn replaced(&mut self, old: &ObjectId) {
-        if let Some(node) = self.trees.get_mut(old) {
-            node.used = false;
+        if self.trees.remove(old).is_some() {
+            self.changed = true;
         }
     }
 
