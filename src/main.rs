@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let cli = tagsmith::cli::Cli::parse();
     // libgit2's start-up runs beside reading the configuration, not before it.
     if tagsmith::cli::starts_git_early(&cli) {
-        std::thread::spawn(tagsmith::git::ready);
+        tagsmith::git::start();
     }
     if let Err(err) = tagsmith::cli::init_logging(&cli.global) {
         eprintln!("tagsmith: {err:#}");

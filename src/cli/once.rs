@@ -49,7 +49,7 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
     let state_dir = state_dir(args.state_dir.clone(), &config)?;
     if crate::engine::opens_workspaces_at_once(&config, &state_dir, args.dry_run) {
         // libgit2's start-up then runs beside the rest of the set-up and the scan.
-        std::thread::spawn(crate::git::ready);
+        crate::git::start();
     }
     // Held until the cycle is over: workspaces are never shared with another process.
     let _lock = StateDirLock::acquire(&state_dir, "once")?;

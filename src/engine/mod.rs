@@ -144,7 +144,9 @@ pub async fn run_once(
         }
     });
     let scan = async {
-        let set = Arc::new(select_all(&config, client, known).await);
+        // A selection that moved means some target runs in full: libgit2 starts now, beside
+        // the rest of the scan, unless it is under way already.
+        let set = Arc::new(select_all(&config, client, known, &crate::git::start).await);
         let scan_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         for sender in senders {
             // A target job that is gone has reported already.

@@ -86,11 +86,17 @@ pub struct PolicyScan {
 /// there is no latest ref, its name or tag differs, or its digest is empty).
 pub type Known = BTreeMap<PolicyId, ImageRef>;
 
-/// Scans all images and selects; see [`select_images`].
-pub async fn select_all(config: &Config, client: &Client, known: &Known) -> SelectionSet {
+/// Scans all images and selects; see [`select_images`]. `on_moved` is called (from the scan,
+/// at once) for each repository where some policy's selection is not the one `known` holds.
+pub async fn select_all(
+    config: &Config,
+    client: &Client,
+    known: &Known,
+    on_moved: &(dyn Fn() + Sync),
+) -> SelectionSet {
     // A suspended image is not scanned: no selection, so its markers stay as they are.
     let all: Vec<&ImagePolicy> = config.images.iter().filter(|i| !i.suspend).collect();
-    select_images(&all, client, known).await
+    select_images_with(&all, client, known, on_moved).await
 }
 
 /// Scans `images` (each repository once, at most the client's scan concurrency at a time),
@@ -99,6 +105,15 @@ pub async fn select_images(
     images: &[&ImagePolicy],
     client: &Client,
     known: &Known,
+) -> SelectionSet {
+    select_images_with(images, client, known, &|| {}).await
+}
+
+async fn select_images_with(
+    images: &[&ImagePolicy],
+    client: &Client,
+    known: &Known,
+    on_moved: &(dyn Fn() + Sync),
 ) -> SelectionSet {
     let mut groups: BTreeMap<ImageName, Vec<&ImagePolicy>> = BTreeMap::new();
     for image in images {
@@ -111,6 +126,11 @@ pub async fn select_images(
                 scan_repository(&image, &policies, client, known).await
             })
             .buffer_unordered(concurrency)
+            .inspect(|scan| {
+                if moved(scan, known) {
+                    on_moved();
+                }
+            })
             .collect()
             .await;
     let mut by_policy = BTreeMap::new();
@@ -132,6 +152,19 @@ pub async fn select_images(
         }
     }
     set
+}
+
+/// Whether some policy of `scan` selected other than `known` holds (or nothing, or failed).
+fn moved(scan: &RepositoryScan, known: &Known) -> bool {
+    scan.policies.iter().any(|p| {
+        let last = p
+            .report
+            .policy
+            .parse::<PolicyId>()
+            .ok()
+            .and_then(|id| known.get(&id));
+        p.report.failed || p.selection.as_ref() != last
+    })
 }
 
 /// Lists `image`'s tags once and selects for each of `policies` (which all watch it). The tag
@@ -418,5 +451,49 @@ async fn gated(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan
             retry_at: gated.retry_at,
         },
         selection,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn scan(selected: Option<&str>, failed: bool) -> RepositoryScan {
+        RepositoryScan {
+            image: "r.example/app".parse().unwrap(),
+            tags: None,
+            policies: vec![PolicyScan {
+                report: ImageReport {
+                    policy: "a:app".into(),
+                    image: "r.example/app".into(),
+                    tags: None,
+                    selected: selected.map(str::to_string),
+                    error: None,
+                    failed,
+                    transient: false,
+                    stopped: Vec::new(),
+                    retry_at: None,
+                },
+                selection: selected.map(|s| s.parse().unwrap()),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_scan_moved_when_a_selection_differs_from_the_last_or_failed() {
+        let known = Known::from([(
+            "a:app".parse().unwrap(),
+            "r.example/app:1.2.0".parse().unwrap(),
+        )]);
+        assert!(!moved(&scan(Some("r.example/app:1.2.0"), false), &known));
+        assert!(moved(&scan(Some("r.example/app:1.3.0"), false), &known));
+        assert!(moved(&scan(None, false), &known));
+        assert!(moved(&scan(Some("r.example/app:1.2.0"), true), &known));
+        assert!(moved(
+            &scan(Some("r.example/app:1.2.0"), false),
+            &Known::new()
+        ));
     }
 }

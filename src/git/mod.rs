@@ -37,6 +37,15 @@ pub fn ready() {
     std::sync::LazyLock::force(&READY);
 }
 
+/// Starts [`ready`] on a thread of its own, once: whatever opens a repository later waits
+/// only for what is left of it.
+pub fn start() {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        std::thread::spawn(ready);
+    }
+}
+
 static READY: std::sync::LazyLock<()> = std::sync::LazyLock::new(|| {
     cache_large_trees();
     bound_object_cache();
