@@ -105,7 +105,7 @@ pub fn save(path: &Path, memo: &Memo) {
         })
     })();
     if let Err(e) = result {
-        tracing::debug!(path = %path.display(), error = %e, "run note not saved; the next once runs the target in full");
+        tracing::warn!(path = %path.display(), error = %e, "run note not saved; the next once runs the target in full");
     }
 }
 

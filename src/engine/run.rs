@@ -90,9 +90,7 @@ impl OpenedTarget<'_> {
     /// reaches without libgit2 (see [`crate::git::remote_heads`]).
     pub fn synced_heads(&self, branches: &[&str]) -> Option<crate::git::Heads> {
         let ws = self.ws.as_ref().ok()?;
-        ws.reached_directly()
-            .then(|| ws.fetched_heads(branches))
-            .flatten()
+        ws.reached_directly().then(|| ws.fetched_heads(branches))
     }
 }
 

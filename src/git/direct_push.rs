@@ -149,22 +149,27 @@ const HTTP_SETTINGS: &str = "^http\\.";
 
 impl Workspace {
     /// Whether tagsmith reaches the remote itself, without libgit2 (as [`Self::push_direct`]
-    /// does): no push URL, a `file://`, path or plain `http(s)://` URL, and no git config
-    /// that would make libgit2 go elsewhere or speak HTTP differently.
+    /// does).
     pub fn reached_directly(&self) -> bool {
-        let Ok(origin) = self.repo.find_remote("origin") else {
-            return false;
-        };
+        self.direct_remote().is_some()
+    }
+
+    /// The remote when tagsmith reaches it itself: no push URL, a `file://`, path or plain
+    /// `http(s)://` URL, and no git config that would make libgit2 go elsewhere or speak
+    /// HTTP differently.
+    fn direct_remote(&self) -> Option<Remote> {
+        let origin = self.repo.find_remote("origin").ok()?;
         if origin.pushurl_bytes().is_some() {
-            return false;
+            return None;
         }
-        match origin.url().ok().and_then(remote) {
-            Some(Remote::Local(_)) => !has_config(&self.repo, URL_REWRITES),
-            Some(Remote::Http(_)) => {
-                !has_config(&self.repo, URL_REWRITES) && !has_config(&self.repo, HTTP_SETTINGS)
+        let remote = remote(origin.url().ok()?)?;
+        let configured = match remote {
+            Remote::Local(_) => has_config(&self.repo, URL_REWRITES),
+            Remote::Http(_) => {
+                has_config(&self.repo, URL_REWRITES) || has_config(&self.repo, HTTP_SETTINGS)
             }
-            None => false,
-        }
+        };
+        (!configured).then_some(remote)
     }
 
     /// Pushes `commit` to `refname` without the packbuilder when the transport and the commit
@@ -175,25 +180,11 @@ impl Workspace {
         refname: &str,
         mode: Mode,
     ) -> Option<Result<Pushed, DirectPushError>> {
-        let origin = self.repo.find_remote("origin").ok()?;
-        if origin.pushurl_bytes().is_some() {
-            return None;
-        }
-        let url = origin.url().ok()?.to_string();
+        let remote = self.direct_remote()?;
         let started = std::time::Instant::now();
-        let (transport, result) = match remote(&url)? {
-            Remote::Local(path) => {
-                if has_config(&self.repo, URL_REWRITES) {
-                    return None;
-                }
-                ("file", self.push_local(&path, commit, refname, mode))
-            }
-            Remote::Http(url) => {
-                if has_config(&self.repo, URL_REWRITES) || has_config(&self.repo, HTTP_SETTINGS) {
-                    return None;
-                }
-                ("http", self.push_http(url, commit, refname, mode))
-            }
+        let (transport, result) = match remote {
+            Remote::Local(path) => ("file", self.push_local(&path, commit, refname, mode)),
+            Remote::Http(url) => ("http", self.push_http(url, commit, refname, mode)),
         };
         let result = result.transpose()?;
         tracing::debug!(transport, elapsed = ?started.elapsed(), outcome = ?result.as_ref().map_err(ToString::to_string), "direct push");

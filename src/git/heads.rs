@@ -46,20 +46,18 @@ pub fn remote_heads(source: &GitSource, branches: &[&str]) -> Option<Heads> {
 
 impl Workspace {
     /// The heads of `branches` as this workspace last fetched them (its remote-tracking refs).
-    pub fn fetched_heads(&self, branches: &[&str]) -> Option<Heads> {
-        Some(
-            branches
-                .iter()
-                .map(|b| {
-                    let id = self
-                        .repo
-                        .refname_to_id(&super::workspace::remote_ref(b))
-                        .ok()
-                        .map(|id| id.to_string());
-                    ((*b).to_string(), id)
-                })
-                .collect(),
-        )
+    pub fn fetched_heads(&self, branches: &[&str]) -> Heads {
+        branches
+            .iter()
+            .map(|b| {
+                let id = self
+                    .repo
+                    .refname_to_id(&super::workspace::remote_ref(b))
+                    .ok()
+                    .map(|id| id.to_string());
+                ((*b).to_string(), id)
+            })
+            .collect()
     }
 }
 

@@ -63,6 +63,18 @@ fn config(
     path.display().to_string()
 }
 
+/// Gives the target of the config file at `cfg` the user `bot` and the password in `token`.
+fn with_basic_auth(cfg: &Path, token: &Path) {
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        "branch: main }",
+        &format!(
+            "branch: main, auth: {{ username: bot, passwordFile: '{}' }} }}",
+            token.display()
+        ),
+    );
+    std::fs::write(cfg, text).unwrap();
+}
+
 fn seed(root: &Path, registry: &Registry) -> std::path::PathBuf {
     bare_repo(
         root,
@@ -321,14 +333,7 @@ fn smart_http_push_retries_after_a_concurrent_commit() {
         "",
     );
     // Credentials from a file, with a literal user name.
-    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
-        "branch: main }",
-        &format!(
-            "branch: main, auth: {{ username: bot, passwordFile: '{}' }} }}",
-            token.display()
-        ),
-    );
-    std::fs::write(&cfg_path, cfg).unwrap();
+    with_basic_auth(Path::new(&cfg_path), &token);
     let state = tmp.path().join("state");
 
     let out = tagsmith(&[
@@ -802,14 +807,7 @@ fn nothing_new_stands_on_the_last_runs_note_without_opening_the_workspace() {
     ] {
         let cfg = config(tmp.path(), &registry, &url, "", "");
         if transport == "http" {
-            let with_auth = std::fs::read_to_string(&cfg).unwrap().replace(
-                "branch: main }",
-                &format!(
-                    "branch: main, auth: {{ username: bot, passwordFile: '{}' }} }}",
-                    token.display()
-                ),
-            );
-            std::fs::write(&cfg, with_auth).unwrap();
+            with_basic_auth(Path::new(&cfg), &token);
         }
         let state = tmp.path().join(format!("state-{transport}"));
         let state = state.to_str().unwrap();
