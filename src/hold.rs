@@ -22,6 +22,30 @@ use crate::rewrite::{Change, Part};
 /// Bumped when the record's shape changes; a record of another version is started afresh.
 pub const VERSION: u32 = 1;
 
+/// A delivered change as its record needs it: the file, the marker (policy and part), its
+/// line and the value written; borrowed from a [`Change`] or from a run's report of it.
+#[derive(Debug, Clone)]
+pub struct Wrote<'a> {
+    pub file: std::borrow::Cow<'a, str>,
+    /// `ns:name`.
+    pub policy: std::borrow::Cow<'a, str>,
+    pub part: Part,
+    pub line: usize,
+    pub new: &'a str,
+}
+
+impl<'a> From<&'a Change> for Wrote<'a> {
+    fn from(change: &'a Change) -> Self {
+        Self {
+            file: change.file.to_string_lossy(),
+            policy: change.policy.to_string().into(),
+            part: change.part,
+            line: change.line,
+            new: &change.new,
+        }
+    }
+}
+
 /// Where a marker is: its file (relative to the repository's root) and the marker's id with
 /// its part (`team-a:app:tag`), and its line at the time (lines move when people edit a file,
 /// so a record also matches the only one of its file and marker on another line).
@@ -34,10 +58,14 @@ pub struct MarkerKey {
 
 impl MarkerKey {
     pub fn of(change: &Change) -> Self {
+        Self::of_wrote(&Wrote::from(change))
+    }
+
+    fn of_wrote(wrote: &Wrote<'_>) -> Self {
         Self {
-            file: change.file.to_string_lossy().into_owned(),
-            marker: format!("{}{}", change.policy, change.part.suffix()),
-            line: change.line,
+            file: wrote.file.clone().into_owned(),
+            marker: format!("{}{}", wrote.policy, wrote.part.suffix()),
+            line: wrote.line,
         }
     }
 
@@ -274,6 +302,12 @@ impl HoldBook {
     /// (found as [`find`] finds it, among the records before and those this call adds), or
     /// adds one.
     pub fn delivered(&mut self, changes: &[Change], commit: &str, now_ms: u64) {
+        let wrote: Vec<Wrote<'_>> = changes.iter().map(Wrote::from).collect();
+        self.delivered_values(&wrote, commit, now_ms);
+    }
+
+    /// [`Self::delivered`] of changes as the record needs them.
+    pub fn delivered_values(&mut self, changes: &[Wrote<'_>], commit: &str, now_ms: u64) {
         self.version = VERSION;
         self.written.sort_by(|a, b| a.key.cmp(&b.key));
         let mut added: Vec<Written> = Vec::new();
@@ -281,11 +315,11 @@ impl HoldBook {
         let mut exact: HashMap<MarkerKey, usize> = HashMap::new();
         let mut same: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for change in changes {
-            let key = MarkerKey::of(change);
+            let key = MarkerKey::of_wrote(change);
             let written = Written {
                 key: key.clone(),
-                value: change.new.clone(),
-                tag: tag_of(change.part, &change.new),
+                value: change.new.to_string(),
+                tag: tag_of(change.part, change.new),
                 commit: commit.to_string(),
                 at_ms: now_ms,
             };

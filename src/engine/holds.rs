@@ -10,9 +10,9 @@ use super::report::{Outcome, RunError, TargetReport};
 use super::run::TargetRun;
 use crate::config::ImagePolicy;
 use crate::git::{GitError, History, Workspace};
-use crate::hold::{Facts, Hold, HoldBook, Verdict, decide};
+use crate::hold::{Facts, Hold, HoldBook, Verdict, Wrote, decide};
 use crate::model::PolicyId;
-use crate::rewrite::Change;
+use crate::rewrite::{Change, Part};
 use crate::state::{LoadedHolds, now_ms};
 use crate::status::{HoldStatus, timestamp};
 
@@ -35,7 +35,14 @@ pub struct HoldRun {
     others: Mutex<BTreeMap<String, bool>>,
     /// The first question Git could not answer: the run fails with it.
     error: Mutex<Option<GitError>>,
-    verdicts: Mutex<Vec<(Change, Verdict)>>,
+    /// The verdicts other than [`Verdict::Write`], which changes nothing in the book: a
+    /// cold run writes thousands of markers, and a copy of each change here was the largest
+    /// part of the holds' memory. What was delivered is read from the report (see
+    /// [`Self::marker_parts`]).
+    verdicts: Mutex<Vec<Verdict>>,
+    /// The part each marker's change sets, in the order of the rewrite's changes (the first
+    /// of the report's changes; write-backs' come after and have no verdict).
+    parts: Vec<Part>,
     now_ms: u64,
 }
 
@@ -88,6 +95,7 @@ impl HoldRun {
             others: Mutex::new(BTreeMap::new()),
             error: Mutex::new(None),
             verdicts: Mutex::new(Vec::new()),
+            parts: Vec::new(),
             now_ms: now_ms(),
         })
     }
@@ -103,11 +111,20 @@ impl HoldRun {
         };
         let verdict = decide(self.book(), change, &facts);
         let writes = verdict.writes();
-        self.verdicts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((change.clone(), verdict));
+        if !matches!(verdict, Verdict::Write) {
+            self.verdicts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(verdict);
+        }
         writes
+    }
+
+    /// Notes the changes the rewrite kept (each one [`Self::keep`] let through), before any
+    /// write-back adds its own: the first of the report's changes are these, and the ones
+    /// [`finish`] records as delivered.
+    pub fn marker_parts(&mut self, changes: &[Change]) {
+        self.parts = changes.iter().map(|c| c.part).collect();
     }
 
     /// Git's answer for `commit`, walked once per run; an error is kept for
@@ -161,9 +178,7 @@ impl HoldRun {
             holds: self.book().holds.clone(),
             ..HoldBook::default()
         };
-        let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
-        let plain: Vec<Verdict> = verdicts.iter().map(|(_, v)| v.clone()).collect();
-        book.note(&plain);
+        book.note(&self.verdicts.lock().unwrap_or_else(PoisonError::into_inner));
         statuses(&book)
     }
 }
@@ -187,29 +202,29 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
         }
         return;
     };
-    let verdicts = holds
+    let plain = holds
         .verdicts
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
-    let plain: Vec<Verdict> = verdicts.iter().map(|(_, v)| v.clone()).collect();
     if run.dry_run {
         let mut book = holds.kept.unwrap_or(holds.loaded.book);
         book.note(&plain);
         report.holds = statuses(&book);
         return;
     }
-    // Looked up, not searched: a cold run delivers thousands of changes, and a search of them
-    // for every verdict took longer than the commit and the push together.
-    let reported: std::collections::HashSet<(usize, &Path)> = report
-        .changes
-        .iter()
-        .map(|r| (r.line, Path::new(&r.file)))
-        .collect();
-    let delivered: Vec<Change> = match report.outcome.delivered() {
-        Some(_) => verdicts
+    // The markers' changes the rewrite kept are the first of the report's, in its order.
+    let delivered: Vec<Wrote<'_>> = match report.outcome.delivered() {
+        Some(_) => report
+            .changes
             .iter()
-            .filter(|(c, v)| v.writes() && reported.contains(&(c.line, c.file.as_path())))
-            .map(|(c, _)| c.clone())
+            .zip(&holds.parts)
+            .map(|(c, part)| Wrote {
+                file: c.file.as_str().into(),
+                policy: c.policy.as_str().into(),
+                part: *part,
+                line: c.line,
+                new: &c.new,
+            })
             .collect(),
         None => Vec::new(),
     };
@@ -236,7 +251,7 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
         book.retain_files(|file| !is_gone(&gone_files, file));
         book.note(&plain);
         if let Some(commit) = &commit {
-            book.delivered(&delivered, commit, now);
+            book.delivered_values(&delivered, commit, now);
         }
         book.checked = (!book.holds.is_empty() || !book.written.is_empty()).then_some(checked);
         statuses(book)
@@ -255,7 +270,7 @@ pub fn finish(run: &TargetRun<'_>, holds: Option<HoldRun>, report: &mut TargetRe
     for hold in &gone {
         tracing::info!(policy = %hold.policy(), file = %hold.key.file, "hold ended: the file is gone");
     }
-    for (_, verdict) in &verdicts {
+    for verdict in &plain {
         match verdict {
             Verdict::Starts(h) => tracing::info!(
                 policy = %h.policy(), file = %h.key.file, line = h.key.line, from = %h.from, to = %h.to,

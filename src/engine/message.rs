@@ -40,30 +40,30 @@ pub fn render(
         n => format!("{n} images"),
     };
     let named = images.values().cloned().collect::<Vec<_>>().join(", ");
-    let change_lines = changes
-        .iter()
-        .map(|c| {
-            format!(
-                "- {}: {} -> {} ({}:{})",
-                c.policy,
-                c.old,
-                c.new,
-                c.file.display(),
-                c.line
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let render = |image_list: &str| {
+    let change_lines = change_lines(changes);
+    // The change lines (megabytes at 15,000 changes) are put in once the template is
+    // rendered around a stand-in for them, not copied into it: a stand-in that no other
+    // text of the message holds, outside the subject (the first line, measured and cut
+    // before they are put in). Anything else renders them in at once, as it always did.
+    let render = |image_list: &str, lines: &str| {
         template.render(|var| match var {
             "target" => target.to_string(),
             "count" => changes.len().to_string(),
             "images" => image_list.to_owned(),
-            _ => change_lines.clone(),
+            _ => lines.to_owned(),
         })
     };
-    let mut text = if images.len() <= NAMED_IN_SUBJECT {
-        Some(render(&named)).filter(|t| subject_len(t) <= MAX_SUBJECT)
+    let render = |image_list: &str| {
+        let text = render(image_list, CHANGES_STAND_IN);
+        let subject = text.split('\n').next().unwrap_or("");
+        if subject.contains(CHANGES_STAND_IN) || render(image_list, "").contains(CHANGES_STAND_IN) {
+            (render(image_list, &change_lines), None)
+        } else {
+            (text, Some(CHANGES_STAND_IN))
+        }
+    };
+    let (mut text, stand_in) = if images.len() <= NAMED_IN_SUBJECT {
+        Some(render(&named)).filter(|(t, _)| subject_len(t) <= MAX_SUBJECT)
     } else {
         None
     }
@@ -71,10 +71,66 @@ pub fn render(
     if subject_len(&text) > MAX_SUBJECT {
         text = cut_subject(&text);
     }
+    if let Some(stand_in) = stand_in {
+        text = put_in(&text, stand_in, &change_lines);
+    }
+    drop(change_lines);
     if !text.ends_with('\n') {
         text.push('\n');
     }
     text
+}
+
+/// Stands in for the change lines while the template is rendered (see [`render`]).
+const CHANGES_STAND_IN: &str = "\0tagsmith-changes\0";
+
+/// `text` with each `stand_in` replaced by `lines`, in a buffer of the exact size (and one
+/// more byte, for the newline [`render`] may add).
+fn put_in(text: &str, stand_in: &str, lines: &str) -> String {
+    let count = text.matches(stand_in).count();
+    let size = text.len() - count * stand_in.len() + count * lines.len() + 1;
+    let mut out = String::with_capacity(size);
+    for (i, piece) in text.split(stand_in).enumerate() {
+        if i > 0 {
+            out.push_str(lines);
+        }
+        out.push_str(piece);
+    }
+    out
+}
+
+/// One line per change, `- policy: old -> new (file:line)`, joined by newlines, in a buffer
+/// of their exact size: 15,000 changes make megabytes of lines, and a buffer that doubles as
+/// it grows holds up to twice that.
+fn change_lines(changes: &[Change]) -> String {
+    /// Counts what would be written.
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    fn write_all(out: &mut impl std::fmt::Write, changes: &[Change]) {
+        for (i, c) in changes.iter().enumerate() {
+            // Neither a String nor a count can fail.
+            let _ = write!(
+                out,
+                "{}- {}: {} -> {} ({}:{})",
+                if i > 0 { "\n" } else { "" },
+                c.policy,
+                c.old,
+                c.new,
+                c.file.display(),
+                c.line
+            );
+        }
+    }
+    let mut count = Count(0);
+    write_all(&mut count, changes);
+    let mut lines = String::with_capacity(count.0);
+    write_all(&mut lines, changes);
+    lines
 }
 
 /// A Flux messageTemplate over the run's changes, exactly as image-automation-controller
@@ -190,6 +246,44 @@ mod tests {
              - team-a:app: ghcr.io/org/app:1.0.0 -> ghcr.io/org/app:1.1.0 (apps/a.yaml:7)\n\
              - team-a:app: ghcr.io/org/app:1.0.0 -> ghcr.io/org/app:1.1.0 (apps/b.yaml:7)\n"
         );
+    }
+
+    #[test]
+    fn change_lines_anywhere_in_a_template_render_as_they_read() {
+        let changes = [
+            change("team-a:app", "ghcr.io/org/app:1.1.0", "apps/a.yaml"),
+            change("team-a:web", "ghcr.io/org/web:2.0.0", "apps/b.yaml"),
+        ];
+        let lines = "- team-a:app: ghcr.io/org/app:1.0.0 -> ghcr.io/org/app:1.1.0 (apps/a.yaml:7)\n\
+                     - team-a:web: ghcr.io/org/app:1.0.0 -> ghcr.io/org/web:2.0.0 (apps/b.yaml:7)";
+        let render = |template: &str| {
+            let template = Template::parse(template).unwrap();
+            render(&template, "prod", &changes, &BTreeMap::new())
+        };
+        // Twice in the body, and at its very end (the newline is added after them).
+        assert_eq!(
+            render("{{count}} in {{target}}\n\n{{changes}}\n--\n{{changes}}"),
+            format!("2 in prod\n\n{lines}\n--\n{lines}\n")
+        );
+        assert_eq!(
+            change_lines(&changes).capacity(),
+            lines.len(),
+            "made at its size"
+        );
+        // In the subject, they are measured and cut with it, as they always were.
+        let cut = render("{{changes}}\n\nbody");
+        let (subject, body) = cut.split_once('\n').unwrap();
+        assert_eq!(subject.chars().count(), MAX_SUBJECT);
+        assert!(
+            subject.starts_with("- team-a:app: ghcr.io/org/app:1.0.0") && subject.ends_with('…')
+        );
+        assert_eq!(
+            body,
+            format!("{}\n\nbody\n", &lines[lines.find('\n').unwrap() + 1..])
+        );
+        // A stand-in in the template's own text is left as it is written.
+        let odd = format!("x\n{CHANGES_STAND_IN}\n{{{{changes}}}}");
+        assert_eq!(render(&odd), format!("x\n{CHANGES_STAND_IN}\n{lines}\n"));
     }
 
     #[test]

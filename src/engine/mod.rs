@@ -146,7 +146,11 @@ pub async fn run_once(
     let scan = async {
         // A selection that moved means some target runs in full: libgit2 starts now, beside
         // the rest of the scan, unless it is under way already.
-        let set = Arc::new(select_all(&config, client, known, &crate::git::start).await);
+        let mut set = select_all(&config, client, known, &crate::git::start).await;
+        // Only the service stores the tag lists; a once reports their counts, and its
+        // targets need the selections alone (100,000 tags, megabytes, through every run).
+        set.tags.clear();
+        let set = Arc::new(set);
         let scan_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         for sender in senders {
             // A target job that is gone has reported already.

@@ -188,7 +188,7 @@ fn run_loop(
             timed(&mut report.timings.sync_ms, || delivery.sync(ws, target))?;
         }
         synced = false;
-        let tree = timed(&mut report.timings.rewrite_ms, || {
+        let mut tree = timed(&mut report.timings.rewrite_ms, || {
             rewrite(run, ws, cache, held)
         })?;
         report.holds = held.as_ref().map(HoldRun::current).unwrap_or_default();
@@ -206,10 +206,17 @@ fn run_loop(
             return Ok(());
         }
         let commit = timed(&mut report.timings.commit_ms, || {
-            commit(run, ws, &tree, cache)
+            // Before the message and the commit, the run's peak of memory.
+            cache.settle();
+            return_freed_pages();
+            let text = message_of(run, &tree)?;
+            // In the message now, and in the report: not held through the commit too.
+            tree.changes = Vec::new();
+            commit(run, ws, &tree, text, cache)
         })?;
         // The rewritten files are in the commit now; a push need not hold them too.
         drop(tree);
+        return_freed_pages();
         let pending = Pending {
             target,
             changes: &report.changes,
@@ -239,13 +246,28 @@ fn run_loop(
     }
 }
 
-fn commit(
-    run: &TargetRun<'_>,
-    ws: &Workspace,
-    tree: &TreeReport,
-    cache: &ScanCache,
-) -> Result<git2::Oid, RunError> {
-    let text = match run.target.message.as_flux() {
+/// Gives the pages of the memory freed so far back to the system before the commit and
+/// the push, the run's peaks of memory. glibc keeps a freed chunk inside its heap (only the top of a heap
+/// shrinks by itself), so what the scan and the rewrite freed (tag lists, parsed files,
+/// blob bytes) stayed resident under what the commit adds: `malloc_trim` releases every
+/// whole free page of every arena.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_freed_pages() {
+    // SAFETY: malloc_trim only walks malloc's own free lists under its locks; it is safe to
+    // call from any thread at any time. Its result (whether pages were released) does not
+    // matter here.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_freed_pages() {}
+
+/// The commit message of `tree`'s changes, as the target's template writes it.
+fn message_of(run: &TargetRun<'_>, tree: &TreeReport) -> Result<String, RunError> {
+    Ok(match run.target.message.as_flux() {
         Some(flux) => message::render_flux(flux, &run.target.paths, &tree.changes, &tree.changed)?,
         None => message::render(
             &run.target.message,
@@ -253,9 +275,18 @@ fn commit(
             &tree.changes,
             &run.selections.selections,
         ),
-    };
+    })
+}
+
+fn commit(
+    run: &TargetRun<'_>,
+    ws: &Workspace,
+    tree: &TreeReport,
+    text: String,
+    cache: &ScanCache,
+) -> Result<git2::Oid, RunError> {
     Ok(ws
-        .commit_changes(&tree.changed, &run.target.author, &text, Some(cache))?
+        .commit_changes(&tree.changed, &run.target.author, text, Some(cache))?
         .id)
 }
 
@@ -279,6 +310,10 @@ fn rewrite(
     let mut tree = ws.rewrite_head(&run.target.paths, &core, Some(cache))?;
     if let Some(error) = holds.take_error() {
         return Err(error.into());
+    }
+    drop(core);
+    if let Some(holds) = held.as_mut() {
+        holds.marker_parts(&tree.changes);
     }
     // Argo CD write-backs: named files edited by their own writers, same tree, same commit.
     crate::writeback::tree::apply(

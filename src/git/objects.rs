@@ -132,13 +132,25 @@ impl Workspace {
                 }
             }
         }
-        let scanned: Vec<FileOutcome> = unscanned
-            .into_par_iter()
-            .map(|u| by_blob_id(core.rewrite(&u.path, u.lang, u.bytes), u.id))
-            .collect();
-        for outcome in scanned {
-            report.add(outcome);
+        if let Some(cache) = cache {
+            // Each is scanned as read and as rewritten: the table is made at its size once,
+            // not grown (both sizes held while it moves) in the middle of the rewrite.
+            cache.reserve_scans(2 * unscanned.len());
         }
+        // Each outcome goes into the report as it is made, not all of them held first: a
+        // file's outcome has room for more changes and policies than it holds, and 15,000
+        // of them were the rewrite's largest part of memory. The order is the sort's below.
+        let shared = std::sync::Mutex::new(report);
+        unscanned.into_par_iter().for_each(|u| {
+            let outcome = by_blob_id(core.rewrite(&u.path, u.lang, u.bytes), u.id);
+            shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add(outcome);
+        });
+        let mut report = shared
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         report.blobs_read = read;
         report.sort();
         let cache_after = cache.map(ScanCache::stats).unwrap_or_default();
@@ -173,7 +185,7 @@ impl Workspace {
         &self,
         changed: &[ChangedFile],
         author: &Author,
-        text: &str,
+        text: impl Into<String>,
         cache: Option<&ScanCache>,
     ) -> Result<CommitInfo, GitError> {
         let started = std::time::Instant::now();
@@ -211,7 +223,12 @@ impl Workspace {
             }
             Ok(id)
         };
-        let mut rebuilt = Vec::new();
+        let mut memo = cache.map(ScanCache::tree_memo);
+        let mut summaries = Summaries {
+            memo: memo.as_deref_mut(),
+            trees: 0,
+            made: 0,
+        };
         let (tree_id, root) = rebuild(
             &self.repo,
             Some(&base_tree),
@@ -219,8 +236,11 @@ impl Workspace {
             false,
             &mut blob,
             &mut pack,
-            &mut rebuilt,
+            &mut summaries,
         )?;
+        let (trees, summarized) = (summaries.trees, summaries.made);
+        drop(memo);
+        tracing::debug!(trees, summarized, "summaries of the commit's trees");
         // Not needed for the commit, which is the run's peak of memory.
         drop(edits);
         drop(keys);
@@ -229,19 +249,9 @@ impl Workspace {
                 message: "nothing to commit: the files equal the base commit".into(),
             });
         }
-        let id = self.commit_tree(parent_id, &root, author, text, &mut pack)?;
+        let id = self.commit_tree(parent_id, tree_id, &root, author, text.into(), &mut pack)?;
         let stored = pack.store().map_err(pack_error)?;
         drop(base_tree);
-        if let Some(cache) = cache {
-            // Once the commit's own buffers are gone: not added to the run's peak of memory.
-            let made = summarize_rebuilt(&mut cache.tree_memo(), &rebuilt);
-            tracing::debug!(
-                trees = rebuilt.len(),
-                summarized = made,
-                "summaries of the commit's trees"
-            );
-        }
-        drop(rebuilt);
         // This handle found its packs before the new one was written.
         self.repo.odb().and_then(|odb| odb.refresh()).map_err(err)?;
         self.repo.set_head_detached(id).map_err(err)?;
@@ -257,20 +267,28 @@ impl Workspace {
         })
     }
 
-    /// Makes the commit of the tree `root` (its bytes) on `parent` as [`Self::write_commit`]
-    /// makes it (identity, signing) and adds it to `pack`. The tree (and a signed commit)
-    /// pass through the in-memory backend of a handle of their own, dropped after.
+    /// Makes the commit of the tree `tree_id` (its bytes: `root`) on `parent` as
+    /// [`Self::write_commit`] makes it (identity, signing) and adds it to `pack`. A signed
+    /// commit's tree passes through the in-memory backend of a handle of its own, dropped
+    /// after; an unsigned one is written here, its message moved into it (see
+    /// [`commit_bytes`]).
     fn commit_tree(
         &self,
         parent: Oid,
+        tree_id: Oid,
         root: &[u8],
         author: &Author,
-        text: &str,
+        text: String,
         pack: &mut Builder,
     ) -> Result<Oid, GitError> {
         let err = |e: git2::Error| GitError::Commit {
             message: message(&e),
         };
+        if self.signing_key.is_none() {
+            let signature = Signature::now(&author.name, &author.email).map_err(err)?;
+            let bytes = commit_bytes(tree_id, parent, &signature, text)?;
+            return pack.add(ObjectType::Commit, &bytes).map_err(pack_error);
+        }
         // A handle of its own: the in-memory backend stays attached to its object database
         // for good, and must not catch what this workspace writes later.
         let staging = Repository::open_bare(self.repo.path()).map_err(err)?;
@@ -279,21 +297,60 @@ impl Workspace {
         let tree_id = odb.write(ObjectType::Tree, root).map_err(err)?;
         let tree = staging.find_tree(tree_id).map_err(err)?;
         let parent = staging.find_commit(parent).map_err(err)?;
-        if self.signing_key.is_none() {
-            // The bytes `write_commit` would store (libgit2 makes both with the same code),
-            // made once: a commit's message lists every change (megabytes at 15,000 files),
-            // and storing it in memory to read it back held it twice more.
-            let signature = Signature::now(&author.name, &author.email).map_err(err)?;
-            let bytes = staging
-                .commit_create_buffer(&signature, &signature, text, &tree, &[&parent])
-                .map_err(err)?;
-            return pack.add(ObjectType::Commit, &bytes).map_err(pack_error);
-        }
-        let id = self.write_commit(&staging, &parent, &tree, author, text)?;
+        let id = self.write_commit(&staging, &parent, &tree, author, &text)?;
         let commit = odb.read(id).map_err(err)?;
         pack.add(ObjectType::Commit, commit.data())
             .map_err(pack_error)
     }
+}
+
+/// The bytes of the unsigned commit of `tree` on `parent` by `signature` (author and
+/// committer) with the message `text`, as libgit2's `git_commit_create_buffer` writes them
+/// (`git_commit__create_buffer_internal` in its commit.c, `git_signature__writebuf` in
+/// signature.c). Made here because a commit's message lists every change (megabytes at
+/// 15,000 files): libgit2 took a copy of it as a C string and another in its buffer, both
+/// alive at the run's peak of memory, where this moves the message's own bytes.
+fn commit_bytes(
+    tree: Oid,
+    parent: Oid,
+    signature: &Signature<'_>,
+    text: String,
+) -> Result<Vec<u8>, GitError> {
+    use std::io::Write as _;
+    if text.contains('\0') {
+        // libgit2 reads the message as a C string: it cannot hold a NUL.
+        return Err(GitError::Commit {
+            message: "the commit message holds a NUL byte".into(),
+        });
+    }
+    let when = signature.when();
+    let sign = if when.offset_minutes() < 0 || when.sign() == '-' {
+        '-'
+    } else {
+        '+'
+    };
+    let offset = when.offset_minutes().unsigned_abs();
+    let mut person = signature.name_bytes().to_vec();
+    person.extend_from_slice(b" <");
+    person.extend_from_slice(signature.email_bytes());
+    // libgit2 prints the time as an unsigned int; writing to a Vec cannot fail.
+    let _ = writeln!(
+        person,
+        "> {} {sign}{:02}{:02}",
+        when.seconds() as u32,
+        offset / 60,
+        offset % 60
+    );
+    let mut head = Vec::with_capacity(120 + 2 * person.len());
+    let _ = write!(head, "tree {tree}\nparent {parent}\nauthor ");
+    head.extend_from_slice(&person);
+    head.extend_from_slice(b"committer ");
+    head.extend_from_slice(&person);
+    head.push(b'\n');
+    let mut bytes = text.into_bytes();
+    bytes.reserve_exact(head.len());
+    bytes.splice(0..0, head);
+    Ok(bytes)
 }
 
 fn pack_error(e: PackError) -> GitError {
@@ -472,7 +529,7 @@ fn rebuild(
     attributes_above: bool,
     blob: &mut dyn FnMut(&ChangedFile, bool, &mut Builder) -> Result<Oid, GitError>,
     pack: &mut Builder,
-    rebuilt: &mut Vec<Rebuilt>,
+    summaries: &mut Summaries<'_>,
 ) -> Result<(Oid, Vec<u8>), GitError> {
     let mut changed: Vec<(String, Oid, bool)> = Vec::new();
     let attributes_here =
@@ -555,7 +612,7 @@ fn rebuild(
             attributes_here,
             blob,
             pack,
-            rebuilt,
+            summaries,
         )?;
         set(&mut entries, name, i32::from(FileMode::Tree), sub_id);
         changed.push((name.to_string(), sub_id, true));
@@ -564,69 +621,73 @@ fn rebuild(
     entries.sort_by(git_tree_order);
     let bytes = tree_bytes(&entries);
     let id = pack.add(ObjectType::Tree, &bytes).map_err(pack_error)?;
-    rebuilt.push(Rebuilt {
-        old: tree.map(Tree::id),
-        new: id,
-        changed,
-    });
+    summaries.trees += 1;
+    if let (Some(memo), Some(old)) = (summaries.memo.as_deref_mut(), tree) {
+        summaries.made += usize::from(summarize(memo, old.id(), id, &changed));
+    }
     Ok((id, bytes))
 }
 
-/// A tree the commit made in place of `old`: which entries it set (name, id, whether a tree).
-/// Folders come before the folder holding them.
-struct Rebuilt {
-    old: Option<Oid>,
-    new: Oid,
-    changed: Vec<(String, Oid, bool)>,
+/// The tree memo a commit summarizes the trees it makes into, as it makes them.
+struct Summaries<'m> {
+    memo: Option<&'m mut TreeMemo>,
+    /// Trees made.
+    trees: usize,
+    /// Trees summarized.
+    made: usize,
 }
 
-/// Summaries of the trees a commit made, from those of the trees they replace, so the next
-/// walk of the commit does not read what tagsmith itself just wrote. Only where every entry
-/// the commit set is a marked blob or a folder already summarized this way: a rewritten
-/// file keeps its marker (only the value moves), so the summary is the old one with the new
-/// ids. Any other edit (a write-back creating a file) leaves the tree to be read next time.
-fn summarize_rebuilt(memo: &mut TreeMemo, rebuilt: &[Rebuilt]) -> usize {
-    let mut made = 0;
-    for tree in rebuilt {
-        let (Some(old), Some(new)) = (tree.old.and_then(blob_key), blob_key(tree.new)) else {
-            continue;
-        };
-        let Some(summary) = memo.get(&old) else {
-            continue;
-        };
-        let mut summary = (*summary).clone();
-        let all_known = tree.changed.iter().all(|(name, id, is_tree)| {
-            let Some(key) = blob_key(*id) else {
-                return false;
-            };
-            if *is_tree {
-                let known = memo.get(&key).is_some();
-                let entry = summary.trees.iter_mut().find(|(n, _)| n == name);
-                match entry {
-                    Some(entry) if known => {
-                        entry.1 = key;
-                        true
-                    }
-                    _ => false,
-                }
-            } else {
-                match summary.blobs.iter_mut().find(|b| b.name == *name) {
-                    Some(marked) => {
-                        marked.id = key;
-                        true
-                    }
-                    None => false,
-                }
-            }
-        });
-        if all_known {
-            memo.insert(new, summary);
-            // Kept besides, the old ones would double what the cache holds for this target.
-            memo.replaced(&old);
-            made += 1;
-        }
+/// Summarizes the tree `new`, made in place of `old` by setting the entries `changed` (name,
+/// id, whether a tree), from the summary of `old`, so the next walk of the commit does not
+/// read what tagsmith itself just wrote. Called as each tree is made (its folders first): a
+/// list of every tree made, kept for after the commit, raised the run's peak of memory by
+/// more than the summaries themselves. A summary is keyed by the tree's id, which names its
+/// content, so one made for a commit that then fails is still right. Only where every entry
+/// the commit set is a marked blob or a folder already summarized this way: a rewritten file
+/// keeps its marker (only the value moves), so the summary is the old one with the new ids.
+/// Any other edit (a write-back creating a file) leaves the tree to be read next time.
+fn summarize(memo: &mut TreeMemo, old: Oid, new: Oid, changed: &[(String, Oid, bool)]) -> bool {
+    let (Some(old), Some(new)) = (blob_key(old), blob_key(new)) else {
+        return false;
+    };
+    if old == new {
+        // Nothing changed below (the commit would be refused): the summary stands.
+        return memo.get(&old).is_some();
     }
-    made
+    let Some(summary) = memo.get(&old) else {
+        return false;
+    };
+    let mut summary = (*summary).clone();
+    let all_known = changed.iter().all(|(name, id, is_tree)| {
+        let Some(key) = blob_key(*id) else {
+            return false;
+        };
+        if *is_tree {
+            let known = memo.get(&key).is_some();
+            let entry = summary.trees.iter_mut().find(|(n, _)| n == name);
+            match entry {
+                Some(entry) if known => {
+                    entry.1 = key;
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            match summary.blobs.iter_mut().find(|b| b.name == *name) {
+                Some(marked) => {
+                    marked.id = key;
+                    true
+                }
+                None => false,
+            }
+        }
+    });
+    if all_known {
+        memo.insert(new, summary);
+        // Kept besides, the old ones would double what the cache holds for this target.
+        memo.replaced(&old);
+    }
+    all_known
 }
 
 /// An entry of a tree being made.
@@ -847,6 +908,35 @@ fn crlf_to_lf(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsigned_commit_is_the_bytes_libgit2_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        // Offsets east and west of UTC, a half hour, and a name with spaces around it.
+        for (offset, name) in [(0, "Bot"), (-330, " Tag Smith "), (570, "ü"), (-60, "a")] {
+            let time = git2::Time::new(1_700_000_000, offset);
+            let signature = Signature::new(name, "bot@example.com", &time).unwrap();
+            let first = repo
+                .commit(None, &signature, &signature, "first\n", &tree, &[])
+                .unwrap();
+            let parent = repo.find_commit(first).unwrap();
+            let text = "Update 2 images\n\n- a: 1 -> 2 (x.yaml:3)\nno newline at the end";
+            let expected = repo
+                .commit_create_buffer(&signature, &signature, text, &tree, &[&parent])
+                .unwrap();
+            let made = commit_bytes(tree.id(), first, &signature, text.to_string()).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&made),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+        let signature = Signature::now("Bot", "bot@example.com").unwrap();
+        let nul = commit_bytes(tree.id(), tree.id(), &signature, "a\0b".into());
+        assert!(matches!(nul, Err(GitError::Commit { .. })), "{nul:?}");
+    }
 
     #[test]
     fn text_drops_cr_before_lf_only() {

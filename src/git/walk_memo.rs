@@ -288,6 +288,10 @@ impl<'r> Walk<'_, 'r> {
         // Git orders a folder as its name with a `/`; paths order by name alone.
         summary.blobs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         summary.trees.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Kept for good (25,000 of them at 50,000 files): without the room the pushes left.
+        summary.blobs.shrink_to_fit();
+        summary.plain.shrink_to_fit();
+        summary.trees.shrink_to_fit();
         Ok(self.memo.insert(key, summary))
     }
 
