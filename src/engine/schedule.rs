@@ -424,7 +424,14 @@ impl Schedule {
         }
         let slot = &mut self.images[i];
         if let Some(selected) = self.selections.get(&id) {
-            slot.record.select(&selected.to_string(), now.wall_ms);
+            // The listing goes with the selection only when this scan made it.
+            let listing = slot
+                .report
+                .as_ref()
+                .filter(|r| r.selected.as_deref() == Some(selected.to_string().as_str()))
+                .and_then(|r| r.listing.clone());
+            slot.record
+                .select(&selected.to_string(), listing.as_deref(), now.wall_ms);
         }
         self.out.push(Command::Persist {
             images: vec![(id.to_string(), slot.record.clone())],
@@ -989,6 +996,7 @@ mod tests {
                 transient: false,
                 stopped: Vec::new(),
                 retry_at: None,
+                listing: None,
             },
             selection: Some(selected),
         }
@@ -1006,6 +1014,7 @@ mod tests {
                 transient: true,
                 stopped: Vec::new(),
                 retry_at: None,
+                listing: None,
             },
             selection: None,
         }
@@ -1323,6 +1332,7 @@ mod tests {
                     selected: Some("reg.example/org/app:1.1.0".into()),
                     changed_at: None,
                     error: None,
+                    listing: None,
                 },
             )]),
             ..Snapshot::default()
