@@ -127,15 +127,17 @@ impl<const N: usize> From<[(PolicyId, ImageRef); N]> for Known {
 /// What a selection depends on besides the policy: the tags in the order listed, and the
 /// build that ranked them (a new build may rank differently, so it ranks again once).
 pub fn listing_id(tags: &[Tag]) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
-    hasher.update(b"\0");
-    hasher.update(env!("TAGSMITH_REVISION").as_bytes());
+    // One buffer hashed at once: blake3 is slow to feed a few bytes at a time.
+    let mut bytes =
+        Vec::with_capacity(64 + tags.iter().map(|t| t.as_str().len() + 1).sum::<usize>());
+    bytes.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(env!("TAGSMITH_REVISION").as_bytes());
     for tag in tags {
-        hasher.update(b"\0");
-        hasher.update(tag.as_str().as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(tag.as_str().as_bytes());
     }
-    hasher.finalize().to_hex()[..32].to_string()
+    blake3::hash(&bytes).to_hex()[..32].to_string()
 }
 
 /// Scans all images and selects; see [`select_images`]. `on_moved` is called (from the scan,
@@ -393,10 +395,16 @@ fn kept_digest(policy: &ImagePolicy, tag: &Tag, known: &Known) -> Option<Digest>
 fn choose(policies: &[&ImagePolicy], tags: &[Tag], known: &Known, listing: &str) -> Vec<Choice> {
     let list = TagList::new(tags);
     let mut made: HashMap<PolicyKey<'_>, Choice> = HashMap::new();
+    // Where each stored tag is in the list, found once however many policies stored it.
+    let mut found: HashMap<&Tag, Option<usize>> = HashMap::new();
     policies
         .iter()
         .map(|image| {
-            if let Some(i) = standing(image, tags, known, listing) {
+            if let Some(tag) = standing(image, known, listing)
+                && let Some(i) = *found
+                    .entry(tag)
+                    .or_insert_with(|| tags.iter().position(|t| t == tag))
+            {
                 return Choice::Tag(i);
             }
             made.entry(image.policy.key())
@@ -418,14 +426,13 @@ fn choose(policies: &[&ImagePolicy], tags: &[Tag], known: &Known, listing: &str)
         .collect()
 }
 
-/// The index of `image`'s last selected tag, when that selection was made from `listing`.
-fn standing(image: &ImagePolicy, tags: &[Tag], known: &Known, listing: &str) -> Option<usize> {
+/// `image`'s last selected tag, when that selection was made from `listing`.
+fn standing<'k>(image: &ImagePolicy, known: &'k Known, listing: &str) -> Option<&'k Tag> {
     if known.listings.get(&image.id).map(String::as_str) != Some(listing) {
         return None;
     }
     let last = known.selections.get(&image.id)?;
-    let tag = last.tag.as_ref().filter(|_| last.name == image.image)?;
-    tags.iter().position(|t| t == tag)
+    last.tag.as_ref().filter(|_| last.name == image.image)
 }
 
 fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: bool) -> PolicyScan {
