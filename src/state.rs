@@ -93,6 +93,10 @@ pub struct ImageRecord {
     pub changed_at: Option<u64>,
     /// Why the last scan selected nothing.
     pub error: Option<String>,
+    /// The listing `selected` was made from (`engine::select::listing_id`), when it was made
+    /// without gates: the same listing selects it again without ranking the tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<String>,
 }
 
 impl ImageRecord {
@@ -106,8 +110,10 @@ impl ImageRecord {
         }
     }
 
-    /// Notes the selection a scan made at `at`; true when it differs from the last one.
-    pub fn select(&mut self, selected: &str, at: u64) -> bool {
+    /// Notes the selection a scan made at `at` from `listing` (none when it is not known or
+    /// gates took part); true when it differs from the last one.
+    pub fn select(&mut self, selected: &str, listing: Option<&str>, at: u64) -> bool {
+        self.listing = listing.map(str::to_string);
         if self.selected.as_deref() == Some(selected) {
             return false;
         }
@@ -775,6 +781,7 @@ mod tests {
             selected: Some(selected.into()),
             changed_at: None,
             error: None,
+            listing: None,
         }
     }
 

@@ -263,3 +263,96 @@ fn is_object(schema: &Value) -> bool {
 fn property<'s>(schema: &'s Value, key: &str) -> Option<&'s Value> {
     schema.get("properties").and_then(|p| p.get(key))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A line and column.
+    type At = (u64, u64);
+
+    /// Every mapping of `node` with at least one entry: where the mapping and its first key are.
+    fn mappings(node: &Node, out: &mut Vec<(At, At)>) {
+        match &node.kind {
+            Kind::Map(entries) => {
+                if let Some((key, _)) = entries.first() {
+                    out.push(((node.line, node.column), (key.line, key.column)));
+                }
+                for (key, value) in entries {
+                    mappings(key, out);
+                    mappings(value, out);
+                }
+            }
+            Kind::Seq(items) => items.iter().for_each(|i| mappings(i, out)),
+            Kind::Scalar(_) | Kind::Other => {}
+        }
+    }
+
+    fn offset(text: &str, line: u64, column: u64) -> usize {
+        let start: usize = text
+            .split_inclusive('\n')
+            .take(line as usize - 1)
+            .map(str::len)
+            .sum();
+        start
+            + text[start..]
+                .char_indices()
+                .nth(column as usize - 1)
+                .map_or(0, |(i, _)| i)
+    }
+
+    fn typed(text: &str) -> Result<crate::config::raw::RawConfig, serde_saphyr::Error> {
+        let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+        serde_saphyr::from_str_with_options(text, options)
+    }
+
+    // `Config::parse` reads a file for unknown keys only when the typed pass refuses it. That
+    // is right only if the typed pass refuses an unknown key in every mapping where this pass
+    // reports one: each mapping of each example config gets one, and both passes must see it.
+    #[test]
+    fn the_typed_pass_refuses_every_unknown_key_this_pass_reports() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let schema = crate::config::schema::json_schema();
+        let mut guarded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            typed(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut parser = Parser::new_from_str(&text);
+            let mut found = Vec::new();
+            while let Some((event, line, column)) = next(&mut parser, &path).unwrap() {
+                if matches!(event, Event::MappingStart(..) | Event::SequenceStart(..)) {
+                    mappings(
+                        &node(&mut parser, &path, event, line, column).unwrap(),
+                        &mut found,
+                    );
+                }
+            }
+            for ((line, column), (key_line, key_column)) in found {
+                let at = offset(&text, line, column);
+                let mutated = if text[at..].starts_with('{') {
+                    format!("{}zzUnknownKey: 1, {}", &text[..=at], &text[at + 1..])
+                } else {
+                    let key = offset(&text, key_line, key_column);
+                    let indent = " ".repeat(key_column as usize - 1);
+                    format!("{}zzUnknownKey: 1\n{indent}{}", &text[..key], &text[key..])
+                };
+                let reported = unknown_keys(&mutated, &path, &schema).unwrap();
+                if reported.iter().any(|p| p.message.contains("zzUnknownKey")) {
+                    guarded += 1;
+                    assert!(
+                        typed(&mutated).is_err(),
+                        "{}:{line}:{column}: the typed pass reads an unknown key:\n{mutated}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(guarded > 50, "only {guarded} mappings checked");
+    }
+}

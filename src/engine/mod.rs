@@ -179,6 +179,7 @@ pub async fn run_once(
                 transient: false,
                 stopped: Vec::new(),
                 retry_at: None,
+                listing: None,
             }),
     );
     CycleReport {

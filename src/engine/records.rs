@@ -8,22 +8,37 @@ use crate::config::Config;
 use crate::model::ImageRef;
 use crate::state::{ImageRecord, Snapshot};
 
-use super::schedule::stored_record;
+use super::schedule::{policy_fingerprint, stored_record};
 use super::select::{ImageReport, Known};
 
 /// Each configured image's last selection as stored, where it was of the same image: the
 /// policy may have been edited since, but a digest of the same tag of the same image is
-/// still that tag's digest, which is all [`Known`] is read for.
+/// still that tag's digest, which is all [`Known`] is read for. The listing a selection came
+/// from is kept only for the same policy: another policy may rank the same list otherwise.
 pub fn known_selections(config: &Config, snapshot: &Snapshot) -> Known {
-    config
-        .images
-        .iter()
-        .filter_map(|image| {
-            let record = snapshot.images.get(&image.id.to_string())?;
-            let selected: ImageRef = record.selected.as_deref()?.parse().ok()?;
-            (selected.name == image.image).then(|| (image.id.clone(), selected))
-        })
-        .collect()
+    let mut known = Known::new();
+    for image in &config.images {
+        let Some(record) = snapshot.images.get(&image.id.to_string()) else {
+            continue;
+        };
+        let Some(selected) = record
+            .selected
+            .as_deref()
+            .and_then(|s| s.parse::<ImageRef>().ok())
+        else {
+            continue;
+        };
+        if selected.name != image.image {
+            continue;
+        }
+        if let Some(listing) = &record.listing
+            && record.policy == policy_fingerprint(image)
+        {
+            known.listings.insert(image.id.clone(), listing.clone());
+        }
+        known.selections.insert(image.id.clone(), selected);
+    }
+    known
 }
 
 /// The image records after a cycle's scans `reports`, finished at `at`: a record of another
@@ -46,7 +61,9 @@ pub fn scan_records(
             let mut record = stored_record(image, snapshot);
             record.scanned(at, report.failed, report.error.as_deref(), report.tags);
             if let Some(selected) = &report.selected {
-                record.select(selected, at);
+                record.select(selected, report.listing.as_deref(), at);
+            } else if !report.failed {
+                record.listing = None;
             }
             Some((id, record))
         })
@@ -86,6 +103,7 @@ mod tests {
             transient: false,
             stopped: Vec::new(),
             retry_at: None,
+            listing: None,
         }
     }
 
@@ -115,8 +133,11 @@ mod tests {
             ..Snapshot::default()
         };
         let known = known_selections(&config, &snapshot);
-        assert_eq!(known.len(), 1);
-        assert_eq!(known.values().next().unwrap().to_string(), PINNED);
+        assert_eq!(known.selections.len(), 1);
+        assert_eq!(
+            known.selections.values().next().unwrap().to_string(),
+            PINNED
+        );
 
         let failed = scan_records(
             &config,
@@ -137,12 +158,12 @@ mod tests {
             image: "reg.example/org/other".into(),
             ..ImageRecord::default()
         };
-        record.select("reg.example/org/other:1.2.0", 1);
+        record.select("reg.example/org/other:1.2.0", None, 1);
         let snapshot = Snapshot {
             images: BTreeMap::from([("team-a:app".to_string(), record)]),
             ..Snapshot::default()
         };
-        assert!(known_selections(&config, &snapshot).is_empty());
+        assert_eq!(known_selections(&config, &snapshot), Known::new());
         let records = scan_records(
             &config,
             &snapshot,
@@ -150,5 +171,54 @@ mod tests {
             5,
         );
         assert_eq!(records[0].1.image, APP, "started over for the new image");
+    }
+
+    #[test]
+    fn the_listing_goes_with_its_selection_and_only_to_the_same_policy() {
+        let config = config();
+        let mut made = report("team-a:app", APP, Some(PINNED), None);
+        made.listing = Some("listing-1".into());
+        let first = scan_records(&config, &Snapshot::default(), &[made], 10);
+        assert_eq!(first[0].1.listing.as_deref(), Some("listing-1"));
+        let mut snapshot = Snapshot {
+            images: first.into_iter().collect::<BTreeMap<_, _>>(),
+            ..Snapshot::default()
+        };
+        let known = known_selections(&config, &snapshot);
+        let id: crate::model::PolicyId = "team-a:app".parse().unwrap();
+        assert_eq!(
+            known.listings.get(&id).map(String::as_str),
+            Some("listing-1")
+        );
+
+        // A failed scan keeps the pair; a scan with nothing acceptable, or a selection made
+        // with gates (no listing), drops the listing.
+        let failed = scan_records(
+            &config,
+            &snapshot,
+            &[report("team-a:app", APP, None, Some("registry down"))],
+            20,
+        );
+        assert_eq!(failed[0].1.listing.as_deref(), Some("listing-1"));
+        let nothing = scan_records(
+            &config,
+            &snapshot,
+            &[report("team-a:app", APP, None, None)],
+            20,
+        );
+        assert_eq!(nothing[0].1.listing, None);
+        let gated = scan_records(
+            &config,
+            &snapshot,
+            &[report("team-a:app", APP, Some(PINNED), None)],
+            20,
+        );
+        assert_eq!(gated[0].1.listing, None);
+
+        // An edited policy keeps the digest of the same tag but ranks the list itself.
+        snapshot.images.get_mut("team-a:app").unwrap().policy = "an older policy".into();
+        let known = known_selections(&config, &snapshot);
+        assert!(known.selections.contains_key(&id));
+        assert!(known.listings.is_empty());
     }
 }

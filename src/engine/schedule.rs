@@ -424,7 +424,14 @@ impl Schedule {
         }
         let slot = &mut self.images[i];
         if let Some(selected) = self.selections.get(&id) {
-            slot.record.select(&selected.to_string(), now.wall_ms);
+            // The listing goes with the selection only when this scan made it.
+            let listing = slot
+                .report
+                .as_ref()
+                .filter(|r| r.selected.as_deref() == Some(selected.to_string().as_str()))
+                .and_then(|r| r.listing.clone());
+            slot.record
+                .select(&selected.to_string(), listing.as_deref(), now.wall_ms);
         }
         self.out.push(Command::Persist {
             images: vec![(id.to_string(), slot.record.clone())],
@@ -940,10 +947,26 @@ fn backoff(rng: &mut fastrand::Rng, failures: u32, cap: Duration) -> Duration {
 /// What makes a stored selection reusable: the same image, rule, filter and digest mode. A
 /// fingerprint that changes with a new tagsmith build only costs one rescan.
 pub fn policy_fingerprint(image: &ImagePolicy) -> String {
-    use std::hash::{Hash as _, Hasher as _};
-    let mut hasher = std::hash::DefaultHasher::new();
-    format!("{:?}|{:?}|{:?}", image.image, image.policy, image.digest).hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    use std::fmt::Write as _;
+    use std::hash::Hasher as _;
+    /// Hashes what is formatted into it, without the string: the same bytes, in the same
+    /// order, as hashing the formatted `str` (whose `Hash` ends with `0xff`).
+    struct Hashing(std::hash::DefaultHasher);
+    impl std::fmt::Write for Hashing {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(std::hash::DefaultHasher::new());
+    // Formatting into the hasher cannot fail.
+    let _ = write!(
+        hashing,
+        "{:?}|{:?}|{:?}",
+        image.image, image.policy, image.digest
+    );
+    hashing.0.write_u8(0xff);
+    format!("{:016x}", hashing.0.finish())
 }
 
 #[cfg(test)]
@@ -989,6 +1012,7 @@ mod tests {
                 transient: false,
                 stopped: Vec::new(),
                 retry_at: None,
+                listing: None,
             },
             selection: Some(selected),
         }
@@ -1006,6 +1030,7 @@ mod tests {
                 transient: true,
                 stopped: Vec::new(),
                 retry_at: None,
+                listing: None,
             },
             selection: None,
         }
@@ -1323,6 +1348,7 @@ mod tests {
                     selected: Some("reg.example/org/app:1.1.0".into()),
                     changed_at: None,
                     error: None,
+                    listing: None,
                 },
             )]),
             ..Snapshot::default()
@@ -1779,5 +1805,20 @@ mod tests {
             failed(&RunError::Panicked).outcome,
             Outcome::Failed { .. }
         ));
+    }
+
+    // Stores written before the fingerprint was hashed without its string hold the hash of
+    // the string: both must give the same value, or every stored selection starts over.
+    #[test]
+    fn the_policy_fingerprint_is_the_hash_of_its_formatted_string() {
+        use std::hash::{Hash as _, Hasher as _};
+        let config = simple();
+        let image = &config.images[0];
+        let mut hasher = std::hash::DefaultHasher::new();
+        format!("{:?}|{:?}|{:?}", image.image, image.policy, image.digest).hash(&mut hasher);
+        assert_eq!(
+            policy_fingerprint(image),
+            format!("{:016x}", hasher.finish())
+        );
     }
 }

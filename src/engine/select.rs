@@ -37,6 +37,9 @@ pub struct ImageReport {
     /// When a tag held back by minAge comes of age (Unix ms): the image is scanned again then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<u64>,
+    /// The [`listing_id`] a selection without gates was made from, kept with it.
+    #[serde(skip)]
+    pub listing: Option<String>,
 }
 
 /// Selections by policy, plus a report per image.
@@ -78,13 +81,64 @@ pub struct PolicyScan {
     pub selection: Option<ImageRef>,
 }
 
-/// Each policy's last selection, as the previous scan left it (digest included).
+/// Each policy's last selection, as the previous scan left it (digest included), and the
+/// listing it was made from where that is known.
 ///
 /// With `digest: IfNotPresent` a policy that selects the same tag of the same image again
 /// keeps the digest it has and makes no lookup, as Flux does (image-reflector-controller,
 /// `updateImageRefs` in `internal/controller/imagepolicy_controller.go`: it fetches only when
 /// there is no latest ref, its name or tag differs, or its digest is empty).
-pub type Known = BTreeMap<PolicyId, ImageRef>;
+///
+/// A policy without gates whose image lists exactly what it listed when its selection was
+/// made (see [`listing_id`]) selects the same tag again without ranking the list: selection
+/// is a function of the policy and the listing alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub selections: BTreeMap<PolicyId, ImageRef>,
+    /// The [`listing_id`] each policy's selection came from, stored with it.
+    pub listings: BTreeMap<PolicyId, String>,
+}
+
+impl Known {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, policy: &PolicyId) -> Option<&ImageRef> {
+        self.selections.get(policy)
+    }
+}
+
+impl FromIterator<(PolicyId, ImageRef)> for Known {
+    fn from_iter<I: IntoIterator<Item = (PolicyId, ImageRef)>>(iter: I) -> Self {
+        Self {
+            selections: iter.into_iter().collect(),
+            listings: BTreeMap::new(),
+        }
+    }
+}
+
+impl<const N: usize> From<[(PolicyId, ImageRef); N]> for Known {
+    fn from(pairs: [(PolicyId, ImageRef); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+/// What a selection depends on besides the policy: the tags in the order listed, and the
+/// build that ranked them (a new build may rank differently, so it ranks again once).
+pub fn listing_id(tags: &[Tag]) -> String {
+    // One buffer hashed at once: blake3 is slow to feed a few bytes at a time.
+    let mut bytes =
+        Vec::with_capacity(64 + tags.iter().map(|t| t.as_str().len() + 1).sum::<usize>());
+    bytes.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(env!("TAGSMITH_REVISION").as_bytes());
+    for tag in tags {
+        bytes.push(0);
+        bytes.extend_from_slice(tag.as_str().as_bytes());
+    }
+    blake3::hash(&bytes).to_hex()[..32].to_string()
+}
 
 /// Scans all images and selects; see [`select_images`]. `on_moved` is called (from the scan,
 /// at once) for each repository where some policy's selection is not the one `known` holds.
@@ -256,7 +310,8 @@ async fn select_plain(
     client: &Client,
     known: &Known,
 ) -> Vec<PolicyScan> {
-    let choices = choose(policies, tags);
+    let listing = listing_id(tags);
+    let choices = choose(policies, tags, known, &listing);
     let kept: Vec<Option<Digest>> = policies
         .iter()
         .zip(&choices)
@@ -314,7 +369,9 @@ async fn select_plain(
                         return failure(policy, Some(tags.len()), error, *transient);
                     }
                 };
-                selected(policy, tags, &tags[i], digest)
+                let mut scan = selected(policy, tags, &tags[i], digest);
+                scan.report.listing = Some(listing.clone());
+                scan
             }
         })
         .collect()
@@ -332,14 +389,24 @@ fn kept_digest(policy: &ImagePolicy, tag: &Tag, known: &Known) -> Option<Digest>
     }
 }
 
-/// Each policy's choice from `tags`, in the order of `policies`. The list is read once for
+/// Each policy's choice from `tags`, in the order of `policies`. A policy whose last
+/// selection came from this very listing keeps it; for the others the list is read once for
 /// all of them, and equal policies select once.
-fn choose(policies: &[&ImagePolicy], tags: &[Tag]) -> Vec<Choice> {
+fn choose(policies: &[&ImagePolicy], tags: &[Tag], known: &Known, listing: &str) -> Vec<Choice> {
     let list = TagList::new(tags);
     let mut made: HashMap<PolicyKey<'_>, Choice> = HashMap::new();
+    // Where each stored tag is in the list, found once however many policies stored it.
+    let mut found: HashMap<&Tag, Option<usize>> = HashMap::new();
     policies
         .iter()
         .map(|image| {
+            if let Some(tag) = standing(image, known, listing)
+                && let Some(i) = *found
+                    .entry(tag)
+                    .or_insert_with(|| tags.iter().position(|t| t == tag))
+            {
+                return Choice::Tag(i);
+            }
             made.entry(image.policy.key())
                 .or_insert_with(|| {
                     let selection = if policies.len() > 1 {
@@ -359,6 +426,15 @@ fn choose(policies: &[&ImagePolicy], tags: &[Tag]) -> Vec<Choice> {
         .collect()
 }
 
+/// `image`'s last selected tag, when that selection was made from `listing`.
+fn standing<'k>(image: &ImagePolicy, known: &'k Known, listing: &str) -> Option<&'k Tag> {
+    if known.listings.get(&image.id).map(String::as_str) != Some(listing) {
+        return None;
+    }
+    let last = known.selections.get(&image.id)?;
+    last.tag.as_ref().filter(|_| last.name == image.image)
+}
+
 fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: bool) -> PolicyScan {
     PolicyScan {
         report: ImageReport {
@@ -371,6 +447,7 @@ fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: b
             transient,
             stopped: Vec::new(),
             retry_at: None,
+            listing: None,
         },
         selection: None,
     }
@@ -394,6 +471,7 @@ fn selected(image: &ImagePolicy, tags: &[Tag], tag: &Tag, digest: Option<Digest>
             transient: false,
             stopped: Vec::new(),
             retry_at: None,
+            listing: None,
         },
         selection: Some(reference),
     }
@@ -449,6 +527,7 @@ async fn gated(image: &ImagePolicy, tags: &[Tag], client: &Client) -> PolicyScan
             transient: false,
             stopped: gated.stops,
             retry_at: gated.retry_at,
+            listing: None,
         },
         selection,
     }
@@ -475,6 +554,7 @@ mod tests {
                     transient: false,
                     stopped: Vec::new(),
                     retry_at: None,
+                    listing: None,
                 },
                 selection: selected.map(|s| s.parse().unwrap()),
             }],
@@ -495,5 +575,81 @@ mod tests {
             &scan(Some("r.example/app:1.2.0"), false),
             &Known::new()
         ));
+    }
+
+    fn policy(text: &str) -> ImagePolicy {
+        let config = Config::parse(
+            &format!("images:\n  - {text}\n"),
+            std::path::Path::new("tagsmith.yaml"),
+        )
+        .unwrap();
+        config.images.into_iter().next().unwrap()
+    }
+
+    fn tags(names: &[&str]) -> Vec<Tag> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn picked(choices: &[Choice]) -> Vec<Option<usize>> {
+        choices
+            .iter()
+            .map(|c| match c {
+                Choice::Tag(i) => Some(*i),
+                Choice::Nothing(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_selection_made_from_the_same_listing_stands_and_any_other_listing_is_ranked() {
+        let app = policy("{ policy: 'a:app', image: r.example/app, semver: '^1' }");
+        let listed = tags(&["1.0.0", "1.2.0", "1.1.0"]);
+        let listing = listing_id(&listed);
+        assert_eq!(
+            picked(&choose(&[&app], &listed, &Known::new(), &listing)),
+            [Some(1)]
+        );
+
+        // A stored 1.1.0 from this very listing is taken as it is (which is how the test can
+        // tell it was not ranked again).
+        let mut known = Known::from([(app.id.clone(), "r.example/app:1.1.0".parse().unwrap())]);
+        known.listings.insert(app.id.clone(), listing.clone());
+        assert_eq!(
+            picked(&choose(&[&app], &listed, &known, &listing)),
+            [Some(2)]
+        );
+
+        // Another listing, a stored tag the list no longer has, or another image: ranked.
+        let more = tags(&["1.0.0", "1.2.0", "1.1.0", "1.3.0"]);
+        assert_eq!(
+            picked(&choose(&[&app], &more, &known, &listing_id(&more))),
+            [Some(3)]
+        );
+        let without = tags(&["1.0.0", "1.2.0"]);
+        known.listings.insert(app.id.clone(), listing_id(&without));
+        assert_eq!(
+            picked(&choose(&[&app], &without, &known, &listing_id(&without))),
+            [Some(1)]
+        );
+        known.listings.insert(app.id.clone(), listing.clone());
+        known
+            .selections
+            .insert(app.id.clone(), "r.example/other:1.1.0".parse().unwrap());
+        assert_eq!(
+            picked(&choose(&[&app], &listed, &known, &listing)),
+            [Some(1)]
+        );
+    }
+
+    #[test]
+    fn a_listing_id_follows_the_tags_and_their_order() {
+        let a = listing_id(&tags(&["1.0", "2.0"]));
+        assert_eq!(a, listing_id(&tags(&["1.0", "2.0"])));
+        assert_ne!(a, listing_id(&tags(&["2.0", "1.0"])));
+        assert_ne!(
+            listing_id(&tags(&["1.0", "2.0"])),
+            listing_id(&tags(&["1.02.0"]))
+        );
+        assert_ne!(a, listing_id(&tags(&["1.0", "2.0", "3.0"])));
     }
 }

@@ -160,7 +160,13 @@ pub(super) struct Host {
     pub(super) base: Url,
     pub(super) page_size: Option<u32>,
     pub(super) limits: ListingLimits,
+    /// The client for `base`'s scheme. For a plain-http host it trusts no certificate: the
+    /// system's roots take milliseconds to load, and a plain host never needs them.
     http: reqwest::Client,
+    /// The client for https urls, made when a plain-http host first redirects to one (at once
+    /// for an https host, where it is `http`).
+    tls: std::sync::OnceLock<reqwest::Client>,
+    setup: ClientSetup,
     limiter: Limiter,
     credentials: CredentialProvider,
     retry: RetryPolicy,
@@ -216,6 +222,52 @@ struct Outgoing<'a> {
     max_body: u64,
 }
 
+/// What a host's clients are made of.
+#[derive(Debug)]
+struct ClientSetup {
+    registry: String,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_concurrency: usize,
+    /// The entry's `ca` and `SSL_CERT_FILE`, trusted besides the system's roots.
+    bundles: Vec<std::path::PathBuf>,
+}
+
+impl ClientSetup {
+    /// A client for http and, with `tls`, https. Only a TLS client reads the CA bundles.
+    fn build(&self, tls: bool) -> Result<reqwest::Client, Error> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("tagsmith/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .pool_max_idle_per_host(self.max_concurrency)
+            .redirect(reqwest::redirect::Policy::none());
+        if tls {
+            for path in &self.bundles {
+                let unreadable = |reason: String| Error::CaBundle {
+                    host: self.registry.clone(),
+                    path: path.clone(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| unreadable(e.to_string()))?;
+                for cert in certs {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+        } else {
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .tls_built_in_native_certs(false);
+        }
+        builder.build().map_err(|source| Error::ClientSetup {
+            host: self.registry.clone(),
+            source,
+        })
+    }
+}
+
 impl Host {
     /// `registry` as image names spell it (`docker.io`, `127.0.0.1:5000`).
     fn new(
@@ -243,33 +295,27 @@ impl Host {
             reason: format!("not a valid host: {e}"),
         })?;
         let max_concurrency = settings.max_concurrency.unwrap_or(options.max_concurrency);
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("tagsmith/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(settings.connect_timeout.unwrap_or(options.connect_timeout))
-            .timeout(settings.timeout.unwrap_or(options.timeout))
-            .pool_max_idle_per_host(max_concurrency)
-            .redirect(reqwest::redirect::Policy::none());
         let env_bundle = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-        for path in settings.ca.iter().chain(env_bundle.iter()) {
-            let pem = std::fs::read(path).map_err(|e| Error::CaBundle {
-                host: registry.clone(),
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::CaBundle {
-                    host: registry.clone(),
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|source| Error::ClientSetup {
-            host: registry.clone(),
-            source,
-        })?;
+        let setup = ClientSetup {
+            registry: registry.clone(),
+            connect_timeout: settings.connect_timeout.unwrap_or(options.connect_timeout),
+            timeout: settings.timeout.unwrap_or(options.timeout),
+            max_concurrency,
+            bundles: settings
+                .ca
+                .iter()
+                .chain(env_bundle.iter())
+                .cloned()
+                .collect(),
+        };
+        let tls = std::sync::OnceLock::new();
+        let http = if insecure {
+            setup.build(false)?
+        } else {
+            let client = setup.build(true)?;
+            let _ = tls.set(client.clone());
+            client
+        };
         let rate = match settings.requests_per_second {
             Some(per_second) => Some(Bucket {
                 per_second,
@@ -285,6 +331,8 @@ impl Host {
             page_size: settings.page_size,
             limits: options.limits,
             http,
+            tls,
+            setup,
             limiter: Limiter::new(max_concurrency, rate),
             credentials,
             retry: options.retry,
@@ -457,6 +505,23 @@ impl Host {
         }
     }
 
+    /// The client that may send to `url`: a plain-http host's own for http, a TLS one for https.
+    fn client(&self, url: &Url) -> Result<&reqwest::Client, Failure> {
+        if url.scheme() != "https" {
+            return Ok(&self.http);
+        }
+        if let Some(client) = self.tls.get() {
+            return Ok(client);
+        }
+        let client = self.setup.build(true).map_err(|e| match e {
+            Error::ClientSetup { source, .. } => {
+                Failure::Permanent(format!("cannot set up https: {}", describe(&source)))
+            }
+            other => Failure::Permanent(other.to_string()),
+        })?;
+        Ok(self.tls.get_or_init(|| client))
+    }
+
     /// One request and its whole body, redirects followed by hand: credentials go only to the
     /// origin of the first url (the registry, or the token service it named).
     async fn exchange(&self, out: Outgoing<'_>) -> Result<(StatusCode, Reply), Failure> {
@@ -466,7 +531,7 @@ impl Host {
         let mut form = out.form;
         for _ in 0..=MAX_REDIRECTS {
             let home = url.origin() == origin;
-            let mut request = self.http.request(method.clone(), url.clone());
+            let mut request = self.client(&url)?.request(method.clone(), url.clone());
             if let Some(accept) = out.accept {
                 request = request.header(ACCEPT, accept);
             }

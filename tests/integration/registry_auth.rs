@@ -293,6 +293,62 @@ async fn tls_with_a_custom_ca() {
     );
 }
 
+// A plain-http host's own client trusts no certificate (loading the system's roots costs
+// milliseconds a plain host never needs); a redirect to https still gets a TLS client with the
+// entry's `ca`, made when it is first needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_registry_redirecting_to_https_is_followed_with_its_ca() {
+    let pki = Pki::new();
+    let (cert_pem, key_pem) = pki.server_cert();
+    let registry = Registry::start_with(
+        Auth::None,
+        Some(Tls {
+            cert_pem,
+            key_pem,
+            ca_pem: pki.ca_pem.clone(),
+        }),
+    );
+    let tags = tag_names("6.", 12);
+    registry.pusher().push_tags("moved/app", &tags).await;
+    let proxy = Proxy::start(&registry.host, Paging::PassThrough).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let image: ImageName = format!("{}/moved/app", proxy.host()).parse().unwrap();
+    let to_tls: &'static str =
+        Box::leak(format!("https://{}{{uri}}", registry.host).into_boxed_str());
+
+    let trusting = RegistrySettings {
+        host: proxy.host(),
+        insecure: Some(true),
+        ca: Some(ca),
+        ..RegistrySettings::default()
+    };
+    let client = Client::new(vec![trusting], options());
+    proxy.push_faults([Fault::Redirect(to_tls)]);
+    assert_eq!(
+        set(&client.list_tags(&image).await.unwrap()),
+        expected(&tags)
+    );
+    assert_eq!(
+        proxy.log().len(),
+        1,
+        "the listing went to the https registry"
+    );
+
+    // Without a CA for it, the https registry's certificate is refused, for good.
+    let plain = RegistrySettings {
+        host: proxy.host(),
+        insecure: Some(true),
+        ..RegistrySettings::default()
+    };
+    let client = Client::new(vec![plain], options());
+    proxy.push_faults([Fault::Redirect(to_tls)]);
+    let err = client.list_tags(&image).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_registry_redirecting_within_itself_keeps_the_token() {
     let pki = Pki::new();
