@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use git2::{AttrCheckFlags, AttrValue, FileMode, ObjectType, Oid, Repository, Signature, Tree};
 use rayon::prelude::*;
@@ -16,7 +17,7 @@ use super::walk_memo;
 use super::workspace::NewPack;
 use super::{CommitInfo, GitError, Workspace, message, redact_url};
 use crate::config::Author;
-use crate::rewrite::tree_memo::TreeMemo;
+use crate::rewrite::tree_memo::{ObjectId, TreeMemo, TreeSummary};
 use crate::rewrite::walk::{Before, ChangedFile, Core, FileOutcome, TreeReport};
 use crate::rewrite::{BlobScan, Lang, ScanCache, wide_encoding_with_marker};
 
@@ -226,10 +227,10 @@ impl Workspace {
         let mut memo = cache.map(ScanCache::tree_memo);
         let mut summaries = Summaries {
             memo: memo.as_deref_mut(),
+            made: Vec::new(),
             trees: 0,
-            made: 0,
         };
-        let (tree_id, root) = rebuild(
+        let (tree_id, root, _) = rebuild(
             &self.repo,
             Some(&base_tree),
             &edits,
@@ -238,7 +239,8 @@ impl Workspace {
             &mut pack,
             &mut summaries,
         )?;
-        let (trees, summarized) = (summaries.trees, summaries.made);
+        let (trees, summarized) = (summaries.trees, summaries.made.len());
+        summaries.keep();
         drop(memo);
         tracing::debug!(trees, summarized, "summaries of the commit's trees");
         // Not needed for the commit, which is the run's peak of memory.
@@ -530,8 +532,8 @@ fn rebuild(
     blob: &mut dyn FnMut(&ChangedFile, bool, &mut Builder) -> Result<Oid, GitError>,
     pack: &mut Builder,
     summaries: &mut Summaries<'_>,
-) -> Result<(Oid, Vec<u8>), GitError> {
-    let mut changed: Vec<(String, Oid, bool)> = Vec::new();
+) -> Result<(Oid, Vec<u8>, bool), GitError> {
+    let mut changed: Vec<Set> = Vec::new();
     let attributes_here =
         attributes_above || tree.is_some_and(|t| t.get_name(".gitattributes").is_some());
     let mut entries: Vec<TreeItem> = tree.map_or_else(Vec::new, |t| {
@@ -582,7 +584,11 @@ fn rebuild(
             let mode = existing.map_or(i32::from(FileMode::Blob), |e| e.filemode());
             let id = blob(file, attributes_here, pack)?;
             set(&mut entries, name, mode, id);
-            changed.push((name.to_string(), id, false));
+            changed.push(Set {
+                name: name.to_string(),
+                id,
+                tree: None,
+            });
             i += 1;
             continue;
         }
@@ -605,7 +611,7 @@ fn rebuild(
             }
             _ => None,
         };
-        let (sub_id, _) = rebuild(
+        let (sub_id, _, summarized) = rebuild(
             repo,
             sub.as_ref(),
             &below,
@@ -615,79 +621,108 @@ fn rebuild(
             summaries,
         )?;
         set(&mut entries, name, i32::from(FileMode::Tree), sub_id);
-        changed.push((name.to_string(), sub_id, true));
+        changed.push(Set {
+            name: name.to_string(),
+            id: sub_id,
+            tree: Some(summarized),
+        });
         i = j;
     }
     entries.sort_by(git_tree_order);
     let bytes = tree_bytes(&entries);
     let id = pack.add(ObjectType::Tree, &bytes).map_err(pack_error)?;
     summaries.trees += 1;
-    if let (Some(memo), Some(old)) = (summaries.memo.as_deref_mut(), tree) {
-        summaries.made += usize::from(summarize(memo, old.id(), id, &changed));
-    }
-    Ok((id, bytes))
+    let summarized = match tree {
+        Some(old) => summaries.summarize(old.id(), id, &changed),
+        None => false,
+    };
+    Ok((id, bytes, summarized))
+}
+
+/// An entry a commit set in a tree it made.
+struct Set {
+    name: String,
+    id: Oid,
+    /// For a folder: whether the tree made for it is summarized.
+    tree: Option<bool>,
 }
 
 /// The tree memo a commit summarizes the trees it makes into, as it makes them.
 struct Summaries<'m> {
     memo: Option<&'m mut TreeMemo>,
+    /// The summaries made, by the new tree's id, kept in the memo once the commit's trees
+    /// are all made: the memo's table holds as many trees throughout, where one made as
+    /// another left grew to twice its size from the holes the leaving ones left.
+    made: Vec<(ObjectId, Arc<TreeSummary>)>,
     /// Trees made.
     trees: usize,
-    /// Trees summarized.
-    made: usize,
 }
 
-/// Summarizes the tree `new`, made in place of `old` by setting the entries `changed` (name,
-/// id, whether a tree), from the summary of `old`, so the next walk of the commit does not
-/// read what tagsmith itself just wrote. Called as each tree is made (its folders first): a
-/// list of every tree made, kept for after the commit, raised the run's peak of memory by
-/// more than the summaries themselves. A summary is keyed by the tree's id, which names its
-/// content, so one made for a commit that then fails is still right. Only where every entry
-/// the commit set is a marked blob or a folder already summarized this way: a rewritten file
-/// keeps its marker (only the value moves), so the summary is the old one with the new ids.
-/// Any other edit (a write-back creating a file) leaves the tree to be read next time.
-fn summarize(memo: &mut TreeMemo, old: Oid, new: Oid, changed: &[(String, Oid, bool)]) -> bool {
-    let (Some(old), Some(new)) = (blob_key(old), blob_key(new)) else {
-        return false;
-    };
-    if old == new {
-        // Nothing changed below (the commit would be refused): the summary stands.
-        return memo.get(&old).is_some();
-    }
-    let Some(summary) = memo.get(&old) else {
-        return false;
-    };
-    let mut summary = (*summary).clone();
-    let all_known = changed.iter().all(|(name, id, is_tree)| {
-        let Some(key) = blob_key(*id) else {
+impl Summaries<'_> {
+    /// Summarizes the tree `new`, made in place of `old` by setting the entries `changed`,
+    /// from the summary of `old`, so the next walk of the commit does not read what
+    /// tagsmith itself just wrote; true when it did. Called as each tree is made (its
+    /// folders first): a list of every tree made, kept for after the commit, raised the
+    /// run's peak of memory by more than the summaries themselves. A summary is keyed by
+    /// the tree's id, which names its content, so one made for a commit that then fails is
+    /// still right. Only where every entry the commit set is a marked blob or a folder
+    /// summarized this way: a rewritten file keeps its marker (only the value moves), so
+    /// the summary is the old one with the new ids. Any other edit (a write-back creating a
+    /// file) leaves the tree to be read next time. The old summary is taken out and changed
+    /// in place, not copied.
+    fn summarize(&mut self, old: Oid, new: Oid, changed: &[Set]) -> bool {
+        let Some(memo) = self.memo.as_deref_mut() else {
             return false;
         };
-        if *is_tree {
-            let known = memo.get(&key).is_some();
-            let entry = summary.trees.iter_mut().find(|(n, _)| n == name);
-            match entry {
-                Some(entry) if known => {
-                    entry.1 = key;
-                    true
-                }
-                _ => false,
+        let (Some(old), Some(new)) = (blob_key(old), blob_key(new)) else {
+            return false;
+        };
+        if old == new {
+            // Nothing changed below (the commit would be refused): the summary stands.
+            return memo.contains(&old);
+        }
+        let Some(current) = memo.get(&old) else {
+            return false;
+        };
+        let all_known = changed.iter().all(|set| match set.tree {
+            Some(summarized) => {
+                (summarized || blob_key(set.id).is_some_and(|key| memo.contains(&key)))
+                    && current.trees.iter().any(|(n, _)| *n == set.name)
             }
-        } else {
-            match summary.blobs.iter_mut().find(|b| b.name == *name) {
-                Some(marked) => {
-                    marked.id = key;
-                    true
+            None => current.blobs.iter().any(|b| b.name == set.name),
+        });
+        drop(current);
+        if !all_known {
+            return false;
+        }
+        let Some(mut summary) = memo.take(&old) else {
+            return false;
+        };
+        let made = Arc::make_mut(&mut summary);
+        for set in changed {
+            let Some(key) = blob_key(set.id) else {
+                continue;
+            };
+            if set.tree.is_some() {
+                if let Some(entry) = made.trees.iter_mut().find(|(n, _)| *n == set.name) {
+                    entry.1 = key;
                 }
-                None => false,
+            } else if let Some(marked) = made.blobs.iter_mut().find(|b| b.name == set.name) {
+                marked.id = key;
             }
         }
-    });
-    if all_known {
-        memo.insert(new, summary);
-        // Kept besides, the old ones would double what the cache holds for this target.
-        memo.replaced(&old);
+        self.made.push((new, summary));
+        true
     }
-    all_known
+
+    /// Keeps the summaries made in the memo.
+    fn keep(&mut self) {
+        if let Some(memo) = self.memo.as_deref_mut() {
+            for (id, summary) in self.made.drain(..) {
+                memo.insert_shared(id, summary);
+            }
+        }
+    }
 }
 
 /// An entry of a tree being made.

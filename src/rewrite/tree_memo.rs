@@ -104,24 +104,34 @@ impl TreeMemo {
     /// Keeps the summary of the tree `id`, just read.
     pub fn insert(&mut self, id: ObjectId, summary: TreeSummary) -> Arc<TreeSummary> {
         let summary = Arc::new(summary);
+        self.insert_shared(id, Arc::clone(&summary));
+        summary
+    }
+
+    /// Keeps the summary of the tree `id`, made from another's (see [`Self::take`]).
+    pub fn insert_shared(&mut self, id: ObjectId, summary: Arc<TreeSummary>) {
         self.trees.insert(
             id,
             Node {
-                summary: Arc::clone(&summary),
+                summary,
                 used: true,
             },
         );
         self.changed = true;
-        summary
     }
 
-    /// The tree `old` was replaced by one whose summary is now kept: its own goes at once, so
-    /// the two are not held together (a run over the new commit never asks for it; should
-    /// the same tree still be elsewhere, it is read again there).
-    pub fn replaced(&mut self, old: &ObjectId) {
-        if self.trees.remove(old).is_some() {
-            self.changed = true;
-        }
+    /// Takes the summary of the tree `id` out, for the tree replacing it: the two are not
+    /// held together (a run over the new commit never asks for the old one; should the same
+    /// tree still be elsewhere, it is read again there).
+    pub fn take(&mut self, id: &ObjectId) -> Option<Arc<TreeSummary>> {
+        let node = self.trees.remove(id)?;
+        self.changed = true;
+        Some(node.summary)
+    }
+
+    /// Whether the summary of the tree `id` is kept; it counts as used by this run.
+    pub fn contains(&mut self, id: &ObjectId) -> bool {
+        self.get(id).is_some()
     }
 
     /// What `path` names in the tree `tree`, if known.
