@@ -87,6 +87,9 @@ pub fn run(args: OnceArgs) -> anyhow::Result<Status> {
         }
         report
     });
+    // Nothing runs on the runtime after the cycle (its target runs were joined), so its idle
+    // worker threads are left to end with the process instead of being waited for.
+    runtime.shutdown_background();
     if let Some(opened) = &opened {
         // A dry run changes nothing that a later cycle reads, the selections included.
         if !args.dry_run {
