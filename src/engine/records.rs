@@ -9,7 +9,7 @@ use crate::model::ImageRef;
 use crate::state::{ImageRecord, Snapshot};
 
 use super::schedule::{policy_fingerprint, stored_record};
-use super::select::{ImageReport, Known};
+use super::select::{ImageReport, Known, Listed};
 
 /// Each configured image's last selection as stored, where it was of the same image: the
 /// policy may have been edited since, but a digest of the same tag of the same image is
@@ -31,10 +31,11 @@ pub fn known_selections(config: &Config, snapshot: &Snapshot) -> Known {
         if selected.name != image.image {
             continue;
         }
-        if let Some(listing) = &record.listing
+        if let (Some(id), Some(tags)) = (&record.listing, record.tags)
             && record.policy == policy_fingerprint(image)
         {
-            known.listings.insert(image.id.clone(), listing.clone());
+            let id = id.clone();
+            known.listings.insert(image.id.clone(), Listed { id, tags });
         }
         known.selections.insert(image.id.clone(), selected);
     }
@@ -61,7 +62,8 @@ pub fn scan_records(
             let mut record = stored_record(image, snapshot);
             record.scanned(at, report.failed, report.error.as_deref(), report.tags);
             if let Some(selected) = &report.selected {
-                record.select(selected, report.listing.as_deref(), at);
+                let listing = report.listing.as_ref().map(|l| l.id.as_str());
+                record.select(selected, listing, at);
             } else if !report.failed {
                 record.listing = None;
             }
@@ -177,7 +179,10 @@ mod tests {
     fn the_listing_goes_with_its_selection_and_only_to_the_same_policy() {
         let config = config();
         let mut made = report("team-a:app", APP, Some(PINNED), None);
-        made.listing = Some("listing-1".into());
+        made.listing = Some(Listed {
+            id: "listing-1".into(),
+            tags: 3,
+        });
         let first = scan_records(&config, &Snapshot::default(), &[made], 10);
         assert_eq!(first[0].1.listing.as_deref(), Some("listing-1"));
         let mut snapshot = Snapshot {
@@ -187,8 +192,12 @@ mod tests {
         let known = known_selections(&config, &snapshot);
         let id: crate::model::PolicyId = "team-a:app".parse().unwrap();
         assert_eq!(
-            known.listings.get(&id).map(String::as_str),
-            Some("listing-1")
+            known.listings.get(&id),
+            Some(&Listed {
+                id: "listing-1".into(),
+                tags: 3
+            }),
+            "with the count of the scan"
         );
 
         // A failed scan keeps the pair; a scan with nothing acceptable, or a selection made

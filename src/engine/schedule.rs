@@ -429,7 +429,7 @@ impl Schedule {
                 .report
                 .as_ref()
                 .filter(|r| r.selected.as_deref() == Some(selected.to_string().as_str()))
-                .and_then(|r| r.listing.clone());
+                .and_then(|r| r.listing.as_ref().map(|l| l.id.clone()));
             slot.record
                 .select(&selected.to_string(), listing.as_deref(), now.wall_ms);
         }

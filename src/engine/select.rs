@@ -12,7 +12,7 @@ use crate::config::{Config, DigestMode, ImagePolicy};
 use crate::metrics::{label, metrics};
 use crate::model::{Digest, ImageName, ImageRef, PolicyId, Tag};
 use crate::policy::{PolicyKey, TagList};
-use crate::registry::Client;
+use crate::registry::{Client, Listing};
 
 /// What happened to one image this cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,9 +37,9 @@ pub struct ImageReport {
     /// When a tag held back by minAge comes of age (Unix ms): the image is scanned again then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<u64>,
-    /// The [`listing_id`] a selection without gates was made from, kept with it.
+    /// The listing a selection without gates was made from, kept with it.
     #[serde(skip)]
-    pub listing: Option<String>,
+    pub listing: Option<Listed>,
 }
 
 /// Selections by policy, plus a report per image.
@@ -90,13 +90,22 @@ pub struct PolicyScan {
 /// there is no latest ref, its name or tag differs, or its digest is empty).
 ///
 /// A policy without gates whose image lists exactly what it listed when its selection was
-/// made (see [`listing_id`]) selects the same tag again without ranking the list: selection
-/// is a function of the policy and the listing alone.
+/// made (see [`Listed`]) selects the same tag again without ranking the list: selection is a
+/// function of the policy and the listing alone. When every policy of an image stands on the
+/// same listing and the registry answers with the same bytes, the answer is not even read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
     pub selections: BTreeMap<PolicyId, ImageRef>,
-    /// The [`listing_id`] each policy's selection came from, stored with it.
-    pub listings: BTreeMap<PolicyId, String>,
+    /// The listing each policy's selection came from, stored with it.
+    pub listings: BTreeMap<PolicyId, Listed>,
+}
+
+/// A listing a selection was made from: its id ([`crate::registry::Listing::Tags`], salted
+/// with [`BUILD`]) and how many tags it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub tags: usize,
 }
 
 impl Known {
@@ -124,21 +133,10 @@ impl<const N: usize> From<[(PolicyId, ImageRef); N]> for Known {
     }
 }
 
-/// What a selection depends on besides the policy: the tags in the order listed, and the
-/// build that ranked them (a new build may rank differently, so it ranks again once).
-pub fn listing_id(tags: &[Tag]) -> String {
-    // One buffer hashed at once: blake3 is slow to feed a few bytes at a time.
-    let mut bytes =
-        Vec::with_capacity(64 + tags.iter().map(|t| t.as_str().len() + 1).sum::<usize>());
-    bytes.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(env!("TAGSMITH_REVISION").as_bytes());
-    for tag in tags {
-        bytes.push(0);
-        bytes.extend_from_slice(tag.as_str().as_bytes());
-    }
-    blake3::hash(&bytes).to_hex()[..32].to_string()
-}
+/// What a selection depends on besides the policy and the listing: the build that ranked the
+/// tags (a new build may rank differently, so it ranks again once). Listing ids are salted
+/// with it.
+pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " ", env!("TAGSMITH_REVISION"));
 
 /// Scans all images and selects; see [`select_images`]. `on_moved` is called (from the scan,
 /// at once) for each repository where some policy's selection is not the one `known` holds.
@@ -232,9 +230,17 @@ pub async fn scan_repository(
     known: &Known,
 ) -> RepositoryScan {
     let started = std::time::Instant::now();
-    let listed = client.list_tags(image).await;
+    let seen = seen_listing(policies, known);
+    let listed = client
+        .list_tags_since(image, BUILD.as_bytes(), seen.map(|l| l.id.as_str()))
+        .await;
     let results = match &listed {
-        Ok(tags) => select_listed(policies, tags, client, known).await,
+        Ok(Listing::Tags { tags, id }) => select_listed(policies, tags, id, client, known).await,
+        Ok(Listing::Unchanged) => match seen {
+            Some(seen) => select_standing(policies, seen, client, known).await,
+            // Only a listing given as seen comes back unchanged.
+            None => Vec::new(),
+        },
         Err(e) => {
             let error = super::report::chain(e);
             let transient = e.is_transient();
@@ -255,9 +261,61 @@ pub async fn scan_repository(
     }
     RepositoryScan {
         image: image.clone(),
-        tags: listed.ok(),
+        tags: match listed {
+            Ok(Listing::Tags { tags, .. }) => Some(tags),
+            Ok(Listing::Unchanged) | Err(_) => None,
+        },
         policies: results,
     }
+}
+
+/// The listing every policy of an image stands on, when they all have no gates and their
+/// selections were all made from one listing: the registry's answer need not be read if it
+/// is that one again.
+fn seen_listing<'k>(policies: &[&ImagePolicy], known: &'k Known) -> Option<&'k Listed> {
+    let mut seen: Option<&Listed> = None;
+    for policy in policies {
+        if policy.needs_registry_pass() {
+            return None;
+        }
+        let listed = known.listings.get(&policy.id)?;
+        let last = known.selections.get(&policy.id)?;
+        if last.name != policy.image || last.tag.is_none() {
+            return None;
+        }
+        match seen {
+            Some(other) if other != listed => return None,
+            _ => seen = Some(listed),
+        }
+    }
+    seen
+}
+
+/// Each policy's stored selection, its image having listed `seen` again; digests as
+/// [`select_plain`] resolves them.
+async fn select_standing(
+    policies: &[&ImagePolicy],
+    seen: &Listed,
+    client: &Client,
+    known: &Known,
+) -> Vec<PolicyScan> {
+    // The distinct stored tags stand in for the listing: the choices index them.
+    let mut tags: Vec<Tag> = Vec::new();
+    let choices: Vec<Choice> = policies
+        .iter()
+        .map(|policy| {
+            let Some(tag) = known.selections.get(&policy.id).and_then(|s| s.tag.clone()) else {
+                // `seen_listing` gave `seen` only when every policy has a stored tag.
+                return Choice::Nothing("no stored selection".into());
+            };
+            let i = tags.iter().position(|t| *t == tag).unwrap_or_else(|| {
+                tags.push(tag);
+                tags.len() - 1
+            });
+            Choice::Tag(i)
+        })
+        .collect();
+    resolve(policies, &tags, seen, choices, client, known).await
 }
 
 /// What one policy's selection came to, before any digest lookup.
@@ -274,11 +332,12 @@ enum Choice {
 async fn select_listed(
     policies: &[&ImagePolicy],
     tags: &[Tag],
+    id: &str,
     client: &Client,
     known: &Known,
 ) -> Vec<PolicyScan> {
     if policies.iter().all(|p| !p.needs_registry_pass()) {
-        return select_plain(policies, tags, client, known).await;
+        return select_plain(policies, tags, id, client, known).await;
     }
     let plain: Vec<&ImagePolicy> = policies
         .iter()
@@ -288,7 +347,7 @@ async fn select_listed(
     let mut plain_scans = if plain.is_empty() {
         Vec::new()
     } else {
-        select_plain(&plain, tags, client, known).await
+        select_plain(&plain, tags, id, client, known).await
     }
     .into_iter();
     let mut out = Vec::with_capacity(policies.len());
@@ -307,11 +366,29 @@ async fn select_listed(
 async fn select_plain(
     policies: &[&ImagePolicy],
     tags: &[Tag],
+    id: &str,
     client: &Client,
     known: &Known,
 ) -> Vec<PolicyScan> {
-    let listing = listing_id(tags);
-    let choices = choose(policies, tags, known, &listing);
+    let listed = Listed {
+        id: id.to_string(),
+        tags: tags.len(),
+    };
+    let choices = choose(policies, tags, known, id);
+    resolve(policies, tags, &listed, choices, client, known).await
+}
+
+/// The scans of `choices` (indexes into `tags`, made from `listed`): each selected tag's
+/// digest kept or looked up once.
+async fn resolve(
+    policies: &[&ImagePolicy],
+    tags: &[Tag],
+    listed: &Listed,
+    choices: Vec<Choice>,
+    client: &Client,
+    known: &Known,
+) -> Vec<PolicyScan> {
+    let count = listed.tags;
     let kept: Vec<Option<Digest>> = policies
         .iter()
         .zip(&choices)
@@ -353,7 +430,7 @@ async fn select_plain(
         .zip(kept)
         .map(|((policy, choice), kept)| match choice {
             Choice::Nothing(why) => {
-                let mut nothing = failure(policy, Some(tags.len()), why, false);
+                let mut nothing = failure(policy, Some(count), why, false);
                 nothing.report.failed = false;
                 nothing
             }
@@ -366,11 +443,11 @@ async fn select_plain(
                     (_, Some(Err((e, transient)))) => {
                         let tag = &tags[i];
                         let error = format!("digest of {tag}: {e}");
-                        return failure(policy, Some(tags.len()), error, *transient);
+                        return failure(policy, Some(count), error, *transient);
                     }
                 };
-                let mut scan = selected(policy, tags, &tags[i], digest);
-                scan.report.listing = Some(listing.clone());
+                let mut scan = selected(policy, count, &tags[i], digest);
+                scan.report.listing = Some(listed.clone());
                 scan
             }
         })
@@ -428,7 +505,7 @@ fn choose(policies: &[&ImagePolicy], tags: &[Tag], known: &Known, listing: &str)
 
 /// `image`'s last selected tag, when that selection was made from `listing`.
 fn standing<'k>(image: &ImagePolicy, known: &'k Known, listing: &str) -> Option<&'k Tag> {
-    if known.listings.get(&image.id).map(String::as_str) != Some(listing) {
+    if known.listings.get(&image.id).map(|l| l.id.as_str()) != Some(listing) {
         return None;
     }
     let last = known.selections.get(&image.id)?;
@@ -453,18 +530,18 @@ fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: b
     }
 }
 
-fn selected(image: &ImagePolicy, tags: &[Tag], tag: &Tag, digest: Option<Digest>) -> PolicyScan {
+fn selected(image: &ImagePolicy, count: usize, tag: &Tag, digest: Option<Digest>) -> PolicyScan {
     let reference = ImageRef {
         name: image.image.clone(),
         tag: Some(tag.clone()),
         digest,
     };
-    tracing::debug!(policy = %image.id, selected = %reference, tags = tags.len(), "selected");
+    tracing::debug!(policy = %image.id, selected = %reference, tags = count, "selected");
     PolicyScan {
         report: ImageReport {
             policy: image.id.to_string(),
             image: image.image.to_string(),
-            tags: Some(tags.len()),
+            tags: Some(count),
             selected: Some(reference.to_string()),
             error: None,
             failed: false,
@@ -600,56 +677,66 @@ mod tests {
             .collect()
     }
 
+    fn listed(id: &str, tags: usize) -> Listed {
+        Listed {
+            id: id.into(),
+            tags,
+        }
+    }
+
     #[test]
     fn a_selection_made_from_the_same_listing_stands_and_any_other_listing_is_ranked() {
         let app = policy("{ policy: 'a:app', image: r.example/app, semver: '^1' }");
-        let listed = tags(&["1.0.0", "1.2.0", "1.1.0"]);
-        let listing = listing_id(&listed);
+        let listing = tags(&["1.0.0", "1.2.0", "1.1.0"]);
         assert_eq!(
-            picked(&choose(&[&app], &listed, &Known::new(), &listing)),
+            picked(&choose(&[&app], &listing, &Known::new(), "one")),
             [Some(1)]
         );
 
         // A stored 1.1.0 from this very listing is taken as it is (which is how the test can
         // tell it was not ranked again).
         let mut known = Known::from([(app.id.clone(), "r.example/app:1.1.0".parse().unwrap())]);
-        known.listings.insert(app.id.clone(), listing.clone());
-        assert_eq!(
-            picked(&choose(&[&app], &listed, &known, &listing)),
-            [Some(2)]
-        );
+        known.listings.insert(app.id.clone(), listed("one", 3));
+        assert_eq!(picked(&choose(&[&app], &listing, &known, "one")), [Some(2)]);
 
         // Another listing, a stored tag the list no longer has, or another image: ranked.
         let more = tags(&["1.0.0", "1.2.0", "1.1.0", "1.3.0"]);
-        assert_eq!(
-            picked(&choose(&[&app], &more, &known, &listing_id(&more))),
-            [Some(3)]
-        );
+        assert_eq!(picked(&choose(&[&app], &more, &known, "two")), [Some(3)]);
         let without = tags(&["1.0.0", "1.2.0"]);
-        known.listings.insert(app.id.clone(), listing_id(&without));
-        assert_eq!(
-            picked(&choose(&[&app], &without, &known, &listing_id(&without))),
-            [Some(1)]
-        );
-        known.listings.insert(app.id.clone(), listing.clone());
+        assert_eq!(picked(&choose(&[&app], &without, &known, "one")), [Some(1)]);
         known
             .selections
             .insert(app.id.clone(), "r.example/other:1.1.0".parse().unwrap());
-        assert_eq!(
-            picked(&choose(&[&app], &listed, &known, &listing)),
-            [Some(1)]
-        );
+        assert_eq!(picked(&choose(&[&app], &listing, &known, "one")), [Some(1)]);
     }
 
     #[test]
-    fn a_listing_id_follows_the_tags_and_their_order() {
-        let a = listing_id(&tags(&["1.0", "2.0"]));
-        assert_eq!(a, listing_id(&tags(&["1.0", "2.0"])));
-        assert_ne!(a, listing_id(&tags(&["2.0", "1.0"])));
-        assert_ne!(
-            listing_id(&tags(&["1.0", "2.0"])),
-            listing_id(&tags(&["1.02.0"]))
+    fn an_image_stands_on_a_listing_only_when_every_policy_without_gates_does() {
+        let app = policy("{ policy: 'a:app', image: r.example/app, semver: '^1' }");
+        let web = policy("{ policy: 'a:web', image: r.example/app, semver: '^2' }");
+        let gated = policy("{ policy: 'a:old', image: r.example/app, semver: '^1', minAge: 1h }");
+        let mut known = Known::from([
+            (app.id.clone(), "r.example/app:1.1.0".parse().unwrap()),
+            (web.id.clone(), "r.example/app:2.0.0".parse().unwrap()),
+            (gated.id.clone(), "r.example/app:1.0.0".parse().unwrap()),
+        ]);
+        assert_eq!(seen_listing(&[&app, &web], &known), None, "no listing kept");
+        known.listings.insert(app.id.clone(), listed("one", 3));
+        assert_eq!(seen_listing(&[&app], &known), Some(&listed("one", 3)));
+        assert_eq!(seen_listing(&[&app, &web], &known), None, "web has none");
+        known.listings.insert(web.id.clone(), listed("two", 3));
+        assert_eq!(seen_listing(&[&app, &web], &known), None, "two listings");
+        known.listings.insert(web.id.clone(), listed("one", 3));
+        assert_eq!(seen_listing(&[&app, &web], &known), Some(&listed("one", 3)));
+        known.listings.insert(gated.id.clone(), listed("one", 3));
+        assert_eq!(
+            seen_listing(&[&app, &gated], &known),
+            None,
+            "gates look further"
         );
-        assert_ne!(a, listing_id(&tags(&["1.0", "2.0", "3.0"])));
+        known
+            .selections
+            .insert(web.id.clone(), "r.example/other:2.0.0".parse().unwrap());
+        assert_eq!(seen_listing(&[&app, &web], &known), None, "another image");
     }
 }

@@ -35,6 +35,7 @@ pub use backoff::RetryPolicy;
 pub use client::{Client, Options, is_loopback};
 pub use digest::MANIFEST_ACCEPT;
 pub use link::ListingLimits;
+pub use scan::Listing;
 pub use settings::{AuthSettings, BasicAuth, ExecAuth, RegistrySettings};
 
 #[derive(Debug, Error)]

@@ -519,3 +519,81 @@ async fn redirects_keep_credentials_within_the_registry_and_drop_them_outside() 
     assert!(err.to_string().contains(&registry.host), "{err}");
     assert_eq!(proxy.log().len(), 1);
 }
+
+// A listing whose answer is byte for byte the one an id was made from comes back unchanged,
+// unread; a new tag, another salt, or a registry that pages gives the tags and a new id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_the_caller_has_seen_comes_back_unchanged_without_being_read() {
+    use tagsmith::registry::Listing;
+    let registry = Registry::start(Auth::None);
+    let tags = tag_names("3.", 20);
+    registry.pusher().push_tags("seen/app", &tags).await;
+    let client = Client::new(vec![settings(&registry.host)], fast_options());
+    let name = image(&registry.host, "seen/app");
+
+    let Listing::Tags { tags: first, id } = client
+        .list_tags_since(&name, b"build 1", None)
+        .await
+        .unwrap()
+    else {
+        panic!("nothing was seen, so the tags come back");
+    };
+    assert_eq!(set(&names(&first)), set(&tags));
+    assert_eq!(
+        client
+            .list_tags_since(&name, b"build 1", Some(&id))
+            .await
+            .unwrap(),
+        Listing::Unchanged
+    );
+    let Listing::Tags { id: other_salt, .. } = client
+        .list_tags_since(&name, b"build 2", Some(&id))
+        .await
+        .unwrap()
+    else {
+        panic!("another build's id is another id");
+    };
+    assert_ne!(other_salt, id);
+
+    registry
+        .pusher()
+        .push_tags("seen/app", &["3.99.0".to_string()])
+        .await;
+    let Listing::Tags {
+        tags: now,
+        id: moved,
+    } = client
+        .list_tags_since(&name, b"build 1", Some(&id))
+        .await
+        .unwrap()
+    else {
+        panic!("a new tag is a new answer");
+    };
+    assert_eq!(now.len(), tags.len() + 1);
+    assert_ne!(moved, id);
+
+    // Asked page by page, the answer is read and its id covers every page.
+    let paged = Client::new(
+        vec![RegistrySettings {
+            page_size: Some(7),
+            ..settings(&registry.host)
+        }],
+        fast_options(),
+    );
+    let Listing::Tags {
+        tags: pages,
+        id: paged_id,
+    } = paged
+        .list_tags_since(&name, b"build 1", None)
+        .await
+        .unwrap()
+    else {
+        panic!("nothing was seen");
+    };
+    assert_eq!(pages.len(), tags.len() + 1);
+    let again = paged
+        .list_tags_since(&name, b"build 1", Some(&paged_id))
+        .await
+        .unwrap();
+    assert!(matches!(again, Listing::Tags { .. }), "{again:?}");
+}
