@@ -238,8 +238,15 @@ pub async fn scan_repository(
         Ok(Listing::Tags { tags, id }) => select_listed(policies, tags, id, client, known).await,
         Ok(Listing::Unchanged) => match seen {
             Some(seen) => select_standing(policies, seen, client, known).await,
-            // Only a listing given as seen comes back unchanged.
-            None => Vec::new(),
+            // The client answers "unchanged" only to a listing given as seen; should it ever
+            // do otherwise, the scan fails visibly rather than selecting from nothing.
+            None => policies
+                .iter()
+                .map(|policy| {
+                    let error = "the registry's answer was taken for one never seen".to_string();
+                    failure(policy, None, error, true)
+                })
+                .collect(),
         },
         Err(e) => {
             let error = super::report::chain(e);
