@@ -203,8 +203,12 @@ async fn bearer_tokens_anonymous_and_with_credentials_cached_until_expiry() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_with_a_custom_ca() {
+/// A registry serving TLS with a certificate of a test CA, `tags` pushed to `repository`, and
+/// that CA's PEM written to `ca.pem` in a temp dir (kept alive by the caller).
+async fn tls_registry(
+    repository: &str,
+    tags: &[String],
+) -> (Registry, tempfile::TempDir, std::path::PathBuf) {
     let pki = Pki::new();
     let (cert_pem, key_pem) = pki.server_cert();
     let registry = Registry::start_with(
@@ -215,11 +219,17 @@ async fn tls_with_a_custom_ca() {
             ca_pem: pki.ca_pem.clone(),
         }),
     );
-    let tags = tag_names("4.", 25);
-    registry.pusher().push_tags("tls/app", &tags).await;
+    registry.pusher().push_tags(repository, tags).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
+    (registry, dir, ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_custom_ca() {
+    let tags = tag_names("4.", 25);
+    let (registry, dir, ca) = tls_registry("tls/app", &tags).await;
     let image: ImageName = format!("{}/tls/app", registry.host).parse().unwrap();
 
     let trusting = RegistrySettings {
@@ -298,22 +308,9 @@ async fn tls_with_a_custom_ca() {
 // entry's `ca`, made when it is first needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_http_registry_redirecting_to_https_is_followed_with_its_ca() {
-    let pki = Pki::new();
-    let (cert_pem, key_pem) = pki.server_cert();
-    let registry = Registry::start_with(
-        Auth::None,
-        Some(Tls {
-            cert_pem,
-            key_pem,
-            ca_pem: pki.ca_pem.clone(),
-        }),
-    );
     let tags = tag_names("6.", 12);
-    registry.pusher().push_tags("moved/app", &tags).await;
+    let (registry, _dir, ca) = tls_registry("moved/app", &tags).await;
     let proxy = Proxy::start(&registry.host, Paging::PassThrough).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
     let image: ImageName = format!("{}/moved/app", proxy.host()).parse().unwrap();
     let to_tls: &'static str =
         Box::leak(format!("https://{}{{uri}}", registry.host).into_boxed_str());
