@@ -116,6 +116,14 @@ impl Known {
     pub fn get(&self, policy: &PolicyId) -> Option<&ImageRef> {
         self.selections.get(policy)
     }
+
+    /// `image`'s last selected tag, of its own image, and the listing it was made from.
+    fn stored(&self, image: &ImagePolicy) -> Option<(&Listed, &Tag)> {
+        let listed = self.listings.get(&image.id)?;
+        let last = self.selections.get(&image.id)?;
+        let tag = last.tag.as_ref().filter(|_| last.name == image.image)?;
+        Some((listed, tag))
+    }
 }
 
 impl FromIterator<(PolicyId, ImageRef)> for Known {
@@ -285,11 +293,7 @@ fn seen_listing<'k>(policies: &[&ImagePolicy], known: &'k Known) -> Option<&'k L
         if policy.needs_registry_pass() {
             return None;
         }
-        let listed = known.listings.get(&policy.id)?;
-        let last = known.selections.get(&policy.id)?;
-        if last.name != policy.image || last.tag.is_none() {
-            return None;
-        }
+        let (listed, _) = known.stored(policy)?;
         match seen {
             Some(other) if other != listed => return None,
             _ => seen = Some(listed),
@@ -311,12 +315,12 @@ async fn select_standing(
     let choices: Vec<Choice> = policies
         .iter()
         .map(|policy| {
-            let Some(tag) = known.selections.get(&policy.id).and_then(|s| s.tag.clone()) else {
+            let Some((_, tag)) = known.stored(policy) else {
                 // `seen_listing` gave `seen` only when every policy has a stored tag.
                 return Choice::Nothing("no stored selection".into());
             };
-            let i = tags.iter().position(|t| *t == tag).unwrap_or_else(|| {
-                tags.push(tag);
+            let i = tags.iter().position(|t| t == tag).unwrap_or_else(|| {
+                tags.push(tag.clone());
                 tags.len() - 1
             });
             Choice::Tag(i)
@@ -484,7 +488,7 @@ fn choose(policies: &[&ImagePolicy], tags: &[Tag], known: &Known, listing: &str)
     policies
         .iter()
         .map(|image| {
-            if let Some(tag) = standing(image, known, listing)
+            if let Some((_, tag)) = known.stored(image).filter(|(l, _)| l.id == listing)
                 && let Some(i) = *found
                     .entry(tag)
                     .or_insert_with(|| tags.iter().position(|t| t == tag))
@@ -508,15 +512,6 @@ fn choose(policies: &[&ImagePolicy], tags: &[Tag], known: &Known, listing: &str)
                 .clone()
         })
         .collect()
-}
-
-/// `image`'s last selected tag, when that selection was made from `listing`.
-fn standing<'k>(image: &ImagePolicy, known: &'k Known, listing: &str) -> Option<&'k Tag> {
-    if known.listings.get(&image.id).map(|l| l.id.as_str()) != Some(listing) {
-        return None;
-    }
-    let last = known.selections.get(&image.id)?;
-    last.tag.as_ref().filter(|_| last.name == image.image)
 }
 
 fn failure(image: &ImagePolicy, tags: Option<usize>, error: String, transient: bool) -> PolicyScan {
